@@ -1,0 +1,55 @@
+# Epochscope: `make demo` to see it run, `make test` to check it.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+RUNS   ?= runs
+DATA   ?= data/demo
+HOST   ?= 127.0.0.1
+PORT   ?= 8050
+
+.PHONY: install demo demo-data dashboard stop test test-quick test-faults lint format bench catalogue clean
+
+install: $(STAMP)  ## make .venv with the dashboard, trainer and dev requirements (quick when nothing changed)
+
+$(STAMP): requirements.txt requirements-train.txt requirements-dev.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt -r requirements-train.txt -r requirements-dev.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+demo-data: install  ## make the embedded synthetic demo dataset (all 1000 classes, 32 px)
+	$(BIN)/python -m trainer make-demo-data $(DATA) --if-missing
+
+demo: demo-data  ## demo data, trainer in the background, dashboard in the foreground
+	$(BIN)/python -m trainer train --data $(DATA) --runs-dir $(RUNS) --name demo --demo --background --resume-or-start
+	@echo ""
+	@echo "Dashboard: http://$(HOST):$(PORT)/?run=demo   (Ctrl-C stops the dashboard;"
+	@echo "           'make stop' stops the trainer)"
+	$(BIN)/python -m dashboard --runs-dir $(RUNS) --host $(HOST) --port $(PORT)
+
+stop: install  ## stop the background demo trainer cleanly
+	$(BIN)/python -m trainer stop demo --runs-dir $(RUNS)
+
+test: install lint  ## the whole suite: unit, real training runs, browser tests
+	$(BIN)/python -m pytest -q
+
+test-quick: install  ## under a minute: no browser, no slow tests
+	$(BIN)/python -m pytest -q -m "not browser and not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install  ## benchmarks: bench/results/latest.json and docs/performance.md
+	$(BIN)/python -m bench
+
+catalogue: install  ## regenerate assets/imagenet/*.tsv (needs apt wordnet-base)
+	$(BIN)/python -m assets.build_catalogue
+
+clean:
+	rm -rf $(RUNS) data .pytest_cache

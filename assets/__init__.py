@@ -1,0 +1,1 @@
+"""Static assets shared by the trainer and the dashboard: the ImageNet class catalogue."""

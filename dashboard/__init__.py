@@ -1,0 +1,1 @@
+"""Epochscope dashboard: live training curves, confusion explorer and photo classifier (Dash)."""
