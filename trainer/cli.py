@@ -34,5 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    if name == "train":
+        # --engine mxnet re-executes in .venv-mxnet; the PyTorch engine never sees --engine
+        from trainer.mxnet_engine.launch import engine_of, exec_engine, strip_engine
+
+        engine = engine_of(rest)
+        if engine == "mxnet":
+            return exec_engine(rest)
+        if engine not in (None, "pytorch"):
+            print(f"error: unknown --engine {engine!r}; choose pytorch or mxnet", file=sys.stderr)
+            return 2
+        rest = strip_engine(rest)
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(rest) or 0)

@@ -1,0 +1,142 @@
+"""``python -m trainer predict``: the top-5 classes of images, with a run's exported model.
+
+Prints the seed's "Neko" format. Uses ``models/epoch-NNNN.onnx`` through onnxruntime (what the
+dashboard uses), or with ``--engine torch`` the epoch's checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from trainer.data import IMAGE_ERRORS, preprocess
+from trainer.rundir import epoch_of
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m trainer predict",
+        description="Print the top-5 labels of each IMAGE with a run's model after epoch E.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--runs-dir", default="runs", metavar="RUNS", help="(default: runs)")
+    p.add_argument("--run", required=True, metavar="NAME", help="run name")
+    p.add_argument("--epoch", type=int, help="epoch whose model to use (default: the newest)")
+    p.add_argument(
+        "--engine",
+        choices=("onnx", "torch"),
+        default="onnx",
+        help="onnx: models/epoch-E.onnx via onnxruntime; torch: checkpoints/epoch-E.pt",
+    )
+    p.add_argument("--top", type=int, default=5, help="how many classes (default: 5)")
+    return p
+
+
+class PredictError(ValueError):
+    pass
+
+
+def load_classes(run_dir: Path) -> list[tuple[str, str]]:
+    """(wnid, label) per class; ImageNet classes get the catalogue's full lemma list."""
+    with (run_dir / "classes.tsv").open(newline="", encoding="utf-8") as f:
+        rows = [(r["wnid"], r["name"]) for r in csv.DictReader(f, delimiter="\t")]
+    try:
+        from assets.catalogue import load_catalogue
+
+        cat = load_catalogue()
+        return [(w, ", ".join(cat.by_wnid(w).lemmas) if w in cat else n) for w, n in rows]
+    except (ImportError, OSError):
+        return rows
+
+
+def pick_file(folder: Path, suffix: str, epoch: int | None) -> tuple[Path, int]:
+    files = {epoch_of(p): p for p in folder.glob(f"epoch-*{suffix}") if epoch_of(p) is not None}
+    if not files:
+        raise PredictError(f"no epoch-*{suffix} files in {folder}")
+    if epoch is None:
+        epoch = max(files)
+    if epoch not in files:
+        raise PredictError(
+            f"no {folder.name} file for epoch {epoch} in {folder}; have epochs "
+            f"{', '.join(map(str, sorted(files)))}"
+        )
+    return files[epoch], epoch
+
+
+def onnx_classifier(path: Path):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda batch: session.run(None, {name: batch})[0]
+
+
+def torch_classifier(path: Path, hparams: dict, num_classes: int):
+    import torch
+
+    from trainer.models import create_model
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = create_model(hparams["arch"], num_classes=num_classes, width=hparams["width"])
+    model.load_state_dict(state["model"])
+    model.eval()
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(batch)).numpy()
+
+    return run
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    run_dir = Path(args.runs_dir) / args.run
+    try:
+        if not (run_dir / "run.json").exists():
+            raise PredictError(f"no run {args.run!r} in {args.runs_dir}")
+        info = json.loads((run_dir / "run.json").read_text())
+        classes = load_classes(run_dir)
+        size = int(info["preprocess"]["image_size"])
+        if args.engine == "onnx":
+            path, epoch = pick_file(run_dir / "models", ".onnx", args.epoch)
+            classify = onnx_classifier(path)
+        else:
+            path, epoch = pick_file(run_dir / "checkpoints", ".pt", args.epoch)
+            classify = torch_classifier(path, info["hparams"], len(classes))
+        batch = []
+        for image in args.images:
+            try:
+                batch.append(preprocess(image, size))
+            except FileNotFoundError:
+                raise PredictError(f"no such image: {image}") from None
+            except IMAGE_ERRORS as e:
+                raise PredictError(f"{image} is not a readable image ({e})") from None
+    except PredictError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    prob = softmax(classify(np.stack(batch)).astype(np.float64))
+    k = min(args.top, prob.shape[1])
+    for image, p in zip(args.images, prob, strict=True):
+        top = np.argsort(-p)[:k]
+        wnid, label = classes[top[0]]
+        print(f"{image}  (run {args.run}, epoch {epoch}, {path.name})")
+        print(f'Predicted top class: "{wnid} {label}"')
+        print(f"Top {k} predictions:")
+        for rank, c in enumerate(top, 1):
+            wnid, label = classes[c]
+            print(f'[{rank}] "{wnid} {label}"  {p[c]:.3f}')
+        print()
+    return 0
