@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["browser_support"]  # dashboard_server, browser_page (tests/browser_support.py)
+
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = REPO / "test-output"  # screenshots and other artefacts a person may want to see
 

@@ -1,0 +1,113 @@
+"""Scoring API: ``POST /api/v1/classify`` (multipart ``image``, optional ``run`` and ``epoch``).
+
+Answers ``{"run", "epoch", "file", "top5": [{index, wnid, name, probability}]}``, or a 4xx
+``{"error": "..."}`` with the same limits and messages as the classifier page. The upload is
+parsed into memory only (werkzeug would otherwise spool files over 500 KB to a temporary file).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import parse_form_data
+
+from dashboard import config, inference
+from dashboard.rundir import list_runs, model_epochs, safe_run_dir
+
+FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields around the file
+
+
+class _MemoryBuffer(io.BytesIO):
+    """An in-memory upload that refuses to grow past the limit (also for chunked requests)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def write(self, data: Any) -> int:
+        if self.tell() + len(data) > self.limit:
+            raise RequestEntityTooLarge()
+        return super().write(data)
+
+
+def _error(message: str, status: int):
+    return jsonify({"error": message}), status
+
+
+def default_run(runs_dir: os.PathLike[str]) -> str | None:
+    """The newest run that has a model."""
+    for s in list_runs(runs_dir):
+        if model_epochs(safe_run_dir(runs_dir, s.name)):
+            return s.name
+    return None
+
+
+def classify_upload(data: bytes, run: str | None, epoch: str | int | None) -> dict[str, Any]:
+    """Top-5 of one upload; raises inference.ImageError (status attached) for every failure."""
+    runs_dir = config.runs_dir()
+    run = run or default_run(runs_dir)
+    if not run:
+        raise inference.ImageError("no run with a model yet", 404)
+    try:
+        run_dir = safe_run_dir(runs_dir, run)
+    except ValueError as e:
+        raise inference.ImageError(str(e), 400) from None
+    except LookupError as e:
+        raise inference.ImageError(str(e), 404) from None
+    epochs = model_epochs(run_dir)
+    if epoch in (None, ""):
+        if not epochs:
+            raise inference.ImageError(f"run {run!r} has no model yet", 404)
+        epoch = epochs[-1]
+    try:
+        epoch = int(epoch)
+    except (TypeError, ValueError):
+        raise inference.ImageError(f"epoch must be a whole number, not {epoch!r}", 400) from None
+    if epoch not in epochs:
+        raise inference.ImageError(f"run {run!r} has no model for epoch {epoch}", 404)
+    try:
+        classifier = inference.Classifier.for_run(run_dir, epoch)
+    except (LookupError, ValueError) as e:
+        raise inference.ImageError(f"cannot use run {run!r} epoch {epoch}: {e}", 409) from None
+    result = classifier.classify([data])[0]
+    if isinstance(result, inference.ImageError):
+        raise result
+    return {"run": run, "epoch": epoch, "top5": result}
+
+
+def register(server: Flask) -> None:
+    """Add the API routes to the Flask server under Dash."""
+
+    @server.post("/api/v1/classify")
+    def classify():  # the Flask view
+        limit = inference.MAX_UPLOAD_BYTES
+        length = request.content_length
+        if length is not None and length > limit + FORM_OVERHEAD:
+            return _error(f"the upload is over the {limit / 2**20:.0f} MB limit", 413)
+        if not (request.mimetype or "").startswith("multipart/form-data"):
+            return _error("send multipart/form-data with the photo in the field 'image'", 415)
+        try:
+            _, form, files = parse_form_data(
+                request.environ,
+                stream_factory=lambda *a, **k: _MemoryBuffer(limit + 1),
+                max_content_length=limit + FORM_OVERHEAD,
+            )
+        except RequestEntityTooLarge:
+            return _error(f"the upload is over the {limit / 2**20:.0f} MB limit", 413)
+        upload = files.get("image")
+        if upload is None:
+            return _error("no file in the form field 'image'", 400)
+        try:
+            data = upload.stream.getvalue()
+            answer = classify_upload(
+                data,
+                form.get("run") or request.args.get("run"),
+                form.get("epoch") or request.args.get("epoch"),
+            )
+        except inference.ImageError as e:
+            return _error(f"{upload.filename or 'image'}: {e}", e.status)
+        return jsonify({**answer, "file": upload.filename})

@@ -1,0 +1,82 @@
+"""Super-category bands (dogs, birds, vehicles, ...) along a display order of a run's classes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from assets.catalogue import Band, Catalogue, load_catalogue
+
+UNKNOWN = ""  # the band of a class WordNet does not know: drawn as no strip
+
+# Qualitative colours, assigned to band names in the catalogue's display order so that a band
+# keeps its colour across runs and orders.
+_COLOURS = (
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#76b7b2",
+    "#59a14f",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+    "#1f77b4",
+    "#d62728",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#c49c94",
+    "#f7b6d2",
+    "#c5b0d5",
+    "#9edae5",
+    "#dbdb8d",
+    "#393b79",
+)
+
+
+def class_bands(wnids: Sequence[str], catalogue: Catalogue | None = None) -> list[str]:
+    """The band name of each run class (index order); UNKNOWN outside the catalogue."""
+    cat = catalogue or load_catalogue()
+    return [cat.by_wnid(w).band if w in cat else UNKNOWN for w in wnids]
+
+
+def band_runs(names: Sequence[str], order: np.ndarray) -> list[Band]:
+    """Contiguous runs of equal band names along ``order`` (slot -> class index)."""
+    runs: list[Band] = []
+    for slot, index in enumerate(order):
+        name = names[int(index)]
+        if runs and runs[-1].name == name:
+            runs[-1] = Band(name, runs[-1].start, slot + 1)
+        else:
+            runs.append(Band(name, slot, slot + 1))
+    return runs
+
+
+def visible_runs(runs: Sequence[Band], lo: float, hi: float) -> list[Band]:
+    """The runs overlapping [lo, hi), cut to it (start/stop may become fractional)."""
+    out = []
+    for b in runs:
+        if b.stop > lo and b.start < hi and b.name != UNKNOWN:
+            out.append(Band(b.name, max(b.start, lo), min(b.stop, hi)))  # type: ignore[arg-type]
+    return out
+
+
+def band_colours(catalogue: Catalogue | None = None) -> dict[str, str]:
+    cat = catalogue or load_catalogue()
+    names = list(dict.fromkeys(b.name for b in cat.bands()))
+    return {n: _COLOURS[i % len(_COLOURS)] for i, n in enumerate(names)}
+
+
+def band_colour(name: str) -> str:
+    return _BAND_COLOURS.get(name, "#999999")
+
+
+_BAND_COLOURS = band_colours()

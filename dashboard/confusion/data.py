@@ -1,0 +1,193 @@
+"""A run's confusion data, read through dashboard.rundir and cached per worker process.
+
+Keys carry the files' modification times, so a redone epoch (a resumed run) or a rewritten
+classes.tsv is read again instead of served stale. Memory is bounded by byte-sized LRUs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dashboard.rundir import (
+    load_predictions,
+    prediction_epochs,
+    read_classes,
+    read_run_info,
+    read_val_index,
+)
+
+from .bands import UNKNOWN, class_bands
+from .cache import ByteLRU
+from .histogram import Confusion, Mode, confusion
+from .ordering import OrderKind, class_order, positions
+from .relatedness import Relatedness, Relations, relatedness, relations
+from .render import Points, place
+
+MB = 1 << 20
+# ImageNet-1k top-5: a histogram ~3 MB, points ~3 MB, predictions ~2.5 MB (int64 + float32)
+HISTOGRAMS = ByteLRU(256 * MB)
+POINTS = ByteLRU(256 * MB)
+PREDICTIONS = ByteLRU(128 * MB)
+RUNS = ByteLRU(256 * MB)
+MISC = ByteLRU(64 * MB)
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+@dataclass(frozen=True, eq=False)
+class RunMeta:
+    """What does not change between epochs: classes, labels, image paths, data root."""
+
+    run_dir: Path
+    wnids: list[str]
+    names: list[str]
+    bands: list[str]  # band name per class ("" when WordNet does not know the class)
+    labels: np.ndarray  # int64 [N]
+    paths: list[str]  # relative to data_root
+    data_root: str | None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.wnids)
+
+    @property
+    def has_bands(self) -> bool:
+        return any(b != UNKNOWN for b in self.bands)
+
+    @property
+    def nbytes(self) -> int:
+        return self.labels.nbytes + 64 * (len(self.paths) + 3 * len(self.wnids))
+
+
+def run_meta(run_dir: Path) -> RunMeta:
+    run_dir = Path(run_dir)
+    key = (
+        str(run_dir),
+        _mtime(run_dir / "classes.tsv"),
+        _mtime(run_dir / "val_index.tsv"),
+        _mtime(run_dir / "run.json"),
+    )
+
+    def load() -> RunMeta:
+        classes = read_classes(run_dir)
+        labels, paths = read_val_index(run_dir)
+        try:
+            root = read_run_info(run_dir).get("data", {}).get("root")
+        except (LookupError, ValueError):
+            root = None
+        wnids = [w for _, w, _ in classes]
+        return RunMeta(
+            run_dir=run_dir,
+            wnids=wnids,
+            names=[n for _, _, n in classes],
+            bands=class_bands(wnids),
+            labels=labels,
+            paths=paths,
+            data_root=root if isinstance(root, str) and root else None,
+        )
+
+    return RUNS.get(key, load)
+
+
+def epochs(run_dir: Path) -> list[int]:
+    return prediction_epochs(run_dir)
+
+
+def _npz(run_dir: Path, epoch: int) -> Path:
+    return Path(run_dir) / "predictions" / f"epoch-{epoch:04d}.npz"
+
+
+def predictions(run_dir: Path, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(top5 int64 [N, 5], prob float32 [N, 5]) of an epoch, checked against the run."""
+    meta = run_meta(run_dir)
+    key = (str(run_dir), epoch, _mtime(_npz(run_dir, epoch)))
+    return PREDICTIONS.get(
+        key, lambda: load_predictions(run_dir, epoch, len(meta.labels), meta.num_classes)
+    )
+
+
+def epoch_confusion(run_dir: Path, epoch: int, mode: Mode) -> Confusion:
+    key = (str(run_dir), epoch, mode, _mtime(_npz(run_dir, epoch)))
+
+    def build() -> Confusion:
+        meta = run_meta(run_dir)
+        top5, _ = predictions(run_dir, epoch)
+        return confusion(meta.labels, top5, meta.num_classes, mode)
+
+    return HISTOGRAMS.get(key, build)
+
+
+def _order_key(run_dir: Path, kind: OrderKind) -> tuple:
+    """What an order depends on: the classes, and for ``cluster`` the latest epoch's file."""
+    classes = _mtime(Path(run_dir) / "classes.tsv")
+    if kind != "cluster":
+        return (str(run_dir), kind, classes)
+    latest = (epochs(run_dir) or [0])[-1]
+    return (str(run_dir), kind, classes, latest, _mtime(_npz(run_dir, latest)) if latest else 0)
+
+
+def order(run_dir: Path, kind: OrderKind) -> np.ndarray:
+    """The display order (slot -> class index).
+
+    The clustered order comes from the latest epoch's top-5 confusions, so that it stays put
+    while the epoch slider moves; before the first epoch it is the index order.
+    """
+    key = _order_key(run_dir, kind)
+
+    def build() -> np.ndarray:
+        meta = run_meta(run_dir)
+        if kind == "cluster":
+            latest = key[3]
+            if not latest:
+                return class_order("index", meta.wnids)
+            return class_order(kind, meta.wnids, epoch_confusion(run_dir, latest, "top5"))
+        return class_order(kind, meta.wnids)
+
+    return MISC.get(("order", *key), build)
+
+
+def slot_positions(run_dir: Path, kind: OrderKind) -> np.ndarray:
+    key = _order_key(run_dir, kind)
+    return MISC.get(("positions", *key), lambda: positions(order(run_dir, kind)))
+
+
+def points(run_dir: Path, epoch: int, mode: Mode, kind: OrderKind) -> Points:
+    key = (epoch, mode, _mtime(_npz(run_dir, epoch)), *_order_key(run_dir, kind))
+    return POINTS.get(
+        key, lambda: place(epoch_confusion(run_dir, epoch, mode), slot_positions(run_dir, kind))
+    )
+
+
+def run_relations(run_dir: Path) -> Relations:
+    meta = run_meta(run_dir)
+    return MISC.get(("relations", str(run_dir), tuple(meta.wnids)), lambda: relations(meta.wnids))
+
+
+def epoch_relatedness(run_dir: Path, epoch: int) -> Relatedness:
+    key = ("relatedness", str(run_dir), epoch, _mtime(_npz(run_dir, epoch)))
+
+    def build() -> Relatedness:
+        meta = run_meta(run_dir)
+        top5, _ = predictions(run_dir, epoch)
+        return relatedness(meta.labels, top5, run_relations(run_dir))
+
+    return MISC.get(key, build)
+
+
+def relatedness_series(run_dir: Path) -> tuple[list[int], list[Relatedness]]:
+    es = epochs(run_dir)
+    return es, [epoch_relatedness(run_dir, e) for e in es]
+
+
+def clear() -> None:
+    for c in (HISTOGRAMS, POINTS, PREDICTIONS, RUNS, MISC):
+        c.clear()

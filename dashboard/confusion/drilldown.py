@@ -1,0 +1,117 @@
+"""Drill-down: the validation images behind one cell, and the most confused pairs.
+
+Thumbnails are read from run.json's ``data.root`` only: a path from val_index.tsv is used only
+when it resolves (symlinks followed) to a regular file inside that root.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .histogram import Confusion, Mode, guesses
+
+MAX_IMAGE_BYTES = 20 << 20  # a larger "thumbnail" source is not worth reading in a callback
+THUMB_PX = 96
+
+
+def pair_rows(
+    labels: np.ndarray, top5: np.ndarray, true: int, pred: int, mode: Mode, limit: int = 48
+) -> np.ndarray:
+    """Validation rows with true label ``true`` whose counted guesses include ``pred``.
+
+    Sorted by the rank of ``pred`` among the guesses (images that guessed it first come first),
+    then by row; at most ``limit``.
+    """
+    g = guesses(np.asarray(top5), mode)
+    hit = (np.asarray(labels) == true)[:, None] & (g == pred)
+    rows, rank = np.nonzero(hit)
+    # a row listed once, at its best rank (a malformed top-5 may repeat a class)
+    rows, first = np.unique(rows, return_index=True)
+    rank = rank[first]
+    keep = np.lexsort((rows, rank))[:limit]
+    return rows[keep]
+
+
+def safe_image_path(data_root: str | os.PathLike[str] | None, rel: str) -> Path | None:
+    """The file ``rel`` names under ``data_root``, or None when unsafe or not there.
+
+    Refused: no or relative root, absolute or backslashed paths, ``..`` components, NUL bytes,
+    and anything whose real path (after symlinks) leaves the root or is not a regular file.
+    """
+    if not data_root or not isinstance(rel, str) or not rel or "\x00" in rel or "\\" in rel:
+        return None
+    if not os.path.isabs(data_root):
+        return None
+    parts = PurePosixPath(rel)
+    if parts.is_absolute() or ".." in parts.parts or rel.startswith("~"):
+        return None
+    try:
+        root = Path(data_root).resolve(strict=True)
+        path = (root / Path(*parts.parts)).resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if not root.is_dir() or not path.is_relative_to(root) or not path.is_file():
+        return None
+    return path
+
+
+def thumbnail_uri(path: Path | None, size: int = THUMB_PX) -> str | None:
+    """A small JPEG data URI of an image file, or None when it cannot be read."""
+    if path is None:
+        return None
+    try:
+        if path.stat().st_size > MAX_IMAGE_BYTES:
+            return None
+        with Image.open(path) as img:
+            img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
+            small = img.convert("RGB")
+            small.thumbnail((size, size))
+            # enlarge tiny images (32 px demo data) so they are visible; pixelated in CSS
+            if max(small.size) < size:
+                factor = size // max(small.size)
+                if factor > 1:
+                    small = small.resize(
+                        (small.width * factor, small.height * factor), Image.Resampling.NEAREST
+                    )
+        buf = io.BytesIO()
+        small.save(buf, format="JPEG", quality=85)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Pair:
+    true: int
+    pred: int
+    count: int
+    share: float  # count / images of the true class
+
+
+def most_confused(
+    conf: Confusion, bands: list[str] | None = None, band: str | None = None, limit: int = 50
+) -> list[Pair]:
+    """Off-diagonal cells by count (largest first), optionally only where the true class or the
+    predicted class is in ``band``."""
+    off = conf.rows != conf.cols
+    rows, cols, counts = conf.rows[off], conf.cols[off], conf.counts[off]
+    if band and bands is not None:
+        in_band = np.array([b == band for b in bands], dtype=bool)
+        keep = in_band[rows] | in_band[cols]
+        rows, cols, counts = rows[keep], cols[keep], counts[keep]
+    if len(counts) > limit:
+        top = np.argpartition(counts, -limit)[-limit:]
+        rows, cols, counts = rows[top], cols[top], counts[top]
+    order = np.lexsort((cols, rows, -counts.astype(np.int64)))
+    images = conf.images
+    return [
+        Pair(int(r), int(c), int(n), float(n) / max(int(images[r]), 1))
+        for r, c, n in zip(rows[order], cols[order], counts[order], strict=True)
+    ]

@@ -1,0 +1,201 @@
+"""Exports: a PNG of a view at full resolution with its bands, a GIF of the epochs.
+
+``python -m dashboard.confusion.export RUN_DIR --png out.png --gif out.gif`` writes both for a
+run directory (the latest epoch for the PNG; WordNet order, top-5, histogram-equalised).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from assets.catalogue import Band
+
+from . import data
+from .bands import band_colour, band_runs, visible_runs
+from .histogram import MODES, Mode
+from .ordering import ORDERS, OrderKind
+from .render import COLOUR_STOPS, SCALES, Points, Scale, render_full_resolution
+
+LEFT, TOP, RIGHT, BOTTOM = 160, 175, 30, 50
+STRIP = 12
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow built without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def compose(
+    matrix: Image.Image,
+    bands: Sequence[Band],
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    title: str,
+    scale: str = "",
+) -> Image.Image:
+    """The matrix image framed by band strips and names (top: predicted, left: true), a title
+    and a colour legend."""
+    w, h = matrix.size
+    out = Image.new("RGB", (LEFT + w + RIGHT, TOP + h + BOTTOM), "white")
+    out.paste(matrix, (LEFT, TOP))
+    draw = ImageDraw.Draw(out)
+    font, small = _font(15), _font(11)
+    draw.text((10, 8), title, fill="#222", font=font)
+    x0, x1 = sorted(x_range)
+    y0, y1 = sorted(y_range)
+    sx, sy = w / (x1 - x0), h / (y1 - y0)
+    for b in visible_runs(bands, x0, x1):
+        a, z = LEFT + (b.start - x0) * sx, LEFT + (b.stop - x0) * sx
+        draw.rectangle([a, TOP - 4 - STRIP, max(a, z - 1), TOP - 4], fill=band_colour(b.name))
+        if z - a >= 11:
+            label = Image.new("RGBA", (int(draw.textlength(b.name, font=small)) + 4, 14))
+            ImageDraw.Draw(label).text((2, 0), b.name, fill="#222", font=small)
+            label = label.rotate(90, expand=True)
+            cx = int((a + z) / 2 - label.width / 2)
+            out.paste(label, (cx, TOP - 8 - STRIP - label.height), label)
+    for b in visible_runs(bands, y0, y1):
+        a, z = TOP + (b.start - y0) * sy, TOP + (b.stop - y0) * sy
+        draw.rectangle([LEFT - 4 - STRIP, a, LEFT - 4, max(a, z - 1)], fill=band_colour(b.name))
+        if z - a >= 10:
+            tw = draw.textlength(b.name, font=small)
+            draw.text((LEFT - 8 - STRIP - tw, (a + z) / 2 - 7), b.name, fill="#222", font=small)
+    draw.text((LEFT, TOP + h + 6), "columns: predicted class", fill="#444", font=small)
+    draw.text((10, TOP + h + 6), "rows: true class", fill="#444", font=small)
+    # colour legend: few -> many
+    lx, ly, lw = LEFT + w - 200, TOP + h + 8, 120
+    stops = np.array([s for s, _ in COLOUR_STOPS])
+    rgb = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for _, c in COLOUR_STOPS])
+    for i in range(lw):
+        t = i / (lw - 1)
+        col = tuple(int(np.interp(t, stops, rgb[:, k])) for k in range(3))
+        draw.line([lx + i, ly, lx + i, ly + 10], fill=col)
+    draw.text((lx - 30, ly - 1), "few", fill="#444", font=small)
+    draw.text(
+        (lx + lw + 6, ly - 1), f"many ({scale})" if scale else "many", fill="#444", font=small
+    )
+    return out
+
+
+def view_image(
+    points: Points,
+    bands: Sequence[Band],
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    title: str,
+    scale: Scale = "eq_hist",
+    min_size: int = 800,
+    max_size: int = 2000,
+) -> Image.Image:
+    matrix = render_full_resolution(points, x_range, y_range, min_size, scale, max_size)
+    return compose(matrix, bands, x_range, y_range, title, scale)
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def gif_bytes(frames: Sequence[Image.Image], ms_per_frame: int = 600) -> bytes:
+    """An endlessly looping GIF; the last frame stays twice as long."""
+    pal = [f.convert("P", palette=Image.Palette.ADAPTIVE, colors=255) for f in frames]
+    durations = [ms_per_frame] * (len(pal) - 1) + [ms_per_frame * 2]
+    buf = io.BytesIO()
+    pal[0].save(buf, format="GIF", save_all=True, append_images=pal[1:], duration=durations, loop=0)
+    return buf.getvalue()
+
+
+def run_frames(
+    run_dir: Path,
+    epochs: Sequence[int],
+    mode: Mode = "top5",
+    kind: OrderKind = "wordnet",
+    scale: Scale = "eq_hist",
+    x_range: tuple[float, float] | None = None,
+    y_range: tuple[float, float] | None = None,
+    min_size: int = 600,
+    max_size: int = 1000,
+) -> list[Image.Image]:
+    """One composed image per epoch of the same view (the whole matrix by default)."""
+    meta = data.run_meta(run_dir)
+    c = meta.num_classes
+    xr, yr = x_range or (0, c), y_range or (0, c)
+    bands = band_runs(meta.bands, data.order(run_dir, kind)) if meta.has_bands else []
+    frames = []
+    for e in epochs:
+        pts = data.points(run_dir, e, mode, kind)
+        title = f"{run_dir.name} · epoch {e} · {_mode_label(mode)} · {kind} order"
+        frames.append(view_image(pts, bands, xr, yr, title, scale, min_size, max_size))
+    return frames
+
+
+def _mode_label(mode: Mode) -> str:
+    return "top-5 guesses" if mode == "top5" else "top-1 guess"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m dashboard.confusion.export",
+        description="Write a run's confusion matrix as a PNG and its evolution as a GIF.",
+    )
+    p.add_argument("run_dir", type=Path, help="a run directory (with predictions/)")
+    p.add_argument("--png", type=Path, help="write the matrix of --epoch (default: latest)")
+    p.add_argument("--gif", type=Path, help="write the animation over all epochs")
+    p.add_argument("--epoch", type=int, default=None, help="epoch of the PNG (default: latest)")
+    p.add_argument("--mode", choices=MODES, default="top5", help="top-5 guesses or top-1")
+    p.add_argument("--order", choices=ORDERS, default="wordnet", help="class order")
+    p.add_argument("--scale", choices=SCALES, default="eq_hist", help="colour scale")
+    p.add_argument("--size", type=int, default=1000, help="matrix pixels of the PNG (at least)")
+    p.add_argument("--gif-size", type=int, default=600, help="matrix pixels of the GIF frames")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run_dir = args.run_dir.resolve()
+    epochs = data.epochs(run_dir)
+    if not epochs:
+        print(f"error: {run_dir} has no predictions/epoch-*.npz", file=sys.stderr)
+        return 1
+    if args.png:
+        epoch = args.epoch or epochs[-1]
+        if epoch not in epochs:
+            print(f"error: no predictions for epoch {epoch}", file=sys.stderr)
+            return 1
+        (frame,) = run_frames(
+            run_dir,
+            [epoch],
+            args.mode,
+            args.order,
+            args.scale,
+            min_size=args.size,
+            max_size=max(args.size, 1000),
+        )
+        args.png.write_bytes(png_bytes(frame))
+        print(f"wrote {args.png} ({frame.width}x{frame.height})")
+    if args.gif:
+        frames = run_frames(
+            run_dir,
+            epochs,
+            args.mode,
+            args.order,
+            args.scale,
+            min_size=args.gif_size,
+            max_size=args.gif_size,
+        )
+        args.gif.write_bytes(gif_bytes(frames))
+        print(f"wrote {args.gif} ({len(frames)} frames)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

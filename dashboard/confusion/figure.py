@@ -1,0 +1,286 @@
+"""The matrix figure: a datashader PNG as a layout image, band strips, colour bar, hover grid."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
+
+from assets.catalogue import Band
+
+from .bands import band_colour, visible_runs
+from .render import BACKGROUND, PLOTLY_COLORSCALE, Rendered
+
+# Fixed geometry: the server renders for the plot area's exact pixel size.
+PLOT_PX = 680
+MARGIN = {"l": 170, "r": 110, "t": 120, "b": 40}
+FIG_WIDTH = PLOT_PX + MARGIN["l"] + MARGIN["r"]
+FIG_HEIGHT = PLOT_PX + MARGIN["t"] + MARGIN["b"]
+STRIP_PX = 14  # thickness of a band strip
+GAP_PX = 3
+HOVER_CELLS = 100  # at most this many hover cells per axis (~13 KB of base64 uint8 zeros)
+
+
+@dataclass(frozen=True)
+class HoverGrid:
+    """Invisible hover cells over the visible range: ``group`` classes per cell on each axis."""
+
+    x_start: int
+    y_start: int
+    x_group: int
+    y_group: int
+    nx: int
+    ny: int
+
+    def cell(self, x: float, y: float) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """The slot ranges [lo, hi) (x, then y) of the hover cell whose centre is (x, y).
+
+        None when (x, y) is not one of this grid's centres: an event from an older figure
+        (a click racing a zoom) must not be read with a newer grid.
+        """
+        fx = (x - self.x_start) / self.x_group - 0.5
+        fy = (y - self.y_start) / self.y_group - 0.5
+        ix, iy = round(fx), round(fy)
+        if abs(fx - ix) > 1e-6 or abs(fy - iy) > 1e-6:
+            return None
+        if not (0 <= ix < self.nx and 0 <= iy < self.ny):
+            return None
+        x0 = self.x_start + ix * self.x_group
+        y0 = self.y_start + iy * self.y_group
+        return (x0, x0 + self.x_group), (y0, y0 + self.y_group)
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def hover_grid(x_range: Sequence[float], y_range: Sequence[float], num_classes: int) -> HoverGrid:
+    """Whole-class hover cells covering the visible range, grouped when there are many."""
+
+    def axis(rng: Sequence[float]) -> tuple[int, int, int]:
+        lo, hi = sorted(rng)
+        first = max(0, math.floor(lo))
+        last = min(num_classes, math.ceil(hi))
+        last = max(last, first + 1)
+        group = max(1, math.ceil((last - first) / HOVER_CELLS))
+        return first, group, math.ceil((last - first) / group)
+
+    xs, xg, nx = axis(x_range)
+    ys, yg, ny = axis(y_range)
+    return HoverGrid(xs, ys, xg, yg, nx, ny)
+
+
+def _hex_rgb(colour: str) -> tuple[int, int, int]:
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
+
+
+def band_pixels(bands: Sequence[Band], lo: float, hi: float, pixels: int = PLOT_PX) -> np.ndarray:
+    """uint8 [pixels, 4]: the RGBA band colour under each pixel of an axis showing [lo, hi)."""
+    slots = lo + (np.arange(pixels) + 0.5) * (hi - lo) / pixels
+    rgba = np.zeros((pixels, 4), dtype=np.uint8)
+    for b in visible_runs(bands, lo, hi):
+        rgba[(slots >= b.start) & (slots < b.stop)] = (*_hex_rgb(band_colour(b.name)), 255)
+    return rgba
+
+
+def _png_uri(rgba: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgba), mode="RGBA").save(buf, "PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def band_ticks(bands: Sequence[Band], lo: float, hi: float, min_px: float) -> dict[str, Any]:
+    """Axis tick labels naming the bands at least ``min_px`` wide on screen, at their centres.
+
+    Tick labels, not annotations: Plotly lays out one axis' labels in a batch, much faster.
+    Invisible ticks ``STRIP_PX + 2 * GAP_PX`` long push the labels past the strip.
+    """
+    px_per_slot = PLOT_PX / max(hi - lo, 1e-9)
+    shown = [b for b in visible_runs(bands, lo, hi) if (b.stop - b.start) * px_per_slot >= min_px]
+    return {
+        "tickmode": "array",
+        "tickvals": [(b.start + b.stop) / 2 for b in shown],
+        "ticktext": [b.name for b in shown],
+        "showticklabels": bool(shown),
+        "ticks": "outside" if shown else "",
+        "ticklen": STRIP_PX + 2 * GAP_PX,
+        "tickcolor": "rgba(0,0,0,0)",
+        "tickfont": {"size": 10},
+    }
+
+
+def _strips(bands: Sequence[Band], x: tuple[float, float], y: tuple[float, float]) -> list[dict]:
+    """The band strips as layout images: a row above the matrix (predicted class), a column
+    left of it (true class).
+
+    Images, not a rectangle shape per band: Plotly redraws ~70 shapes with their labels in
+    ~100 ms on every zoom, two images in next to nothing. Drawn at the plot's pixel size for
+    the exact visible range, so they line up with the matrix and never overhang it.
+    """
+    near, thick = GAP_PX / PLOT_PX, STRIP_PX / PLOT_PX
+    common = {"xref": "paper", "yref": "paper", "sizing": "stretch", "layer": "above"}
+    top = {
+        **common,
+        "source": _png_uri(band_pixels(bands, *x)[None, :, :]),
+        "x": 0,
+        "y": 1 + near,
+        "sizex": 1,
+        "sizey": thick,
+        "xanchor": "left",
+        "yanchor": "bottom",
+    }
+    left = {
+        **common,
+        "source": _png_uri(band_pixels(bands, *y)[:, None, :]),
+        "x": -near,
+        "y": 1,
+        "sizex": thick,
+        "sizey": 1,
+        "xanchor": "right",
+        "yanchor": "top",
+    }
+    return [top, left]
+
+
+def matrix_spec(
+    rendered: Rendered,
+    num_classes: int,
+    x_range: Sequence[float],
+    y_range: Sequence[float],
+    bands: Sequence[Band] = (),
+    title: str = "",
+) -> tuple[dict[str, Any], HoverGrid]:
+    """The figure for a rendered view as a plain Plotly dict; axes are display slots, y grows
+    downwards.
+
+    ``x_range``/``y_range`` are the visible ranges (any orientation); the image covers at least
+    them and the subplot clips what lies outside. A dict, because validating ~100 shapes and
+    annotations through go.Figure costs ~100 ms per zoom; tests validate it once instead.
+    """
+    x0, x1 = sorted(float(v) for v in x_range)
+    y0, y1 = sorted(float(v) for v in y_range)
+    grid = hover_grid((x0, x1), (y0, y1), num_classes)
+    zeros = np.zeros(grid.ny * grid.nx, dtype=np.uint8)
+    # the hover grid: one transparent heatmap cell per class (or group); Plotly sends hover and
+    # click events for it, which a layout image never gets. z as a typed array: ~4x smaller.
+    hover = {
+        "type": "heatmap",
+        "name": "cells",
+        "z": {
+            "dtype": "u1",
+            "bdata": base64.b64encode(zeros.tobytes()).decode("ascii"),
+            "shape": f"{grid.ny}, {grid.nx}",
+        },
+        "x0": grid.x_start + grid.x_group / 2,
+        "dx": grid.x_group,
+        "y0": grid.y_start + grid.y_group / 2,
+        "dy": grid.y_group,
+        "opacity": 0,
+        "showscale": False,
+        "hoverinfo": "none",
+        "colorscale": [[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]],
+    }
+    bar = rendered.colourbar
+    # the colour bar: a single invisible marker carrying the colour scale
+    scale = {
+        "type": "scatter",
+        "name": "scale",
+        "x": [x0],
+        "y": [y0],
+        "mode": "markers",
+        "hoverinfo": "skip",
+        "showlegend": False,
+        "marker": {
+            "size": 1,
+            "opacity": 0,
+            "color": [0.0],
+            "cmin": 0.0,
+            "cmax": 1.0,
+            "colorscale": PLOTLY_COLORSCALE,
+            "showscale": bool(bar.values),
+            "colorbar": {
+                "title": {"text": "count"},
+                "tickvals": bar.fractions,
+                "ticktext": [_count_label(v) for v in bar.values],
+                "thickness": 14,
+                "len": 0.8,
+            },
+        },
+    }
+    layout = {
+        "width": FIG_WIDTH,
+        "height": FIG_HEIGHT,
+        "margin": MARGIN,
+        "autosize": False,
+        "title": {
+            "text": title,
+            "x": 0.0,
+            "xanchor": "left",
+            "y": 0.995,
+            "yanchor": "top",
+            "font": {"size": 13},
+        },
+        "plot_bgcolor": BACKGROUND,
+        "paper_bgcolor": "white",
+        # band names as tick labels: predicted-class bands on top, true-class bands on the left
+        "xaxis": {
+            "range": [x0, x1],
+            "showgrid": False,
+            "zeroline": False,
+            "side": "top",
+            "tickangle": -45,
+            **band_ticks(bands, x0, x1, min_px=12),
+        },
+        "yaxis": {
+            "range": [y1, y0],
+            "showgrid": False,
+            "zeroline": False,
+            **band_ticks(bands, y0, y1, min_px=11),
+        },
+        "images": [
+            {
+                "source": rendered.data_uri(),
+                "xref": "x",
+                "yref": "y",
+                "x": rendered.x.lo,
+                "y": rendered.y.lo,
+                "sizex": rendered.x.hi - rendered.x.lo,
+                "sizey": rendered.y.hi - rendered.y.lo,
+                "xanchor": "left",
+                "yanchor": "top",
+                "sizing": "stretch",
+                "layer": "below",
+            },
+            *(_strips(bands, (x0, x1), (y0, y1)) if bands else []),
+        ],
+        "dragmode": "zoom",
+        "hovermode": "closest",
+    }
+    return {"data": [hover, scale], "layout": layout}, grid
+
+
+def matrix_figure(
+    rendered: Rendered,
+    num_classes: int,
+    x_range: Sequence[float],
+    y_range: Sequence[float],
+    bands: Sequence[Band] = (),
+    title: str = "",
+) -> tuple[go.Figure, HoverGrid]:
+    """``matrix_spec`` as a go.Figure (not validated again: see there)."""
+    spec, grid = matrix_spec(rendered, num_classes, x_range, y_range, bands, title)
+    return go.Figure(spec, _validate=False), grid
+
+
+def _count_label(v: float) -> str:
+    if v >= 10_000:
+        return f"{v / 1000:.0f}k"
+    if v >= 100 or float(v).is_integer():
+        return f"{v:.0f}"
+    return f"{v:.1f}"

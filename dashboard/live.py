@@ -1,0 +1,233 @@
+"""What a training-page poll sends: whole figures, patches with only new points, or nothing.
+
+The browser keeps, per run, the byte position of the last event it was sent (``state``); the
+server keeps one incremental reader per metrics.jsonl (``rundir.METRICS``). A poll answers with
+the events after the browser's position, so every tab and every gunicorn worker agree without
+any shared memory: the position is a fact about the file, not about a process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+from dash import Patch
+
+from dashboard import figures
+from dashboard.rundir import (
+    METRICS,
+    MetricsCache,
+    epoch_table,
+    last_status,
+    read_run_info,
+    run_state,
+    safe_run_dir,
+)
+
+
+@dataclass
+class Update:
+    """One poll's answer: per panel a Figure (full), a Patch (new points) or None (unchanged)."""
+
+    panels: dict[str, go.Figure | Patch | None]
+    progress: list[dict[str, Any]] | None  # None: unchanged
+    state: dict[str, Any]
+    full: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return self.progress is None and all(v is None for v in self.panels.values())
+
+
+def _t0(run_dir: Path, events: list[dict[str, Any]]) -> float:
+    try:
+        started = read_run_info(run_dir).get("started")
+    except (LookupError, ValueError):
+        started = None
+    if isinstance(started, int | float):
+        return float(started)
+    times = [ev["time"] for ev in events[:1] if isinstance(ev.get("time"), int | float)]
+    return float(times[0]) if times else 0.0
+
+
+def _digest(progress: list[dict[str, Any]]) -> str:
+    """A short fingerprint: the browser keeps this, not the whole progress, in its state."""
+    text = json.dumps(progress, sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def _after(event: dict[str, Any], epoch: int) -> bool:
+    e = event.get("epoch")
+    return isinstance(e, int) and e > epoch
+
+
+def progress_of(run: str, run_dir: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Current epoch, step, ETA and status of a run, as plain data for the page.
+
+    The ETA is reckoned at the time of the last event (not now), so a poll with no new events
+    has nothing new to say and sends nothing.
+    """
+    try:
+        info = read_run_info(run_dir)
+    except (LookupError, ValueError):
+        info = {}
+    table = epoch_table(events)
+    done = max(table, default=0)
+    total = info.get("epochs") if isinstance(info.get("epochs"), int) else None
+    state = run_state(run_dir, events)
+    status = last_status(events) or {}
+    step = next((ev for ev in reversed(events) if ev.get("kind") == "step"), None)
+    eta = None
+    if state == "running" and total:
+        secs = [ev["epoch_seconds"] for ev in list(table.values())[-3:]
+                if isinstance(ev.get("epoch_seconds"), int | float)]  # fmt: skip
+        if secs:
+            per_epoch = sorted(secs)[len(secs) // 2]
+            epoch_end = max([ev.get("time", 0) for ev in table.values()] + [status.get("time", 0)])
+            latest = events[-1].get("time", epoch_end) if events else epoch_end
+            eta = max(0.0, per_epoch * (total - done) - (latest - epoch_end))
+    last = table[done] if done else {}
+    return {
+        "run": run,
+        "state": state,
+        "epoch": done,
+        "epochs": total,
+        "step": step.get("epoch_step") if step and _after(step, done) else None,
+        "steps_per_epoch": step.get("steps_per_epoch") if step else None,
+        "eta_s": None if eta is None else round(eta),
+        "val_top1": last.get("val_top1"),
+        "val_top5": last.get("val_top5"),
+        "error": status.get("error") if state == "failed" else None,
+    }
+
+
+def _full(
+    runs: list[tuple[str, Path]], cache: MetricsCache
+) -> tuple[dict[str, go.Figure], dict[str, Any], list[dict[str, Any]]]:
+    per_panel: dict[str, list[figures.Series]] = {p: [] for p in figures.PANELS}
+    state: dict[str, Any] = {
+        "runs": [r for r, _ in runs],
+        "pos": {},
+        "ino": {},
+        "top": {},
+        "best": {},
+    }
+    progress = []
+    for i, (run, run_dir) in enumerate(runs):
+        log = cache.get(run_dir)
+        events = list(log.events)
+        for panel, series in figures.run_series(run, i, events, _t0(run_dir, events)).items():
+            per_panel[panel].extend(series)
+        state["pos"][run] = log.position
+        state["ino"][run] = log.inode
+        table = epoch_table(events)
+        state["top"][run] = max(table, default=0)
+        best = figures.best_epoch(table)
+        state["best"][run] = [best] if best is not None else []
+        progress.append(progress_of(run, run_dir, events))
+    state["keys"] = {p: figures.figure_keys(s) for p, s in per_panel.items()}
+    state["empty"] = [p for p, s in per_panel.items() if not any(x.x for x in s)]
+    state["progress"] = _digest(progress)
+    figs = {p: figures.build_figure(p, s) for p, s in per_panel.items()}
+    return figs, state, progress
+
+
+def _run_panel(
+    run: str, index: int, run_dir: Path, cache: MetricsCache, position: int, panel: str
+) -> list[figures.Series]:
+    events = cache.get(run_dir).upto(position)
+    return figures.run_series(run, index, events, _t0(run_dir, events))[panel]
+
+
+def poll(
+    runs_dir: Path,
+    selected: list[str],
+    state: dict[str, Any] | None,
+    cache: MetricsCache = METRICS,
+) -> Update:
+    """Compare the browser's ``state`` with the run directories and say what to send."""
+    runs, errors = [], []
+    for name in selected or []:
+        try:
+            runs.append((name, safe_run_dir(runs_dir, name)))
+        except (ValueError, LookupError) as e:
+            errors.append(str(e))
+    names = [r for r, _ in runs]
+    if not state or state.get("runs") != names:
+        figs, new_state, progress = _full(runs, cache)
+        return Update(dict(figs), progress, new_state, full=True, errors=errors)
+
+    new_by_run: dict[str, list[dict[str, Any]]] = {}
+    ends: dict[str, int] = {}
+    progress = []
+    for run, run_dir in runs:
+        log = cache.get(run_dir)
+        new, ok, end = log.since(state["pos"].get(run, 0))
+        redone = any(
+            (ev.get("kind") == "epoch" and isinstance(ev.get("epoch"), int)
+             and ev["epoch"] <= state["top"].get(run, 0))
+            or (ev.get("kind") == "status" and ev.get("state") == "resumed")
+            for ev in new
+        )  # fmt: skip
+        if not ok or log.inode != state["ino"].get(run) or redone:
+            # truncated, replaced or resumed: the drawn curves are no longer a prefix
+            figs, new_state, progress = _full(runs, cache)
+            return Update(dict(figs), progress, new_state, full=True, errors=errors)
+        new_by_run[run] = new
+        ends[run] = end
+        progress.append(progress_of(run, run_dir, list(log.events)))
+
+    state = {
+        **state,
+        "pos": dict(state["pos"]),
+        "top": dict(state["top"]),
+        "best": dict(state.get("best", {})),
+    }
+    keys = {p: list(k) for p, k in state["keys"].items()}
+    panels: dict[str, go.Figure | Patch | None] = {p: None for p in figures.PANELS}
+    grown: dict[str, list[figures.Series]] = {p: [] for p in figures.PANELS}
+    for i, (run, run_dir) in enumerate(runs):
+        new = new_by_run[run]
+        if not new:
+            continue
+        all_events = cache.get(run_dir).upto(ends[run])
+        series = figures.run_series(run, i, new, _t0(run_dir, all_events), all_events)
+        best = state.setdefault("best", {})
+        for panel, s in series.items():
+            for one in s:
+                if one.replace:  # the best-epoch star: send it only when it moved
+                    if one.x == best.get(run):
+                        continue
+                    best[run] = one.x
+                grown[panel].append(one)
+        state["pos"][run] = ends[run]
+        new_epochs = [
+            ev["epoch"]
+            for ev in new
+            if ev.get("kind") == "epoch" and isinstance(ev.get("epoch"), int)
+        ]
+        state["top"][run] = max([state["top"].get(run, 0), *new_epochs])
+    empty = list(state.get("empty", []))
+    for panel, series in grown.items():
+        if panel in empty and any(x.x for x in series):
+            # its first points: draw it whole once, which also drops the "no data yet" note
+            whole = [
+                x
+                for i, (run, run_dir) in enumerate(runs)
+                for x in _run_panel(run, i, run_dir, cache, state["pos"].get(run, 0), panel)
+            ]
+            panels[panel], keys[panel] = figures.build_figure(panel, whole), [x.key for x in whole]
+            empty.remove(panel)
+        elif series:
+            panels[panel], keys[panel] = figures.patch_figure(panel, keys[panel], series)
+    state["keys"] = keys
+    state["empty"] = empty
+    digest = _digest(progress)
+    changed_progress = progress if digest != state.get("progress") else None
+    state["progress"] = digest
+    return Update(dict(panels), changed_progress, state, errors=errors)

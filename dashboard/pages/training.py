@@ -1,0 +1,140 @@
+"""Training page (``/``): live curves, device panel and progress of the chosen runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+from dash import Input, Output, State, callback, dcc, html
+from dash.exceptions import PreventUpdate
+
+from dashboard import config, figures, live
+from dashboard.confusion.data import relatedness_series
+from dashboard.confusion.relatedness import relatedness_figure
+from dashboard.rundir import prediction_epochs, safe_run_dir
+
+dash.register_page(__name__, path="/", name="Training", title="Epochscope: training")
+
+POLL_MS = 1000  # a new epoch is on screen within about a second of being written
+MISTAKES_POLL_MS = 3000  # the relatedness chart changes once an epoch: a slower, cheap poll
+
+
+def layout(**_query: Any) -> html.Div:
+    graphs = [
+        dcc.Graph(
+            id=f"training-graph-{panel}",
+            figure=figures.build_figure(panel, []),
+            config={"displaylogo": False},
+            className=f"graph graph-{panel}",
+        )
+        for panel in figures.PANELS
+    ]
+    return html.Div(
+        [
+            html.Div(id="training-progress", className="progress-list"),
+            html.Div(id="training-errors", className="error"),
+            html.Div(graphs[:1], className="row-wide"),
+            html.Div(graphs[1:5], className="grid-2"),
+            html.Div(graphs[5:], className="row-wide"),
+            # "Are the mistakes related to the true class?", per run, from its prediction
+            # files; refreshed only when a run gains an epoch of predictions.
+            html.Div(id="training-mistakes", className="row-wide"),
+            dcc.Interval(id="training-mistakes-interval", interval=MISTAKES_POLL_MS),
+            dcc.Store(id="training-mistakes-key", storage_type="memory"),
+            dcc.Interval(id="training-interval", interval=POLL_MS),
+            dcc.Store(id="training-state", storage_type="memory"),
+        ],
+        className="page",
+    )
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s"
+
+
+def progress_card(p: dict[str, Any]) -> html.Div:
+    total = p["epochs"] if p["epochs"] is not None else "?"
+    parts = [
+        html.Strong(p["run"]),
+        html.Span(p["state"], className=f"badge state-{p['state']}"),
+        html.Span(f"epoch {p['epoch']} of {total}", className="training-epoch"),
+    ]
+    if p["step"] and p["steps_per_epoch"]:
+        parts.append(html.Span(f"step {p['step']} of {p['steps_per_epoch']}"))
+    if p["val_top5"] is not None:
+        parts.append(html.Span(f"val top-1 {p['val_top1']:.1%} · top-5 {p['val_top5']:.1%}"))
+    if p["state"] == "running":
+        parts.append(html.Span(f"ETA {_duration(p['eta_s'])}"))
+    if p["error"]:
+        parts.append(html.Div(f"Error: {p['error']}", className="error"))
+    return html.Div(parts, className="progress-card")
+
+
+@callback(
+    [Output(f"training-graph-{panel}", "figure") for panel in figures.PANELS],
+    Output("training-progress", "children"),
+    Output("training-errors", "children"),
+    Output("training-state", "data"),
+    Input("training-interval", "n_intervals"),
+    Input("shell-runs", "value"),
+    State("training-state", "data"),
+)
+def update_training(_n: int | None, runs: list[str] | None, state: dict | None):
+    update = live.poll(config.runs_dir(), runs or [], state)
+    if update.empty and not update.full:
+        raise PreventUpdate  # nothing new: the answer is an empty 204
+    figs = [
+        update.panels[p] if update.panels[p] is not None else dash.no_update for p in figures.PANELS
+    ]
+    progress = (
+        [progress_card(p) for p in update.progress]
+        if update.progress is not None
+        else dash.no_update
+    )
+    errors = "; ".join(update.errors) if update.full else dash.no_update
+    return *figs, progress, errors, update.state
+
+
+def _prediction_epochs_by_run(runs: list[str]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for run in runs:
+        try:
+            out[run] = prediction_epochs(safe_run_dir(config.runs_dir(), run))
+        except (ValueError, LookupError, OSError):
+            out[run] = []
+    return out
+
+
+@callback(
+    Output("training-mistakes", "children"),
+    Output("training-mistakes-key", "data"),
+    Input("training-mistakes-interval", "n_intervals"),
+    Input("shell-runs", "value"),
+    State("training-mistakes-key", "data"),
+)
+def update_mistakes(_n: int | None, runs: list[str] | None, key: dict | None):
+    new_key = _prediction_epochs_by_run(runs or [])
+    if new_key == key:
+        raise PreventUpdate  # no new prediction file: nothing is sent
+    graphs = []
+    for run, epochs in new_key.items():
+        if not epochs:
+            continue
+        try:
+            done, values = relatedness_series(safe_run_dir(config.runs_dir(), run))
+        except (ValueError, LookupError, OSError):
+            continue  # a file mid-replacement: the next poll picks it up
+        title = f"{run}: are the mistakes related to the true class?"
+        graphs.append(
+            dcc.Graph(
+                id={"type": "training-mistakes-graph", "run": run},
+                figure=relatedness_figure(done, values, title=title),
+                config={"displaylogo": False},
+                className="graph",
+            )
+        )
+    return graphs, new_key

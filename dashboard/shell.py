@@ -1,0 +1,40 @@
+"""Pure helpers of the page shell: which runs a URL asks for, picker options, nav links."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from urllib.parse import parse_qs, urlencode
+
+from dashboard.rundir import RUN_NAME_RE, RunSummary
+
+NAV = (("Training", "/"), ("Classify a photo", "/classify"), ("Confusion", "/confusion"))
+
+
+def runs_from_search(search: str | None) -> list[str]:
+    """``?run=A&run=B`` -> ["A", "B"] (valid names only, first occurrence kept)."""
+    names = parse_qs((search or "").lstrip("?")).get("run", [])
+    out: list[str] = []
+    for name in names:
+        if RUN_NAME_RE.fullmatch(name) and name not in out:
+            out.append(name)
+    return out
+
+
+def default_runs(summaries: Sequence[RunSummary]) -> list[str]:
+    """With no ?run=: the running runs, else the newest run."""
+    running = [s.name for s in summaries if s.state == "running"]
+    return running or [s.name for s in summaries[:1]]
+
+
+def picker_options(summaries: Sequence[RunSummary]) -> list[dict[str, str]]:
+    options = []
+    for s in summaries:
+        started = datetime.fromtimestamp(s.started).strftime("%Y-%m-%d %H:%M") if s.started else "?"
+        options.append({"label": f"{s.label()} · started {started}", "value": s.name})
+    return options
+
+
+def nav_href(path: str, runs: Sequence[str] | None) -> str:
+    """A nav link that keeps the chosen runs: /classify?run=A&run=B."""
+    return f"{path}?{urlencode([('run', r) for r in runs])}" if runs else path

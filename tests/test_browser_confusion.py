@@ -1,0 +1,147 @@
+"""The confusion explorer in a real browser: gunicorn serving the app, Chromium via Playwright,
+on the real tiny training run (20 classes, 3 epochs)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dashboard.confusion.histogram import confusion
+from dashboard.confusion.ordering import wordnet_order
+from dashboard.rundir import load_predictions, read_classes, read_val_index
+
+pytestmark = pytest.mark.browser
+
+GRAPH = "#confusion-graph .js-plotly-plot"
+
+STATE_JS = """
+() => {
+    const gd = document.querySelector('#confusion-graph .js-plotly-plot');
+    if (!gd || !gd.layout || !gd.layout.images || !gd.layout.images.length) return null;
+    const im = gd.layout.images[0];
+    return {x: gd.layout.xaxis.range, y: gd.layout.yaxis.range, src: im.source,
+            ix: im.x, iy: im.y, sx: im.sizex, sy: im.sizey, title: gd.layout.title.text};
+}
+"""
+
+# page coordinates of a point given in axis units (display slots)
+TO_PAGE_JS = """
+([x, y]) => {
+    const gd = document.querySelector('#confusion-graph .js-plotly-plot');
+    const fl = gd._fullLayout, box = gd.getBoundingClientRect();
+    return [box.left + fl.xaxis._offset + fl.xaxis.l2p(x),
+            box.top + fl.yaxis._offset + fl.yaxis.l2p(y)];
+}
+"""
+
+
+def _wait(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {value!r})")
+
+
+def _png_size(data_uri: str) -> tuple[int, int]:
+    raw = base64.b64decode(data_uri.split(",", 1)[1])
+    return Image.open(io.BytesIO(raw)).size
+
+
+def test_confusion_page_zoom_hover_click_and_epochs(
+    tiny_run: Path, dashboard_server, browser_page, output_dir: Path
+) -> None:
+    classes = read_classes(tiny_run)
+    names = [n for _, _, n in classes]
+    labels, _ = read_val_index(tiny_run)
+    order = wordnet_order([w for _, w, _ in classes])
+    top5, _ = load_predictions(tiny_run, 3)
+    diag = confusion(labels, top5, len(classes), "top5").diagonal()
+    # the diagonal cell with the most images, at its WordNet display slot
+    best = int(np.argmax(diag))
+    slot = int(np.flatnonzero(order == best)[0])
+    assert diag[best] > 0
+
+    base = dashboard_server(tiny_run.parent)
+    page = browser_page
+    page.goto(f"{base}/confusion?run={tiny_run.name}")
+    page.wait_for_selector(GRAPH)
+
+    # 1. the matrix image: the whole 20 x 20 matrix, one pixel per class, epoch 3
+    first = _wait(lambda: page.evaluate(STATE_JS), 60, "the matrix image")
+    assert first["src"].startswith("data:image/png;base64,")
+    assert sorted(first["x"]) == [0, 20] and sorted(first["y"]) == [0, 20]
+    assert _png_size(first["src"]) == (20, 20)
+    assert "epoch 3" in first["title"]
+    page.wait_for_selector("#confusion-pairs td")  # the most-confused-pairs table is filled
+    page.screenshot(path=str(output_dir / "confusion-full.png"), full_page=True)
+
+    # 2. a zoom: the server sends a new image of exactly the narrower range
+    lo = max(0, min(slot - 2, 14))
+    hi = lo + 6
+    page.evaluate(
+        """([lo, hi]) => Plotly.relayout(document.querySelector('#confusion-graph .js-plotly-plot'),
+               {'xaxis.range': [lo, hi], 'yaxis.range': [hi, lo]})""",
+        [lo, hi],
+    )
+    zoomed = _wait(
+        lambda: (s := page.evaluate(STATE_JS)) and s["src"] != first["src"] and s["sx"] == 6 and s,
+        30, "the re-rendered zoomed image",
+    )  # fmt: skip
+    assert (zoomed["ix"], zoomed["iy"], zoomed["sy"]) == (lo, lo, 6)
+    assert _png_size(zoomed["src"]) == (6, 6)
+    page.screenshot(path=str(output_dir / "confusion-zoomed.png"), full_page=True)
+
+    # 3. hover over the diagonal cell: the tooltip names the class as true and predicted
+    x, y = page.evaluate(TO_PAGE_JS, [slot + 0.5, slot + 0.5])
+    page.mouse.move(x - 3, y - 3)
+    page.mouse.move(x, y)
+    text = _wait(
+        lambda: page.locator("#confusion-hover-text").all_inner_texts(), 20, "the hover tooltip"
+    )[0]
+    assert f"true: {names[best]}" in text and f"predicted: {names[best]}" in text
+    assert f"count {diag[best]}" in text
+    page.screenshot(path=str(output_dir / "confusion-hover.png"), full_page=True)
+
+    # 4. click the cell: its validation images are listed with their top-5 and thumbnails
+    page.mouse.click(x, y)
+    page.wait_for_selector("#confusion-drill .confusion-image", timeout=20_000)
+    head = page.locator("#confusion-drill-head").inner_text()
+    assert head.count(names[best]) == 2
+    cards = page.locator("#confusion-drill .confusion-image")
+    assert cards.count() == min(int(diag[best]), 24)
+    # the tiny run's data root exists, so thumbnails are real images
+    assert page.locator("#confusion-drill img[src^='data:image/jpeg']").count() == cards.count()
+    page.screenshot(path=str(output_dir / "confusion-drill.png"), full_page=True)
+
+    # 5. the slider moves to epoch 1: a new matrix, the zoom kept
+    handle = page.locator("#confusion-epoch [role='slider']").first
+    handle.focus()
+    page.keyboard.press("Home")
+    epoch1 = _wait(
+        lambda: (s := page.evaluate(STATE_JS)) and "epoch 1 " in s["title"] and s,
+        30, "the epoch-1 matrix",
+    )  # fmt: skip
+    assert epoch1["src"] != zoomed["src"]
+    assert sorted(epoch1["x"]) == [lo, hi]
+    page.wait_for_selector("#confusion-epoch-label:has-text('epoch 1')")
+    page.screenshot(path=str(output_dir / "confusion-epoch1.png"), full_page=True)
+
+    # 6. exports: a PNG of this view, a GIF of all three epochs
+    with page.expect_download(timeout=30_000) as png_download:
+        page.click("#confusion-export-png")
+    png = Image.open(png_download.value.path())
+    assert png.format == "PNG" and png.width >= 1000  # 6 classes, enlarged to full size
+    with page.expect_download(timeout=60_000) as gif_download:
+        page.click("#confusion-export-gif")
+    gif = Image.open(gif_download.value.path())
+    assert gif.format == "GIF" and gif.n_frames == 3
