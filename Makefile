@@ -8,7 +8,7 @@ DATA   ?= data/demo
 HOST   ?= 127.0.0.1
 PORT   ?= 8050
 
-.PHONY: install demo demo-data dashboard stop test test-quick test-faults lint format bench catalogue clean
+.PHONY: install install-mxnet demo demo-data dashboard stop test test-quick test-faults lint format bench catalogue clean
 
 install: $(STAMP)  ## make .venv with the dashboard, trainer and dev requirements (quick when nothing changed)
 
@@ -17,6 +17,19 @@ $(STAMP): requirements.txt requirements-train.txt requirements-dev.txt pyproject
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt -r requirements-train.txt -r requirements-dev.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+MXNET_VENV    := .venv-mxnet
+MXNET_PACKAGE ?= mxnet
+MXNET_STAMP   := $(MXNET_VENV)/.installed-$(MXNET_PACKAGE)
+
+install-mxnet: $(MXNET_STAMP)  ## .venv-mxnet for `train --engine mxnet` (MXNET_PACKAGE=mxnet-cu112: CUDA 11.2 GPUs)
+
+$(MXNET_STAMP): requirements-mxnet.txt
+	@test -x $(MXNET_VENV)/bin/python || $(PYTHON) -m venv $(MXNET_VENV)
+	-$(MXNET_VENV)/bin/pip uninstall -q -y $(filter-out $(MXNET_PACKAGE),mxnet mxnet-cu112)
+	$(MXNET_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-mxnet.txt "$(MXNET_PACKAGE)==1.9.1"
+	@rm -f $(MXNET_VENV)/.installed-*
+	@touch $@
 
 demo-data: install  ## make the embedded synthetic demo dataset (all 1000 classes, 32 px)
 	$(BIN)/python -m trainer make-demo-data $(DATA) --if-missing
@@ -52,4 +65,4 @@ catalogue: install  ## regenerate assets/imagenet/*.tsv (needs apt wordnet-base)
 	$(BIN)/python -m assets.build_catalogue
 
 clean:
-	rm -rf $(RUNS) data .pytest_cache
+	rm -rf $(RUNS) data .pytest_cache test-output

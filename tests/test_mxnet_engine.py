@@ -1,0 +1,252 @@
+"""The MXNet engine (issue 9): dispatch, parity with the PyTorch engine's data and options, and a
+tiny real run read by the dashboard. Runs need .venv-mxnet (``make install-mxnet``)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, run_cli
+from trainer.mxnet_engine import data as mxdata
+from trainer.mxnet_engine.gpus import DeviceError, check_gpu_support
+from trainer.mxnet_engine.launch import engine_of, mxnet_python, strip_engine
+
+HAVE_MXNET = os.access(mxnet_python(), os.X_OK)
+needs_mxnet = pytest.mark.skipif(
+    not HAVE_MXNET, reason=f"{mxnet_python()} is missing: `make install-mxnet` to run these"
+)
+EPOCHS = 2
+RUN_ARGS = (
+    "--engine", "mxnet", "--arch", "resnet18_v2", "--width", "0.25", "--epochs", str(EPOCHS),
+    "--batch-size", "32", "--image-size", "32", "--lr", "0.1", "--seed", "0", "--workers", "1",
+)  # fmt: skip
+
+
+# --- no MXNet needed ----------------------------------------------------------------------------
+def test_engine_option_is_found_and_stripped():
+    assert engine_of(["--data", "d", "--engine", "mxnet"]) == "mxnet"
+    assert engine_of(["--engine=pytorch"]) == "pytorch"
+    assert engine_of(["--data", "d"]) is None
+    assert strip_engine(["--engine", "mxnet", "--name", "a", "--engine=x"]) == ["--name", "a"]
+
+
+def test_missing_environment_says_how_to_make_it(tmp_path):
+    env = {"EPOCHSCOPE_MXNET_PYTHON": str(tmp_path / "none")}
+    proc = run_cli("trainer", "train", "--engine", "mxnet", "--data", str(tmp_path), "--name",
+                   "a", check=False, env=env)  # fmt: skip
+    assert proc.returncode == 2
+    assert "make install-mxnet" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_engine_is_refused(tmp_path):
+    proc = run_cli("trainer", "train", "--engine", "jax", "--data", str(tmp_path), "--name", "a",
+                   check=False)  # fmt: skip
+    assert proc.returncode == 2 and "unknown --engine 'jax'" in proc.stderr
+
+
+def test_gpus_newer_than_cu112_are_refused():
+    check_gpu_support([7.0, 8.6], built_with_cuda=True)
+    with pytest.raises(DeviceError, match="compute capability 9 is newer"):
+        check_gpu_support([8.0, 9.0], built_with_cuda=True)
+    with pytest.raises(DeviceError, match="MXNET_PACKAGE=mxnet-cu112"):
+        check_gpu_support([8.0], built_with_cuda=False)
+
+
+def test_data_matches_the_pytorch_engine(demo_data):
+    from trainer import data as torchdata
+
+    ours, theirs = mxdata.discover(demo_data), torchdata.discover(demo_data)
+    for field in ("root", "layout", "classes", "names", "train", "val"):
+        assert getattr(ours, field) == getattr(theirs, field), field
+    paths = [demo_data / p for p, _ in ours.train[:5] + ours.val[:5]]
+    for i, path in enumerate(paths):
+        want = torchdata.eval_pipeline(32)(path)
+        assert np.array_equal(mxdata.Pipeline(32, train=False)(path, random.Random(0)), want)
+        # the same augmentation: the same draws from the same seed give the same pixels
+        random.seed(i)
+        want = torchdata.train_pipeline(32, 0.35)(path)
+        got = mxdata.Pipeline(32, train=True, min_scale=0.35)(path, random.Random(i))
+        assert np.array_equal(got, want)
+
+
+def test_every_pytorch_option_is_accepted():
+    from trainer.mxnet_engine.options import get_parser as mx_parser
+    from trainer.train import get_parser as torch_parser
+
+    ours = {s for a in mx_parser()._actions for s in a.option_strings}
+    missing = {s for a in torch_parser()._actions for s in a.option_strings} - ours
+    assert not missing, f"options of trainer/train.py the MXNet engine lacks: {sorted(missing)}"
+
+
+# --- real MXNet runs ----------------------------------------------------------------------------
+def read_events(run: Path) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    return [json.loads(line) for line in lines[:-1]]
+
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+@pytest.fixture(scope="module")
+def mx_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("mxdata") / "demo10"
+    run_cli("trainer", "make-demo-data", str(root), "--classes", "10", "--train-per-class", "40",
+            "--val-per-class", "10", "--image-size", "32", "--seed", "0", "--quiet")  # fmt: skip
+    return root
+
+
+@pytest.fixture(scope="module")
+def mx_run(mx_data, tmp_path_factory) -> Path:
+    """Two epochs split over two CPU contexts with a device kvstore (the seed's 4-GPU path)."""
+    runs = tmp_path_factory.mktemp("mxruns")
+    run_cli("trainer", "train", "--data", str(mx_data), "--runs-dir", str(runs), "--name", "mx",
+            *RUN_ARGS, "--num-devices", "2", "--log-interval", "4")  # fmt: skip
+    return runs / "mx"
+
+
+@needs_mxnet
+@pytest.mark.slow
+def test_mxnet_run_writes_the_contract(mx_run):
+    info = json.loads((mx_run / "run.json").read_text())
+    assert info["engine"] == "mxnet" and info["engine_version"] == "1.9.1"
+    assert info["world_size"] == 2 and len(info["devices"]) == 2
+    assert info["preprocess"]["input_name"] == "input" and info["preprocess"]["output"] == "logits"
+    classes = read_tsv(mx_run / "classes.tsv")
+    val = read_tsv(mx_run / "val_index.tsv")
+    assert len(classes) == info["data"]["num_classes"] == 10
+    assert [int(r["row"]) for r in val] == list(range(info["data"]["num_val"]))
+    labels = np.array([int(r["label"]) for r in val])
+
+    events = read_events(mx_run)
+    assert all({"kind", "time", "epoch"} <= set(e) for e in events)
+    status = [e["state"] for e in events if e["kind"] == "status"]
+    assert status == ["started", "finished"]
+    epochs = {e["epoch"]: e for e in events if e["kind"] == "epoch"}
+    assert sorted(epochs) == [1, 2]
+    steps = [e for e in events if e["kind"] == "step"]
+    assert [s["step"] for s in steps] == [4, 8, 12, 16, 20, 24]
+    assert all(0 <= s["top1"] <= s["top5"] <= 1 and s["steps_per_epoch"] == 12 for s in steps)
+    assert any(e["kind"] == "device" and e["device_kind"] == "cpu" for e in events)
+
+    import onnx
+
+    for epoch, event in epochs.items():
+        with np.load(mx_run / "predictions" / f"epoch-{epoch:04d}.npz", allow_pickle=False) as z:
+            assert z["top5"].dtype == np.int16 and z["top5"].shape == (len(val), 5)
+            assert z["prob"].dtype == np.float16 and z["prob"].shape == (len(val), 5)
+            assert np.all(np.diff(z["prob"].astype(np.float32), axis=1) <= 1e-3)
+            hit5 = (z["top5"] == labels[:, None]).any(axis=1).mean()
+        assert event["val_top5"] == pytest.approx(hit5)
+        onnx.checker.check_model(str(mx_run / "models" / f"epoch-{epoch:04d}.onnx"))
+        for suffix in (".params", ".states", ".json"):
+            assert (mx_run / "checkpoints" / f"epoch-{epoch:04d}{suffix}").is_file()
+    assert epochs[2]["val_top5"] > 0.5  # chance is 5/10
+    assert not list(mx_run.rglob(".*.tmp-*")) and not (mx_run / "trainer.pid").exists()
+
+
+@needs_mxnet
+@pytest.mark.slow
+def test_dashboard_reads_and_classifies_an_mxnet_run(mx_run):
+    from PIL import Image
+
+    from dashboard import rundir
+    from dashboard.inference import Classifier, SessionCache
+
+    [summary] = rundir.list_runs(mx_run.parent, rundir.MetricsCache())
+    assert (summary.name, summary.engine, summary.state) == ("mx", "mxnet", "finished")
+    assert summary.epochs_done == summary.epochs_total == EPOCHS
+    info = rundir.read_run_info(mx_run)
+    top5, _ = rundir.load_predictions(
+        mx_run, EPOCHS, info["data"]["num_val"], info["data"]["num_classes"]
+    )
+    log = rundir.MetricsLog(mx_run / "metrics.jsonl")
+    assert sorted(rundir.epoch_table(log.refresh())) == [1, 2]
+
+    # the mx.onnx model, fed as the dashboard feeds it, agrees with MXNet's own predictions
+    classifier = Classifier.for_run(mx_run, EPOCHS, SessionCache())
+    root = Path(info["data"]["root"])
+    rows = read_tsv(mx_run / "val_index.tsv")
+    images = [Image.open(root / r["path"]).convert("RGB") for r in rows]
+    results = classifier.classify_images(images)
+    onnx_top1 = np.array([r[0]["index"] for r in results])
+    assert (onnx_top1 == top5[:, 0]).mean() >= 0.99
+    assert len(classifier.classify_images(images[:1])) == 1  # dynamic batch
+
+
+@needs_mxnet
+@pytest.mark.slow
+def test_sigkill_then_resume_sees_each_epoch_once(mx_data, tmp_path):
+    import psutil
+
+    run = tmp_path / "killed"
+    args = ("trainer", "train", "--data", str(mx_data), "--runs-dir", str(tmp_path),
+            "--name", "killed", *RUN_ARGS, "--log-interval", "1")  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    proc = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    workers = []
+    try:
+        deadline = time.monotonic() + 90
+        while not _has_step(run, epoch=2, epoch_step=3):
+            assert proc.poll() is None, f"trainer exited early with {proc.returncode}"
+            assert time.monotonic() < deadline, "timed out waiting for epoch 2"
+            time.sleep(0.05)
+        workers = psutil.Process(proc.pid).children(recursive=True)
+    finally:
+        proc.send_signal(signal.SIGKILL)  # the engine itself: the launcher exec'ed into it
+        proc.wait()
+    assert workers, "expected a data-loading worker"
+    psutil.wait_procs(workers, timeout=10)
+    assert not [w for w in workers if w.is_running()], "workers outlived their trainer"
+    assert not (run / "checkpoints" / "epoch-0002.json").exists()
+    with open(run / "metrics.jsonl", "ab") as f:
+        f.write(b'{"kind": "step", "time": 1, "ep')  # a write torn by the crash
+
+    out = run_cli(*args, "--resume").stdout
+    assert "epochs 2..2" in out
+    events = read_events(run)
+    resumed = [e for e in events if e["kind"] == "status" and e["state"] == "resumed"]
+    assert len(resumed) == 1 and resumed[0]["from_epoch"] == 1
+    assert sorted(e["epoch"] for e in events if e["kind"] == "epoch") == [1, 2]
+    assert [e["state"] for e in events if e["kind"] == "status"][-1] == "finished"
+    import onnxruntime as ort
+
+    for model in (run / "models").glob("epoch-*.onnx"):
+        ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+
+
+def _has_step(run: Path, **match) -> bool:
+    try:
+        events = read_events(run)
+    except (FileNotFoundError, AssertionError, ValueError):
+        return False
+    return any(e["kind"] == "step" and all(e.get(k) == v for k, v in match.items()) for e in events)
+
+
+@needs_mxnet  # fast: the engine refuses these before importing MXNet
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--compile"], "--compile is a PyTorch option"),
+        (["--arch", "resnet269_v2"], "not in Gluon's model zoo"),
+    ],
+)
+def test_options_mxnet_cannot_honour_are_one_line(extra, message, mx_data, tmp_path):
+    proc = run_cli("trainer", "train", "--data", str(mx_data), "--runs-dir", str(tmp_path),
+                   "--name", "bad", *RUN_ARGS, *extra, check=False)  # fmt: skip
+    assert proc.returncode == 2
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
