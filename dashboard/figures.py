@@ -7,6 +7,7 @@ that extends the browser's trace arrays, so the figure is never sent twice.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -221,6 +222,15 @@ def _layout(panel: str) -> dict[str, Any]:
     }
 
 
+EPOCH_PANELS = ("accuracy", "loss", "lr", "throughput", "steps")
+
+
+def epoch_ticks(series: Sequence[Series]) -> dict[str, Any]:
+    """Whole-epoch ticks (1, 2, 3 ... or every k-th for long runs), never 1.2, 1.4, ..."""
+    last = max((x for s in series for x in s.x if isinstance(x, int | float)), default=1)
+    return {"tick0": 1, "dtick": max(1, math.ceil(last / 12))}
+
+
 def build_figure(panel: str, series: Sequence[Series]) -> go.Figure:
     """The whole figure of one panel."""
     if panel in ("accuracy", "devices"):
@@ -240,6 +250,8 @@ def build_figure(panel: str, series: Sequence[Series]) -> go.Figure:
         fig = go.Figure([s.trace() for s in series], layout=_layout(panel))
         if panel == "lr":
             fig.update_yaxes(exponentformat="e")
+    if panel in EPOCH_PANELS:
+        fig.update_xaxes(**epoch_ticks(series))
     if not any(s.x for s in series):
         fig.add_annotation(text="no data yet", showarrow=False, x=0.5, y=0.5,
                            xref="paper", yref="paper", font={"color": "#888"})  # fmt: skip
@@ -275,6 +287,11 @@ def patch_figure(
             patch["data"].append(trace)
             keys.append(s.key)
             changed = True
+    if changed and panel in EPOCH_PANELS:
+        # new epochs may call for sparser ticks; a few bytes, sent only with new points
+        ticks = epoch_ticks(series)
+        for axis in ("xaxis", "xaxis2") if panel == "accuracy" else ("xaxis",):
+            patch["layout"][axis]["dtick"] = ticks["dtick"]
     return (patch if changed else None), keys
 
 

@@ -70,6 +70,9 @@ def test_training_page_gains_an_epoch_live(
         )  # fmt: skip
         assert grown > first
         assert page.evaluate("window.__sameDocument === true")
+        # the "are the mistakes related to the true class?" chart follows the prediction files
+        page.wait_for_selector("#training-mistakes .js-plotly-plot", timeout=15_000)
+        assert "related" in page.inner_text("#training-mistakes")
         page.screenshot(path=str(output_dir / "training-live.png"), full_page=True)
         if grown < 4 and trainer.poll() is None:
             page.wait_for_selector(".badge.state-running", timeout=10_000)

@@ -94,3 +94,18 @@ def test_patch_of_nothing_is_none() -> None:
         "loss", keys, figures.run_series("a", 0, [], 0.0, [])["loss"]
     )
     assert patch is None and same == keys
+
+
+def test_epoch_axes_tick_whole_epochs_and_thin_out_for_long_runs() -> None:
+    short = figures.build_figure("loss", figures.run_series("a", 0, _events(3), 0.0)["loss"])
+    assert (short.layout.xaxis.tick0, short.layout.xaxis.dtick) == (1, 1)
+    long = figures.build_figure("loss", figures.run_series("a", 0, _events(60), 0.0)["loss"])
+    assert long.layout.xaxis.dtick == 5  # 60 epochs: a tick every 5, about a dozen labels
+    acc = figures.build_figure("accuracy", figures.run_series("a", 0, _events(3), 0.0)["accuracy"])
+    assert acc.layout.xaxis.dtick == acc.layout.xaxis2.dtick == 1
+    keys = figures.figure_keys(figures.run_series("a", 0, _events(12), 0.0)["loss"])
+    grown = figures.run_series("a", 0, _events(40)[-2:], 0.0)["loss"]
+    patch, _ = figures.patch_figure("loss", keys, grown)
+    assert patch is not None and patch.to_plotly_json()["operations"]
+    ops = [op for op in patch.to_plotly_json()["operations"] if op["location"][0] == "layout"]
+    assert ops and ops[0]["params"]["value"] == 4  # epoch 40 of a long run: every 4th epoch
