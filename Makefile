@@ -44,11 +44,14 @@ demo: demo-data  ## demo data, trainer in the background, dashboard in the foreg
 stop: install  ## stop the background demo trainer cleanly
 	$(BIN)/python -m trainer stop demo --runs-dir $(RUNS)
 
-test: install lint  ## the whole suite: unit, real training runs, browser tests
-	$(BIN)/python -m pytest -q
+test: install lint  ## the whole suite: unit, real training runs, browser tests (not the fault tests)
+	$(BIN)/python -m pytest -q -m "not faults"
 
 test-quick: install  ## under a minute: no browser, no slow tests
 	$(BIN)/python -m pytest -q -m "not browser and not slow"
+
+test-faults: install  ## heavy fault tests: kills, full disk, lost rank, load (docs/reliability.md)
+	$(BIN)/python -m pytest -q -m faults
 
 lint: install
 	$(BIN)/ruff check .

@@ -19,6 +19,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8050, help="port (default 8050)")
     p.add_argument("--max-upload-mb", type=float, default=None,
                    help="largest photo accepted, in MB (default 20)")  # fmt: skip
+    p.add_argument(
+        "--token",
+        default=None,
+        help="require this access token (default: $EPOCHSCOPE_TOKEN; none: open); "
+        "open /?token=T once in a browser, or send 'Authorization: Bearer T'",
+    )
     p.add_argument("--debug", action="store_true", help="Dash debug mode (reloader, dev tools)")
     return p
 
@@ -31,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["RUNS_DIR"] = os.path.abspath(args.runs_dir)
     if args.max_upload_mb is not None:
         os.environ["EPOCHSCOPE_MAX_UPLOAD_MB"] = str(args.max_upload_mb)
+    if args.token:
+        os.environ["EPOCHSCOPE_TOKEN"] = args.token
     from dashboard.app import app  # after the environment is set
 
     print(f"Epochscope dashboard: http://{args.host}:{args.port}/  (runs: {args.runs_dir})")

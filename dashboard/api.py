@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, jsonify, request
@@ -41,7 +42,7 @@ def _error(message: str, status: int):
 def default_run(runs_dir: os.PathLike[str]) -> str | None:
     """The newest run that has a model."""
     for s in list_runs(runs_dir):
-        if model_epochs(safe_run_dir(runs_dir, s.name)):
+        if model_epochs(Path(runs_dir) / s.name):  # a name list_runs checked
             return s.name
     return None
 
@@ -71,9 +72,11 @@ def classify_upload(data: bytes, run: str | None, epoch: str | int | None) -> di
         raise inference.ImageError(f"run {run!r} has no model for epoch {epoch}", 404)
     try:
         classifier = inference.Classifier.for_run(run_dir, epoch)
-    except (LookupError, ValueError) as e:
+        result = classifier.classify([data])[0]
+    except inference.ImageError:
+        raise
+    except (LookupError, ValueError, OSError) as e:  # also a model replaced or removed just now
         raise inference.ImageError(f"cannot use run {run!r} epoch {epoch}: {e}", 409) from None
-    result = classifier.classify([data])[0]
     if isinstance(result, inference.ImageError):
         raise result
     return {"run": run, "epoch": epoch, "top5": result}

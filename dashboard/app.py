@@ -6,15 +6,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
+from urllib.parse import urlencode
 
 import dash
 from dash import Dash, Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
+from flask import Response, redirect, request
 
 from dashboard import api, config
 from dashboard.rundir import list_runs
-from dashboard.shell import NAV, default_runs, nav_href, picker_options, runs_from_search
+from dashboard.shell import NAV, default_runs, nav_href, picker_options, runs_from_search, tolerant
 
 HERE = Path(__file__).resolve().parent
 
@@ -29,6 +33,44 @@ app = Dash(
 )
 server = app.server
 api.register(server)
+
+COOKIE = "epochscope_auth"
+
+
+def _cookie_value(token: str) -> str:
+    # the cookie holds a digest, not the token itself
+    return hmac.new(token.encode(), b"epochscope-cookie", hashlib.sha256).hexdigest()
+
+
+def _same(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+@server.before_request
+def require_token() -> Response | None:
+    """With a token set (--token or $EPOCHSCOPE_TOKEN), every route asks for it: a Bearer
+    header, the cookie that ``?token=`` sets once, or 401."""
+    token = config.token()
+    if token is None:
+        return None
+    header = request.headers.get("Authorization", "")
+    bearer = header[7:].strip() if header[:7].lower() == "bearer " else None
+    if _same(bearer, token) or _same(request.cookies.get(COOKIE), _cookie_value(token)):
+        return None
+    if _same(request.args.get("token"), token):
+        # drop the token from the address bar (history, Referer), keep it in a cookie
+        rest = [(k, v) for k, v in request.args.items(multi=True) if k != "token"]
+        reply = redirect(request.path + ("?" + urlencode(rest) if rest else ""), code=303)
+        reply.set_cookie(COOKIE, _cookie_value(token), httponly=True, samesite="Strict",
+                         secure=request.is_secure)  # fmt: skip
+        return reply
+    return Response(
+        "401 Unauthorized: this dashboard needs its access token\n",
+        401,
+        {"WWW-Authenticate": 'Bearer realm="epochscope"'},
+        mimetype="text/plain",
+    )
+
 
 if not any(p["path"] == "/confusion" for p in dash.page_registry.values()):
     # until the confusion explorer's page exists, /confusion says so instead of a 404
@@ -84,6 +126,7 @@ app.layout = html.Div(
     State("shell-runs", "value"),
     State("shell-runs-known", "data"),
 )
+@tolerant
 def sync_runs(search: str | None, _n: int | None, current: list[str] | None, known: dict | None):
     """Picker options from RUNS; the value from ?run= (or the newest run) on page load.
 

@@ -58,6 +58,11 @@ RESAMPLE = {
 }
 
 
+#: what uploads may be: photo formats; the first frame of an animated GIF/WebP/PNG is classified
+Image.init()  # every plugin registered, so the list below names only formats this Pillow has
+_PHOTOS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "HEIF", "AVIF")
+PHOTO_FORMATS = tuple(f for f in _PHOTOS if f in Image.OPEN)
+
 BOMB_MESSAGE = "the image has too many pixels: over the {limit:.0f} megapixel limit"
 
 
@@ -123,14 +128,17 @@ def decode_image(
             413,
         )
     try:
-        im = Image.open(io.BytesIO(data))  # lazy: reads the header only
+        # lazy: reads the header only; photo formats only (no EPS, which would run Ghostscript)
+        im = Image.open(io.BytesIO(data), formats=PHOTO_FORMATS)
     except UnidentifiedImageError:
         raise ImageError("not an image, or an image format that cannot be read") from None
     except Image.DecompressionBombError:
         raise ImageError(BOMB_MESSAGE.format(limit=max_pixels / 1e6), 413) from None
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
-        raise ImageError(f"the image is truncated or damaged ({e})", 422) from None
+    except Exception as e:  # a damaged header can raise nearly anything inside a plugin
+        raise ImageError(f"the image is truncated or damaged ({_short(e)})", 422) from None
     width, height = im.size
+    if width < 1 or height < 1:
+        raise ImageError(f"the image is {width} x {height} pixels: nothing to classify", 422)
     if width * height > max_pixels:
         raise ImageError(
             f"the image is {width} x {height} = {width * height / 1e6:.0f} megapixels, "
@@ -143,11 +151,21 @@ def decode_image(
         im.load()
     except Image.DecompressionBombError:
         raise ImageError(BOMB_MESSAGE.format(limit=max_pixels / 1e6), 413) from None
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
-        raise ImageError(f"the image is truncated or damaged ({e})", 422) from None
+    except MemoryError:
+        raise ImageError("the image is too large to decode", 413) from None
+    except Exception as e:  # struct.error, IndexError, ... from damaged data
+        raise ImageError(f"the image is truncated or damaged ({_short(e)})", 422) from None
     with contextlib.suppress(Exception):  # broken EXIF must not lose the photo: keep it unrotated
         im = ImageOps.exif_transpose(im)
-    return to_rgb(im)
+    try:
+        return to_rgb(im)
+    except Exception as e:  # an odd mode or palette that cannot become RGB
+        raise ImageError(f"the image cannot be converted to RGB ({_short(e)})", 422) from None
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0][:200] if text else "") or type(e).__name__
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
@@ -174,6 +192,7 @@ def to_rgb(im: Image.Image) -> Image.Image:
 
 def preprocess_image(im: Image.Image, pre: Preprocess) -> np.ndarray:
     """RGB image -> float32 [3, S, S]: shorter side to resize_size, centre crop, normalise."""
+    im = _trim_long_side(im)
     w, h = im.size
     short, long = (w, h) if w <= h else (h, w)
     new_long = max(1, int(pre.resize_size * long / short))
@@ -186,6 +205,20 @@ def preprocess_image(im: Image.Image, pre: Preprocess) -> np.ndarray:
     arr = np.asarray(im, dtype=np.float32) / 255.0
     arr = (arr - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def _trim_long_side(im: Image.Image, ratio: int = 4) -> Image.Image:
+    """Crop a very long image to its centre before resizing (the centre crop keeps only that):
+    a 1 x 60,000,000 strip would otherwise be resized to 36 x 2 billion pixels."""
+    w, h = im.size
+    if max(w, h) <= ratio * min(w, h):
+        return im
+    keep = ratio * min(w, h)
+    if w > h:
+        left = (w - keep) // 2
+        return im.crop((left, 0, left + keep, h))
+    top = (h - keep) // 2
+    return im.crop((0, top, w, top + keep))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 RUN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 EPOCH_FILE_RE = re.compile(r"epoch-(\d{4,})\.(npz|onnx)")
 RUNNING_STATES = ("started", "resumed")
+KNOWN_KINDS = frozenset({"status", "step", "epoch", "device", "warning"})
 
 
 # --- names and paths ---------------------------------------------------------------------------
@@ -143,10 +144,16 @@ def load_predictions(
     path = _epoch_path(Path(run_dir), "predictions", epoch, "npz")
     if not path.is_file():
         raise LookupError(f"run {Path(run_dir).name!r} has no predictions for epoch {epoch}")
-    with np.load(path, allow_pickle=False) as npz:
-        if "top5" not in npz or "prob" not in npz:
-            raise ValueError(f"{path}: expected arrays 'top5' and 'prob'")
-        top5, prob = npz["top5"], npz["prob"]
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "top5" not in npz or "prob" not in npz:
+                raise ValueError(f"{path}: expected arrays 'top5' and 'prob'")
+            top5, prob = npz["top5"], npz["prob"]
+    except FileNotFoundError:  # removed since the check above
+        raise LookupError(f"run {Path(run_dir).name!r} has no epoch {epoch} predictions") from None
+    except Exception as e:  # a torn or foreign file: BadZipFile, EOFError, pickled objects, ...
+        log.warning("%s does not load: %s: %s", path, type(e).__name__, e)
+        raise ValueError(f"{path} is not a readable predictions file: {e}") from None
     if top5.ndim != 2 or top5.shape[1] != 5 or prob.shape != top5.shape:
         raise ValueError(f"{path}: top5 {top5.shape} and prob {prob.shape} must both be [N, 5]")
     if not np.issubdtype(top5.dtype, np.integer) or not np.issubdtype(prob.dtype, np.floating):
@@ -175,6 +182,7 @@ class MetricsLog:
     inode: int | None = None
     generation: int = 0
     garbage_lines: int = 0
+    unknown_kinds: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def _reset(self) -> None:
@@ -187,7 +195,9 @@ class MetricsLog:
         with self.lock:
             try:
                 f = self.path.open("rb")
-            except FileNotFoundError:
+            except OSError as e:  # deleted, or not a readable file: read as empty
+                if not isinstance(e, FileNotFoundError):
+                    log.warning("%s cannot be read: %s", self.path, e)
                 if self.events or self.offset:
                     self._reset()
                 self.inode = None
@@ -218,6 +228,9 @@ class MetricsLog:
             if event is None:
                 self.garbage_lines += line.strip() != b""
                 continue
+            if event["kind"] not in KNOWN_KINDS and event["kind"] not in self.unknown_kinds:
+                self.unknown_kinds.add(event["kind"])  # warned once per kind and file
+                log.warning("%s: ignoring events of unknown kind %r", self.path, event["kind"])
             self.events.append(event)
             self.ends.append(pos)
             new.append(event)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import logging
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+from dash.exceptions import PreventUpdate
+
 from dashboard.rundir import RUN_NAME_RE, RunSummary
+
+log = logging.getLogger(__name__)
 
 NAV = (("Training", "/"), ("Classify a photo", "/classify"), ("Confusion", "/confusion"))
 
@@ -38,3 +45,19 @@ def picker_options(summaries: Sequence[RunSummary]) -> list[dict[str, str]]:
 def nav_href(path: str, runs: Sequence[str] | None) -> str:
     """A nav link that keeps the chosen runs: /classify?run=A&run=B."""
     return f"{path}?{urlencode([('run', r) for r in runs])}" if runs else path
+
+
+def tolerant(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a Dash callback that reads run files: a file caught mid-replacement, deleted or
+    damaged (or a malformed request) keeps what the page shows instead of answering 500."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, LookupError, OSError, TypeError) as e:
+            log.warning("%s: %s: %s; the page keeps its last view", fn.__name__,
+                        type(e).__name__, e)  # fmt: skip
+            raise PreventUpdate from None
+
+    return wrapper

@@ -100,8 +100,11 @@ def test_tiny_run_writes_the_contract_and_learns(tiny_run):
     counts = check_run_directory(tiny_run, TINY_EPOCHS)
     assert counts["classes"] == TINY_CLASSES
     last = epochs_last_wins(read_events(tiny_run))[TINY_EPOCHS]
-    # chance is 5/20 = 0.25
-    assert last["val_top5"] >= 0.45, last
+    # Guessing gets top-5 5/20 = 0.25, with a standard deviation of sqrt(.25 * .75 / 200) = 0.031
+    # on the 200 validation images; 0.37 is four of those above chance. (Three epochs of a
+    # quarter-width net land anywhere in 0.43-0.8 depending on thread timing: no tighter bound.)
+    chance, sd = 0.25, (0.25 * 0.75 / counts["val"]) ** 0.5
+    assert last["val_top5"] >= chance + 4 * sd, last
     info = json.loads((tiny_run / "run.json").read_text())
     assert info["hparams"]["width"] == 0.25 and info["world_size"] == 1
 

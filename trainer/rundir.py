@@ -4,6 +4,16 @@ Every file is written atomically (temporary name, fsync, ``os.replace``, folder 
 metrics.jsonl gets whole lines from single ``write`` calls on an O_APPEND descriptor. Rank 0 of
 a distributed job uses :class:`RunWriter`; every other rank gets :class:`NullWriter`, so no call
 site needs to ask which rank it is on.
+
+Fault injection for the crash and disk-fault tests (docs/reliability.md), inert unless the
+environment variable ``EPOCHSCOPE_FAULT`` is set to one of:
+
+- ``kill-before-replace:GLOB``: SIGKILL this process once the temporary file of a path matching
+  ``*/GLOB`` (for example ``models/epoch-0002.onnx``) is written, just before ``os.replace``;
+- ``delay:SECONDS``: sleep between writing a temporary file and renaming it (a wider window
+  for random kills to land in);
+- ``enospc-after:N``: the Nth atomic write of this process and every later one raise
+  ``OSError(ENOSPC)``, as on a full disk; ``enospc-all-after:N`` fails event appends too.
 """
 
 from __future__ import annotations
@@ -11,10 +21,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import fnmatch
 import io
 import json
 import os
 import re
+import signal
 import threading
 import time
 from pathlib import Path
@@ -26,6 +38,8 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 METRICS = "metrics.jsonl"
 LOCK = "run.lock"
 PID = "trainer.pid"
+FAULT_ENV = "EPOCHSCOPE_FAULT"
+_writes = 0  # atomic writes attempted by this process, for enospc-after:N
 
 
 class RunLockedError(RuntimeError):
@@ -51,15 +65,46 @@ def epoch_of(path: Path) -> int | None:
     return int(m[1]) if m else None
 
 
+def _fault() -> tuple[str, str]:
+    kind, _, arg = os.environ.get(FAULT_ENV, "").partition(":")
+    return kind, arg
+
+
+def _disk_full(for_events: bool = False) -> None:
+    """Raise ENOSPC when an ``enospc-*`` fault says the disk is full by now (test hook)."""
+    global _writes
+    kind, arg = _fault()
+    if kind not in ("enospc-after", "enospc-all-after"):
+        return
+    if for_events:
+        if kind == "enospc-all-after" and _writes >= int(arg):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return
+    _writes += 1
+    if _writes >= int(arg):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _before_replace(path: Path) -> None:
+    """The window between a complete temporary file and its rename (test hook)."""
+    kind, arg = _fault()
+    if kind == "delay":
+        time.sleep(float(arg))
+    elif kind == "kill-before-replace" and fnmatch.fnmatch(path.as_posix(), "*/" + arg):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` so that ``path`` never holds a partial file, even after kill -9."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     try:
+        _disk_full()
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        _before_replace(path)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -244,6 +289,7 @@ class RunWriter:
                 self._events_fd = os.open(
                     self.root / METRICS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
                 )
+            _disk_full(for_events=True)
             # one write on an O_APPEND descriptor: a reader sees the whole line or none of it
             os.write(self._events_fd, line)
         return record

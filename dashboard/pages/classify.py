@@ -11,6 +11,7 @@ from dash.exceptions import PreventUpdate
 from dashboard import config, inference
 from dashboard.classify_view import classify_uploads, result_card
 from dashboard.rundir import list_runs, model_epochs, safe_run_dir
+from dashboard.shell import tolerant
 
 dash.register_page(__name__, path="/classify", name="Classify", title="Epochscope: classify")
 
@@ -61,9 +62,10 @@ clientside_callback(
     Input("shell-runs", "value"),
     State("classify-run", "value"),
 )
+@tolerant
 def run_choices(selected: list[str] | None, current: str | None):
     runs_dir = config.runs_dir()
-    names = [s.name for s in list_runs(runs_dir) if model_epochs(safe_run_dir(runs_dir, s.name))]
+    names = [s.name for s in list_runs(runs_dir) if model_epochs(runs_dir / s.name)]
     preferred = [r for r in (selected or []) if r in names]
     value = current if current in names else (preferred or names or [None])[0]
     return [{"label": n, "value": n} for n in names], value
@@ -77,6 +79,7 @@ def run_choices(selected: list[str] | None, current: str | None):
     State("classify-epoch", "options"),
     State("classify-epoch", "value"),
 )
+@tolerant
 def epoch_choices(run: str | None, _n: int | None, options: list | None, current: int | None):
     if not run:
         return [], None
@@ -98,6 +101,7 @@ def epoch_choices(run: str | None, _n: int | None, options: list | None, current
     Input("classify-epoch", "value"),
     State("classify-run", "value"),
 )
+@tolerant
 def classify(uploads: dict | None, epoch: int | None, run: str | None):
     if not uploads or not uploads.get("contents"):
         return html.P("No photos yet.", className="hint")

@@ -21,6 +21,7 @@ from dashboard.confusion.relatedness import relatedness_figure
 from dashboard.confusion.render import SCALES, warm_up
 from dashboard.confusion.view import next_view
 from dashboard.rundir import list_runs, prediction_epochs, safe_run_dir
+from dashboard.shell import tolerant
 
 dash.register_page(
     __name__, path="/confusion", name="Confusion", title="Epochscope: confusion explorer"
@@ -177,6 +178,7 @@ def _context(run: str, kind: str, run_dir: Path) -> list[Any]:
     Input("confusion-wanted-run", "data"),
     State("confusion-run", "value"),
 )
+@tolerant
 def run_choices(selected: list[str] | None, wanted: str | None, current: str | None):
     runs_dir = config.runs_dir()
     names = [s.name for s in list_runs(runs_dir) if prediction_epochs(runs_dir / s.name)]
@@ -198,6 +200,7 @@ def run_choices(selected: list[str] | None, wanted: str | None, current: str | N
     State("confusion-epoch", "max"),
     State("confusion-epoch", "value"),
 )
+@tolerant
 def epoch_choices(run: str | None, _n: int | None, old_max: int | None, current: int | None):
     epochs = data.epochs(_run_dir(run))
     if not epochs:
@@ -262,6 +265,7 @@ def play_step(_n: int, epoch: int | None, last: int | None):
     Input("confusion-graph", "relayoutData"),
     State("confusion-view", "data"),
 )
+@tolerant
 def update_matrix(
     run: str | None,
     epoch: int | None,
@@ -333,6 +337,7 @@ def _cell_text(run_dir: Path, cell: service.Cell, mode: str) -> list:
     State("confusion-mode", "value"),
     State("confusion-order", "value"),
 )
+@tolerant
 def hover(hover_data: dict | None, view: dict | None, run: str | None, mode: str, kind: str):
     cell, point = _cell(hover_data, view, run, mode, kind)
     if cell is None:
@@ -355,6 +360,7 @@ def hover(hover_data: dict | None, view: dict | None, run: str | None, mode: str
     State("confusion-mode", "value"),
     State("confusion-order", "value"),
 )
+@tolerant
 def drill_down(
     click: dict | None,
     active: dict | None,
@@ -437,6 +443,7 @@ def _image_card(run_dir: Path, im: service.DrillImage, true: int, pred: int) -> 
     Output("confusion-band", "options"),
     Input("confusion-run", "value"),
 )
+@tolerant
 def band_options(run: str | None):
     return [{"label": b, "value": b} for b in service.band_names(_run_dir(run))]
 
@@ -449,6 +456,7 @@ def band_options(run: str | None):
     Input("confusion-mode", "value"),
     Input("confusion-band", "value"),
 )
+@tolerant
 def pairs_table(run: str | None, epoch: int | None, mode: str, band: str | None):
     run_dir = _run_dir(run)
     if epoch is None or epoch not in data.epochs(run_dir):
@@ -461,6 +469,7 @@ def pairs_table(run: str | None, epoch: int | None, mode: str, band: str | None)
     Input("confusion-run", "value"),
     Input("confusion-epoch", "max"),
 )
+@tolerant
 def relatedness_chart(run: str | None, _last: int | None):
     run_dir = _run_dir(run)
     epochs, values = data.relatedness_series(run_dir)
@@ -478,6 +487,7 @@ def relatedness_chart(run: str | None, _last: int | None):
     State("confusion-scale", "value"),
     prevent_initial_call=True,
 )
+@tolerant
 def export_png(_clicks: int, view: dict | None, run: str | None, mode: str, kind: str, scale: str):
     run_dir = _run_dir(run)
     if not view:
@@ -508,6 +518,7 @@ def export_png(_clicks: int, view: dict | None, run: str | None, mode: str, kind
     State("confusion-scale", "value"),
     prevent_initial_call=True,
 )
+@tolerant
 def export_gif(_clicks: int, view: dict | None, run: str | None, mode: str, kind: str, scale: str):
     run_dir = _run_dir(run)
     if not view:

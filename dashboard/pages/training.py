@@ -12,6 +12,7 @@ from dashboard import config, figures, live
 from dashboard.confusion.data import relatedness_series
 from dashboard.confusion.relatedness import relatedness_figure
 from dashboard.rundir import prediction_epochs, safe_run_dir
+from dashboard.shell import tolerant
 
 dash.register_page(__name__, path="/", name="Training", title="Epochscope: training")
 
@@ -83,6 +84,7 @@ def progress_card(p: dict[str, Any]) -> html.Div:
     Input("shell-runs", "value"),
     State("training-state", "data"),
 )
+@tolerant
 def update_training(_n: int | None, runs: list[str] | None, state: dict | None):
     update = live.poll(config.runs_dir(), runs or [], state)
     if update.empty and not update.full:

@@ -16,7 +16,7 @@ SCHEDULES = ("step", "factor", "cosine", "constant")
 # the PyTorch engine's --demo preset (trainer/train.py DEMO_PRESET), so both demos compare
 DEMO_PRESET: dict[str, Any] = {
     "arch": "resnet18_v2",
-    "width": 0.5,
+    "width": 0.25,
     "image_size": 32,
     "epochs": 30,
     "batch_size": 144,

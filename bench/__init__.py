@@ -1,0 +1,1 @@
+"""Epochscope benchmarks: ``python -m bench`` (``make bench``)."""

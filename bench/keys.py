@@ -1,0 +1,114 @@
+"""The headline figures: where each key comes from in the sections' results, and its target.
+
+A key is a ``Stat`` dict (median, min, max, ...) plus ``target`` (text) and ``verdict``
+("met", "not met", or "info" for figures reported without a target).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    section: str
+    path: tuple[str, ...]
+    unit: str
+    op: str = ""  # ">=", "<=", "<" or "" (no target)
+    target: float | None = None
+    scale: float = 1.0  # e.g. bytes -> KB
+    note: str = ""
+
+    def check(self, value: float) -> str:
+        if not self.op or self.target is None:
+            return "info"
+        ok: Callable[[float, float], bool] = {
+            ">=": lambda v, t: v >= t, "<=": lambda v, t: v <= t, "<": lambda v, t: v < t,
+        }[self.op]  # fmt: skip
+        return "met" if ok(value, self.target) else "not met"
+
+    def target_text(self) -> str:
+        return f"{self.op} {self.target:g} {self.unit}".strip() if self.op else "-"
+
+
+KEYS: tuple[Key, ...] = (
+    Key("trainer_vs_reference", "trainer", ("demo_model", "trainer_vs_reference"), "x", ">=",
+        0.95, note="train_one_epoch / bare PyTorch loop, demo model, CPU"),
+    Key("eval_capture_vs_reference", "trainer", ("demo_model", "eval_capture_vs_reference"),
+        "x", ">=", 0.95, note="evaluate() with top-5 capture / bare eval loop"),
+    Key("loader_vs_train", "loader", ("demo_32px", "loader_vs_train"), "x", ">=", 1.5,
+        note="1-worker loader / demo model training, 32 px demo JPEGs"),
+    Key("loader_vs_train_224", "loader", ("jpeg_224px", "loader_vs_train"), "x", ">=", 1.5,
+        note="same at 224 px (JPEGs and model)"),
+    Key("draft_speedup_224", "loader", ("draft_500px_to_224", "draft_speedup"), "x",
+        note="draft decode on / off, 500 px JPEGs to 224 px"),
+    Key("draft_speedup_64", "loader", ("draft_500px_to_64", "draft_speedup"), "x",
+        note="draft decode on / off, 500 px JPEGs to 64 px"),
+    Key("confusion_full_ms", "confusion", ("reply_full_250k",), "ms", "<=", 100,
+        note="full 1000 x 1000 view, 250k points"),
+    Key("confusion_zoom_ms", "confusion", ("reply_zoomed_250k",), "ms", "<=", 50,
+        note="zoomed to 100 x 100 classes"),
+    Key("confusion_5m_ms", "confusion", ("reply_full_5M",), "ms", "<=", 250,
+        note="10,000 classes, 5M points"),
+    Key("confusion_epoch_switch_ms", "confusion", ("epoch_switch_full_250k",), "ms", "<=", 300,
+        note="slider: an epoch never seen (read, histogram, render)"),
+    Key("confusion_reply_kb", "confusion", ("reply_bytes_full_250k",), "KB", "<", 300,
+        scale=1e-3, note="one zoom/pan reply"),
+    Key("heatmap_reply_kb", "confusion", ("dense_heatmap_bytes",), "KB", scale=1e-3,
+        note="a dense go.Heatmap of the same matrix, for comparison"),
+    Key("live_poll_bytes_idle", "dashboard", ("poll", "idle_bytes"), "bytes", "<=", 0,
+        note="training callback reply when nothing changed (204)"),
+    Key("live_poll_bytes_epoch", "dashboard", ("poll", "epoch_bytes"), "bytes", "<=", 10_000,
+        note="reply when one epoch arrived (a patch, never whole figures)"),
+    Key("epoch_to_screen_ms", "dashboard", ("epoch_to_screen_ms",), "ms", "<=", 2000,
+        note="epoch written -> point drawn (gunicorn + Chromium)"),
+    Key("classify_ms", "dashboard", ("classify", "classify_12mp_ms"), "ms", "<=", 1000,
+        note="12 MP JPEG POST /api/v1/classify -> top-5"),
+    Key("classify_small_ms", "dashboard", ("classify", "classify_0.3mp_ms"), "ms", "<=", 1000,
+        note="0.3 MP JPEG, same"),
+    Key("classify_batch_img_per_s", "dashboard", ("classify", "batch_img_per_s"), "img/s",
+        note="Classifier.classify over a batch of 0.3 MP JPEGs"),
+    Key("demo_threads_vs_per_core", "threads", ("auto_vs_per_core",), "x", ">=", 1.0,
+        note="demo epoch-2 img/s: trainer's threads (cores - workers) / one per core"),
+    Key("mxnet_vs_pytorch", "engines", ("mxnet_vs_pytorch",), "x",
+        note="epoch-2 training img/s, same model, data, threads"),
+)  # fmt: skip
+
+# the keys a run must produce (the others may be skipped, e.g. without .venv-mxnet)
+REQUIRED = tuple(k.name for k in KEYS if k.section != "engines")
+
+
+def _dig(tree: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
+
+
+def extract(sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{key: {median, min, max, unit, target, verdict, note}}`` for every key found."""
+    out = {}
+    for key in KEYS:
+        raw = _dig(sections.get(key.section), key.path)
+        if isinstance(raw, (int, float)):
+            raw = {"median": raw, "min": raw, "max": raw, "repeats": 1}
+        if not isinstance(raw, dict) or "median" not in raw:
+            skipped = _dig(sections.get(key.section), ("skipped",)) or _dig(raw, ("skipped",))
+            if skipped:
+                out[key.name] = {"skipped": skipped, "note": key.note}
+            continue
+        values = {f: raw[f] * key.scale for f in ("median", "min", "max")}
+        out[key.name] = {
+            **values,
+            "repeats": raw.get("repeats", 1),
+            "unit": key.unit,
+            "target": key.target_text(),
+            "verdict": key.check(values["median"]) if math.isfinite(values["median"]) else "?",
+            "note": key.note,
+        }
+    return out

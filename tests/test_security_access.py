@@ -1,0 +1,257 @@
+"""Access: the optional token (401 on every route without it), no path from a request outside
+RUNS_DIR or the data root, checkpoints only with weights_only=True, no pickle from a request.
+
+One real gunicorn with EPOCHSCOPE_TOKEN set serves every HTTP test here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from browser_support import make_fake_run
+from PIL import Image
+
+from dashboard.confusion import service
+from dashboard.confusion.drilldown import safe_image_path
+from tests.conftest import REPO
+from tests.test_faults_support import DashClient, classify, gunicorn, http
+
+TOKEN = "s3cret-token-for-tests"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+EVIL_RUNS = [
+    "..", "../outside", "/etc", "a/../../b", "%2e%2e", "..%2f..%2fetc", "outside-link",
+    "./fake", "fake/../fake", "~root", "fake\x00", "\\..\\x",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, request) -> dict:
+    """RUNS with a good run, a run outside RUNS reachable by a symlink, and a data root."""
+    root = tmp_path_factory.mktemp("security")
+    runs, outside, data = root / "runs", root / "outside", root / "data"
+    run = make_fake_run(runs, "fake", epochs_done=2)
+    make_fake_run(root, "outside", epochs_done=1)
+    (runs / "outside-link").symlink_to(outside)
+    _drill_paths(run, data, root)
+    server = gunicorn(runs, env={"EPOCHSCOPE_TOKEN": TOKEN})
+    base = server.__enter__()
+    request.addfinalizer(lambda: server.__exit__(None, None, None))
+    return {"base": base, "runs": runs, "run": run, "data": data, "root": root}
+
+
+def _drill_paths(run: Path, data: Path, root: Path) -> None:
+    """Rows 0-4 are labelled 0 and all guess class 5: their paths are the ones under test."""
+    data.mkdir()
+    Image.new("RGB", (8, 8), (200, 0, 0)).save(data / "ok.png")
+    Image.new("RGB", (8, 8), (0, 0, 200)).save(root / "secret.png")
+    (data / "link.png").symlink_to(root / "secret.png")
+    evil = ["ok.png", "../secret.png", str(root / "secret.png"), "link.png", "sub/../../secret.png"]
+    rows = [(i, 0, evil[i]) if i < 5 else (i, i % 10, f"val/{i}.png") for i in range(20)]
+    (run / "val_index.tsv").write_text(
+        "row\tlabel\tpath\n" + "".join(f"{i}\t{lab}\t{p}\n" for i, lab, p in rows)
+    )
+    info = json.loads((run / "run.json").read_text())
+    info["data"]["root"] = str(data)
+    (run / "run.json").write_text(json.dumps(info))
+
+
+# --- the token ----------------------------------------------------------------------------------
+ROUTES = [
+    ("GET", "/"), ("GET", "/classify"), ("GET", "/confusion"), ("GET", "/_dash-layout"),
+    ("GET", "/_dash-dependencies"), ("POST", "/_dash-update-component"),
+    ("POST", "/api/v1/classify"), ("GET", "/assets/style.css"), ("GET", "/no-such-page"),
+    ("GET", "/_reload-hash"), ("GET", "/_favicon.ico"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_every_route_needs_the_token(site, method: str, path: str) -> None:
+    base = site["base"]
+    data = b"{}" if method == "POST" else None
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Cookie": "epochscope_auth=forged"},
+                    {"Authorization": f"Basic {TOKEN}"}):  # fmt: skip
+        reply = http(base + path, data, headers, method=method)
+        assert reply.status == 401, (path, headers, reply.status)
+        assert TOKEN not in reply.body.decode(errors="replace")
+    assert http(base + path + "?token=wrong", data, method=method).status == 401
+    assert http(base + path, data, BEARER, method=method).status != 401
+
+
+def test_token_in_the_url_once_sets_a_strict_httponly_cookie(site) -> None:
+    base = site["base"]
+    reply = http(base + f"/confusion?run=fake&token={TOKEN}")
+    assert reply.status == 303
+    assert reply.headers["Location"].endswith("/confusion?run=fake")  # the token is dropped
+    cookie = reply.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and TOKEN not in cookie
+    pair = cookie.split(";", 1)[0]
+    assert http(base + "/confusion?run=fake", headers={"Cookie": pair}).status == 200
+    assert http(base + "/_dash-layout", headers={"Cookie": pair}).status == 200
+
+
+def test_the_comparison_is_constant_time() -> None:
+    source = (REPO / "dashboard" / "app.py").read_text()
+    assert "hmac.compare_digest" in source
+    assert not re.search(r"==\s*token|token\s*==", source)
+
+
+def test_the_cli_and_procfile_take_the_token() -> None:
+    from dashboard.__main__ import build_parser
+
+    assert build_parser().parse_args(["--token", "T"]).token == "T"
+    assert "dashboard.app:server" in (REPO / "Procfile").read_text()  # reads $EPOCHSCOPE_TOKEN
+
+
+# --- paths from requests ------------------------------------------------------------------------
+@pytest.mark.parametrize("run", EVIL_RUNS)
+def test_api_run_names_cannot_leave_runs_dir(site, run: str) -> None:
+    photo = (site["data"] / "ok.png").read_bytes()
+    reply = classify(site["base"], photo, "ok.png", headers=BEARER, run=run)
+    assert reply.status in (400, 404), (run, reply.status, reply.body[:200])
+    reply = classify(site["base"], photo, "ok.png", headers=BEARER, run="fake", epoch="../1")
+    assert reply.status == 400
+
+
+def test_the_good_run_answers(site) -> None:
+    photo = (site["data"] / "ok.png").read_bytes()
+    assert classify(site["base"], photo, "ok.png", headers=BEARER, run="fake").status == 200
+
+
+def test_training_callback_refuses_runs_outside(site) -> None:
+    client = DashClient(site["base"], BEARER)
+    reply = client.call(
+        "training-state.data",
+        {"shell-runs.value": EVIL_RUNS, "training-interval.n_intervals": 1},
+        ["shell-runs.value"],
+    )
+    assert reply.status == 200
+    body = reply.json()["response"]
+    assert body["training-state"]["data"]["runs"] == []  # nothing from outside was read
+    errors = body["training-errors"]["children"]
+    assert "points outside the runs directory" in errors and "invalid run name" in errors
+
+
+@pytest.mark.parametrize("search", ["?run=../outside", "?run=%2e%2e%2foutside", "?run=/etc",
+                                    "?run=outside-link"])  # fmt: skip
+def test_page_query_strings_choose_no_run_outside(site, search: str) -> None:
+    assert http(site["base"] + "/confusion" + search, headers=BEARER).status == 200
+    client = DashClient(site["base"], BEARER)
+    reply = client.call(
+        "shell-runs-known.data",
+        {"shell-location.search": search, "shell-runs-interval.n_intervals": 0},
+        ["shell-location.search"],
+    )
+    assert reply.status == 200
+    body = reply.json()["response"]
+    names = [o["value"] for o in body["shell-runs"]["options"]]
+    assert names == ["fake"]  # the symlinked run is not listed
+    assert set(body["shell-runs"].get("value") or []) <= {"fake"}  # dropped, not followed
+    for run in ("../outside", "outside-link", "/etc"):
+        zoom = client.call(
+            "confusion-graph.figure",
+            {"confusion-run.value": run, "confusion-epoch.value": 1,
+             "confusion-mode.value": "top5", "confusion-order.value": "index",
+             "confusion-scale.value": "linear"},
+            ["confusion-run.value"],
+        )  # fmt: skip
+        assert zoom.status == 204, run
+
+
+def test_drilldown_thumbnails_come_only_from_the_data_root(site) -> None:
+    client = DashClient(site["base"], BEARER)
+    reply = client.call(
+        "confusion-drill.children",
+        {"confusion-pairs.active_cell": {"row": 0, "column": 0},
+         "confusion-pairs.derived_viewport_data": [{"true_index": 0, "pred_index": 5}],
+         "confusion-view.data": {"epoch": 1}, "confusion-run.value": "fake",
+         "confusion-mode.value": "top5", "confusion-order.value": "index"},
+        ["confusion-pairs.active_cell"],
+    )  # fmt: skip
+    assert reply.status == 200, reply.body[:300]
+    text = json.dumps(reply.json())
+    assert text.count("data:image/jpeg;base64") == 1  # ok.png only
+    assert text.count("no image") == 5  # the four escapes, and row 10's missing val/10.png
+    images = {im.path: im.thumbnail for im in service.drill(site["run"], 1, "top5", 0, 5)}
+    assert [p for p, t in images.items() if t] == ["ok.png"]
+
+
+def test_safe_image_path_refuses_escapes(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "x.png").write_bytes(b"x")
+    (tmp_path / "secret").write_bytes(b"s")
+    (root / "up").symlink_to(tmp_path)
+    assert safe_image_path(str(root), "a/x.png") == root / "a" / "x.png"
+    for rel in ["../secret", "a/../../secret", "/etc/passwd", str(tmp_path / "secret"),
+                "up/secret", "a\\..\\..\\secret", "a/x.png\x00", "~/secret", "", "a",
+                "%2e%2e/secret"]:  # fmt: skip
+        assert safe_image_path(str(root), rel) is None, rel
+    assert safe_image_path("relative/root", "a/x.png") is None
+
+
+# --- no pickle ----------------------------------------------------------------------------------
+def _python_sources(folder: str) -> list[Path]:
+    return sorted((REPO / folder).rglob("*.py"))
+
+
+def test_every_torch_load_is_weights_only() -> None:
+    calls = 0
+    for path in _python_sources("trainer"):
+        for m in re.finditer(r"torch\.load\(([^)]*)\)", path.read_text()):
+            calls += 1
+            assert "weights_only=True" in m.group(1), f"{path}: torch.load({m.group(1)})"
+    assert calls >= 2
+
+
+def test_every_np_load_refuses_pickle() -> None:
+    for folder in ("dashboard", "trainer"):
+        for path in _python_sources(folder):
+            for m in re.finditer(r"np\.load\(([^)]*)\)", path.read_text()):
+                assert "allow_pickle=False" in m.group(1), f"{path}: np.load({m.group(1)})"
+    for path in _python_sources("dashboard"):
+        text = path.read_text()
+        assert not re.search(r"^\s*(import pickle|from pickle)|pickle\.loads?\(", text, re.M), path
+
+
+class _Planted:
+    """Unpickling this would create a file: proof that a checkpoint ran code."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_malicious_checkpoint_is_refused_not_run(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from trainer.train import newest_checkpoint
+
+    marker = tmp_path / "pwned"
+    ckpt = tmp_path / "run" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    torch.save({"epoch": 1, "model": {}}, ckpt / "epoch-0001.pt")
+    torch.save({"epoch": 2, "evil": _Planted(str(marker))}, ckpt / "epoch-0002.pt")
+    (ckpt / "epoch-0003.pt").write_bytes(pickle.dumps(_Planted(str(marker))))
+    path, state, notes = newest_checkpoint(tmp_path / "run")
+    assert path.name == "epoch-0001.pt" and state["epoch"] == 1
+    assert len(notes) == 2 and not marker.exists()
+
+
+def test_a_pickled_prediction_file_is_refused(site) -> None:
+    run = make_fake_run(site["root"] / "p", "pickled", epochs_done=1)
+    marker = site["root"] / "pwned-npz"
+    evil = np.array([_Planted(str(marker))], dtype=object)
+    with (run / "predictions" / "epoch-0001.npz").open("wb") as f:
+        np.savez(f, top5=evil, prob=evil)
+    from dashboard.rundir import load_predictions
+
+    with pytest.raises(ValueError):
+        load_predictions(run, 1)
+    assert not marker.exists()
