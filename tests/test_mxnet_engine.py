@@ -71,11 +71,11 @@ def test_data_matches_the_pytorch_engine(demo_data):
     paths = [demo_data / p for p, _ in ours.train[:5] + ours.val[:5]]
     for i, path in enumerate(paths):
         want = torchdata.eval_pipeline(32)(path)
-        assert np.array_equal(mxdata.Pipeline(32, train=False)(path, random.Random(0)), want)
+        assert np.array_equal(mxdata.make_pipeline(32, train=False)(path, random.Random(0)), want)
         # the same augmentation: the same draws from the same seed give the same pixels
         random.seed(i)
         want = torchdata.train_pipeline(32, 0.35)(path)
-        got = mxdata.Pipeline(32, train=True, min_scale=0.35)(path, random.Random(i))
+        got = mxdata.make_pipeline(32, train=True, min_scale=0.35)(path, random.Random(i))
         assert np.array_equal(got, want)
 
 

@@ -33,8 +33,8 @@ from trainer.mxnet_engine.data import (
     BatchLoader,
     DataError,
     DatasetIndex,
-    Pipeline,
     discover,
+    make_pipeline,
     resize_size_for,
 )
 from trainer.mxnet_engine.model import (
@@ -174,8 +174,8 @@ def run(
     bad_images: set[int] = set(meta.get("bad_images", [])) if meta else set()
 
     loader = ctx["loader"] = BatchLoader(index, args.workers)
-    train_pipe = Pipeline(args.image_size, train=True, min_scale=args.min_crop_scale)
-    val_pipe = Pipeline(args.image_size, train=False)
+    train_pipe = make_pipeline(args.image_size, train=True, min_scale=args.min_crop_scale)
+    val_pipe = make_pipeline(args.image_size, train=False)
     norm = Normalizer(devices)
 
     _write_run_files(writer, args, argv, index, devices)
