@@ -48,7 +48,7 @@ test: install lint  ## the whole suite: unit, real training runs, browser tests 
 	$(BIN)/python -m pytest -q -m "not faults"
 
 test-quick: install  ## under a minute: no browser, no slow tests
-	$(BIN)/python -m pytest -q -m "not browser and not slow"
+	$(BIN)/python -m pytest -q -m "not browser and not slow and not faults"
 
 test-faults: install  ## heavy fault tests: kills, full disk, lost rank, load (docs/reliability.md)
 	$(BIN)/python -m pytest -q -m faults

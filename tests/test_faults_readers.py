@@ -81,6 +81,7 @@ _event = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow  # 60 examples, each a real poll: ~20 s
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -193,6 +194,7 @@ def poll_once(client: DashClient, state: dict | None, i: int, rng: random.Random
     return state
 
 
+@pytest.mark.slow  # a real gunicorn polled while the run is rewritten: ~15 s
 def test_dashboard_polling_a_run_under_chaos_never_fails(tmp_path, dashboard_server) -> None:
     runs = tmp_path / "runs"
     run = make_fake_run(runs, "chaos", epochs_done=4, state=None)
