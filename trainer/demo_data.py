@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from assets.catalogue import ANIMAL_WNID, Catalogue, load_catalogue
+from trainer.background import process_alive
 
 GENERATOR_VERSION = 1
 MARKER = "demo.json"
@@ -410,23 +411,13 @@ def is_complete(out: Path, opts: Options) -> bool:
     return len(marker.get("wnids", [])) == opts.classes
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale(out: Path) -> None:
     """Delete leftovers of killed generations (.OUT.tmp-PID, .OUT.old-PID of dead processes)."""
     prefix = f".{out.name}."
     for p in out.parent.iterdir():
         kind, _, pid = p.name.removeprefix(prefix).partition("-")
         stale = p.name.startswith(prefix) and kind in ("tmp", "old") and pid.isdigit()
-        if stale and not _pid_alive(int(pid)):
+        if stale and not process_alive(int(pid)):
             shutil.rmtree(p, ignore_errors=True)
 
 

@@ -56,6 +56,7 @@ from trainer.distributed import (
 )
 from trainer.export import INPUT_NAME, OUTPUT_NAME, onnx_bytes
 from trainer.models import UnknownModelError, create_model, list_models
+from trainer.presets import DEMO_PRESET, INVOCATION_OPTIONS
 from trainer.rundir import (
     NullWriter,
     RunLockedError,
@@ -68,22 +69,6 @@ from trainer.schedules import SCHEDULES, Schedule, build_scheduler
 
 SCHEMA = 1
 
-# --demo: the embedded demo dataset at 32 px, a quarter-width ResNet-18 v2: on 2 cores one
-# loader worker and one compute thread train ~1,300 img/s, about 25 s an epoch with validation
-# (width 0.5 trains ~530 img/s, ~50 s an epoch; see docs/performance.md)
-DEMO_PRESET: dict[str, Any] = {
-    "arch": "resnet18_v2",
-    "width": 0.25,
-    "image_size": 32,
-    "epochs": 30,
-    "batch_size": 144,
-    "lr": 0.2,
-    "lr_schedule": "cosine",
-    "warmup_epochs": 1.0,
-    "min_crop_scale": 0.35,
-    "workers": 1,
-}
-
 # options a resumed run takes from this command line when given; the rest come from the run
 RUNTIME_OPTIONS = frozenset(
     {
@@ -91,10 +76,6 @@ RUNTIME_OPTIONS = frozenset(
         "device_interval", "keep_checkpoints", "keep_models", "epochs",
     }
 )  # fmt: skip
-# options that always describe this invocation, not the run
-INVOCATION_OPTIONS = frozenset(
-    {"data", "runs_dir", "name", "resume", "resume_or_start", "background", "demo", "engine"}
-)
 
 
 class UsageError(ValueError):

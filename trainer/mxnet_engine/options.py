@@ -6,34 +6,19 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
-from typing import Any
 
 # Gluon's model zoo: ResNet v1 and v2 at these depths (no 200 or 269)
+from trainer.presets import DEMO_PRESET, INVOCATION_OPTIONS
+
 GLUON_DEPTHS = (18, 34, 50, 101, 152)
 ARCHS = tuple(f"resnet{d}_v{v}" for v in (2, 1) for d in GLUON_DEPTHS)
 SCHEDULES = ("step", "factor", "cosine", "constant")
 
-# the PyTorch engine's --demo preset (trainer/train.py DEMO_PRESET), so both demos compare
-DEMO_PRESET: dict[str, Any] = {
-    "arch": "resnet18_v2",
-    "width": 0.25,
-    "image_size": 32,
-    "epochs": 30,
-    "batch_size": 144,
-    "lr": 0.2,
-    "lr_schedule": "cosine",
-    "warmup_epochs": 1.0,
-    "min_crop_scale": 0.35,
-    "workers": 1,
-}
 # options a resumed run takes from this command line when given; the rest come from the run
 RUNTIME_OPTIONS = frozenset(
     {"workers", "device", "num_devices", "log_interval", "device_interval", "keep_checkpoints",
      "keep_models", "epochs"}
 )  # fmt: skip
-INVOCATION_OPTIONS = frozenset(
-    {"data", "runs_dir", "name", "resume", "resume_or_start", "background", "demo", "engine"}
-)
 
 
 class UsageError(ValueError):
