@@ -47,13 +47,13 @@ from trainer.mxnet_engine.model import (
     onnx_bytes,
 )
 from trainer.mxnet_engine.options import (
-    INVOCATION_OPTIONS,
     RUNTIME_OPTIONS,
     UsageError,
     parse_arch,
     parse_args,
     validate,
 )
+from trainer.presets import INVOCATION_OPTIONS
 from trainer.rundir import RunLockedError, RunWriter, check_run_name, epoch_file
 
 SCHEMA = 1

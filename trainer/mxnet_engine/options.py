@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 
 # Gluon's model zoo: ResNet v1 and v2 at these depths (no 200 or 269)
-from trainer.presets import DEMO_PRESET, INVOCATION_OPTIONS
+from trainer.presets import DEMO_PRESET
 
 GLUON_DEPTHS = (18, 34, 50, 101, 152)
 ARCHS = tuple(f"resnet{d}_v{v}" for v in (2, 1) for d in GLUON_DEPTHS)
