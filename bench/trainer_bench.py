@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from bench.harness import interleaved, rate, ratio
+from epochscope.writer import RunWriter
 from trainer.data import Normalize, cpu_threads
 from trainer.devices import DeviceMonitor
 from trainer.models import create_model
-from trainer.rundir import RunWriter
 from trainer.train import DEMO_PRESET, evaluate, train_one_epoch
 
 

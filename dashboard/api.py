@@ -17,7 +17,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import parse_form_data
 
 from dashboard import config, inference
-from dashboard.rundir import list_runs, model_epochs, safe_run_dir
+from epochscope.reader import list_runs, model_epochs, safe_run_dir
 
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields around the file
 

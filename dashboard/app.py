@@ -17,8 +17,8 @@ from dash.exceptions import PreventUpdate
 from flask import Response, redirect, request
 
 from dashboard import api, config
-from dashboard.rundir import list_runs
 from dashboard.shell import NAV, default_runs, nav_href, picker_options, runs_from_search, tolerant
+from epochscope.reader import list_runs
 
 HERE = Path(__file__).resolve().parent
 

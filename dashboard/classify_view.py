@@ -9,6 +9,7 @@ from typing import Any
 from dash import html
 
 from dashboard import inference
+from epochscope.preprocess import draft_size
 
 try:  # the ImageNet catalogue gives the WordNet path of a predicted class
     from assets.catalogue import load_catalogue
@@ -35,21 +36,27 @@ def wordnet_path(wnid: str) -> list[str]:
     return [cat.synset_name(w) for w in cat.path_to_root(wnid)]
 
 
+THUMB_SIZE = 160
+
+
 def classify_uploads(
     classifier: inference.Classifier, contents: list[str], max_bytes: int | None = None
 ) -> list[dict[str, Any]]:
     """Per upload: {"thumb": data URL or None, "top5": [...]} or {"error": message}."""
     decoded: list[Any] = []
     thumbs: list[str | None] = []
-    draft = max(160, 2 * classifier.pre.resize_size)
+    draft = draft_size(classifier.pre)
     for content in contents:
         try:
-            im = inference.decode_image(
-                data_url_bytes(content), max_bytes=max_bytes, draft_size=draft
-            )
+            data = data_url_bytes(content)
+            # decoded exactly as the trainer evaluates, so the page agrees with validation
+            im = inference.decode_image(data, max_bytes=max_bytes, draft_px=draft)
+            thumb = im
+            if draft and min(im.size) < THUMB_SIZE:  # a small model: a sharper thumbnail
+                thumb = inference.decode_image(data, max_bytes=max_bytes, draft_px=THUMB_SIZE)
             thumbs.append(
                 "data:image/jpeg;base64,"
-                + base64.b64encode(inference.thumbnail_jpeg(im)).decode("ascii")
+                + base64.b64encode(inference.thumbnail_jpeg(thumb, THUMB_SIZE)).decode("ascii")
             )
             decoded.append(im)
         except inference.ImageError as e:

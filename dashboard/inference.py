@@ -6,7 +6,6 @@ failure is an ``ImageError`` whose message can be shown beside that file as it i
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import threading
@@ -17,9 +16,12 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
-from dashboard.rundir import model_path, read_classes, read_run_info
+from epochscope.predictions import softmax, top_k
+from epochscope.preprocess import apply_draft, draft_size, normalize, resize_crop, to_rgb, upright
+from epochscope.reader import model_path, read_classes, read_run_info
+from epochscope.records import Preprocess
 
 try:  # HEIC/HEIF photos from phones; optional, a light wheel
     import pillow_heif
@@ -48,15 +50,6 @@ SESSION_CACHE_SIZE = int(_env_number("EPOCHSCOPE_MODEL_CACHE", 4))
 # below comes first with a clearer message, this is the backstop.
 Image.MAX_IMAGE_PIXELS = max(MAX_PIXELS, 1)
 
-RESAMPLE = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-    "hamming": Image.Resampling.HAMMING,
-}
-
 
 #: what uploads may be: photo formats; the first frame of an animated GIF/WebP/PNG is classified
 Image.init()  # every plugin registered, so the list below names only formats this Pillow has
@@ -74,50 +67,17 @@ class ImageError(ValueError):
         self.status = status
 
 
-@dataclass(frozen=True)
-class Preprocess:
-    image_size: int
-    resize_size: int
-    interpolation: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    input_name: str = "input"
-    output: str = "logits"
-
-    @classmethod
-    def from_run_info(cls, info: dict[str, Any]) -> Preprocess:
-        p = info.get("preprocess")
-        if not isinstance(p, dict):
-            raise ValueError("run.json has no 'preprocess' section")
-        try:
-            pre = cls(
-                image_size=int(p["image_size"]),
-                resize_size=int(p.get("resize_size", p["image_size"])),
-                interpolation=str(p.get("interpolation", "bilinear")).lower(),
-                mean=tuple(float(x) for x in p["mean"]),
-                std=tuple(float(x) for x in p["std"]),
-                input_name=str(p.get("input_name", "input")),
-                output=str(p.get("output", "logits")),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"run.json 'preprocess' is incomplete: {e}") from None
-        if pre.interpolation not in RESAMPLE:
-            raise ValueError(f"run.json: unknown interpolation {pre.interpolation!r}")
-        if len(pre.mean) != 3 or len(pre.std) != 3 or min(pre.std) <= 0:
-            raise ValueError("run.json: mean and std need three values, std above 0")
-        if not 1 <= pre.image_size <= pre.resize_size:
-            raise ValueError("run.json: need 1 <= image_size <= resize_size")
-        return pre
-
-
 # --- decoding ----------------------------------------------------------------------------------
 def decode_image(
     data: bytes,
     max_bytes: int | None = None,
     max_pixels: int | None = None,
-    draft_size: int | None = None,
+    draft_px: int | None = None,
 ) -> Image.Image:
-    """Bytes of a photo -> upright 8-bit RGB image, or an ImageError saying what is wrong."""
+    """Bytes of a photo -> upright 8-bit RGB image, or an ImageError saying what is wrong.
+
+    ``draft_px``: a JPEG decodes at the smallest scale whose sides still cover it (use
+    ``epochscope.preprocess.draft_size(pre)`` to decode exactly as the trainer evaluates)."""
     max_bytes = MAX_UPLOAD_BYTES if max_bytes is None else max_bytes
     max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     if len(data) == 0:
@@ -146,8 +106,7 @@ def decode_image(
             413,
         )
     try:
-        if draft_size and im.format == "JPEG":
-            im.draft("RGB", (draft_size, draft_size))  # decode a big JPEG at a lower scale
+        apply_draft(im, draft_px)
         im.load()
     except Image.DecompressionBombError:
         raise ImageError(BOMB_MESSAGE.format(limit=max_pixels / 1e6), 413) from None
@@ -155,8 +114,7 @@ def decode_image(
         raise ImageError("the image is too large to decode", 413) from None
     except Exception as e:  # struct.error, IndexError, ... from damaged data
         raise ImageError(f"the image is truncated or damaged ({_short(e)})", 422) from None
-    with contextlib.suppress(Exception):  # broken EXIF must not lose the photo: keep it unrotated
-        im = ImageOps.exif_transpose(im)
+    im = upright(im)
     try:
         return to_rgb(im)
     except Exception as e:  # an odd mode or palette that cannot become RGB
@@ -168,70 +126,9 @@ def _short(e: BaseException) -> str:
     return (text[0][:200] if text else "") or type(e).__name__
 
 
-def to_rgb(im: Image.Image) -> Image.Image:
-    """Any Pillow mode -> 8-bit RGB; transparency over white, 16-bit scaled down, not clipped."""
-    if im.mode == "RGB":
-        return im
-    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        if im.mode != "F" or arr.max(initial=0) > 255:
-            arr = arr / 257.0  # 0..65535 -> 0..255
-        elif arr.max(initial=0) <= 1.0:
-            arr = arr * 255.0  # float images in 0..1
-        gray = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
-        return gray.convert("RGB")
-    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        im.mode in ("P", "L", "RGB") and "transparency" in im.info
-    )
-    if has_alpha:
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return im.convert("RGB")
-
-
 def preprocess_image(im: Image.Image, pre: Preprocess) -> np.ndarray:
-    """RGB image -> float32 [3, S, S]: shorter side to resize_size, centre crop, normalise."""
-    im = _trim_long_side(im)
-    w, h = im.size
-    short, long = (w, h) if w <= h else (h, w)
-    new_long = max(1, int(pre.resize_size * long / short))
-    size = (pre.resize_size, new_long) if w <= h else (new_long, pre.resize_size)
-    im = im.resize(size, RESAMPLE[pre.interpolation])
-    s = pre.image_size
-    left = round((size[0] - s) / 2.0)
-    top = round((size[1] - s) / 2.0)
-    im = im.crop((left, top, left + s, top + s))
-    arr = np.asarray(im, dtype=np.float32) / 255.0
-    arr = (arr - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
-
-
-def _trim_long_side(im: Image.Image, ratio: int = 4) -> Image.Image:
-    """Crop a very long image to its centre before resizing (the centre crop keeps only that):
-    a 1 x 60,000,000 strip would otherwise be resized to 36 x 2 billion pixels."""
-    w, h = im.size
-    if max(w, h) <= ratio * min(w, h):
-        return im
-    keep = ratio * min(w, h)
-    if w > h:
-        left = (w - keep) // 2
-        return im.crop((left, 0, left + keep, h))
-    top = (h - keep) // 2
-    return im.crop((0, top, w, top + keep))
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def top_k(probs: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and probabilities of the k largest, best first (ties: lower index first)."""
-    k = min(k, probs.shape[-1])
-    order = np.argsort(-probs, axis=-1, kind="stable")[..., :k]
-    return order, np.take_along_axis(probs, order, axis=-1)
+    """Decoded RGB upload -> float32 [3, S, S] (epochscope's preprocessing, as in training)."""
+    return normalize(resize_crop(im, pre), pre)
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -286,7 +183,9 @@ class Classifier:
         cls, run_dir: str | os.PathLike[str], epoch: int, cache: SessionCache = SESSIONS
     ) -> Classifier:
         run_dir = Path(run_dir)
-        pre = Preprocess.from_run_info(read_run_info(run_dir))
+        pre = read_run_info(run_dir).preprocess
+        if pre is None:
+            raise LookupError(f"run {run_dir.name!r} records no preprocessing: it has no model")
         return cls(cache.get(model_path(run_dir, epoch)), pre, read_classes(run_dir))
 
     def predict(self, batch: np.ndarray, k: int = 5) -> list[list[dict[str, Any]]]:
@@ -317,7 +216,7 @@ class Classifier:
         for data in uploads:
             try:
                 images.append(
-                    decode_image(data, max_bytes=max_bytes, draft_size=2 * self.pre.resize_size)
+                    decode_image(data, max_bytes=max_bytes, draft_px=draft_size(self.pre))
                 )
             except ImageError as e:
                 images.append(e)

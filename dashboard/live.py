@@ -1,7 +1,8 @@
 """What a training-page poll sends: whole figures, patches with only new points, or nothing.
 
 The browser keeps, per run, the byte position of the last event it was sent (``state``); the
-server keeps one incremental reader per metrics.jsonl (``rundir.METRICS``). A poll answers with
+server keeps one incremental reader per metrics.jsonl (``epochscope.reader.METRICS_CACHE``).
+A poll answers with
 the events after the browser's position, so every tab and every gunicorn worker agree without
 any shared memory: the position is a fact about the file, not about a process.
 """
@@ -18,8 +19,8 @@ import plotly.graph_objects as go
 from dash import Patch
 
 from dashboard import figures
-from dashboard.rundir import (
-    METRICS,
+from epochscope.reader import (
+    METRICS_CACHE,
     MetricsCache,
     epoch_table,
     last_status,
@@ -46,10 +47,10 @@ class Update:
 
 def _t0(run_dir: Path, events: list[dict[str, Any]]) -> float:
     try:
-        started = read_run_info(run_dir).get("started")
+        started = read_run_info(run_dir).started
     except (LookupError, ValueError):
         started = None
-    if isinstance(started, int | float):
+    if started:
         return float(started)
     times = [ev["time"] for ev in events[:1] if isinstance(ev.get("time"), int | float)]
     return float(times[0]) if times else 0.0
@@ -73,12 +74,11 @@ def progress_of(run: str, run_dir: Path, events: list[dict[str, Any]]) -> dict[s
     has nothing new to say and sends nothing.
     """
     try:
-        info = read_run_info(run_dir)
+        total = read_run_info(run_dir).epochs or None
     except (LookupError, ValueError):
-        info = {}
+        total = None
     table = epoch_table(events)
     done = max(table, default=0)
-    total = info.get("epochs") if isinstance(info.get("epochs"), int) else None
     state = run_state(run_dir, events)
     status = last_status(events) or {}
     step = next((ev for ev in reversed(events) if ev.get("kind") == "step"), None)
@@ -148,7 +148,7 @@ def poll(
     runs_dir: Path,
     selected: list[str],
     state: dict[str, Any] | None,
-    cache: MetricsCache = METRICS,
+    cache: MetricsCache = METRICS_CACHE,
 ) -> Update:
     """Compare the browser's ``state`` with the run directories and say what to send."""
     runs, errors = [], []

@@ -11,7 +11,8 @@ from urllib.parse import parse_qs, urlencode
 
 from dash.exceptions import PreventUpdate
 
-from dashboard.rundir import RUN_NAME_RE, RunSummary
+from epochscope.layout import RUN_NAME_RE
+from epochscope.reader import RunSummary
 
 log = logging.getLogger(__name__)
 

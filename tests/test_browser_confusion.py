@@ -14,7 +14,7 @@ from PIL import Image
 
 from dashboard.confusion.histogram import confusion
 from dashboard.confusion.ordering import wordnet_order
-from dashboard.rundir import load_predictions, read_classes, read_val_index
+from epochscope.reader import load_predictions, read_classes, read_val_index
 
 pytestmark = pytest.mark.browser
 

@@ -10,7 +10,7 @@ from browser_support import make_fake_run
 from conftest import REPO
 
 from dashboard import shell
-from dashboard.rundir import MetricsCache, list_runs
+from epochscope.reader import MetricsCache, list_runs
 
 
 def test_runs_from_search() -> None:

@@ -13,8 +13,10 @@ from PIL import Image
 
 from dashboard import inference
 from dashboard.classify_view import classify_uploads, data_url_bytes, percent, wordnet_path
-from dashboard.inference import ImageError, Preprocess
-from dashboard.rundir import model_epochs, read_classes
+from dashboard.inference import ImageError
+from epochscope.predictions import softmax, top_k
+from epochscope.reader import model_epochs, read_classes
+from epochscope.records import Preprocess
 
 PRE = Preprocess(
     image_size=4, resize_size=6, interpolation="bilinear",
@@ -135,9 +137,9 @@ def test_preprocess_matches_the_runs_recipe_for_tall_images() -> None:
 
 def test_softmax_and_top5() -> None:
     logits = np.array([[0.0, 3.0, 1.0, 2.0, -1.0, 5.0, 4.0]])
-    p = inference.softmax(logits)
+    p = softmax(logits)
     assert p.sum() == pytest.approx(1.0)
-    idx, prob = inference.top_k(p, 5)
+    idx, prob = top_k(p, 5)
     assert idx.tolist() == [[5, 6, 1, 3, 2]]
     assert prob[0, 0] == pytest.approx(np.exp(5) / np.exp(logits).sum())
     assert (np.diff(prob[0]) <= 0).all()
@@ -145,11 +147,14 @@ def test_softmax_and_top5() -> None:
 
 def test_preprocess_section_is_validated() -> None:
     with pytest.raises(ValueError, match="preprocess"):
-        Preprocess.from_run_info({})
+        Preprocess.from_dict(None)
     with pytest.raises(ValueError, match="interpolation"):
-        Preprocess.from_run_info({"preprocess": {"image_size": 4, "resize_size": 6,
-                                                 "interpolation": "magic", "mean": [0, 0, 0],
-                                                 "std": [1, 1, 1]}})  # fmt: skip
+        Preprocess.from_dict({"image_size": 4, "resize_size": 6, "interpolation": "magic",
+                              "mean": [0, 0, 0], "std": [1, 1, 1]})  # fmt: skip
+    with pytest.raises(ValueError, match="std"):
+        Preprocess.from_dict({"image_size": 4, "mean": [0, 0, 0], "std": [1, 0, 1]})
+    with pytest.raises(ValueError, match="resize_size"):
+        Preprocess.from_dict({"image_size": 8, "resize_size": 6})
 
 
 # --- a hand-made run with real ONNX models ------------------------------------------------------

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from dashboard.rundir import MetricsLog, epoch_table, lock_held, run_state
+from epochscope.reader import MetricsLog, epoch_table, lock_held, run_state
 from tests.conftest import REPO
 from tests.test_faults_support import (
     events_of,

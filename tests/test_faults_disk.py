@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from browser_support import free_port
 
-from dashboard.rundir import MetricsLog, epoch_table, lock_held, run_state
+from epochscope.reader import MetricsLog, epoch_table, lock_held, run_state
 from tests.conftest import REPO
 from tests.test_faults_support import events_of, load_every_file, temp_files, wait_for
 

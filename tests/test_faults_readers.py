@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from dashboard import live
 from dashboard.confusion import data as confusion_data
 from dashboard.confusion import service
-from dashboard.rundir import MetricsCache, MetricsLog, list_runs, load_predictions
+from epochscope.reader import MetricsCache, MetricsLog, list_runs, load_predictions
 from tests.test_faults_support import DashClient, figure_ok
 
 CHAOS_SECONDS = 8.0

@@ -162,22 +162,20 @@ def test_mxnet_run_writes_the_contract(mx_run):
 def test_dashboard_reads_and_classifies_an_mxnet_run(mx_run):
     from PIL import Image
 
-    from dashboard import rundir
     from dashboard.inference import Classifier, SessionCache
+    from epochscope import reader as rundir
 
     [summary] = rundir.list_runs(mx_run.parent, rundir.MetricsCache())
     assert (summary.name, summary.engine, summary.state) == ("mx", "mxnet", "finished")
     assert summary.epochs_done == summary.epochs_total == EPOCHS
     info = rundir.read_run_info(mx_run)
-    top5, _ = rundir.load_predictions(
-        mx_run, EPOCHS, info["data"]["num_val"], info["data"]["num_classes"]
-    )
+    top5, _ = rundir.load_predictions(mx_run, EPOCHS, info.data.num_val, info.data.num_classes)
     log = rundir.MetricsLog(mx_run / "metrics.jsonl")
     assert sorted(rundir.epoch_table(log.refresh())) == [1, 2]
 
     # the mx.onnx model, fed as the dashboard feeds it, agrees with MXNet's own predictions
     classifier = Classifier.for_run(mx_run, EPOCHS, SessionCache())
-    root = Path(info["data"]["root"])
+    root = Path(info.data.root)
     rows = read_tsv(mx_run / "val_index.tsv")
     images = [Image.open(root / r["path"]).convert("RGB") for r in rows]
     results = classifier.classify_images(images)

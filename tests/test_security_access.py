@@ -250,7 +250,7 @@ def test_a_pickled_prediction_file_is_refused(site) -> None:
     evil = np.array([_Planted(str(marker))], dtype=object)
     with (run / "predictions" / "epoch-0001.npz").open("wb") as f:
         np.savez(f, top5=evil, prob=evil)
-    from dashboard.rundir import load_predictions
+    from epochscope.reader import load_predictions
 
     with pytest.raises(ValueError):
         load_predictions(run, 1)

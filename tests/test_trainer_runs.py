@@ -212,7 +212,7 @@ def test_background_start_refuses_second_and_stops(demo_data, runs_dir):
         _wait_for(lambda: _has_event(run, kind="epoch", epoch=1), 120)
         second = run_cli("trainer", "train", *common, "--resume", check=False)
         assert second.returncode == 3
-        assert "another trainer" in second.stderr and "Traceback" not in second.stderr
+        assert "another writer" in second.stderr and "Traceback" not in second.stderr
         stop = run_cli("trainer", "stop", "bg", "--runs-dir", str(runs_dir))
         assert "stopped" in stop.stdout
     finally:

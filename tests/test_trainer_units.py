@@ -16,6 +16,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DistributedSampler
 
+from epochscope.lock import RunLockedError, lock_is_held
+from epochscope.writer import RunWriter, atomic_write, truncate_partial_line
 from trainer.data import (
     DataError,
     ImageDataset,
@@ -26,13 +28,6 @@ from trainer.data import (
 )
 from trainer.distributed import order_by_index
 from trainer.models import UnknownModelError, create_model, list_models, register_model
-from trainer.rundir import (
-    RunLockedError,
-    RunWriter,
-    atomic_write,
-    lock_is_held,
-    truncate_partial_line,
-)
 from trainer.schedules import Schedule
 
 
@@ -152,7 +147,7 @@ def test_second_trainer_is_refused_and_dead_one_releases(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
-            from trainer.rundir import RunWriter
+            from epochscope.writer import RunWriter
             w = RunWriter({str(run)!r}); w.acquire(); print("held", flush=True); time.sleep(60)
         """)],
         stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,

@@ -14,7 +14,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from trainer.rundir import LOCK, METRICS, PID, atomic_write, lock_is_held, read_pid
+from epochscope.layout import LOCK, METRICS, PID
+from epochscope.lock import lock_is_held, read_pid
+from epochscope.writer import atomic_write
 
 LOG = "train.log"
 STARTUP_GRACE_S = (

@@ -15,26 +15,25 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from epochscope.records import resize_size_for
 from trainer.datasets import (
     IMAGE_ERRORS,
     IMAGE_EXTENSIONS,
     MEAN,
     STD,
     WNID_RE,
-    CenterCrop,
     DataError,
     DatasetIndex,
+    EvalPipeline,
     Pipeline,
     RandomHorizontalFlip,
     RandomResizedCrop,
-    ResizeShorter,
     Step,
     class_names,
     discover,
     eval_pipeline,
     open_image,
     preprocess,
-    resize_size_for,
     train_pipeline,
 )
 
@@ -44,15 +43,14 @@ __all__ = [
     "MEAN",
     "STD",
     "WNID_RE",
-    "CenterCrop",
     "DataError",
     "DatasetIndex",
+    "EvalPipeline",
     "ImageDataset",
     "Normalize",
     "Pipeline",
     "RandomHorizontalFlip",
     "RandomResizedCrop",
-    "ResizeShorter",
     "Step",
     "build_loader",
     "class_names",
@@ -71,7 +69,9 @@ class ImageDataset(Dataset):
     """``(image uint8 [3,S,S], label, index, ok)``; an unreadable file gives a blank image and
     ``ok=False``, so a bad file is counted and skipped rather than ending a run hours in."""
 
-    def __init__(self, root: Path, samples: Sequence[tuple[str, int]], pipeline: Pipeline):
+    def __init__(
+        self, root: Path, samples: Sequence[tuple[str, int]], pipeline: Pipeline | EvalPipeline
+    ):
         self.root = Path(root)
         self.samples = samples
         self.pipeline = pipeline

@@ -28,12 +28,15 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from epochscope import preprocess as eval_preprocess
+from epochscope.records import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff", ".gif"}
 )
 WNID_RE = re.compile(r"n\d{8}")
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+MEAN = IMAGENET_MEAN
+STD = IMAGENET_STD
 # exceptions Pillow raises for files that are not, or no longer, images
 IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
@@ -209,11 +212,6 @@ class Step(Protocol):
     def __call__(self, img: Image.Image, rnd: Any = random) -> Image.Image: ...
 
 
-def resize_size_for(image_size: int) -> int:
-    """The shorter side before the centre crop: 256 for 224, as the ImageNet references."""
-    return int(image_size * 256 / 224)
-
-
 def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
     """Decode as RGB; JPEGs decode at a reduced scale (1/2..1/8) when that still covers
     ``draft_size``, which is most of the cost saved at low resolution."""
@@ -258,27 +256,6 @@ class RandomHorizontalFlip:
 
 
 @dataclass(frozen=True)
-class ResizeShorter:
-    size: int
-
-    def __call__(self, img: Image.Image, rnd: Any = random) -> Image.Image:
-        w, h = img.size
-        scale = self.size / min(w, h)
-        new = (max(self.size, round(w * scale)), max(self.size, round(h * scale)))
-        return img if new == (w, h) else img.resize(new, Image.Resampling.BILINEAR)
-
-
-@dataclass(frozen=True)
-class CenterCrop:
-    size: int
-
-    def __call__(self, img: Image.Image, rnd: Any = random) -> Image.Image:
-        w, h = img.size
-        x, y = (w - self.size) // 2, (h - self.size) // 2
-        return img.crop((x, y, x + self.size, y + self.size))
-
-
-@dataclass(frozen=True)
 class Pipeline:
     """Decode at ``draft_size``, then ``steps`` in order, then a uint8 CHW array."""
 
@@ -293,9 +270,24 @@ class Pipeline:
         return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
 
 
-def eval_pipeline(image_size: int) -> Pipeline:
-    resize = resize_size_for(image_size)
-    return Pipeline(image_size, resize, (ResizeShorter(resize), CenterCrop(image_size)))
+@dataclass(frozen=True)
+class EvalPipeline:
+    """Evaluation: epochscope's preprocessing (the same the dashboard applies to uploads), as a
+    uint8 CHW array; normalisation happens on the device."""
+
+    pre: Preprocess
+
+    @property
+    def image_size(self) -> int:
+        return self.pre.image_size
+
+    def __call__(self, path: str | Path, rnd: Any = random) -> np.ndarray:
+        img = eval_preprocess.open_rgb(path, self.pre)
+        return eval_preprocess.resize_crop(img, self.pre).transpose(2, 0, 1)
+
+
+def eval_pipeline(image_size: int) -> EvalPipeline:
+    return EvalPipeline(Preprocess.for_size(image_size, mean=MEAN, std=STD))
 
 
 def train_pipeline(image_size: int, min_scale: float = 0.08, flip: bool = True) -> Pipeline:
@@ -308,7 +300,4 @@ def train_pipeline(image_size: int, min_scale: float = 0.08, flip: bool = True) 
 
 def preprocess(path: str | Path, image_size: int) -> np.ndarray:
     """One image as the exported model wants it: float32 [3, S, S], normalised."""
-    arr = eval_pipeline(image_size)(path).astype(np.float32) / 255.0
-    mean = np.asarray(MEAN, np.float32)[:, None, None]
-    std = np.asarray(STD, np.float32)[:, None, None]
-    return (arr - mean) / std
+    return eval_preprocess.preprocess(path, Preprocess.for_size(image_size, mean=MEAN, std=STD))

@@ -9,8 +9,9 @@ import warnings
 import torch
 from torch import nn
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
+from epochscope.records import ONNX_INPUT as INPUT_NAME
+from epochscope.records import ONNX_OUTPUT as OUTPUT_NAME
+
 OPSET = 17
 
 

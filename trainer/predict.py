@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from epochscope.layout import epoch_of
 from trainer.data import IMAGE_ERRORS, preprocess
-from trainer.rundir import epoch_of
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import random
@@ -29,6 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from epochscope.layout import check_run_name, epoch_file, epoch_of
+from epochscope.lock import RunLockedError
+from epochscope.records import DataInfo, Preprocess, RunInfo
+from epochscope.writer import NullWriter, RunWriter
 from trainer import background
 from trainer.data import (
     MEAN,
@@ -41,7 +46,6 @@ from trainer.data import (
     cpu_threads,
     discover,
     eval_pipeline,
-    resize_size_for,
     train_pipeline,
 )
 from trainer.devices import DeviceMonitor, device_names
@@ -54,20 +58,10 @@ from trainer.distributed import (
     init_distributed,
     shutdown,
 )
-from trainer.export import INPUT_NAME, OUTPUT_NAME, onnx_bytes
+from trainer.export import onnx_bytes
 from trainer.models import UnknownModelError, create_model, list_models
 from trainer.presets import DEMO_PRESET, INVOCATION_OPTIONS
-from trainer.rundir import (
-    NullWriter,
-    RunLockedError,
-    RunWriter,
-    check_run_name,
-    epoch_file,
-    epoch_of,
-)
 from trainer.schedules import SCHEDULES, Schedule, build_scheduler
-
-SCHEMA = 1
 
 # options a resumed run takes from this command line when given; the rest come from the run
 RUNTIME_OPTIONS = frozenset(
@@ -764,7 +758,8 @@ def run(
             val_img_per_s=len(val_set) / max(val_seconds, 1e-9),
             lr=optimizer.param_groups[0]["lr"], skipped_images=len(bad_images),
         )  # fmt: skip
-        writer.write_torch(
+        write_torch(
+            writer,
             f"checkpoints/{epoch_file(epoch, '.pt')}",
             {
                 "epoch": epoch,
@@ -846,55 +841,33 @@ def _write_run_files(
     dist_info: DistInfo,
     device: torch.device,
 ) -> None:
-    resize = resize_size_for(args.image_size)
-    writer.write_json(
-        "run.json",
-        {
-            "schema": SCHEMA,
-            "name": args.name,
-            "engine": "pytorch",
-            "engine_version": torch.__version__.split("+")[0],
-            "arch": args.arch,
-            "width": args.width,
-            "epochs": args.epochs,
-            "batch_size": args.batch_size,
-            "data": {
-                "root": str(index.root),
-                "layout": index.layout,
-                "num_classes": len(index.classes),
-                "num_train": len(index.train),
-                "num_val": len(index.val),
-            },
-            "preprocess": {
-                "image_size": args.image_size,
-                "resize_size": resize,
-                "interpolation": "bilinear",
-                "mean": list(MEAN),
-                "std": list(STD),
-                "input_name": INPUT_NAME,
-                "input_layout": "NCHW",
-                "input_dtype": "float32",
-                "output": OUTPUT_NAME,
-                "jpeg_draft": True,
-            },
-            "hparams": _jsonable_args(args),
-            "world_size": dist_info.world_size,
-            "devices": device_names(device.type),
-            "command": "python -m trainer train " + shlex.join(argv),
-            "host": socket.gethostname(),
-            "started": time.time(),
-        },
+    writer.write_run_info(
+        RunInfo(
+            name=args.name,
+            engine="pytorch",
+            engine_version=torch.__version__.split("+")[0],
+            arch=args.arch,
+            width=args.width,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            data=DataInfo(
+                root=str(index.root),
+                layout=index.layout,
+                num_classes=len(index.classes),
+                num_train=len(index.train),
+                num_val=len(index.val),
+            ),
+            preprocess=Preprocess.for_size(args.image_size, mean=MEAN, std=STD),
+            hparams=_jsonable_args(args),
+            world_size=dist_info.world_size,
+            devices=device_names(device.type),
+            command="python -m trainer train " + shlex.join(argv),
+            host=socket.gethostname(),
+            started=time.time(),
+        )
     )
-    writer.write_tsv(
-        "classes.tsv",
-        ["index", "wnid", "name"],
-        [[i, c, n] for i, (c, n) in enumerate(zip(index.classes, index.names, strict=True))],
-    )
-    writer.write_tsv(
-        "val_index.tsv",
-        ["row", "label", "path"],
-        [[i, label, path] for i, (path, label) in enumerate(index.val)],
-    )
+    writer.write_classes(index.classes, index.names)
+    writer.write_val_index(index.val)
 
 
 def _new_bad_images(
@@ -917,6 +890,13 @@ def _new_bad_images(
                 seen.add(key)
                 new.append(index.val[i][0])
     return new
+
+
+def write_torch(writer: RunWriter, name: str, obj: Any) -> None:
+    """A torch.save'd object, written atomically through the run writer."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    writer.write_bytes(name, buf.getvalue())
 
 
 def _jsonable_args(args: argparse.Namespace) -> dict[str, Any]:

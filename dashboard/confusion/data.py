@@ -1,4 +1,4 @@
-"""A run's confusion data, read through dashboard.rundir and cached per worker process.
+"""A run's confusion data, read through epochscope.reader and cached per worker process.
 
 Keys carry the files' modification times, so a redone epoch (a resumed run) or a rewritten
 classes.tsv is read again instead of served stale. Memory is bounded by byte-sized LRUs.
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dashboard.rundir import (
+from epochscope.layout import CLASSES_TSV, RUN_JSON, VAL_INDEX_TSV, predictions_path
+from epochscope.reader import (
     load_predictions,
     prediction_epochs,
     read_classes,
@@ -72,16 +73,16 @@ def run_meta(run_dir: Path) -> RunMeta:
     run_dir = Path(run_dir)
     key = (
         str(run_dir),
-        _mtime(run_dir / "classes.tsv"),
-        _mtime(run_dir / "val_index.tsv"),
-        _mtime(run_dir / "run.json"),
+        _mtime(run_dir / CLASSES_TSV),
+        _mtime(run_dir / VAL_INDEX_TSV),
+        _mtime(run_dir / RUN_JSON),
     )
 
     def load() -> RunMeta:
         classes = read_classes(run_dir)
         labels, paths = read_val_index(run_dir)
         try:
-            root = read_run_info(run_dir).get("data", {}).get("root")
+            root = read_run_info(run_dir).data.root
         except (LookupError, ValueError):
             root = None
         wnids = [w for _, w, _ in classes]
@@ -103,7 +104,7 @@ def epochs(run_dir: Path) -> list[int]:
 
 
 def _npz(run_dir: Path, epoch: int) -> Path:
-    return Path(run_dir) / "predictions" / f"epoch-{epoch:04d}.npz"
+    return predictions_path(run_dir, epoch)
 
 
 def predictions(run_dir: Path, epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,7 +129,7 @@ def epoch_confusion(run_dir: Path, epoch: int, mode: Mode) -> Confusion:
 
 def _order_key(run_dir: Path, kind: OrderKind) -> tuple:
     """What an order depends on: the classes, and for ``cluster`` the latest epoch's file."""
-    classes = _mtime(Path(run_dir) / "classes.tsv")
+    classes = _mtime(Path(run_dir) / CLASSES_TSV)
     if kind != "cluster":
         return (str(run_dir), kind, classes)
     latest = (epochs(run_dir) or [0])[-1]

@@ -7,12 +7,13 @@ catalogue's 1000 (10,000-class benchmarks) get made-up ids and guesses within bl
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from assets.catalogue import load_catalogue
+from epochscope.records import DataInfo, RunInfo
+from epochscope.writer import RunWriter
 
 
 def class_table(num_classes: int) -> list[tuple[int, str, str]]:
@@ -76,35 +77,31 @@ def write_run(
 ) -> Path:
     """A run directory with classes, validation index and predictions (no training files)."""
     rng = np.random.default_rng(seed)
-    run_dir = Path(run_dir)
-    (run_dir / "predictions").mkdir(parents=True, exist_ok=True)
+    writer = RunWriter(run_dir)
     classes = class_table(num_classes)
     wnids = [w for _, w, _ in classes]
     labels = np.repeat(np.arange(num_classes), per_class)
     paths = [f"val/{wnids[lab]}/{i:06d}.png" for i, lab in enumerate(labels)]
-    info = {
-        "schema": 1,
-        "name": run_dir.name,
-        "engine": "synthetic",
-        "arch": "none",
-        "epochs": epochs,
-        "data": {
-            "root": str(data_root) if data_root else "/nonexistent/data",
-            "layout": "imagenet-folders",
-            "num_classes": num_classes,
-            "num_train": 0,
-            "num_val": len(labels),
-        },
-    }
-    (run_dir / "run.json").write_text(json.dumps(info), encoding="utf-8")
-    with (run_dir / "classes.tsv").open("w", encoding="utf-8") as f:
-        f.write("index\twnid\tname\n")
-        f.writelines(f"{i}\t{w}\t{n}\n" for i, w, n in classes)
-    with (run_dir / "val_index.tsv").open("w", encoding="utf-8") as f:
-        f.write("row\tlabel\tpath\n")
-        f.writelines(
-            f"{i}\t{lab}\t{p}\n" for i, (lab, p) in enumerate(zip(labels, paths, strict=True))
+    writer.write_run_info(
+        RunInfo(
+            name=writer.root.name,
+            engine="synthetic",
+            engine_version="0",
+            arch="none",
+            epochs=epochs,
+            batch_size=0,
+            preprocess=None,
+            data=DataInfo(
+                root=str(data_root) if data_root else "/nonexistent/data",
+                layout="imagenet-folders",
+                num_classes=num_classes,
+                num_train=0,
+                num_val=len(labels),
+            ),
         )
+    )
+    writer.write_classes(wnids, [n for _, _, n in classes])
+    writer.write_val_index(list(zip(paths, labels.tolist(), strict=True)))
     neighbours = neighbour_table(wnids)
     for e in range(1, epochs + 1):
         progress = e / epochs
@@ -116,5 +113,5 @@ def write_run(
             neighbours=neighbours,
             rng=rng,
         )
-        np.savez(run_dir / "predictions" / f"epoch-{e:04d}.npz", top5=top5, prob=prob)
-    return run_dir
+        writer.write_predictions(e, top5, prob)
+    return writer.root

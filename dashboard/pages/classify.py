@@ -10,8 +10,8 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import config, inference
 from dashboard.classify_view import classify_uploads, result_card
-from dashboard.rundir import list_runs, model_epochs, safe_run_dir
 from dashboard.shell import tolerant
+from epochscope.reader import list_runs, model_epochs, safe_run_dir
 
 dash.register_page(__name__, path="/classify", name="Classify", title="Epochscope: classify")
 

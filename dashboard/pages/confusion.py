@@ -20,8 +20,8 @@ from dashboard.confusion.figure import FIG_HEIGHT, FIG_WIDTH, HoverGrid
 from dashboard.confusion.relatedness import relatedness_figure
 from dashboard.confusion.render import SCALES, warm_up
 from dashboard.confusion.view import next_view
-from dashboard.rundir import list_runs, prediction_epochs, safe_run_dir
 from dashboard.shell import tolerant
+from epochscope.reader import list_runs, prediction_epochs, safe_run_dir
 
 dash.register_page(
     __name__, path="/confusion", name="Confusion", title="Epochscope: confusion explorer"

@@ -11,8 +11,8 @@ from dash.exceptions import PreventUpdate
 from dashboard import config, figures, live
 from dashboard.confusion.data import relatedness_series
 from dashboard.confusion.relatedness import relatedness_figure
-from dashboard.rundir import prediction_epochs, safe_run_dir
 from dashboard.shell import tolerant
+from epochscope.reader import prediction_epochs, safe_run_dir
 
 dash.register_page(__name__, path="/", name="Training", title="Epochscope: training")
 

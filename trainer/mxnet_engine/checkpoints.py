@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainer.rundir import atomic_write, epoch_file, epoch_of, fsync_dir
+from epochscope.layout import epoch_file, epoch_of
+from epochscope.writer import atomic_write, fsync_dir
 
 SUFFIXES = (".params", ".states", ".json")
 

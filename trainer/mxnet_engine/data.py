@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from epochscope.records import resize_size_for
 from trainer.datasets import (
     IMAGE_ERRORS,
     MEAN,
@@ -31,7 +32,6 @@ from trainer.datasets import (
     Pipeline,
     discover,
     eval_pipeline,
-    resize_size_for,
     train_pipeline,
 )
 

@@ -2,7 +2,7 @@
 
 The seed's way of using several GPUs: one process, a list of contexts, each batch split over
 them with ``gluon.utils.split_and_load``, gradients reduced by a ``device`` kvstore. The run
-directory is written exactly as the PyTorch engine writes it (``trainer.rundir``), with MXNet
+directory is written exactly as the PyTorch engine writes it (``epochscope.writer``), with MXNet
 parameters as checkpoints and ``mx.onnx`` models for the dashboard's classifier.
 """
 
@@ -25,6 +25,9 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd
 
+from epochscope.layout import check_run_name, epoch_file
+from epochscope.lock import RunLockedError
+from epochscope.writer import RunWriter
 from trainer.devices import DeviceMonitor, device_names
 from trainer.mxnet_engine import checkpoints as ckpt
 from trainer.mxnet_engine.data import (
@@ -54,7 +57,6 @@ from trainer.mxnet_engine.options import (
     validate,
 )
 from trainer.presets import INVOCATION_OPTIONS
-from trainer.rundir import RunLockedError, RunWriter, check_run_name, epoch_file
 
 SCHEMA = 1
 

@@ -1,18 +1,16 @@
-"""Read run directories (docs/run-directory.md): the dashboard's only source of data.
+"""Read run directories (docs/run-directory.md): what the dashboard and notebooks see.
 
-Pure readers with no Dash in them, shared by every page. The metrics log is read incrementally:
-``MetricsLog`` keeps its byte offset and reads only what was appended since the last poll.
+Pure readers. The metrics log is read incrementally: :class:`MetricsLog` keeps its byte offset
+and reads only what was appended since the last poll. Any damage in one run raises LookupError
+or ValueError for that run only (never RecursionError, OverflowError, csv.Error, ...), so a
+caller that lists many runs can skip the bad one and keep the rest.
 """
 
 from __future__ import annotations
 
-import csv
-import errno
-import fcntl
 import json
 import logging
 import os
-import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,116 +19,103 @@ from typing import Any
 
 import numpy as np
 
+from epochscope.layout import (
+    CLASSES_HEADER,
+    CLASSES_TSV,
+    LOCK,
+    METRICS,
+    MODEL_SUFFIX,
+    MODELS,
+    PREDICTION_SUFFIX,
+    PREDICTIONS,
+    RUN_JSON,
+    RUN_NAME_RE,
+    VAL_INDEX_HEADER,
+    VAL_INDEX_TSV,
+    SchemaError,
+    check_epoch,
+    epochs_in,
+    model_file,
+    predictions_path,
+    safe_run_dir,
+)
+from epochscope.lock import lock_is_held
+from epochscope.records import EVENT_TYPES, RUNNING_STATES, RunInfo
+from epochscope.tsv import read_tsv
+
 log = logging.getLogger(__name__)
 
-RUN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-EPOCH_FILE_RE = re.compile(r"epoch-(\d{4,})\.(npz|onnx)")
-RUNNING_STATES = ("started", "resumed")
-KNOWN_KINDS = frozenset({"status", "step", "epoch", "device", "warning"})
+#: run.json larger than this is refused unread (it is a few KB when written by a trainer)
+MAX_RUN_JSON = 4 << 20
 
 
-# --- names and paths ---------------------------------------------------------------------------
-def safe_run_dir(runs_dir: str | os.PathLike[str], name: str) -> Path:
-    """The directory of run ``name`` inside ``runs_dir``, refusing anything that could escape.
-
-    Raises ValueError for names that are not valid run names (``..``, absolute paths, path
-    separators, symlinks pointing outside ``runs_dir``) and LookupError for a valid name with
-    no run directory.
-    """
-    if not isinstance(name, str) or not RUN_NAME_RE.fullmatch(name):
-        raise ValueError(f"invalid run name {name!r}: expected [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}")
-    root = Path(runs_dir).resolve()
-    path = root / name
-    # resolve() follows symlinks: a link to a folder elsewhere must not be served
-    if path.resolve().parent != root:
-        raise ValueError(f"run {name!r} points outside the runs directory")
-    if not path.is_dir():
-        raise LookupError(f"no run named {name!r} in {root}")
-    return path
-
-
-def _epoch_files(folder: Path, suffix: str) -> list[int]:
-    if not folder.is_dir():
-        return []
-    epochs = []
-    for entry in os.scandir(folder):
-        m = EPOCH_FILE_RE.fullmatch(entry.name)
-        if m and m.group(2) == suffix and int(m.group(1)) >= 1:
-            epochs.append(int(m.group(1)))
-    return sorted(epochs)
-
-
-def _epoch_path(run_dir: Path, folder: str, epoch: int, suffix: str) -> Path:
-    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
-        raise ValueError(f"invalid epoch {epoch!r}: epochs are integers from 1")
-    return Path(run_dir) / folder / f"epoch-{epoch:04d}.{suffix}"
-
-
+# --- per-epoch files ---------------------------------------------------------------------------
 def prediction_epochs(run_dir: str | os.PathLike[str]) -> list[int]:
     """Epochs with a predictions/epoch-NNNN.npz file, ascending."""
-    return _epoch_files(Path(run_dir) / "predictions", "npz")
+    return epochs_in(Path(run_dir) / PREDICTIONS, PREDICTION_SUFFIX)
 
 
 def model_epochs(run_dir: str | os.PathLike[str]) -> list[int]:
     """Epochs with a models/epoch-NNNN.onnx file, ascending."""
-    return _epoch_files(Path(run_dir) / "models", "onnx")
+    return epochs_in(Path(run_dir) / MODELS, MODEL_SUFFIX)
 
 
 def model_path(run_dir: str | os.PathLike[str], epoch: int) -> Path:
     """Path of an epoch's ONNX model; LookupError when that epoch has none."""
-    path = _epoch_path(Path(run_dir), "models", epoch, "onnx")
+    path = model_file(run_dir, check_epoch(epoch))
     if not path.is_file():
         raise LookupError(f"run {Path(run_dir).name!r} has no model for epoch {epoch}")
     return path
 
 
 # --- small files -------------------------------------------------------------------------------
-def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """run.json as a dict; LookupError when missing, ValueError when not a JSON object."""
-    path = Path(run_dir) / "run.json"
+def read_run_json(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """run.json as a plain dict; LookupError when missing, ValueError when unreadable."""
+    path = Path(run_dir) / RUN_JSON
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_RUN_JSON:
+            raise ValueError(f"{path} is over {MAX_RUN_JSON >> 20} MB")
+        obj = json.loads(path.read_bytes())
     except FileNotFoundError:
         raise LookupError(f"{path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(info, dict):
+    except (ValueError, RecursionError, OSError) as e:  # JSONDecodeError, deep nesting, EACCES
+        raise ValueError(f"{path} is not readable JSON: {type(e).__name__}: {e}"[:300]) from None
+    if not isinstance(obj, dict):
         raise ValueError(f"{path} is not a JSON object")
-    return info
+    return obj
 
 
-def _read_tsv(path: Path, header: list[str]) -> list[list[str]]:
+def read_run_info(run_dir: str | os.PathLike[str]) -> RunInfo:
+    """run.json as a :class:`RunInfo`; LookupError when missing, ValueError when malformed,
+    SchemaError (a ValueError) when written by a newer format."""
+    raw = read_run_json(run_dir)
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f, delimiter="\t"))
-    except FileNotFoundError:
-        raise LookupError(f"{path} does not exist") from None
-    if not rows or rows[0] != header:
-        raise ValueError(f"{path}: expected the header {'<TAB>'.join(header)}")
-    body = rows[1:]
-    for n, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise ValueError(f"{path}:{n}: expected {len(header)} columns, got {len(row)}")
-    return body
+        return RunInfo.from_dict(raw)
+    except SchemaError:
+        raise
+    except (ValueError, TypeError, RecursionError) as e:
+        raise ValueError(f"{Path(run_dir) / RUN_JSON}: {e}") from None
 
 
 def read_classes(run_dir: str | os.PathLike[str]) -> list[tuple[int, str, str]]:
     """classes.tsv as [(index, wnid, name)] in index order (indices must be 0..n-1)."""
-    path = Path(run_dir) / "classes.tsv"
-    rows = _read_tsv(path, ["index", "wnid", "name"])
-    out = [(int(i), wnid, name) for i, wnid, name in rows]
-    if [i for i, _, _ in out] != list(range(len(out))):
-        raise ValueError(f"{path}: indices are not 0..{len(out) - 1} in order")
-    return out
+    path = Path(run_dir) / CLASSES_TSV
+    rows = read_tsv(path, CLASSES_HEADER)
+    if [r[0] for r in rows] != [str(i) for i in range(len(rows))]:
+        raise ValueError(f"{path}: indices are not 0..{len(rows) - 1} in order")
+    return [(i, wnid, name) for i, (_, wnid, name) in enumerate(rows)]
 
 
 def read_val_index(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, list[str]]:
     """val_index.tsv as (labels int64 [N], paths relative to data.root)."""
-    path = Path(run_dir) / "val_index.tsv"
-    rows = _read_tsv(path, ["row", "label", "path"])
-    if [int(r[0]) for r in rows] != list(range(len(rows))):
+    path = Path(run_dir) / VAL_INDEX_TSV
+    rows = read_tsv(path, VAL_INDEX_HEADER)
+    if [r[0] for r in rows] != [str(i) for i in range(len(rows))]:
         raise ValueError(f"{path}: rows are not 0..{len(rows) - 1} in order")
-    labels = np.array([int(r[1]) for r in rows], dtype=np.int64)
+    try:
+        labels = np.array([int(r[1]) for r in rows], dtype=np.int64)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{path}: a label is not an integer") from None
     return labels, [r[2] for r in rows]
 
 
@@ -141,7 +126,7 @@ def load_predictions(
     num_classes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(top5 int64 [N, 5], prob float32 [N, 5]) of an epoch, shapes and ranges checked."""
-    path = _epoch_path(Path(run_dir), "predictions", epoch, "npz")
+    path = predictions_path(run_dir, check_epoch(epoch))
     if not path.is_file():
         raise LookupError(f"run {Path(run_dir).name!r} has no predictions for epoch {epoch}")
     try:
@@ -160,7 +145,8 @@ def load_predictions(
         raise ValueError(f"{path}: top5 must be integers and prob floats")
     if num_rows is not None and top5.shape[0] != num_rows:
         raise ValueError(f"{path}: {top5.shape[0]} rows, expected {num_rows}")
-    if num_classes is not None and top5.size and (top5.min() < 0 or top5.max() >= num_classes):
+    # -1 pads runs with fewer than five classes
+    if num_classes is not None and top5.size and (top5.min() < -1 or top5.max() >= num_classes):
         raise ValueError(f"{path}: class indices outside 0..{num_classes - 1}")
     return top5.astype(np.int64), prob.astype(np.float32)
 
@@ -203,15 +189,21 @@ class MetricsLog:
                 self.inode = None
                 return []
             with f:
-                st = os.fstat(f.fileno())
-                if self.inode is not None and (st.st_ino != self.inode or st.st_size < self.offset):
-                    log.info("%s was truncated or replaced; reading it again", self.path)
-                    self._reset()
-                self.inode = st.st_ino
-                if st.st_size == self.offset:
+                try:
+                    st = os.fstat(f.fileno())
+                    if self.inode is not None and (
+                        st.st_ino != self.inode or st.st_size < self.offset
+                    ):
+                        log.info("%s was truncated or replaced; reading it again", self.path)
+                        self._reset()
+                    self.inode = st.st_ino
+                    if st.st_size == self.offset:
+                        return []
+                    f.seek(self.offset)
+                    data = f.read(st.st_size - self.offset)
+                except OSError as e:  # a directory named metrics.jsonl, EIO, ...
+                    log.warning("%s cannot be read: %s", self.path, e)
                     return []
-                f.seek(self.offset)
-                data = f.read(st.st_size - self.offset)
             return self._consume(data)
 
     def _consume(self, data: bytes) -> list[dict[str, Any]]:
@@ -224,11 +216,11 @@ class MetricsLog:
         pos = start
         for line in lines:
             pos += len(line) + 1
-            event = _parse_line(line, self.path, pos)
+            event = parse_event_line(line, self.path, pos)
             if event is None:
                 self.garbage_lines += line.strip() != b""
                 continue
-            if event["kind"] not in KNOWN_KINDS and event["kind"] not in self.unknown_kinds:
+            if event["kind"] not in EVENT_TYPES and event["kind"] not in self.unknown_kinds:
                 self.unknown_kinds.add(event["kind"])  # warned once per kind and file
                 log.warning("%s: ignoring events of unknown kind %r", self.path, event["kind"])
             self.events.append(event)
@@ -274,12 +266,13 @@ def _bisect(values: list[int], x: int) -> int:
     return lo
 
 
-def _parse_line(line: bytes, path: Path, end: int) -> dict[str, Any] | None:
+def parse_event_line(line: bytes, path: Path | str = "", end: int = 0) -> dict[str, Any] | None:
+    """One line of metrics.jsonl as an event dict, or None (logged) when it is not one."""
     if not line.strip():
         return None
     try:
         event = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep
         log.warning("%s: skipping a line that is not JSON (ending at byte %d)", path, end)
         return None
     if not isinstance(event, dict) or not isinstance(event.get("kind"), str):
@@ -296,7 +289,7 @@ class MetricsCache:
         self._lock = threading.Lock()
 
     def get(self, run_dir: str | os.PathLike[str]) -> MetricsLog:
-        path = Path(run_dir) / "metrics.jsonl"
+        path = Path(run_dir) / METRICS
         with self._lock:
             if path not in self._logs:
                 self._logs[path] = MetricsLog(path)
@@ -305,11 +298,11 @@ class MetricsCache:
         return metrics
 
 
-METRICS = MetricsCache()
+METRICS_CACHE = MetricsCache()
 
 
 # --- resolving events --------------------------------------------------------------------------
-def _epoch_of(event: dict[str, Any]) -> int | None:
+def event_epoch(event: dict[str, Any]) -> int | None:
     e = event.get("epoch")
     return e if isinstance(e, int) and not isinstance(e, bool) and e >= 1 else None
 
@@ -318,7 +311,7 @@ def epoch_table(events: Iterable[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     """Epoch events by epoch, ascending; for an epoch written twice (resume) the last one wins."""
     table: dict[int, dict[str, Any]] = {}
     for ev in events:
-        e = _epoch_of(ev)
+        e = event_epoch(ev)
         if ev.get("kind") == "epoch" and e is not None:
             table[e] = ev
     return dict(sorted(table.items()))
@@ -334,29 +327,19 @@ def last_status(events: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
 
 def best_epoch(table: dict[int, dict[str, Any]], key: str = "val_top5") -> int | None:
     """The epoch with the highest ``key`` (the earliest on ties), or None."""
-    scored = [(e, ev[key]) for e, ev in table.items() if isinstance(ev.get(key), int | float)]
+    scored = [
+        (e, ev[key])
+        for e, ev in table.items()
+        if isinstance(ev.get(key), int | float) and not isinstance(ev.get(key), bool)
+    ]
     if not scored:
         return None
     return max(scored, key=lambda p: (p[1], -p[0]))[0]
 
 
 def lock_held(run_dir: str | os.PathLike[str]) -> bool:
-    """Whether some live process holds run.lock (a dead trainer holds nothing)."""
-    path = Path(run_dir) / "run.lock"
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        # a fresh fd of our own: flock on it conflicts with the trainer's lock only
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        return e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
+    """Whether some live process holds RUN/run.lock (a dead writer holds nothing)."""
+    return lock_is_held(Path(run_dir) / LOCK)
 
 
 def run_state(run_dir: str | os.PathLike[str], events: Iterable[dict[str, Any]]) -> str:
@@ -380,6 +363,7 @@ class RunSummary:
     best_epoch: int | None
     started: float | None
     error: str | None = None
+    problem: str | None = None  # why run.json could not be read, when it could not
 
     def label(self) -> str:
         """One line for the run picker."""
@@ -391,44 +375,50 @@ class RunSummary:
         )
 
 
-def summarize_run(run_dir: Path, cache: MetricsCache = METRICS) -> RunSummary:
+def summarize_run(run_dir: Path, cache: MetricsCache = METRICS_CACHE) -> RunSummary:
+    info: RunInfo | None = None
+    problem = None
     try:
         info = read_run_info(run_dir)
-    except (LookupError, ValueError):
-        info = {}
+    except (LookupError, ValueError) as e:
+        problem = str(e)
     events = cache.get(run_dir).events
     table = epoch_table(events)
     best = best_epoch(table)
     status = last_status(events)
     state = run_state(run_dir, events)
-    started = info.get("started")
     return RunSummary(
         name=run_dir.name,
         state=state,
-        engine=str(info.get("engine", "?")),
-        arch=str(info.get("arch", "?")),
+        engine=info.engine if info else "?",
+        arch=info.arch if info else "?",
         epochs_done=max(table, default=0),
-        epochs_total=info.get("epochs") if isinstance(info.get("epochs"), int) else None,
-        best_val_top5=table[best]["val_top5"] if best is not None else None,
+        epochs_total=info.epochs if info and info.epochs else None,
+        best_val_top5=float(table[best]["val_top5"]) if best is not None else None,
         best_epoch=best,
-        started=float(started) if isinstance(started, int | float) else None,
-        error=str(status.get("error")) if state == "failed" and status else None,
+        started=info.started if info and info.started else None,
+        error=str(status.get("error"))[:500] if state == "failed" and status else None,
+        problem=problem,
     )
 
 
-def list_runs(runs_dir: str | os.PathLike[str], cache: MetricsCache = METRICS) -> list[RunSummary]:
+def list_runs(
+    runs_dir: str | os.PathLike[str], cache: MetricsCache = METRICS_CACHE
+) -> list[RunSummary]:
     """Every run in ``runs_dir`` (folders with a valid name and run.json), newest first."""
     root = Path(runs_dir)
-    if not root.is_dir():
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
         return []
     runs = []
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+    for entry in entries:
         if not RUN_NAME_RE.fullmatch(entry.name):
             continue  # dot names are temporaries; other names are not runs
         try:
             run_dir = safe_run_dir(root, entry.name)
-        except (ValueError, LookupError):
-            continue
-        if (run_dir / "run.json").is_file():
-            runs.append(summarize_run(run_dir, cache))
+            if (run_dir / RUN_JSON).is_file():
+                runs.append(summarize_run(run_dir, cache))
+        except (ValueError, LookupError, OSError) as e:
+            log.warning("skipping %s: %s", entry.name, e)
     return sorted(runs, key=lambda r: (-(r.started or 0.0), r.name))

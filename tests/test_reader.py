@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from browser_support import epoch_event, make_fake_run
 
-from dashboard import live, rundir
-from dashboard.rundir import MetricsCache, MetricsLog
+from dashboard import live
+from epochscope import reader as rundir
+from epochscope.reader import MetricsCache, MetricsLog
 
 
 def _line(**ev) -> str:
@@ -157,7 +158,7 @@ def test_safe_run_dir_refuses_escaping_symlink_and_missing_runs(tmp_path: Path) 
 
 def test_files_and_predictions(tmp_path: Path) -> None:
     run = make_fake_run(tmp_path, "r")
-    assert rundir.read_run_info(run)["arch"] == "tiny_linear"
+    assert rundir.read_run_info(run).arch == "tiny_linear"
     classes = rundir.read_classes(run)
     assert classes[0] == (0, "n02123045", "tabby")
     labels, paths = rundir.read_val_index(run)

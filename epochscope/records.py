@@ -1,0 +1,282 @@
+"""Typed records of the run directory: run.json and the events of metrics.jsonl.
+
+Writers build these dataclasses and the writer turns them into JSON; readers parse JSON back with
+``from_dict``, which checks types and says in one line what is wrong. Unknown keys are kept in
+``extra`` (run.json) or ignored (events), so a newer writer's additions never break a reader.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from epochscope.layout import SCHEMA, check_run_name, check_schema
+
+#: names of the ONNX model's input and output (models/epoch-NNNN.onnx)
+ONNX_INPUT = "input"
+ONNX_OUTPUT = "logits"
+
+#: ImageNet's per-channel statistics, the default normalisation
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
+
+
+def resize_size_for(image_size: int) -> int:
+    """The shorter side before the centre crop: 256 for 224, as the ImageNet references."""
+    return int(image_size * 256 / 224)
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{what} must be a number, not {value!r}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"{what} is out of range") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{what} must be finite, not {value!r}")
+    return number
+
+
+def _int(value: Any, what: str, low: int | None = None, high: int = 10**9) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be an integer, not {value!r}")
+    if (low is not None and value < low) or value > high:
+        raise ValueError(f"{what} must be in {low}..{high}, not {value}")
+    return value
+
+
+def _triple(value: Any, what: str) -> tuple[float, float, float]:
+    if not isinstance(value, list | tuple) or len(value) != 3:
+        raise ValueError(f"{what} must be three numbers, not {value!r}")
+    a, b, c = (_number(v, what) for v in value)
+    return (a, b, c)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """What a classifier does to a photo before the ONNX model: RGB, shorter side to
+    ``resize_size`` (``interpolation``), centre crop ``image_size``, 0..1, minus mean, over std,
+    NCHW float32. ``jpeg_draft``: JPEGs decode at a reduced scale that still covers resize_size."""
+
+    image_size: int
+    resize_size: int
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    input_name: str = ONNX_INPUT
+    input_layout: str = "NCHW"
+    input_dtype: str = "float32"
+    output: str = ONNX_OUTPUT
+    jpeg_draft: bool = True
+
+    @classmethod
+    def for_size(cls, image_size: int, **kw: Any) -> Preprocess:
+        return cls(image_size=image_size, resize_size=resize_size_for(image_size), **kw)
+
+    def __post_init__(self) -> None:
+        _int(self.image_size, "preprocess.image_size", 1, 16384)
+        _int(self.resize_size, "preprocess.resize_size", self.image_size, 65536)
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"preprocess.interpolation: unknown {self.interpolation!r}")
+        if min(self.std) <= 0:
+            raise ValueError("preprocess.std must be above 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Preprocess:
+        if not isinstance(d, dict):
+            raise ValueError("run.json has no 'preprocess' object")
+        try:
+            size = _int(d["image_size"], "preprocess.image_size", 1, 16384)
+            return cls(
+                image_size=size,
+                resize_size=_int(d.get("resize_size", size), "preprocess.resize_size", 1, 65536),
+                interpolation=str(d.get("interpolation", "bilinear")).lower(),
+                mean=_triple(d.get("mean", IMAGENET_MEAN), "preprocess.mean"),
+                std=_triple(d.get("std", IMAGENET_STD), "preprocess.std"),
+                input_name=str(d.get("input_name", ONNX_INPUT)),
+                input_layout=str(d.get("input_layout", "NCHW")),
+                input_dtype=str(d.get("input_dtype", "float32")),
+                output=str(d.get("output", ONNX_OUTPUT)),
+                jpeg_draft=bool(d.get("jpeg_draft", True)),
+            )
+        except KeyError as e:
+            raise ValueError(f"run.json 'preprocess' lacks {e}") from None
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    root: str
+    layout: str
+    num_classes: int
+    num_train: int
+    num_val: int
+
+    @classmethod
+    def from_dict(cls, d: Any) -> DataInfo:
+        if not isinstance(d, dict):
+            raise ValueError(f"run.json 'data' must be an object, not {type(d).__name__}")
+        root = d.get("root", "")
+        return cls(
+            root=root if isinstance(root, str) else "",
+            layout=str(d.get("layout", "?"))[:200],
+            num_classes=_int(d.get("num_classes", 0), "data.num_classes", 0),
+            num_train=_int(d.get("num_train", 0), "data.num_train", 0),
+            num_val=_int(d.get("num_val", 0), "data.num_val", 0),
+        )
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """run.json. ``hparams`` holds every resolved argument of the run."""
+
+    name: str
+    engine: str
+    engine_version: str
+    arch: str
+    epochs: int
+    batch_size: int
+    data: DataInfo
+    preprocess: Preprocess | None  # None: the run logged no model to classify with
+    hparams: dict[str, Any] = field(default_factory=dict)
+    width: float = 1.0
+    world_size: int = 1
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    command: str = ""
+    host: str = ""
+    started: float = 0.0
+    schema: int = SCHEMA
+    extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        d["data"] = dataclasses.asdict(self.data)
+        d["preprocess"] = self.preprocess.to_dict() if self.preprocess else None
+        return {"schema": d.pop("schema"), **d, **self.extra}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> RunInfo:
+        """Parse run.json's object; ValueError naming the field when it is malformed."""
+        if not isinstance(d, dict):
+            raise ValueError("run.json is not a JSON object")
+        schema = check_schema(d.get("schema"))
+        known = {f.name for f in dataclasses.fields(cls)}
+        started = d.get("started", 0.0)
+        hparams = d.get("hparams", {})
+        devices = d.get("devices", [])
+        return cls(
+            name=check_run_name(d.get("name")) if "name" in d else "",
+            engine=str(d.get("engine", "?"))[:100],
+            engine_version=str(d.get("engine_version", "?"))[:100],
+            arch=str(d.get("arch", "?"))[:200],
+            epochs=_int(d.get("epochs", 0), "epochs", 0),
+            batch_size=_int(d.get("batch_size", 0), "batch_size", 0),
+            data=DataInfo.from_dict(d.get("data", {})),
+            preprocess=Preprocess.from_dict(d["preprocess"]) if d.get("preprocess") else None,
+            hparams=hparams if isinstance(hparams, dict) else {},
+            width=_number(d.get("width", 1.0), "width"),
+            world_size=_int(d.get("world_size", 1), "world_size", 1),
+            devices=[x for x in devices if isinstance(x, dict)]
+            if isinstance(devices, list)
+            else [],
+            command=str(d.get("command", ""))[:10000],
+            host=str(d.get("host", ""))[:300],
+            started=_number(started, "started") if started is not None else 0.0,
+            schema=schema,
+            extra={k: v for k, v in d.items() if k not in known},
+        )
+
+
+# --- events of metrics.jsonl ---------------------------------------------------------------------
+@dataclass
+class Event:
+    """Every event has ``kind``, ``time`` (unix seconds) and ``epoch`` (1-based)."""
+
+    kind: ClassVar[str] = ""
+    epoch: int
+
+    def fields(self) -> dict[str, Any]:
+        """The event's own keys (not kind, time, epoch), None values left out."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name != "epoch" and getattr(self, f.name) is not None
+        }
+
+
+@dataclass
+class StatusEvent(Event):
+    kind: ClassVar[str] = "status"
+    state: str  # started, resumed, finished, failed, stopped
+    pid: int | None = None
+    host: str | None = None
+    from_epoch: int | None = None  # resumed: the last finished epoch
+    error: str | None = None  # failed: one line
+    traceback: str | None = None  # failed
+
+
+@dataclass
+class StepEvent(Event):
+    kind: ClassVar[str] = "step"
+    step: int  # global optimizer step
+    epoch_step: int  # 1-based within the epoch
+    steps_per_epoch: int
+    loss: float
+    lr: float
+    img_per_s: float
+    top1: float
+    top5: float
+
+
+@dataclass
+class EpochEvent(Event):
+    kind: ClassVar[str] = "epoch"
+    train_loss: float
+    train_top1: float
+    train_top5: float
+    val_loss: float
+    val_top1: float
+    val_top5: float
+    epoch_seconds: float
+    img_per_s: float
+    val_img_per_s: float
+    lr: float
+    skipped_images: int = 0
+
+
+@dataclass
+class DeviceEvent(Event):
+    kind: ClassVar[str] = "device"
+    index: int
+    device_kind: str  # cuda or cpu
+    name: str
+    mem_used_mib: float
+    mem_total_mib: float
+    util_pct: float
+
+
+@dataclass
+class WarningEvent(Event):
+    kind: ClassVar[str] = "warning"
+    message: str
+    count: int = 0
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    t.kind: t for t in (StatusEvent, StepEvent, EpochEvent, DeviceEvent, WarningEvent)
+}
+STATES = ("started", "resumed", "finished", "failed", "stopped")
+RUNNING_STATES = ("started", "resumed")
+
+
+def event_keys(kind: str) -> tuple[str, ...]:
+    """The keys an event of ``kind`` may carry besides kind, time and epoch."""
+    return tuple(f.name for f in dataclasses.fields(EVENT_TYPES[kind]) if f.name != "epoch")

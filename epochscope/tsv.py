@@ -1,0 +1,55 @@
+"""TSV files of the run directory through the csv module, so that any class name round-trips.
+
+Fields with a tab, a quote or a newline are quoted the csv way (``"a ""quoted"" name"``); plain
+fields are written as they are, so ordinary files stay readable with ``cut -f``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+#: the largest field a reader accepts (a class name or a relative path), in characters
+MAX_FIELD = 1 << 20
+
+
+class _Dialect(csv.Dialect):
+    delimiter = "\t"
+    quotechar = '"'
+    doublequote = True
+    lineterminator = "\n"
+    quoting = csv.QUOTE_MINIMAL
+    skipinitialspace = False
+    strict = True
+
+
+def tsv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, dialect=_Dialect)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+def read_tsv(path: str | os.PathLike[str], header: Sequence[str]) -> list[list[str]]:
+    """Body rows of a TSV with exactly ``header``; LookupError if missing, ValueError if bad."""
+    path = Path(path)
+    csv.field_size_limit(MAX_FIELD)
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f, dialect=_Dialect))
+    except FileNotFoundError:
+        raise LookupError(f"{path} does not exist") from None
+    except (csv.Error, UnicodeDecodeError, OSError) as e:
+        raise ValueError(f"{path} is not a readable TSV file: {e}") from None
+    if not rows or rows[0] != list(header):
+        raise ValueError(f"{path}: expected the header {'<TAB>'.join(header)}")
+    body = rows[1:]
+    for n, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise ValueError(f"{path}: row {n}: expected {len(header)} columns, got {len(row)}")
+    return body
