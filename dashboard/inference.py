@@ -19,7 +19,7 @@ import onnxruntime as ort
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from epochscope.predictions import softmax, top_k
-from epochscope.preprocess import apply_draft, draft_size, normalize, resize_crop, to_rgb, upright
+from epochscope.preprocess import apply_draft, draft_size, prepare, to_rgb, upright
 from epochscope.reader import model_path, read_classes, read_run_info
 from epochscope.records import Preprocess
 
@@ -126,11 +126,6 @@ def _short(e: BaseException) -> str:
     return (text[0][:200] if text else "") or type(e).__name__
 
 
-def preprocess_image(im: Image.Image, pre: Preprocess) -> np.ndarray:
-    """Decoded RGB upload -> float32 [3, S, S] (epochscope's preprocessing, as in training)."""
-    return normalize(resize_crop(im, pre), pre)
-
-
 # --- models ------------------------------------------------------------------------------------
 class SessionCache:
     """onnxruntime sessions keyed by model path and mtime, least recently used dropped first."""
@@ -229,7 +224,7 @@ class Classifier:
         results: list[list[dict[str, Any]] | ImageError] = list(images)  # type: ignore[arg-type]
         where = [n for n, im in enumerate(images) if not isinstance(im, ImageError)]
         if where:
-            batch = np.stack([preprocess_image(images[n], self.pre) for n in where])
+            batch = np.stack([prepare(images[n], self.pre) for n in where])
             for n, top in zip(where, self.predict(batch, k), strict=True):
                 results[n] = top
         return results

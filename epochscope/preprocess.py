@@ -123,6 +123,11 @@ def normalize(pixels: np.ndarray, pre: Preprocess) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(x, -1, -3))
 
 
+def prepare(im: Image.Image, pre: Preprocess) -> np.ndarray:
+    """A decoded RGB image as the exported model wants it: float32 [3, S, S]."""
+    return normalize(resize_crop(im, pre), pre)
+
+
 def preprocess(source: str | os.PathLike[str] | IO[bytes], pre: Preprocess) -> np.ndarray:
     """One image file as the exported model wants it: float32 [3, S, S]."""
-    return normalize(resize_crop(open_rgb(source, pre), pre), pre)
+    return prepare(open_rgb(source, pre), pre)

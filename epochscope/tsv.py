@@ -7,7 +7,6 @@ fields are written as they are, so ordinary files stay readable with ``cut -f``.
 from __future__ import annotations
 
 import csv
-import io
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,18 +20,26 @@ class _Dialect(csv.Dialect):
     delimiter = "\t"
     quotechar = '"'
     doublequote = True
-    lineterminator = "\n"
+    lineterminator = "\n"  # reading: any newline
     quoting = csv.QUOTE_MINIMAL
     skipinitialspace = False
     strict = True
 
 
+_SPECIAL = ("\t", '"', "\n", "\r")
+
+
+def _field(value: Any) -> str:
+    text = str(value)
+    if any(c in text for c in _SPECIAL):  # csv quoting; csv.reader reads it back exactly
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def tsv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
-    out = io.StringIO(newline="")
-    writer = csv.writer(out, dialect=_Dialect)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return out.getvalue().encode("utf-8")
+    lines = ["\t".join(map(_field, header))]
+    lines += ["\t".join(map(_field, row)) for row in rows]
+    return ("\n".join(lines) + "\n").encode("utf-8")
 
 
 def read_tsv(path: str | os.PathLike[str], header: Sequence[str]) -> list[list[str]]:

@@ -15,6 +15,7 @@ from dashboard import inference
 from dashboard.classify_view import classify_uploads, data_url_bytes, percent, wordnet_path
 from dashboard.inference import ImageError
 from epochscope.predictions import softmax, top_k
+from epochscope.preprocess import prepare
 from epochscope.reader import model_epochs, read_classes
 from epochscope.records import Preprocess
 
@@ -120,7 +121,7 @@ def test_preprocess_resizes_shorter_side_crops_centre_and_normalises() -> None:
     arr = np.zeros((12, 24, 3), np.uint8)
     arr[:, 0:4, 0] = 255  # a red band at the left edge: cropped away
     arr[:, 11:13] = 255  # a white band in the middle: kept, in the middle
-    x = inference.preprocess_image(Image.fromarray(arr), PRE)
+    x = prepare(Image.fromarray(arr), PRE)
     assert x.shape == (3, 4, 4) and x.dtype == np.float32
     # 12 x 24 -> 6 x 12 (shorter side 6), then the centre 4 x 4: columns 4..7 of 12
     black, half = (0 - 0.5) / 0.25, (0.5 - 0.5) / 0.25
@@ -130,7 +131,7 @@ def test_preprocess_resizes_shorter_side_crops_centre_and_normalises() -> None:
 
 def test_preprocess_matches_the_runs_recipe_for_tall_images() -> None:
     im = Image.fromarray(np.full((30, 10, 3), 51, np.uint8))
-    x = inference.preprocess_image(im, PRE)
+    x = prepare(im, PRE)
     assert x.shape == (3, 4, 4)
     np.testing.assert_allclose(x, (0.2 - 0.5) / 0.25, atol=1e-5)
 

@@ -38,7 +38,7 @@ def test_garbage_lines_and_unknown_kinds_are_ignored_with_a_warning(tmp_path, ca
         f.write(b"not json at all\n\xff\xfe\n[1, 2]\n")
         f.write(b'{"kind": "telemetry", "time": 1, "epoch": 1}\n')
         f.write(b'{"kind": "epoch", "time": 1, "epoch": "three", "val_top5": "x"}\n')
-    caplog.set_level(logging.WARNING, logger="dashboard.rundir")
+    caplog.set_level(logging.WARNING, logger="epochscope.reader")
     log = MetricsLog(run / "metrics.jsonl")
     log.refresh()
     assert log.garbage_lines == 3
@@ -51,7 +51,7 @@ def test_garbage_lines_and_unknown_kinds_are_ignored_with_a_warning(tmp_path, ca
 
 def test_garbage_prediction_files_are_refused_with_a_warning(tmp_path, caplog) -> None:
     run = make_fake_run(tmp_path, "junk", epochs_done=3)
-    caplog.set_level(logging.WARNING, logger="dashboard.rundir")
+    caplog.set_level(logging.WARNING, logger="epochscope.reader")
     (run / "predictions" / "epoch-0001.npz").write_bytes(b"PK\x03\x04 garbage")
     npz = (run / "predictions" / "epoch-0002.npz").read_bytes()
     (run / "predictions" / "epoch-0002.npz").write_bytes(npz[: len(npz) // 2])

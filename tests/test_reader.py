@@ -44,7 +44,7 @@ def test_garbage_lines_are_skipped_with_a_warning(tmp_path: Path, caplog) -> Non
         + "[1, 2]\n"
         + _line(kind="step", epoch=1)
     )
-    with caplog.at_level(logging.WARNING, logger="dashboard.rundir"):
+    with caplog.at_level(logging.WARNING, logger="epochscope.reader"):
         events = MetricsLog(path).refresh()
     assert [e["kind"] for e in events] == ["epoch", "step"]
     assert sum("skipping" in r.message for r in caplog.records) == 2

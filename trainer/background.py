@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -14,11 +13,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from epochscope.layout import LOCK, METRICS, PID
+from epochscope.layout import LOCK, METRICS, PID, TRAIN_LOG
 from epochscope.lock import lock_is_held, read_pid
+from epochscope.reader import MetricsLog, last_status
 from epochscope.writer import atomic_write
 
-LOG = "train.log"
+LOG = TRAIN_LOG
 STARTUP_GRACE_S = (
     3.0  # an immediate failure (bad data folder) is reported here, not only in the log
 )
@@ -116,16 +116,5 @@ def process_alive(pid: int) -> bool:
 
 
 def _last_status(metrics: Path) -> tuple[str | None, int | None]:
-    state = epoch = None
-    try:
-        lines = metrics.read_bytes().splitlines()
-    except OSError:
-        return None, None
-    for line in reversed(lines):
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if event.get("kind") == "status":
-            return event.get("state"), event.get("epoch")
-    return state, epoch
+    status = last_status(MetricsLog(metrics).refresh())
+    return (status.get("state"), status.get("epoch")) if status else (None, None)

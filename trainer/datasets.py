@@ -216,8 +216,7 @@ def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
     """Decode as RGB; JPEGs decode at a reduced scale (1/2..1/8) when that still covers
     ``draft_size``, which is most of the cost saved at low resolution."""
     with Image.open(path) as img:
-        if draft_size:
-            img.draft("RGB", (draft_size, draft_size))
+        eval_preprocess.apply_draft(img, draft_size)
         return img.convert("RGB")
 
 

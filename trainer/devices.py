@@ -16,7 +16,7 @@ Emit = Callable[..., Any]  # (kind, epoch, **fields)
 
 
 def device_names(device_type: str) -> list[dict[str, Any]]:
-    """run.json's ``devices``: what this node trains on."""
+    """The ``devices`` list of run.json: what this node trains on."""
     if device_type == "cuda":
         import torch
 

@@ -7,16 +7,17 @@ dashboard uses), or with ``--engine torch`` the epoch's checkpoint.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from epochscope.layout import epoch_of
-from trainer.data import IMAGE_ERRORS, preprocess
+from epochscope.layout import CHECKPOINTS, MODEL_SUFFIX, MODELS, epoch_of, epochs_in
+from epochscope.predictions import softmax
+from epochscope.preprocess import preprocess
+from epochscope.reader import read_classes, read_run_info
+from trainer.data import IMAGE_ERRORS
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -44,8 +45,7 @@ class PredictError(ValueError):
 
 def load_classes(run_dir: Path) -> list[tuple[str, str]]:
     """(wnid, label) per class; ImageNet classes get the catalogue's full lemma list."""
-    with (run_dir / "classes.tsv").open(newline="", encoding="utf-8") as f:
-        rows = [(r["wnid"], r["name"]) for r in csv.DictReader(f, delimiter="\t")]
+    rows = [(wnid, name) for _, wnid, name in read_classes(run_dir)]
     try:
         from assets.catalogue import load_catalogue
 
@@ -56,17 +56,17 @@ def load_classes(run_dir: Path) -> list[tuple[str, str]]:
 
 
 def pick_file(folder: Path, suffix: str, epoch: int | None) -> tuple[Path, int]:
-    files = {epoch_of(p): p for p in folder.glob(f"epoch-*{suffix}") if epoch_of(p) is not None}
-    if not files:
+    epochs = epochs_in(folder, suffix)
+    if not epochs:
         raise PredictError(f"no epoch-*{suffix} files in {folder}")
     if epoch is None:
-        epoch = max(files)
-    if epoch not in files:
+        epoch = epochs[-1]
+    if epoch not in epochs:
         raise PredictError(
             f"no {folder.name} file for epoch {epoch} in {folder}; have epochs "
-            f"{', '.join(map(str, sorted(files)))}"
+            f"{', '.join(map(str, epochs))}"
         )
-    return files[epoch], epoch
+    return next(p for p in folder.glob(f"epoch-*{suffix}") if epoch_of(p) == epoch), epoch
 
 
 def onnx_classifier(path: Path):
@@ -94,31 +94,30 @@ def torch_classifier(path: Path, hparams: dict, num_classes: int):
     return run
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     run_dir = Path(args.runs_dir) / args.run
     try:
-        if not (run_dir / "run.json").exists():
-            raise PredictError(f"no run {args.run!r} in {args.runs_dir}")
-        info = json.loads((run_dir / "run.json").read_text())
-        classes = load_classes(run_dir)
-        size = int(info["preprocess"]["image_size"])
+        try:
+            info = read_run_info(run_dir)
+            classes = load_classes(run_dir)
+        except LookupError:
+            raise PredictError(f"no run {args.run!r} in {args.runs_dir}") from None
+        except ValueError as e:
+            raise PredictError(str(e)) from None
+        if info.preprocess is None:
+            raise PredictError(f"run {args.run!r} records no preprocessing (no model logged)")
         if args.engine == "onnx":
-            path, epoch = pick_file(run_dir / "models", ".onnx", args.epoch)
+            path, epoch = pick_file(run_dir / MODELS, MODEL_SUFFIX, args.epoch)
             classify = onnx_classifier(path)
         else:
-            path, epoch = pick_file(run_dir / "checkpoints", ".pt", args.epoch)
-            classify = torch_classifier(path, info["hparams"], len(classes))
+            path, epoch = pick_file(run_dir / CHECKPOINTS, ".pt", args.epoch)
+            classify = torch_classifier(path, info.hparams, len(classes))
         batch = []
         for image in args.images:
             try:
-                batch.append(preprocess(image, size))
+                # the run's own preprocessing, exactly as its validation and the dashboard
+                batch.append(preprocess(image, info.preprocess))
             except FileNotFoundError:
                 raise PredictError(f"no such image: {image}") from None
             except IMAGE_ERRORS as e:
@@ -127,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    prob = softmax(classify(np.stack(batch)).astype(np.float64))
+    prob = softmax(classify(np.stack(batch)))
     k = min(args.top, prob.shape[1])
     for image, p in zip(args.images, prob, strict=True):
         top = np.argsort(-p)[:k]

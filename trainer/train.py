@@ -3,7 +3,7 @@
 Reads top to bottom like the torchvision classification reference: arguments, distributed
 set-up, data, model, optimizer and schedule, resume, then the epoch loop (set the sampler's
 epoch, train, evaluate, write predictions, the ONNX model, the epoch event and a checkpoint).
-Everything that lands in the run directory goes through ``trainer.rundir`` (rank 0 only).
+Everything that lands in the run directory goes through ``epochscope.writer`` (rank 0 only).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
 import random
 import shlex
@@ -30,8 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from epochscope.layout import check_run_name, epoch_file, epoch_of
+from epochscope.layout import METRICS, RUN_JSON, check_run_name, epoch_file, epoch_of
 from epochscope.lock import RunLockedError
+from epochscope.reader import read_run_json
 from epochscope.records import DataInfo, Preprocess, RunInfo
 from epochscope.writer import NullWriter, RunWriter
 from trainer import background
@@ -791,7 +791,7 @@ def run(
 
 def _resume_decision(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     """Start, resume (from which checkpoint, with which saved settings) or refuse."""
-    exists = (run_dir / "run.json").exists()
+    exists = (run_dir / RUN_JSON).exists()
     decision: dict[str, Any] = {
         "error": None, "resume": False, "checkpoint": None, "saved_args": None, "notes": [],
     }  # fmt: skip
@@ -813,7 +813,7 @@ def _resume_decision(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         decision["saved_args"] = state.get("args")
     else:
         with contextlib.suppress(OSError, ValueError):
-            decision["saved_args"] = json.loads((run_dir / "run.json").read_text())["hparams"]
+            decision["saved_args"] = read_run_json(run_dir)["hparams"]
     return decision
 
 
@@ -909,7 +909,7 @@ def _final_status(writer: RunWriter | NullWriter, epoch: int, **fields: Any) -> 
         writer.event("status", epoch, pid=os.getpid(), host=socket.gethostname(), **fields)
     except OSError as e:
         print(f"error: could not write the {fields['state']!r} status to "
-              f"{writer.root / 'metrics.jsonl'}: {e}", file=sys.stderr)  # fmt: skip
+              f"{writer.root / METRICS}: {e}", file=sys.stderr)  # fmt: skip
         return False
     return True
 

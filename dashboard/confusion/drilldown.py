@@ -15,6 +15,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from epochscope.preprocess import apply_draft
+
 from .histogram import Confusion, Mode, guesses
 
 MAX_IMAGE_BYTES = 20 << 20  # a larger "thumbnail" source is not worth reading in a callback
@@ -70,7 +72,7 @@ def thumbnail_uri(path: Path | None, size: int = THUMB_PX) -> str | None:
         if path.stat().st_size > MAX_IMAGE_BYTES:
             return None
         with Image.open(path) as img:
-            img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
+            apply_draft(img, size)  # JPEG: decode at a reduced scale, much faster
             small = img.convert("RGB")
             small.thumbnail((size, size))
             # enlarge tiny images (32 px demo data) so they are visible; pixelated in CSS

@@ -1,7 +1,7 @@
 """Confusion explorer (``/confusion``): the zoomable top-5 confusion matrix of a run's epochs.
 
 Callbacks are thin: they check inputs and route them to dashboard.confusion.service, which
-reads the run through dashboard.rundir, renders with datashader and builds the figures.
+reads the run through epochscope.reader, renders with datashader and builds the figures.
 """
 
 from __future__ import annotations

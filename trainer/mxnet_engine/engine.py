@@ -9,7 +9,6 @@ parameters as checkpoints and ``mx.onnx`` models for the dashboard's classifier.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import signal
@@ -25,8 +24,10 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd
 
-from epochscope.layout import check_run_name, epoch_file
+from epochscope.layout import RUN_JSON, check_run_name, epoch_file
 from epochscope.lock import RunLockedError
+from epochscope.reader import read_run_json
+from epochscope.records import DataInfo, Preprocess, RunInfo
 from epochscope.writer import RunWriter
 from trainer.devices import DeviceMonitor, device_names
 from trainer.mxnet_engine import checkpoints as ckpt
@@ -38,11 +39,8 @@ from trainer.mxnet_engine.data import (
     DatasetIndex,
     discover,
     make_pipeline,
-    resize_size_for,
 )
 from trainer.mxnet_engine.model import (
-    INPUT_NAME,
-    OUTPUT_NAME,
     DeviceError,
     build_net,
     contexts,
@@ -57,8 +55,6 @@ from trainer.mxnet_engine.options import (
     validate,
 )
 from trainer.presets import INVOCATION_OPTIONS
-
-SCHEMA = 1
 
 
 class StopRequested(BaseException):
@@ -406,7 +402,7 @@ def evaluate(net, norm: Normalizer, batches, n: int) -> dict[str, np.ndarray]:
 def _resume_point(args: argparse.Namespace, run_dir: Path) -> tuple[dict | None, list[str]]:
     """None to start; else the newest loadable checkpoint's metadata (``{}`` when the run has
     none yet, with the settings from run.json)."""
-    exists = (run_dir / "run.json").exists()
+    exists = (run_dir / RUN_JSON).exists()
     if args.resume and not exists:
         raise UsageError(f"no run {args.name!r} in {run_dir.parent} to resume")
     if exists and not (args.resume or args.resume_or_start):
@@ -416,7 +412,7 @@ def _resume_point(args: argparse.Namespace, run_dir: Path) -> tuple[dict | None,
         )
     if not exists:
         return None, []
-    info = json.loads((run_dir / "run.json").read_text())
+    info = read_run_json(run_dir)
     if info.get("engine") != "mxnet":
         raise UsageError(
             f"run {args.name!r} was trained by the {info.get('engine')} engine; resume it "
@@ -454,54 +450,33 @@ def _write_run_files(
     index: DatasetIndex,
     devices: list[mx.Context],
 ) -> None:
-    writer.write_json(
-        "run.json",
-        {
-            "schema": SCHEMA,
-            "name": args.name,
-            "engine": "mxnet",
-            "engine_version": mx.__version__,
-            "arch": args.arch,
-            "width": args.width,
-            "epochs": args.epochs,
-            "batch_size": args.batch_size,
-            "data": {
-                "root": str(index.root),
-                "layout": index.layout,
-                "num_classes": len(index.classes),
-                "num_train": len(index.train),
-                "num_val": len(index.val),
-            },
-            "preprocess": {
-                "image_size": args.image_size,
-                "resize_size": resize_size_for(args.image_size),
-                "interpolation": "bilinear",
-                "mean": list(MEAN),
-                "std": list(STD),
-                "input_name": INPUT_NAME,
-                "input_layout": "NCHW",
-                "input_dtype": "float32",
-                "output": OUTPUT_NAME,
-                "jpeg_draft": True,
-            },
-            "hparams": _jsonable_args(args),
-            "world_size": len(devices),
-            "devices": _device_list(devices),
-            "command": "python -m trainer train " + shlex.join(argv),
-            "host": socket.gethostname(),
-            "started": time.time(),
-        },
+    writer.write_run_info(
+        RunInfo(
+            name=args.name,
+            engine="mxnet",
+            engine_version=mx.__version__,
+            arch=args.arch,
+            width=args.width,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            data=DataInfo(
+                root=str(index.root),
+                layout=index.layout,
+                num_classes=len(index.classes),
+                num_train=len(index.train),
+                num_val=len(index.val),
+            ),
+            preprocess=Preprocess.for_size(args.image_size, mean=MEAN, std=STD),
+            hparams=_jsonable_args(args),
+            world_size=len(devices),
+            devices=_device_list(devices),
+            command="python -m trainer train " + shlex.join(argv),
+            host=socket.gethostname(),
+            started=time.time(),
+        )
     )
-    writer.write_tsv(
-        "classes.tsv",
-        ["index", "wnid", "name"],
-        [[i, c, n] for i, (c, n) in enumerate(zip(index.classes, index.names, strict=True))],
-    )
-    writer.write_tsv(
-        "val_index.tsv",
-        ["row", "label", "path"],
-        [[i, label, path] for i, (path, label) in enumerate(index.val)],
-    )
+    writer.write_classes(index.classes, index.names)
+    writer.write_val_index(index.val)
 
 
 def _device_list(devices: list[mx.Context]) -> list[dict[str, Any]]:
