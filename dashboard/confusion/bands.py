@@ -48,6 +48,23 @@ def class_bands(wnids: Sequence[str], catalogue: Catalogue | None = None) -> lis
     return [cat.by_wnid(w).band if w in cat else UNKNOWN for w in wnids]
 
 
+ANIMAL, ARTIFACT = "n00015388", "n00021939"  # WordNet: animal, artifact
+
+
+def class_groups(wnids: Sequence[str], catalogue: Catalogue | None = None) -> list[str]:
+    """The top of the hierarchy each class sits under: "animals", "objects" (artifacts) or
+    "other" (food, plants, landscapes, people); UNKNOWN outside the catalogue."""
+    cat = catalogue or load_catalogue()
+    out = []
+    for w in wnids:
+        if w not in cat:
+            out.append(UNKNOWN)
+            continue
+        up = cat.ancestors(w)
+        out.append("animals" if ANIMAL in up else "objects" if ARTIFACT in up else "other")
+    return out
+
+
 def band_runs(names: Sequence[str], order: np.ndarray) -> list[Band]:
     """Contiguous runs of equal band names along ``order`` (slot -> class index)."""
     runs: list[Band] = []

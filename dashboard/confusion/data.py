@@ -21,12 +21,15 @@ from epochscope.reader import (
     read_val_index,
 )
 
-from .bands import UNKNOWN, class_bands
+from .bands import UNKNOWN, class_bands, class_groups
 from .cache import ByteLRU
+from .cells import Norm, cell_values
+from .difference import check_same_classes, difference_cells
 from .histogram import Confusion, Mode, confusion
 from .ordering import OrderKind, class_order, positions
+from .per_class import ClassStats, band_accuracy, class_stats
 from .relatedness import Relatedness, Relations, relatedness, relations
-from .render import Points, place
+from .render import Points, place, place_cells
 
 MB = 1 << 20
 # ImageNet-1k top-5: a histogram ~3 MB, points ~3 MB, predictions ~2.5 MB (int64 + float32)
@@ -52,6 +55,7 @@ class RunMeta:
     wnids: list[str]
     names: list[str]
     bands: list[str]  # band name per class ("" when WordNet does not know the class)
+    groups: list[str]  # "animals", "objects", "other" or "" (unknown to WordNet)
     labels: np.ndarray  # int64 [N]
     paths: list[str]  # relative to data_root
     data_root: str | None
@@ -91,6 +95,7 @@ def run_meta(run_dir: Path) -> RunMeta:
             wnids=wnids,
             names=[n for _, _, n in classes],
             bands=class_bands(wnids),
+            groups=class_groups(wnids),
             labels=labels,
             paths=paths,
             data_root=root if isinstance(root, str) and root else None,
@@ -161,11 +166,80 @@ def slot_positions(run_dir: Path, kind: OrderKind) -> np.ndarray:
     return MISC.get(("positions", *key), lambda: positions(order(run_dir, kind)))
 
 
-def points(run_dir: Path, epoch: int, mode: Mode, kind: OrderKind) -> Points:
-    key = (epoch, mode, _mtime(_npz(run_dir, epoch)), *_order_key(run_dir, kind))
-    return POINTS.get(
-        key, lambda: place(epoch_confusion(run_dir, epoch, mode), slot_positions(run_dir, kind))
-    )
+def points(
+    run_dir: Path,
+    epoch: int,
+    mode: Mode,
+    kind: OrderKind,
+    hide_diagonal: bool = False,
+    norm: Norm = "count",
+) -> Points:
+    key = (
+        epoch, mode, hide_diagonal, norm, _mtime(_npz(run_dir, epoch)), *_order_key(run_dir, kind)
+    )  # fmt: skip
+
+    def build() -> Points:
+        conf = epoch_confusion(run_dir, epoch, mode)
+        pos = slot_positions(run_dir, kind)
+        if not hide_diagonal and norm == "count":
+            return place(conf, pos)
+        return place_cells(*cell_values(conf, hide_diagonal, norm), pos, conf.num_classes)
+
+    return POINTS.get(key, build)
+
+
+def same_classes(run_a: Path, run_b: Path) -> None:
+    """Raise difference.ClassMismatch (a ValueError naming what differs) unless the two runs
+    have the same classes in the same order."""
+    a, b = run_meta(run_a), run_meta(run_b)
+    check_same_classes(a.wnids, b.wnids, Path(run_a).name, Path(run_b).name)
+
+
+def difference_points(
+    run_a: Path,
+    epoch_a: int,
+    run_b: Path,
+    epoch_b: int,
+    mode: Mode,
+    kind: OrderKind,
+    hide_diagonal: bool = False,
+) -> Points:
+    """Share A - share B per cell at run A's display slots (the order of run A)."""
+    same_classes(run_a, run_b)
+    key = (
+        "difference", str(run_b), epoch_a, epoch_b, mode, hide_diagonal,
+        _mtime(_npz(run_a, epoch_a)), _mtime(_npz(run_b, epoch_b)), *_order_key(run_a, kind),
+    )  # fmt: skip
+
+    def build() -> Points:
+        a = epoch_confusion(run_a, epoch_a, mode)
+        b = epoch_confusion(run_b, epoch_b, mode)
+        cells = difference_cells(a, b, hide_diagonal)
+        return place_cells(*cells, slot_positions(run_a, kind), a.num_classes)
+
+    return POINTS.get(key, build)
+
+
+def epoch_class_stats(run_dir: Path, epoch: int) -> ClassStats:
+    key = ("class_stats", str(run_dir), epoch, _mtime(_npz(run_dir, epoch)))
+
+    def build() -> ClassStats:
+        meta = run_meta(run_dir)
+        top5, _ = predictions(run_dir, epoch)
+        return class_stats(meta.labels, top5, meta.num_classes)
+
+    return MISC.get(key, build)
+
+
+def epoch_band_accuracy(run_dir: Path, epoch: int, top: int = 1) -> dict[str, float]:
+    key = ("band_accuracy", str(run_dir), epoch, top, _mtime(_npz(run_dir, epoch)))
+
+    def build() -> dict[str, float]:
+        meta = run_meta(run_dir)
+        top5, _ = predictions(run_dir, epoch)
+        return band_accuracy(meta.labels, top5, meta.bands, meta.groups, top)
+
+    return MISC.get(key, build)
 
 
 def run_relations(run_dir: Path) -> Relations:

@@ -18,11 +18,19 @@ from assets.catalogue import Band
 from .bands import band_colour, visible_runs
 from .render import BACKGROUND, PLOTLY_COLORSCALE, Rendered
 
-# Fixed geometry: the server renders for the plot area's exact pixel size.
+# The server renders for the plot area's exact pixel size: PLOT_PX square until the page has
+# measured its viewport (``plot_size``), then whatever fills it.
 PLOT_PX = 680
+MIN_PLOT_PX, MAX_PLOT_PX = 320, 2400
 MARGIN = {"l": 170, "r": 110, "t": 120, "b": 40}
 FIG_WIDTH = PLOT_PX + MARGIN["l"] + MARGIN["r"]
 FIG_HEIGHT = PLOT_PX + MARGIN["t"] + MARGIN["b"]
+# what else the page puts beside and above the figure (px): the side panel, the page's padding,
+# and the header plus the control rows (measured in Chromium)
+SIDE_PX = 380
+PAGE_PAD_PX = 48
+CHROME_TOP_PX = 150
+HIGHLIGHT = "rgba(255, 255, 255, 0.9)"
 STRIP_PX = 14  # thickness of a band strip
 GAP_PX = 3
 HOVER_CELLS = 100  # at most this many hover cells per axis (~13 KB of base64 uint8 zeros)
@@ -80,6 +88,20 @@ def _hex_rgb(colour: str) -> tuple[int, int, int]:
     return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
 
 
+def plot_size(viewport_w: int, viewport_h: int, share: float = 1.0) -> tuple[int, int]:
+    """(width, height) in px of the plot area that fills a browser viewport.
+
+    ``share``: the part of the width the matrix column gets (the per-class page gives half to
+    its table). Not square: the rows use the height, the columns the width.
+    """
+    w = int(viewport_w * share) - MARGIN["l"] - MARGIN["r"] - PAGE_PAD_PX
+    if share >= 1.0:
+        w -= SIDE_PX
+    h = int(viewport_h) - CHROME_TOP_PX - MARGIN["t"] - MARGIN["b"]
+    clamp = lambda v: max(MIN_PLOT_PX, min(MAX_PLOT_PX, v))  # noqa: E731
+    return clamp(w), clamp(h)
+
+
 def band_pixels(bands: Sequence[Band], lo: float, hi: float, pixels: int = PLOT_PX) -> np.ndarray:
     """uint8 [pixels, 4]: the RGBA band colour under each pixel of an axis showing [lo, hi)."""
     slots = lo + (np.arange(pixels) + 0.5) * (hi - lo) / pixels
@@ -95,13 +117,15 @@ def _png_uri(rgba: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def band_ticks(bands: Sequence[Band], lo: float, hi: float, min_px: float) -> dict[str, Any]:
+def band_ticks(
+    bands: Sequence[Band], lo: float, hi: float, min_px: float, pixels: int = PLOT_PX
+) -> dict[str, Any]:
     """Axis tick labels naming the bands at least ``min_px`` wide on screen, at their centres.
 
     Tick labels, not annotations: Plotly lays out one axis' labels in a batch, much faster.
     Invisible ticks ``STRIP_PX + 2 * GAP_PX`` long push the labels past the strip.
     """
-    px_per_slot = PLOT_PX / max(hi - lo, 1e-9)
+    px_per_slot = pixels / max(hi - lo, 1e-9)
     shown = [b for b in visible_runs(bands, lo, hi) if (b.stop - b.start) * px_per_slot >= min_px]
     return {
         "tickmode": "array",
@@ -115,7 +139,9 @@ def band_ticks(bands: Sequence[Band], lo: float, hi: float, min_px: float) -> di
     }
 
 
-def _strips(bands: Sequence[Band], x: tuple[float, float], y: tuple[float, float]) -> list[dict]:
+def _strips(
+    bands: Sequence[Band], x: tuple[float, float], y: tuple[float, float], w: int, h: int
+) -> list[dict]:
     """The band strips as layout images: a row above the matrix (predicted class), a column
     left of it (true class).
 
@@ -123,24 +149,25 @@ def _strips(bands: Sequence[Band], x: tuple[float, float], y: tuple[float, float
     ~100 ms on every zoom, two images in next to nothing. Drawn at the plot's pixel size for
     the exact visible range, so they line up with the matrix and never overhang it.
     """
-    near, thick = GAP_PX / PLOT_PX, STRIP_PX / PLOT_PX
+    near_x, thick_x = GAP_PX / w, STRIP_PX / w
+    near_y, thick_y = GAP_PX / h, STRIP_PX / h
     common = {"xref": "paper", "yref": "paper", "sizing": "stretch", "layer": "above"}
     top = {
         **common,
-        "source": _png_uri(band_pixels(bands, *x)[None, :, :]),
+        "source": _png_uri(band_pixels(bands, *x, w)[None, :, :]),
         "x": 0,
-        "y": 1 + near,
+        "y": 1 + near_y,
         "sizex": 1,
-        "sizey": thick,
+        "sizey": thick_y,
         "xanchor": "left",
         "yanchor": "bottom",
     }
     left = {
         **common,
-        "source": _png_uri(band_pixels(bands, *y)[:, None, :]),
-        "x": -near,
+        "source": _png_uri(band_pixels(bands, *y, h)[:, None, :]),
+        "x": -near_x,
         "y": 1,
-        "sizex": thick,
+        "sizex": thick_x,
         "sizey": 1,
         "xanchor": "right",
         "yanchor": "top",
@@ -155,6 +182,9 @@ def matrix_spec(
     y_range: Sequence[float],
     bands: Sequence[Band] = (),
     title: str = "",
+    size: tuple[int, int] = (PLOT_PX, PLOT_PX),
+    colour: ColourKey | None = None,
+    highlight: float | None = None,
 ) -> tuple[dict[str, Any], HoverGrid]:
     """The figure for a rendered view as a plain Plotly dict; axes are display slots, y grows
     downwards.
@@ -187,6 +217,8 @@ def matrix_spec(
         "colorscale": [[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]],
     }
     bar = rendered.colourbar
+    colour = colour or ColourKey()
+    w, h = size
     # the colour bar: a single invisible marker carrying the colour scale
     scale = {
         "type": "scatter",
@@ -202,20 +234,20 @@ def matrix_spec(
             "color": [0.0],
             "cmin": 0.0,
             "cmax": 1.0,
-            "colorscale": PLOTLY_COLORSCALE,
+            "colorscale": colour.scale,
             "showscale": bool(bar.values),
             "colorbar": {
-                "title": {"text": "count"},
+                "title": {"text": colour.title},
                 "tickvals": bar.fractions,
-                "ticktext": [_count_label(v) for v in bar.values],
+                "ticktext": [colour.label(v) for v in bar.values],
                 "thickness": 14,
                 "len": 0.8,
             },
         },
     }
     layout = {
-        "width": FIG_WIDTH,
-        "height": FIG_HEIGHT,
+        "width": w + MARGIN["l"] + MARGIN["r"],
+        "height": h + MARGIN["t"] + MARGIN["b"],
         "margin": MARGIN,
         "autosize": False,
         "title": {
@@ -235,13 +267,13 @@ def matrix_spec(
             "zeroline": False,
             "side": "top",
             "tickangle": -45,
-            **band_ticks(bands, x0, x1, min_px=12),
+            **band_ticks(bands, x0, x1, min_px=12, pixels=w),
         },
         "yaxis": {
             "range": [y1, y0],
             "showgrid": False,
             "zeroline": False,
-            **band_ticks(bands, y0, y1, min_px=11),
+            **band_ticks(bands, y0, y1, min_px=11, pixels=h),
         },
         "images": [
             {
@@ -257,8 +289,9 @@ def matrix_spec(
                 "sizing": "stretch",
                 "layer": "below",
             },
-            *(_strips(bands, (x0, x1), (y0, y1)) if bands else []),
+            *(_strips(bands, (x0, x1), (y0, y1), w, h) if bands else []),
         ],
+        "shapes": highlight_shapes(highlight, (x0, x1), (y0, y1)),
         "dragmode": "zoom",
         "hovermode": "closest",
     }
@@ -272,10 +305,42 @@ def matrix_figure(
     y_range: Sequence[float],
     bands: Sequence[Band] = (),
     title: str = "",
+    **kw: Any,
 ) -> tuple[go.Figure, HoverGrid]:
     """``matrix_spec`` as a go.Figure (not validated again: see there)."""
-    spec, grid = matrix_spec(rendered, num_classes, x_range, y_range, bands, title)
+    spec, grid = matrix_spec(rendered, num_classes, x_range, y_range, bands, title, **kw)
     return go.Figure(spec, _validate=False), grid
+
+
+def highlight_shapes(
+    slot: float | None, x: tuple[float, float], y: tuple[float, float]
+) -> list[dict[str, Any]]:
+    """Outlines of a selected class's row and column (slot ``slot``) across the visible range;
+    at least 2 px wide on screen however many classes share a pixel."""
+    if slot is None:
+        return []
+    line = {"color": HIGHLIGHT, "width": 1.5}
+    common = {"type": "rect", "xref": "x", "yref": "y", "line": line, "layer": "above"}
+    return [
+        {**common, "name": "row", "x0": x[0], "x1": x[1], "y0": slot, "y1": slot + 1},
+        {**common, "name": "column", "x0": slot, "x1": slot + 1, "y0": y[0], "y1": y[1]},
+    ]
+
+
+@dataclass(frozen=True)
+class ColourKey:
+    """What the colour bar says: its title, colour scale and how a tick value reads."""
+
+    title: str = "count"
+    scale: Sequence[Sequence[Any]] = tuple(PLOTLY_COLORSCALE)
+    kind: str = "count"  # "count", "share" or "delta"
+
+    def label(self, v: float) -> str:
+        if self.kind == "share":
+            return f"{100 * v:.3g}%"
+        if self.kind == "delta":
+            return f"{100 * v:+.2g} pt" if v else "0"
+        return _count_label(v)
 
 
 def _count_label(v: float) -> str:

@@ -72,14 +72,22 @@ class Points:
 
 def place(conf: Confusion, pos: np.ndarray) -> Points:
     """Points of ``conf`` with class c at slot ``pos[c]`` (positions of an order)."""
+    return place_cells(conf.rows, conf.cols, conf.counts, pos, conf.num_classes)
+
+
+def place_cells(
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, pos: np.ndarray, num_classes: int
+) -> Points:
+    """Points of cells given as (true, predicted, value) at the slots ``pos`` gives; values may
+    be shares or signed differences."""
     frame = pd.DataFrame(
         {
-            "x": pos[conf.cols].astype(np.float32) + np.float32(0.5),
-            "y": pos[conf.rows].astype(np.float32) + np.float32(0.5),
-            "n": conf.counts.astype(np.float32),
+            "x": pos[cols].astype(np.float32) + np.float32(0.5),
+            "y": pos[rows].astype(np.float32) + np.float32(0.5),
+            "n": np.asarray(values).astype(np.float32),
         }
     )
-    return Points(frame, conf.num_classes)
+    return Points(frame, num_classes)
 
 
 @dataclass(frozen=True)
@@ -198,7 +206,12 @@ def colour_indices(agg: np.ndarray, scale: Scale) -> tuple[np.ndarray, ColourBar
 BIG_PNG = 150_000  # bytes: above this, try WebP (noisy views of 5M points)
 
 
-def encode_png(indices: np.ndarray, transparent: bool = True, compress_level: int = 1) -> bytes:
+def encode_png(
+    indices: np.ndarray,
+    transparent: bool = True,
+    compress_level: int = 1,
+    palette: np.ndarray = PALETTE,
+) -> bytes:
     """A palette PNG of palette indices (index 0 transparent unless told otherwise).
 
     Only the colours in use go into the palette, packed to 1, 2 or 4 bits a pixel when few
@@ -213,7 +226,7 @@ def encode_png(indices: np.ndarray, transparent: bool = True, compress_level: in
     compact = lut[indices]
     bits = next(b for b in (1, 2, 4, 8) if len(used) <= 1 << b)
     img = Image.fromarray(np.ascontiguousarray(compact), mode="P")
-    img.putpalette(PALETTE[used].ravel().tolist())
+    img.putpalette(palette[used].ravel().tolist())
     extra = {"transparency": 0} if transparent else {}
 
     def save(level: int) -> bytes:
@@ -225,13 +238,20 @@ def encode_png(indices: np.ndarray, transparent: bool = True, compress_level: in
     return save(compress_level)
 
 
-def encode_image(indices: np.ndarray) -> tuple[bytes, str]:
+def rgba_palette(palette: np.ndarray) -> np.ndarray:
+    """uint8 [256, 4]: ``palette`` opaque, entry 0 (the empty cell) transparent."""
+    out = np.hstack([palette, np.full((len(palette), 1), 255, dtype=np.uint8)])
+    out[0, 3] = 0
+    return out
+
+
+def encode_image(indices: np.ndarray, palette: np.ndarray = PALETTE) -> tuple[bytes, str]:
     """(bytes, MIME type) of the smallest fast encoding: PNG, or for a large noisy view (many
     classes per pixel at 10,000 classes) lossless WebP, about a fifth smaller there."""
-    png = encode_png(indices)
+    png = encode_png(indices, palette=palette)
     if len(png) <= BIG_PNG:
         return png, "image/png"
-    rgba = RGBA_PALETTE[indices]
+    rgba = (RGBA_PALETTE if palette is PALETTE else rgba_palette(palette))[indices]
     buf = io.BytesIO()
     # method 1, quality 0: lossless WebP's fast end (~40 ms for 680 x 680 here)
     Image.fromarray(rgba, mode="RGBA").save(buf, format="WEBP", lossless=True, method=1, quality=0)

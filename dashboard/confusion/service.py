@@ -17,12 +17,15 @@ import plotly.io as pio
 
 from . import data
 from .bands import UNKNOWN, band_runs
+from .cells import Norm, value_label
+from .difference import PLOTLY_DIVERGING, render_difference
 from .drilldown import most_confused, pair_rows, safe_image_path, thumbnail_uri
-from .figure import PLOT_PX, HoverGrid, matrix_spec
+from .figure import PLOT_PX, ColourKey, HoverGrid, matrix_spec
 from .histogram import Mode
 from .ordering import OrderKind
+from .per_class import table_rows
 from .render import Scale, render
-from .view import Range
+from .view import Range, clamp
 
 
 @dataclass
@@ -46,6 +49,32 @@ def bands_for(run_dir: Path, kind: OrderKind) -> list:
     return band_runs(meta.bands, data.order(run_dir, kind)) if meta.has_bands else []
 
 
+@dataclass(frozen=True)
+class Compare:
+    """The other side of a difference view: run B (or the same run) at an epoch."""
+
+    run_dir: Path
+    epoch: int
+
+
+def _title(run_dir: Path, epoch: int, mode: Mode, kind: OrderKind, acc: float,
+           compare: Compare | None, norm: Norm, hide_diagonal: bool) -> str:  # fmt: skip
+    what = f"{MODE_LABEL[mode]} guesses · {ORDER_LABEL[kind]}"
+    extra = (" · diagonal hidden" if hide_diagonal else "") + (
+        " · row-normalised" if norm == "row" and compare is None else ""
+    )
+    if compare is not None:
+        b = compare.run_dir.name
+        return (
+            f"{run_dir.name} epoch {epoch} minus {b} epoch {compare.epoch} · {what}{extra}"
+            " · red: more in A, blue: more in B (share of the true class's images)"
+        )
+    return (
+        f"{run_dir.name} · epoch {epoch} · {what}{extra} · rows: true class, columns: predicted"
+        f" · {MODE_LABEL[mode]} accuracy {acc:.1%}"
+    )
+
+
 def matrix_view(
     run_dir: Path,
     epoch: int,
@@ -55,24 +84,43 @@ def matrix_view(
     x: Range,
     y: Range,
     pixels: int = PLOT_PX,
+    *,
+    size: tuple[int, int] | None = None,
+    hide_diagonal: bool = False,
+    norm: Norm = "count",
+    compare: Compare | None = None,
+    highlight: int | None = None,
 ) -> MatrixView:
+    """The figure of the visible range. ``compare``: draw this epoch minus the other side's;
+    ``highlight``: outline a class's row and column (a class index)."""
     t0 = time.perf_counter()
     meta = data.run_meta(run_dir)
-    pts = data.points(run_dir, epoch, mode, kind)
-    rendered = render(pts, x, y, pixels, pixels, scale)
+    w, h = size or (pixels, pixels)
     conf = data.epoch_confusion(run_dir, epoch, mode)
     acc = float(conf.diagonal().sum() / max(len(meta.labels), 1))
-    title = (
-        f"{run_dir.name} · epoch {epoch} · {MODE_LABEL[mode]} guesses · {ORDER_LABEL[kind]}"
-        f" · rows: true class, columns: predicted · {MODE_LABEL[mode]} accuracy {acc:.1%}"
-    )
+    if compare is not None:
+        pts = data.difference_points(
+            run_dir, epoch, compare.run_dir, compare.epoch, mode, kind, hide_diagonal
+        )
+        rendered = render_difference(pts, x, y, w, h)
+        colour = ColourKey("Δ share", tuple(PLOTLY_DIVERGING), "delta")
+    else:
+        pts = data.points(run_dir, epoch, mode, kind, hide_diagonal, norm)
+        rendered = render(pts, x, y, w, h, scale)
+        colour = ColourKey(value_label(norm), kind="share" if norm == "row" else "count")
+    slot = None
+    if highlight is not None and 0 <= highlight < meta.num_classes:
+        slot = float(data.slot_positions(run_dir, kind)[highlight])
     fig, grid = matrix_spec(
         rendered,
         meta.num_classes,
         x,
         y,
         bands_for(run_dir, kind),
-        title,
+        _title(run_dir, epoch, mode, kind, acc, compare, norm, hide_diagonal),
+        size=(w, h),
+        colour=colour,
+        highlight=slot,
     )
     return MatrixView(fig, grid, x, y, time.perf_counter() - t0, len(rendered.image), acc)
 
@@ -90,13 +138,25 @@ class Cell:
     share: float
     images: int
     grouped: bool  # the hover cell spans several classes: this is its brightest cell
+    other: Cell | None = None  # the same cell on the other side of a comparison
 
 
 def cell_at(
-    run_dir: Path, epoch: int, mode: Mode, kind: OrderKind, grid: HoverGrid, x: float, y: float
+    run_dir: Path,
+    epoch: int,
+    mode: Mode,
+    kind: OrderKind,
+    grid: HoverGrid,
+    x: float,
+    y: float,
+    *,
+    hide_diagonal: bool = False,
+    norm: Norm = "count",
+    compare: Compare | None = None,
 ) -> Cell | None:
     """The class pair under a hover/click point (a hover-grid cell centre); for a grouped cell
-    its largest count. None for a stale point or an empty grouped cell."""
+    the one drawn brightest (largest value, or largest change in a comparison). None for a
+    stale point or an empty grouped cell."""
     ranges = grid.cell(x, y)
     if ranges is None:
         return None
@@ -110,16 +170,27 @@ def cell_at(
     if not grouped:
         true, pred = int(order[y0]), int(order[x0])
     else:
-        frame = data.points(run_dir, epoch, mode, kind).frame
+        if compare is not None:
+            pts = data.difference_points(
+                run_dir, epoch, compare.run_dir, compare.epoch, mode, kind, hide_diagonal
+            )
+        else:
+            pts = data.points(run_dir, epoch, mode, kind, hide_diagonal, norm)
+        frame = pts.frame
         xs, ys = frame["x"].to_numpy(), frame["y"].to_numpy()
         inside = np.flatnonzero((xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1))
         if inside.size == 0:
             return None  # nothing under the pointer to name
-        best = inside[np.argmax(frame["n"].to_numpy()[inside])]
+        best = inside[np.argmax(np.abs(frame["n"].to_numpy()[inside]))]
         true, pred = int(order[int(ys[best])]), int(order[int(xs[best])])
+    other = None
+    if compare is not None:
+        conf_b = data.epoch_confusion(compare.run_dir, compare.epoch, mode)
+        other = Cell(true, pred, conf_b.count(true, pred), conf_b.share(true, pred),
+                     int(conf_b.images[true]), grouped)  # fmt: skip
     n = int(conf.images[true])
     count = conf.count(true, pred)
-    return Cell(true, pred, count, count / n if n else 0.0, n, grouped)
+    return Cell(true, pred, count, count / n if n else 0.0, n, grouped, other)
 
 
 def describe_class(run_dir: Path, index: int) -> dict[str, str]:
@@ -158,11 +229,20 @@ def drill(
 
 
 def pairs(
-    run_dir: Path, epoch: int, mode: Mode, band: str | None, limit: int = 50
+    run_dir: Path,
+    epoch: int,
+    mode: Mode,
+    band: str | None,
+    limit: int = 50,
+    norm: Norm = "count",
 ) -> list[dict[str, Any]]:
-    """Rows of the most-confused-pairs table."""
+    """Rows of the most-confused-pairs table: by count, or (row-normalised, as the matrix is
+    then coloured) by share of the true class's images."""
     meta = data.run_meta(run_dir)
     conf = data.epoch_confusion(run_dir, epoch, mode)
+    found = most_confused(conf, meta.bands, band, limit if norm == "count" else conf.num_classes**2)
+    if norm == "row":
+        found = sorted(found, key=lambda p: (-p.share, -p.count, p.true, p.pred))[:limit]
     return [
         {
             "true": meta.names[p.true],
@@ -174,7 +254,7 @@ def pairs(
             "true_index": p.true,
             "pred_index": p.pred,
         }
-        for p in most_confused(conf, meta.bands, band, limit)
+        for p in found
     ]
 
 
@@ -185,3 +265,49 @@ def band_names(run_dir: Path) -> list[str]:
 
 def reply_size(view: MatrixView) -> int:
     return len(figure_json(view.figure).encode()) + len(json.dumps(view.grid.to_dict()))
+
+
+ZOOM_SLOTS = 24  # a class search zooms to this many classes around the one found
+
+
+def find_classes(run_dir: Path, text: str, limit: int = 20) -> list[int]:
+    """Class indices whose name or wnid contains ``text`` (case-insensitive): exact name or
+    wnid matches first, then names that start with it, then the rest, each in index order."""
+    needle = (text or "").strip().lower()
+    if not needle:
+        return []
+    meta = data.run_meta(run_dir)
+    hits = []
+    for i, (name, wnid) in enumerate(zip(meta.names, meta.wnids, strict=True)):
+        n, w = name.lower(), wnid.lower()
+        if needle in n or needle in w:
+            rank = 0 if needle in (n, w) else 1 if n.startswith(needle) else 2
+            hits.append((rank, i))
+    return [i for _, i in sorted(hits)[:limit]]
+
+
+def zoom_to_class(run_dir: Path, kind: OrderKind, index: int) -> tuple[Range, Range]:
+    """The view centred on a class's own cell: its row and column, ZOOM_SLOTS classes wide."""
+    c = data.run_meta(run_dir).num_classes
+    slot = float(data.slot_positions(run_dir, kind)[index])
+    half = ZOOM_SLOTS / 2
+    rng = clamp((slot + 0.5 - half, slot + 0.5 + half), c)
+    return rng, rng
+
+
+def class_table(
+    run_dir: Path, epoch: int, since: int | None = None, compare: Compare | None = None
+) -> list[dict[str, Any]]:
+    """Rows of the per-class table at ``epoch``: change since the previous epoch and since
+    ``since``; with ``compare``, the other side's top-1 and the difference."""
+    meta = data.run_meta(run_dir)
+    done = data.epochs(run_dir)
+    stats = data.epoch_class_stats(run_dir, epoch)
+    prev = max((e for e in done if e < epoch), default=None)
+    previous = data.epoch_class_stats(run_dir, prev) if prev is not None else None
+    then = data.epoch_class_stats(run_dir, since) if since in done else None
+    other = None
+    if compare is not None:
+        data.same_classes(run_dir, compare.run_dir)
+        other = data.epoch_class_stats(compare.run_dir, compare.epoch)
+    return table_rows(stats, meta.names, meta.wnids, meta.bands, previous, then, other)
