@@ -216,9 +216,25 @@ def drill(
 ) -> list[DrillImage]:
     """The validation images of a cell with their top-5; thumbnails only from inside data.root."""
     meta = data.run_meta(run_dir)
+    top5, _ = data.predictions(run_dir, epoch)
+    return _drill_images(run_dir, epoch, pair_rows(meta.labels, top5, true, pred, mode, limit))
+
+
+def drill_class(run_dir: Path, epoch: int, index: int, limit: int = 24) -> list[DrillImage]:
+    """The validation images of one class with their top-5: wrong first guesses first."""
+    meta = data.run_meta(run_dir)
+    top5, _ = data.predictions(run_dir, epoch)
+    rows = np.flatnonzero(meta.labels == index)
+    right = top5[rows, 0] == index
+    rows = np.concatenate([rows[~right], rows[right]])[:limit]
+    return _drill_images(run_dir, epoch, rows)
+
+
+def _drill_images(run_dir: Path, epoch: int, rows: np.ndarray) -> list[DrillImage]:
+    meta = data.run_meta(run_dir)
     top5, prob = data.predictions(run_dir, epoch)
     out = []
-    for r in pair_rows(meta.labels, top5, true, pred, mode, limit):
+    for r in rows:
         r = int(r)
         rel = meta.paths[r]
         guesses = [

@@ -1,7 +1,8 @@
-"""Confusion explorer (``/confusion``): the zoomable top-5 confusion matrix of a run's epochs.
+"""Confusion explorer (``/confusion``, and ``/classes`` with the per-class table first).
 
 Callbacks are thin: they check inputs and route them to dashboard.confusion.service, which
-reads the run through epochscope.reader, renders with datashader and builds the figures.
+reads the run through epochscope.reader, renders with datashader and builds the figures. The
+components are laid out in pages/confusion_layout.py.
 """
 
 from __future__ import annotations
@@ -11,149 +12,39 @@ from pathlib import Path
 from typing import Any
 
 import dash
-from dash import Input, Output, State, callback, dash_table, dcc, html
+from dash import Input, Output, State, callback, clientside_callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboard import config
 from dashboard.confusion import data, export, service
-from dashboard.confusion.figure import FIG_HEIGHT, FIG_WIDTH, HoverGrid
+from dashboard.confusion.difference import ClassMismatch
+from dashboard.confusion.figure import HoverGrid, plot_size
 from dashboard.confusion.relatedness import relatedness_figure
 from dashboard.confusion.render import SCALES, warm_up
 from dashboard.confusion.view import next_view
+from dashboard.pages.confusion_layout import CLASS_COLUMNS, COMPARE_COLUMNS
+from dashboard.pages.confusion_layout import layout as _layout
 from dashboard.shell import tolerant
 from epochscope.reader import list_runs, prediction_epochs, safe_run_dir
 
 dash.register_page(
     __name__, path="/confusion", name="Confusion", title="Epochscope: confusion explorer"
 )
+dash.register_page(
+    "classes",
+    path="/classes",
+    name="Classes",
+    title="Epochscope: per-class accuracy",
+    layout=lambda **query: _layout(focus="classes", **query),
+)
 
 # numba compiles datashader's kernels on first use (~1-2 s): pay it at start-up, not on the
 # first user's first view
 warm_up()
 
-PLAY_MS = 900
-REFRESH_MS = 5000  # new epochs of a live run join the slider
-GRAPH_CONFIG = {
-    "displaylogo": False,
-    "scrollZoom": True,
-    "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d", "toImage"],
-}
-SIDE = {"flex": "1 1 22rem", "minWidth": "20rem", "maxWidth": "40rem"}
 
-
-def _radio(id_: str, options: list[tuple[str, str]], value: str) -> dcc.RadioItems:
-    return dcc.RadioItems(
-        id=id_,
-        options=[{"label": label, "value": v} for v, label in options],
-        value=value,
-        inline=True,
-        inputStyle={"marginRight": "0.25rem"},
-        labelStyle={"marginRight": "0.8rem"},
-    )
-
-
-def layout(run: str | list[str] | None = None, **_query: Any) -> html.Div:
-    controls = html.Div(
-        [
-            html.Label("Run"),
-            dcc.Dropdown(id="confusion-run", clearable=False, style={"width": "14rem"}),
-            _radio("confusion-mode", [("top5", "top-5"), ("top1", "top-1")], "top5"),
-            _radio(
-                "confusion-order",
-                [("wordnet", "WordNet order"), ("index", "index"), ("cluster", "clustered")],
-                "wordnet",
-            ),
-            _radio(
-                "confusion-scale",
-                [("eq_hist", "equalised"), ("log", "log"), ("linear", "linear")],
-                "eq_hist",
-            ),
-        ],
-        style={"display": "flex", "gap": "1rem", "alignItems": "center", "flexWrap": "wrap"},
-    )
-    evolution = html.Div(
-        [
-            html.Button("Play", id="confusion-play", n_clicks=0),
-            html.Div(
-                dcc.Slider(id="confusion-epoch", min=1, max=1, step=1, value=None, marks=None),
-                style={"flex": "1", "minWidth": "16rem"},
-            ),
-            html.Span(id="confusion-epoch-label", style={"minWidth": "6rem"}),
-            html.Button("PNG of this view", id="confusion-export-png", n_clicks=0),
-            html.Button("GIF of all epochs", id="confusion-export-gif", n_clicks=0),
-            dcc.Download(id="confusion-download-png"),
-            dcc.Download(id="confusion-download-gif"),
-            dcc.Interval(id="confusion-interval", interval=PLAY_MS, disabled=True),
-            dcc.Interval(id="confusion-refresh", interval=REFRESH_MS),
-        ],
-        style={"display": "flex", "gap": "0.8rem", "alignItems": "center", "margin": "0.5rem 0"},
-    )
-    matrix = html.Div(
-        [
-            # image-rendering is inherited: the SVG <image> of the layout image shows each
-            # class as a crisp square when zoomed in, instead of a blur
-            html.Div(
-                dcc.Graph(
-                    id="confusion-graph",
-                    config=GRAPH_CONFIG,
-                    figure={"layout": {"width": FIG_WIDTH, "height": FIG_HEIGHT}},
-                    clear_on_unhover=True,
-                ),
-                style={"imageRendering": "pixelated", "width": f"{FIG_WIDTH}px"},
-            ),
-            dcc.Tooltip(id="confusion-tooltip", direction="right"),
-            html.Div(id="confusion-info", className="hint"),
-        ],
-        style={"flex": f"0 0 {FIG_WIDTH}px"},
-    )
-    side = html.Div(
-        [
-            html.H4("Images of a cell", style={"margin": "0.2rem 0"}),
-            html.Div(
-                "Click a cell (or a row of the table below) to list its validation images.",
-                id="confusion-drill",
-                className="hint",
-                style={"maxHeight": "30rem", "overflowY": "auto"},
-            ),
-            html.H4("Most confused pairs", style={"margin": "0.8rem 0 0.2rem"}),
-            dcc.Dropdown(id="confusion-band", placeholder="All bands", clearable=True),
-            dash_table.DataTable(
-                id="confusion-pairs",
-                columns=[
-                    {"name": "true", "id": "true"},
-                    {"name": "predicted", "id": "predicted"},
-                    {"name": "count", "id": "count", "type": "numeric"},
-                    {"name": "% of true", "id": "share", "type": "numeric"},
-                ],
-                page_size=12,
-                style_cell={
-                    "fontSize": "0.8rem",
-                    "textAlign": "left",
-                    "maxWidth": "12rem",
-                    "overflow": "hidden",
-                    "textOverflow": "ellipsis",
-                },
-                style_table={"overflowX": "auto"},
-            ),
-        ],
-        style=SIDE,
-    )
-    return html.Div(
-        [
-            controls,
-            evolution,
-            html.Div([matrix, side], style={"display": "flex", "gap": "1rem", "flexWrap": "wrap"}),
-            dcc.Graph(
-                id="confusion-relatedness",
-                config={"displaylogo": False},
-                style={"height": "22rem", "maxWidth": f"{FIG_WIDTH}px"},
-            ),
-            dcc.Store(id="confusion-view"),
-            # ?run=NAME (the first when repeated) chooses the run shown first
-            dcc.Store(id="confusion-wanted-run", data=run[0] if isinstance(run, list) else run),
-        ],
-        className="page",
-    )
+def layout(**query: Any) -> html.Div:
+    return _layout(focus="matrix", **query)
 
 
 # --- helpers: inputs to run directories --------------------------------------------------------
@@ -170,38 +61,63 @@ def _context(run: str, kind: str, run_dir: Path) -> list[Any]:
     return [run, kind, data.run_meta(run_dir).num_classes]
 
 
+def _compare(compare: str | None, compare_epoch: int | None) -> service.Compare | None:
+    """The other side of a difference view, when one is chosen and has that epoch."""
+    if not compare or compare_epoch is None:
+        return None
+    run_dir = _run_dir(compare)
+    if compare_epoch not in data.epochs(run_dir):
+        return None
+    return service.Compare(run_dir, int(compare_epoch))
+
+
+def _view_options(options: list[str] | None) -> dict[str, Any]:
+    options = options or []
+    return {
+        "hide_diagonal": "hide_diagonal" in options,
+        "norm": "row" if "row" in options else "count",
+    }
+
+
 # --- run and epoch choice ----------------------------------------------------------------------
 @callback(
     Output("confusion-run", "options"),
     Output("confusion-run", "value"),
+    Output("confusion-compare", "options"),
     Input("shell-runs", "value"),
-    Input("confusion-wanted-run", "data"),
+    Input("confusion-wanted", "data"),
     State("confusion-run", "value"),
 )
 @tolerant
-def run_choices(selected: list[str] | None, wanted: str | None, current: str | None):
+def run_choices(selected: list[str] | None, wanted: dict | None, current: str | None):
     runs_dir = config.runs_dir()
     names = [s.name for s in list_runs(runs_dir) if prediction_epochs(runs_dir / s.name)]
+    wanted_run = (wanted or {}).get("run")
     from_shell = dash.ctx.triggered_id == "shell-runs"
-    asked = [*(selected or []), wanted] if from_shell else [wanted, *(selected or [])]
+    asked = [*(selected or []), wanted_run] if from_shell else [wanted_run, *(selected or [])]
     preferred = [r for r in asked if r in names]
     value = current if current in names else (preferred or names or [None])[0]
     if from_shell and preferred and current not in (selected or []):
         value = preferred[0]  # a run picked in the shell's picker is shown here too
-    return [{"label": n, "value": n} for n in names], value
+    options = [{"label": n, "value": n} for n in names]
+    return options, value, options
 
 
 @callback(
     Output("confusion-epoch", "max"),
     Output("confusion-epoch", "marks"),
     Output("confusion-epoch", "value"),
+    Output("confusion-since", "options"),
     Input("confusion-run", "value"),
     Input("confusion-refresh", "n_intervals"),
     State("confusion-epoch", "max"),
     State("confusion-epoch", "value"),
+    State("confusion-wanted", "data"),
 )
 @tolerant
-def epoch_choices(run: str | None, _n: int | None, old_max: int | None, current: int | None):
+def epoch_choices(
+    run: str | None, _n: int | None, old_max: int | None, current: int | None, wanted: dict | None
+):
     epochs = data.epochs(_run_dir(run))
     if not epochs:
         raise PreventUpdate
@@ -212,9 +128,61 @@ def epoch_choices(run: str | None, _n: int | None, old_max: int | None, current:
     # follow a live run while the slider sits on its latest epoch
     follow = run_changed or current is None or current == old_max or current > last
     value = last if follow else current
+    asked = (wanted or {}).get("epoch")
+    if current is None and (wanted or {}).get("run") in (run, None) and asked in epochs:
+        value = asked  # ?epoch=E on first load
     step = max(1, math.ceil(last / 15))
     marks = {e: str(e) for e in range(1, last + 1, step)} | {last: str(last)}
-    return last, marks, value
+    return last, marks, value, [{"label": str(e), "value": e} for e in epochs]
+
+
+@callback(
+    Output("confusion-since", "value"),
+    Input("confusion-since", "options"),
+    State("confusion-since", "value"),
+)
+def since_default(options: list[dict] | None, current: int | None):
+    values = [o["value"] for o in options or []]
+    if not values or current in values:
+        raise PreventUpdate
+    return values[0]  # change since the first epoch, until the user picks another
+
+
+@callback(
+    Output("confusion-compare", "value"),
+    Input("confusion-wanted", "data"),
+)
+def compare_from_url(wanted: dict | None):
+    return (wanted or {}).get("compare")
+
+
+@callback(
+    Output("confusion-compare-epoch", "options"),
+    Output("confusion-compare-epoch", "value"),
+    Input("confusion-compare", "value"),
+    Input("confusion-epoch", "value"),
+    State("confusion-run", "value"),
+    State("confusion-compare-epoch", "value"),
+    State("confusion-wanted", "data"),
+)
+@tolerant
+def compare_epochs(
+    compare: str | None, epoch: int | None, run: str | None, current: int | None, wanted: dict
+):
+    if not compare:
+        return [], None
+    epochs = data.epochs(_run_dir(compare))
+    options = [{"label": str(e), "value": e} for e in epochs]
+    asked = (wanted or {}).get("compare_epoch")
+    if current in epochs and dash.ctx.triggered_id != "confusion-compare":
+        return options, current
+    if asked in epochs and (wanted or {}).get("compare") == compare:
+        return options, asked
+    # one run at two epochs: against the previous epoch by default; another run: the same epoch
+    if compare == run and epoch is not None:
+        earlier = [e for e in epochs if e < epoch]
+        return options, (earlier or epochs)[-1]
+    return options, epoch if epoch in epochs else (epochs or [None])[-1]
 
 
 @callback(
@@ -251,18 +219,43 @@ def play_step(_n: int, epoch: int | None, last: int | None):
     return epoch + 1, dash.no_update, dash.no_update
 
 
+# --- the viewport: the figure fills the window and follows resizes ------------------------------
+clientside_callback(
+    """
+    function(_n, previous) {
+        const now = {w: window.innerWidth, h: window.innerHeight};
+        if (previous && previous.w === now.w && previous.h === now.h) {
+            return window.dash_clientside.no_update;
+        }
+        return now;
+    }
+    """,
+    Output("confusion-viewport", "data"),
+    Input("confusion-viewport-poll", "n_intervals"),
+    State("confusion-viewport", "data"),
+)
+
+
 # --- the matrix ---------------------------------------------------------------------------------
 @callback(
     Output("confusion-graph", "figure"),
     Output("confusion-view", "data"),
     Output("confusion-info", "children"),
     Output("confusion-epoch-label", "children"),
+    Output("confusion-compare-error", "children"),
     Input("confusion-run", "value"),
     Input("confusion-epoch", "value"),
     Input("confusion-mode", "value"),
     Input("confusion-order", "value"),
     Input("confusion-scale", "value"),
+    Input("confusion-options", "value"),
+    Input("confusion-compare", "value"),
+    Input("confusion-compare-epoch", "value"),
     Input("confusion-graph", "relayoutData"),
+    Input("confusion-viewport", "data"),
+    Input("confusion-selected", "data"),
+    Input("confusion-zoom", "data"),
+    State("confusion-share", "data"),
     State("confusion-view", "data"),
 )
 @tolerant
@@ -272,46 +265,80 @@ def update_matrix(
     mode: str,
     kind: str,
     scale: str,
+    options: list[str] | None,
+    compare: str | None,
+    compare_epoch: int | None,
     relayout: dict | None,
+    viewport: dict | None,
+    selected: int | None,
+    zoom: dict | None,
+    share: float | None,
     previous: dict | None,
 ):
     run_dir = _run_dir(run)
     if epoch is None or epoch not in data.epochs(run_dir) or scale not in SCALES:
         raise PreventUpdate
+    if not viewport:
+        raise PreventUpdate  # the browser's size comes first (a fraction of a second)
     context = _context(run, kind, run_dir)
-    from_graph = dash.ctx.triggered_id == "confusion-graph"
+    trigger = dash.ctx.triggered_id
+    from_graph = trigger == "confusion-graph"
     if from_graph and relayout and not any(k.startswith(("xaxis", "yaxis")) for k in relayout):
         raise PreventUpdate  # autosize and other events that move nothing
     x, y = next_view(relayout, previous, context[2], context, from_graph)
-    view = service.matrix_view(run_dir, epoch, mode, kind, scale, x, y)
+    if trigger == "confusion-zoom" and zoom and zoom.get("run") == run:
+        x, y = tuple(zoom["x"]), tuple(zoom["y"])
+    other, problem = _compare(compare, compare_epoch), ""
+    if other is not None:
+        try:
+            data.same_classes(run_dir, other.run_dir)
+        except ClassMismatch as e:
+            other, problem = None, str(e)
+    size = plot_size(viewport["w"], viewport["h"], share or 1.0)
+    view = service.matrix_view(
+        run_dir, epoch, mode, kind, scale, x, y, size=size, compare=other,
+        highlight=selected, **_view_options(options),
+    )  # fmt: skip
     state = {
         "context": context,
         "x": list(x),
         "y": list(y),
         "grid": view.grid.to_dict(),
         "epoch": epoch,
+        "compare": [other.run_dir.name, other.epoch] if other else None,
+        "size": list(size),
     }
     info = (
         f"Showing slots {x[0]:.0f}-{x[1]:.0f} (predicted) x {y[0]:.0f}-{y[1]:.0f} (true) · "
         f"image {view.image_bytes / 1024:.0f} KB, rendered in {view.seconds * 1000:.0f} ms · "
         "drag to zoom, double-click for the whole matrix"
     )
-    return view.figure, state, info, f"epoch {epoch}"
+    return view.figure, state, info, f"epoch {epoch}", problem
 
 
-def _cell(event: dict | None, view: dict | None, run: str | None, mode: str, kind: str):
+def _state_compare(view: dict) -> service.Compare | None:
+    if not view.get("compare"):
+        return None
+    name, epoch = view["compare"]
+    return service.Compare(_run_dir(name), int(epoch))
+
+
+def _cell(event: dict | None, view: dict | None, run: str | None, mode: str, kind: str,
+          options: list[str] | None):  # fmt: skip
     if not event or not event.get("points") or not view or view.get("context", [None])[0] != run:
         return None, None
     point = event["points"][0]
     if point.get("curveNumber", 0) != 0:
         return None, None
-    run_dir = _run_dir(run)
     grid = HoverGrid(**view["grid"])
-    cell = service.cell_at(run_dir, view["epoch"], mode, kind, grid, point["x"], point["y"])
+    cell = service.cell_at(
+        _run_dir(run), view["epoch"], mode, kind, grid, point["x"], point["y"],
+        compare=_state_compare(view), **_view_options(options),
+    )  # fmt: skip
     return cell, point
 
 
-def _cell_text(run_dir: Path, cell: service.Cell, mode: str) -> list:
+def _cell_text(run_dir: Path, cell: service.Cell, mode: str, norm: str, view: dict) -> list:
     t = service.describe_class(run_dir, cell.true)
     p = service.describe_class(run_dir, cell.pred)
     what = "have it in their top-5" if mode == "top5" else "are predicted as it"
@@ -320,10 +347,30 @@ def _cell_text(run_dir: Path, cell: service.Cell, mode: str) -> list:
         html.Div(
             [html.B("predicted: "), f"{p['name']} ({p['wnid']})", html.Small(f" {p['band']}")]
         ),
-        html.Div(f"count {cell.count} · {cell.share:.0%} of the {cell.images} images {what}"),
     ]
+    if cell.other is not None:  # a difference view: both sides and the change
+        b, b_epoch = view["compare"]
+        a = f"{run_dir.name} epoch {view['epoch']}"
+        lines += [
+            html.Div(f"A ({a}): count {cell.count} of {cell.images} ({cell.share:.0%})"),
+            html.Div(
+                f"B ({b} epoch {b_epoch}): count {cell.other.count} of {cell.other.images}"
+                f" ({cell.other.share:.0%})"
+            ),
+            html.Div(html.B(f"Δ share {100 * (cell.share - cell.other.share):+.1f} pt")),
+        ]
+    elif norm == "row":  # the colour is the share: say it first
+        lines.append(
+            html.Div(
+                f"share {cell.share:.1%} of the {cell.images} images {what} (count {cell.count})"
+            )
+        )
+    else:
+        lines.append(
+            html.Div(f"count {cell.count} · {cell.share:.0%} of the {cell.images} images {what}")
+        )
     if cell.grouped:
-        lines.append(html.Small("(the largest cell under the pointer; zoom in for each cell)"))
+        lines.append(html.Small("(the brightest cell under the pointer; zoom in for each cell)"))
     return lines
 
 
@@ -336,13 +383,16 @@ def _cell_text(run_dir: Path, cell: service.Cell, mode: str) -> list:
     State("confusion-run", "value"),
     State("confusion-mode", "value"),
     State("confusion-order", "value"),
+    State("confusion-options", "value"),
 )
 @tolerant
-def hover(hover_data: dict | None, view: dict | None, run: str | None, mode: str, kind: str):
-    cell, point = _cell(hover_data, view, run, mode, kind)
+def hover(hover_data: dict | None, view: dict | None, run: str | None, mode: str, kind: str,
+          options: list[str] | None):  # fmt: skip
+    cell, point = _cell(hover_data, view, run, mode, kind, options)
     if cell is None:
         return False, dash.no_update, dash.no_update
-    text = _cell_text(_run_dir(run), cell, mode)
+    norm = _view_options(options)["norm"]
+    text = _cell_text(_run_dir(run), cell, mode, norm, view)
     return (
         True,
         point.get("bbox"),
@@ -350,38 +400,86 @@ def hover(hover_data: dict | None, view: dict | None, run: str | None, mode: str
     )
 
 
+# --- selecting a class: search box or a row of the per-class table ------------------------------
+@callback(
+    Output("confusion-selected", "data"),
+    Output("confusion-zoom", "data"),
+    Output("confusion-search-result", "children"),
+    Input("confusion-search", "value"),
+    Input("confusion-classes", "active_cell"),
+    State("confusion-classes", "derived_viewport_data"),
+    State("confusion-run", "value"),
+    State("confusion-order", "value"),
+    prevent_initial_call=True,
+)
+@tolerant
+def select_class(text: str | None, active: dict | None, rows: list[dict] | None,
+                 run: str | None, kind: str):  # fmt: skip
+    run_dir = _run_dir(run)
+    if dash.ctx.triggered_id == "confusion-classes":
+        if not active or not rows or active["row"] >= len(rows):
+            raise PreventUpdate
+        return rows[active["row"]]["index"], dash.no_update, ""
+    found = service.find_classes(run_dir, text or "")
+    if not found:
+        return dash.no_update, dash.no_update, f"no class matches {text!r}" if text else ""
+    index = found[0]
+    x, y = service.zoom_to_class(run_dir, kind, index)
+    name = service.describe_class(run_dir, index)["name"]
+    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    return index, {"run": run, "x": list(x), "y": list(y), "class": index}, f"{name}{more}"
+
+
 @callback(
     Output("confusion-drill", "children"),
     Input("confusion-graph", "clickData"),
     Input("confusion-pairs", "active_cell"),
+    Input("confusion-selected", "data"),
     State("confusion-pairs", "derived_viewport_data"),
     State("confusion-view", "data"),
     State("confusion-run", "value"),
     State("confusion-mode", "value"),
     State("confusion-order", "value"),
+    State("confusion-options", "value"),
 )
 @tolerant
 def drill_down(
     click: dict | None,
     active: dict | None,
+    selected: int | None,
     table_rows: list[dict] | None,
     view: dict | None,
     run: str | None,
     mode: str,
     kind: str,
+    options: list[str] | None,
 ):
     run_dir = _run_dir(run)
-    if dash.ctx.triggered_id == "confusion-pairs":
-        if not active or not table_rows or active["row"] >= len(table_rows) or not view:
+    if not view:
+        raise PreventUpdate
+    epoch = view["epoch"]
+    trigger = dash.ctx.triggered_id
+    if trigger == "confusion-selected":
+        if selected is None:
+            raise PreventUpdate
+        images = service.drill_class(run_dir, epoch, int(selected))
+        t = service.describe_class(run_dir, int(selected))
+        head = html.Div(
+            [html.B(t["name"]), f" ({t['wnid']}) · epoch {epoch} · {len(images)} image(s),"
+             " wrong first guesses first"],
+            id="confusion-drill-head",
+        )  # fmt: skip
+        return [head, *(_image_card(im, int(selected), -1) for im in images)]
+    if trigger == "confusion-pairs":
+        if not active or not table_rows or active["row"] >= len(table_rows):
             raise PreventUpdate
         row = table_rows[active["row"]]
         true, pred = row["true_index"], row["pred_index"]
     else:
-        cell, _ = _cell(click, view, run, mode, kind)
+        cell, _ = _cell(click, view, run, mode, kind, options)
         if cell is None:
             raise PreventUpdate
         true, pred = cell.true, cell.pred
-    epoch = view["epoch"]
     images = service.drill(run_dir, epoch, mode, true, pred)
     t, p = service.describe_class(run_dir, true), service.describe_class(run_dir, pred)
     head = html.Div(
@@ -393,10 +491,10 @@ def drill_down(
         ],
         id="confusion-drill-head",
     )
-    return [head, *(_image_card(run_dir, im, true, pred) for im in images)]
+    return [head, *(_image_card(im, true, pred) for im in images)]
 
 
-def _image_card(run_dir: Path, im: service.DrillImage, true: int, pred: int) -> html.Div:
+def _image_card(im: service.DrillImage, true: int, pred: int) -> html.Div:
     thumb = (
         html.Img(
             src=im.thumbnail,
@@ -438,14 +536,16 @@ def _image_card(run_dir: Path, im: service.DrillImage, true: int, pred: int) -> 
     )
 
 
-# --- side table and relatedness -----------------------------------------------------------------
+# --- side tables and relatedness ----------------------------------------------------------------
 @callback(
     Output("confusion-band", "options"),
+    Output("confusion-classes-band", "options"),
     Input("confusion-run", "value"),
 )
 @tolerant
 def band_options(run: str | None):
-    return [{"label": b, "value": b} for b in service.band_names(_run_dir(run))]
+    options = [{"label": b, "value": b} for b in service.band_names(_run_dir(run))]
+    return options, options
 
 
 @callback(
@@ -455,13 +555,57 @@ def band_options(run: str | None):
     Input("confusion-epoch", "value"),
     Input("confusion-mode", "value"),
     Input("confusion-band", "value"),
+    Input("confusion-options", "value"),
 )
 @tolerant
-def pairs_table(run: str | None, epoch: int | None, mode: str, band: str | None):
+def pairs_table(run: str | None, epoch: int | None, mode: str, band: str | None,
+                options: list[str] | None):  # fmt: skip
     run_dir = _run_dir(run)
     if epoch is None or epoch not in data.epochs(run_dir):
         raise PreventUpdate
-    return service.pairs(run_dir, epoch, mode, band), None
+    norm = _view_options(options)["norm"]
+    return service.pairs(run_dir, epoch, mode, band, norm=norm), None
+
+
+@callback(
+    Output("confusion-classes", "data"),
+    Output("confusion-classes", "columns"),
+    Output("confusion-classes", "active_cell"),
+    Input("confusion-run", "value"),
+    Input("confusion-epoch", "value"),
+    Input("confusion-since", "value"),
+    Input("confusion-classes-band", "value"),
+    Input("confusion-compare", "value"),
+    Input("confusion-compare-epoch", "value"),
+)
+@tolerant
+def classes_table(run: str | None, epoch: int | None, since: int | None, band: str | None,
+                  compare: str | None, compare_epoch: int | None):  # fmt: skip
+    run_dir = _run_dir(run)
+    if epoch is None or epoch not in data.epochs(run_dir):
+        raise PreventUpdate
+    other = _compare(compare, compare_epoch)
+    try:
+        rows = service.class_table(run_dir, epoch, since, other)
+    except ClassMismatch:
+        other, rows = None, service.class_table(run_dir, epoch, since)  # said beside the matrix
+    if band:
+        rows = [r for r in rows if r["band"] == band]
+    columns = CLASS_COLUMNS + (COMPARE_COLUMNS if other is not None else [])
+    return rows, columns, None
+
+
+@callback(
+    Output("confusion-classes", "sort_by"),
+    Output("confusion-classes", "page_current"),
+    Input("confusion-worst", "n_clicks"),
+    Input("confusion-improved", "n_clicks"),
+    prevent_initial_call=True,
+)
+def quick_sorts(_worst: int, _improved: int):
+    if dash.ctx.triggered_id == "confusion-worst":
+        return [{"column_id": "top1", "direction": "asc"}], 0
+    return [{"column_id": "d_since", "direction": "desc"}], 0
 
 
 @callback(
@@ -479,37 +623,8 @@ def relatedness_chart(run: str | None, _last: int | None):
 # --- exports ------------------------------------------------------------------------------------
 @callback(
     Output("confusion-download-png", "data"),
-    Input("confusion-export-png", "n_clicks"),
-    State("confusion-view", "data"),
-    State("confusion-run", "value"),
-    State("confusion-mode", "value"),
-    State("confusion-order", "value"),
-    State("confusion-scale", "value"),
-    prevent_initial_call=True,
-)
-@tolerant
-def export_png(_clicks: int, view: dict | None, run: str | None, mode: str, kind: str, scale: str):
-    run_dir = _run_dir(run)
-    if not view:
-        raise PreventUpdate
-    epoch = view["epoch"]
-    (frame,) = export.run_frames(
-        run_dir,
-        [epoch],
-        mode,
-        kind,
-        scale,
-        tuple(view["x"]),
-        tuple(view["y"]),
-        min_size=1000,
-        max_size=2000,
-    )
-    name = f"{run}-epoch{epoch:04d}-{mode}-{kind}.png"
-    return dcc.send_bytes(export.png_bytes(frame), name)
-
-
-@callback(
     Output("confusion-download-gif", "data"),
+    Input("confusion-export-png", "n_clicks"),
     Input("confusion-export-gif", "n_clicks"),
     State("confusion-view", "data"),
     State("confusion-run", "value"),
@@ -519,19 +634,24 @@ def export_png(_clicks: int, view: dict | None, run: str | None, mode: str, kind
     prevent_initial_call=True,
 )
 @tolerant
-def export_gif(_clicks: int, view: dict | None, run: str | None, mode: str, kind: str, scale: str):
+def export_view(_png: int, _gif: int, view: dict | None, run: str | None, mode: str, kind: str,
+                scale: str):  # fmt: skip
+    """The current view as a PNG, or every epoch of it as a GIF (one callback: the two differ
+    only in which epochs and how large)."""
     run_dir = _run_dir(run)
     if not view:
         raise PreventUpdate
+    gif = dash.ctx.triggered_id == "confusion-export-gif"
+    epochs = data.epochs(run_dir) if gif else [view["epoch"]]
+    size = 600 if gif else (1000, 2000)
+    lo, hi = (size, size) if gif else size
     frames = export.run_frames(
-        run_dir,
-        data.epochs(run_dir),
-        mode,
-        kind,
-        scale,
-        tuple(view["x"]),
-        tuple(view["y"]),
-        min_size=600,
-        max_size=600,
-    )
-    return dcc.send_bytes(export.gif_bytes(frames), f"{run}-{mode}-{kind}-epochs.gif")
+        run_dir, epochs, mode, kind, scale, tuple(view["x"]), tuple(view["y"]),
+        min_size=lo, max_size=hi,
+    )  # fmt: skip
+    if gif:
+        return dash.no_update, dcc.send_bytes(
+            export.gif_bytes(frames), f"{run}-{mode}-{kind}-epochs.gif"
+        )
+    name = f"{run}-epoch{view['epoch']:04d}-{mode}-{kind}.png"
+    return dcc.send_bytes(export.png_bytes(frames[0]), name), dash.no_update

@@ -1,0 +1,302 @@
+"""The components of the confusion explorer, shared by ``/confusion`` (matrix first) and
+``/classes`` (per-class table first). The callbacks live in pages/confusion.py; this module
+only lays out components, so both URLs show the same working explorer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import dash_table, dcc, html
+
+from dashboard.confusion.figure import FIG_HEIGHT, FIG_WIDTH
+
+PLAY_MS = 900
+REFRESH_MS = 5000  # new epochs of a live run join the slider
+VIEWPORT_POLL_MS = 400  # clientside only: the figure follows window resizes
+GRAPH_CONFIG = {
+    "displaylogo": False,
+    "scrollZoom": True,
+    "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d", "toImage"],
+}
+SIDE = {"flex": "1 1 22rem", "minWidth": "20rem", "maxWidth": "40rem"}
+CELL_STYLE = {
+    "fontSize": "0.8rem",
+    "textAlign": "left",
+    "maxWidth": "14rem",
+    "overflow": "hidden",
+    "textOverflow": "ellipsis",
+}
+CLASS_COLUMNS = [
+    {"name": "class", "id": "name"},
+    {"name": "wnid", "id": "wnid"},
+    {"name": "band", "id": "band"},
+    {"name": "images", "id": "support", "type": "numeric"},
+    {"name": "top-1 %", "id": "top1", "type": "numeric"},
+    {"name": "top-5 %", "id": "top5", "type": "numeric"},
+    {"name": "Δ prev (pt)", "id": "d_prev", "type": "numeric"},
+    {"name": "Δ since (pt)", "id": "d_since", "type": "numeric"},
+    {"name": "most confused with (top-1 count)", "id": "confused"},
+]
+# falls in red, and in a comparison red = A better, blue = B better (the matrix's colours)
+DELTA_COLOURS = [
+    {"if": {"filter_query": f"{{{col}}} {op} 0", "column_id": col}, "color": colour}
+    for col, op, colour in (
+        ("d_prev", "<", "#b00020"),
+        ("d_since", "<", "#b00020"),
+        ("delta_b", "<", "#2166ac"),
+        ("delta_b", ">", "#b2182b"),
+    )
+]
+COMPARE_COLUMNS = [
+    {"name": "top-1 % (B)", "id": "top1_b", "type": "numeric"},
+    {"name": "Δ A-B (pt)", "id": "delta_b", "type": "numeric"},
+]
+
+
+def _radio(id_: str, options: list[tuple[str, str]], value: str) -> dcc.RadioItems:
+    return dcc.RadioItems(
+        id=id_,
+        options=[{"label": label, "value": v} for v, label in options],
+        value=value,
+        inline=True,
+        inputStyle={"marginRight": "0.25rem"},
+        labelStyle={"marginRight": "0.8rem"},
+    )
+
+
+def _first(v: str | list[str] | None) -> str | None:
+    return v[0] if isinstance(v, list) else v
+
+
+def _int(v: Any) -> int | None:
+    try:
+        return int(_first(v))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _controls() -> html.Div:
+    row = {"display": "flex", "gap": "1rem", "alignItems": "center", "flexWrap": "wrap"}
+    return html.Div(
+        [
+            html.Div(
+                [
+                    html.Label("Run"),
+                    dcc.Dropdown(id="confusion-run", clearable=False, style={"width": "14rem"}),
+                    _radio("confusion-mode", [("top5", "top-5"), ("top1", "top-1")], "top5"),
+                    _radio(
+                        "confusion-order",
+                        [
+                            ("wordnet", "WordNet order"),
+                            ("index", "index"),
+                            ("cluster", "clustered"),
+                        ],
+                        "wordnet",
+                    ),
+                    _radio(
+                        "confusion-scale",
+                        [("eq_hist", "equalised"), ("log", "log"), ("linear", "linear")],
+                        "eq_hist",
+                    ),
+                    dcc.Checklist(
+                        id="confusion-options",
+                        options=[
+                            {"label": "hide the diagonal", "value": "hide_diagonal"},
+                            {"label": "row-normalised", "value": "row"},
+                        ],
+                        value=[],
+                        inline=True,
+                        inputStyle={"marginRight": "0.25rem"},
+                        labelStyle={"marginRight": "0.8rem"},
+                    ),
+                ],
+                style=row,
+            ),
+            html.Div(
+                [
+                    dcc.Input(
+                        id="confusion-search",
+                        type="search",
+                        placeholder="find a class: name or wnid, Enter",
+                        debounce=True,
+                        style={"width": "18rem"},
+                    ),
+                    html.Span(id="confusion-search-result", className="hint"),
+                    html.Label("Compare with"),
+                    dcc.Dropdown(
+                        id="confusion-compare",
+                        placeholder="no comparison",
+                        clearable=True,
+                        style={"width": "14rem"},
+                    ),
+                    html.Label("at epoch"),
+                    dcc.Dropdown(
+                        id="confusion-compare-epoch", clearable=False, style={"width": "7rem"}
+                    ),
+                    html.Span(id="confusion-compare-error", className="error"),
+                ],
+                style={**row, "marginTop": "0.4rem"},
+            ),
+        ]
+    )
+
+
+def _evolution() -> html.Div:
+    return html.Div(
+        [
+            html.Button("Play", id="confusion-play", n_clicks=0),
+            html.Div(
+                dcc.Slider(id="confusion-epoch", min=1, max=1, step=1, value=None, marks=None),
+                style={"flex": "1", "minWidth": "16rem"},
+            ),
+            html.Span(id="confusion-epoch-label", style={"minWidth": "6rem"}),
+            html.Button("PNG of this view", id="confusion-export-png", n_clicks=0),
+            html.Button("GIF of all epochs", id="confusion-export-gif", n_clicks=0),
+            dcc.Download(id="confusion-download-png"),
+            dcc.Download(id="confusion-download-gif"),
+            dcc.Interval(id="confusion-interval", interval=PLAY_MS, disabled=True),
+            dcc.Interval(id="confusion-refresh", interval=REFRESH_MS),
+        ],
+        style={"display": "flex", "gap": "0.8rem", "alignItems": "center", "margin": "0.5rem 0"},
+    )
+
+
+def _matrix() -> html.Div:
+    return html.Div(
+        [
+            # image-rendering is inherited: the SVG <image> of the layout image shows each
+            # class as a crisp square when zoomed in, instead of a blur
+            html.Div(
+                dcc.Graph(
+                    id="confusion-graph",
+                    config=GRAPH_CONFIG,
+                    figure={"layout": {"width": FIG_WIDTH, "height": FIG_HEIGHT}},
+                    clear_on_unhover=True,
+                ),
+                style={"imageRendering": "pixelated"},
+            ),
+            dcc.Tooltip(id="confusion-tooltip", direction="right"),
+            html.Div(id="confusion-info", className="hint"),
+        ],
+        style={"flex": "0 0 auto"},
+    )
+
+
+def _side() -> html.Div:
+    return html.Div(
+        [
+            html.H4("Images of a cell or class", style={"margin": "0.2rem 0"}),
+            html.Div(
+                "Click a cell, a pair or a class below to list its validation images.",
+                id="confusion-drill",
+                className="hint",
+                style={"maxHeight": "30rem", "overflowY": "auto"},
+            ),
+            html.H4("Most confused pairs", style={"margin": "0.8rem 0 0.2rem"}),
+            dcc.Dropdown(id="confusion-band", placeholder="All bands", clearable=True),
+            dash_table.DataTable(
+                id="confusion-pairs",
+                columns=[
+                    {"name": "true", "id": "true"},
+                    {"name": "predicted", "id": "predicted"},
+                    {"name": "count", "id": "count", "type": "numeric"},
+                    {"name": "% of true", "id": "share", "type": "numeric"},
+                ],
+                page_size=12,
+                style_cell=CELL_STYLE,
+                style_table={"overflowX": "auto"},
+            ),
+        ],
+        style=SIDE,
+    )
+
+
+def _classes() -> html.Div:
+    return html.Div(
+        [
+            html.H4("Classes", style={"margin": "0.6rem 0 0.2rem"}),
+            html.Div(
+                [
+                    html.Button("Worst classes", id="confusion-worst", n_clicks=0),
+                    html.Button("Most improved", id="confusion-improved", n_clicks=0),
+                    dcc.Dropdown(
+                        id="confusion-classes-band",
+                        placeholder="All bands",
+                        clearable=True,
+                        style={"width": "14rem"},
+                    ),
+                    html.Label("Δ since epoch"),
+                    dcc.Dropdown(id="confusion-since", clearable=False, style={"width": "7rem"}),
+                    html.Span(
+                        "Sort by a column header; filter by name in the row under it.",
+                        className="hint",
+                    ),
+                ],
+                style={"display": "flex", "gap": "0.6rem", "alignItems": "center"},
+            ),
+            dash_table.DataTable(
+                id="confusion-classes",
+                columns=CLASS_COLUMNS,
+                sort_action="native",
+                filter_action="native",
+                filter_options={"case": "insensitive"},
+                page_action="native",
+                page_size=20,
+                style_cell=CELL_STYLE,
+                style_table={"overflowX": "auto"},
+                style_data_conditional=DELTA_COLOURS,
+            ),
+        ],
+        id="confusion-classes-box",
+    )
+
+
+def layout(
+    run: str | list[str] | None = None,
+    focus: str = "matrix",
+    epoch: Any = None,
+    compare: str | list[str] | None = None,
+    compare_epoch: Any = None,
+    **_query: Any,
+) -> html.Div:
+    """``focus="classes"``: the per-class table beside the matrix, at half the width."""
+    stores = [
+        dcc.Store(id="confusion-view"),
+        dcc.Store(id="confusion-selected"),
+        dcc.Store(id="confusion-zoom"),
+        dcc.Store(id="confusion-viewport"),
+        dcc.Store(id="confusion-share", data=0.5 if focus == "classes" else 1.0),
+        dcc.Interval(id="confusion-viewport-poll", interval=VIEWPORT_POLL_MS),
+        # ?run=NAME (the first when repeated), ?epoch=, ?compare=, ?compare_epoch= choose the
+        # view shown first
+        dcc.Store(
+            id="confusion-wanted",
+            data={
+                "run": _first(run),
+                "epoch": _int(epoch),
+                "compare": _first(compare),
+                "compare_epoch": _int(compare_epoch),
+            },
+        ),
+    ]
+    relatedness = dcc.Graph(
+        id="confusion-relatedness",
+        config={"displaylogo": False},
+        style={"height": "22rem", "maxWidth": f"{FIG_WIDTH}px"},
+    )
+    wrap = {"display": "flex", "gap": "1rem", "flexWrap": "wrap"}
+    if focus == "classes":
+        body = [
+            html.Div(
+                [
+                    html.Div(_classes(), style={"flex": "1 1 40%", "minWidth": "30rem"}),
+                    html.Div([_matrix(), _side()], style={"flex": "0 1 auto"}),
+                ],
+                style=wrap,
+            )
+        ]
+    else:
+        body = [html.Div([_matrix(), _side()], style=wrap), _classes(), relatedness]
+    if focus == "classes":
+        body.append(relatedness)
+    return html.Div([_controls(), _evolution(), *body, *stores], className="page")
