@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dashboard.confusion import data, service
-from dashboard.confusion.cells import cell_values
+from dashboard.confusion.cells import cell_values, row_share
 from dashboard.confusion.difference import ClassMismatch, diverging_indices
 from dashboard.confusion.figure import plot_size
 from dashboard.confusion.histogram import confusion
@@ -89,9 +89,16 @@ def test_row_normalised_and_hidden_diagonal_cells(run: Path) -> None:
     dense = conf.dense().astype(float)
     rows, cols, values = cell_values(conf, hide_diagonal=True, norm="row")
     assert not np.any(rows == cols)
-    want = dense / np.bincount(meta.labels, minlength=meta.num_classes)[:, None]
-    np.testing.assert_allclose(values, want[rows, cols])
     assert len(rows) == np.count_nonzero(dense) - np.count_nonzero(np.diag(dense))
+    off = dense.copy()
+    np.fill_diagonal(off, 0)
+    want = off / off.sum(axis=1, keepdims=True)  # share of the class's mistakes
+    np.testing.assert_allclose(values, want[rows, cols])
+    r, c = int(rows[0]), int(cols[0])
+    assert row_share(conf, r, c, hide_diagonal=True) == pytest.approx(want[r, c])
+    # with the diagonal: share of all the row's guesses (five a image in top-5)
+    rows, cols, values = cell_values(conf, norm="row")
+    np.testing.assert_allclose(values, (dense / dense.sum(axis=1, keepdims=True))[rows, cols])
 
 
 def test_difference_of_two_epochs_and_two_runs(run: Path, tmp_path: Path) -> None:
@@ -137,7 +144,9 @@ def test_find_classes_and_zoom(run: Path) -> None:
     assert service.find_classes(run, "no such class zzz") == []
     x, y = service.zoom_to_class(run, "wordnet", 7)
     slot = data.slot_positions(run, "wordnet")[7]
-    assert x == y and x[0] <= slot < x[1] and x[1] - x[0] == 24
+    assert (
+        x == y and x[0] <= slot < x[1] and x[1] - x[0] == 15
+    )  # half of 30 classes (24 from 48 on)
 
 
 def test_plot_size_follows_the_viewport() -> None:

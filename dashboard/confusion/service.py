@@ -17,9 +17,9 @@ import plotly.io as pio
 
 from . import data
 from .bands import UNKNOWN, band_runs
-from .cells import Norm, value_label
+from .cells import Norm, row_share, row_totals, value_label
 from .difference import PLOTLY_DIVERGING, render_difference
-from .drilldown import most_confused, pair_rows, safe_image_path, thumbnail_uri
+from .drilldown import Pair, most_confused, pair_rows, safe_image_path, thumbnail_uri
 from .figure import PLOT_PX, ColourKey, HoverGrid, matrix_spec
 from .histogram import Mode
 from .ordering import OrderKind
@@ -139,6 +139,7 @@ class Cell:
     images: int
     grouped: bool  # the hover cell spans several classes: this is its brightest cell
     other: Cell | None = None  # the same cell on the other side of a comparison
+    row_share: float = 0.0  # its share of the row's drawn guesses (the row-normalised colour)
 
 
 def cell_at(
@@ -190,7 +191,8 @@ def cell_at(
                      int(conf_b.images[true]), grouped)  # fmt: skip
     n = int(conf.images[true])
     count = conf.count(true, pred)
-    return Cell(true, pred, count, count / n if n else 0.0, n, grouped, other)
+    row = row_share(conf, true, pred, hide_diagonal)
+    return Cell(true, pred, count, count / n if n else 0.0, n, grouped, other, row)
 
 
 def describe_class(run_dir: Path, index: int) -> dict[str, str]:
@@ -251,13 +253,17 @@ def pairs(
     band: str | None,
     limit: int = 50,
     norm: Norm = "count",
+    hide_diagonal: bool = False,
 ) -> list[dict[str, Any]]:
-    """Rows of the most-confused-pairs table: by count, or (row-normalised, as the matrix is
-    then coloured) by share of the true class's images."""
+    """Rows of the most-confused-pairs table: by count, "share" = % of the true class's
+    images; row-normalised (as the matrix is then coloured) by and with "share" = % of the
+    row's drawn guesses."""
     meta = data.run_meta(run_dir)
     conf = data.epoch_confusion(run_dir, epoch, mode)
     found = most_confused(conf, meta.bands, band, limit if norm == "count" else conf.num_classes**2)
     if norm == "row":
+        totals = np.maximum(row_totals(conf, hide_diagonal), 1)
+        found = [Pair(p.true, p.pred, p.count, p.count / totals[p.true]) for p in found]
         found = sorted(found, key=lambda p: (-p.share, -p.count, p.true, p.pred))[:limit]
     return [
         {
@@ -303,10 +309,11 @@ def find_classes(run_dir: Path, text: str, limit: int = 20) -> list[int]:
 
 
 def zoom_to_class(run_dir: Path, kind: OrderKind, index: int) -> tuple[Range, Range]:
-    """The view centred on a class's own cell: its row and column, ZOOM_SLOTS classes wide."""
+    """The view centred on a class's own cell: its row and column, ZOOM_SLOTS classes wide
+    (half the classes when there are fewer than 48)."""
     c = data.run_meta(run_dir).num_classes
     slot = float(data.slot_positions(run_dir, kind)[index])
-    half = ZOOM_SLOTS / 2
+    half = min(ZOOM_SLOTS, max(c // 2, 2)) / 2  # a small run zooms too
     rng = clamp((slot + 0.5 - half, slot + 0.5 + half), c)
     return rng, rng
 

@@ -22,7 +22,12 @@ from dashboard.confusion.figure import HoverGrid, plot_size
 from dashboard.confusion.relatedness import relatedness_figure
 from dashboard.confusion.render import SCALES, warm_up
 from dashboard.confusion.view import next_view
-from dashboard.pages.confusion_layout import CLASS_COLUMNS, COMPARE_COLUMNS
+from dashboard.pages.confusion_layout import (
+    CLASS_COLUMNS,
+    COMPARE_COLUMNS,
+    PAIR_COLUMNS,
+    PAIR_COLUMNS_ROW,
+)
 from dashboard.pages.confusion_layout import layout as _layout
 from dashboard.shell import tolerant
 from epochscope.reader import list_runs, prediction_epochs, safe_run_dir
@@ -286,7 +291,8 @@ def update_matrix(
     if from_graph and relayout and not any(k.startswith(("xaxis", "yaxis")) for k in relayout):
         raise PreventUpdate  # autosize and other events that move nothing
     x, y = next_view(relayout, previous, context[2], context, from_graph)
-    if trigger == "confusion-zoom" and zoom and zoom.get("run") == run:
+    # the search sets the selection and the zoom at once: either may be named the trigger
+    if "confusion-zoom.data" in dash.ctx.triggered_prop_ids and zoom and zoom.get("run") == run:
         x, y = tuple(zoom["x"]), tuple(zoom["y"])
     other, problem = _compare(compare, compare_epoch), ""
     if other is not None:
@@ -307,6 +313,7 @@ def update_matrix(
         "epoch": epoch,
         "compare": [other.run_dir.name, other.epoch] if other else None,
         "size": list(size),
+        "hide_diagonal": _view_options(options)["hide_diagonal"],
     }
     info = (
         f"Showing slots {x[0]:.0f}-{x[1]:.0f} (predicted) x {y[0]:.0f}-{y[1]:.0f} (true) · "
@@ -359,10 +366,12 @@ def _cell_text(run_dir: Path, cell: service.Cell, mode: str, norm: str, view: di
             ),
             html.Div(html.B(f"Δ share {100 * (cell.share - cell.other.share):+.1f} pt")),
         ]
-    elif norm == "row":  # the colour is the share: say it first
+    elif norm == "row":  # the colour is the row share: say it first
+        of = "mistakes" if view.get("hide_diagonal") else "guesses"
         lines.append(
             html.Div(
-                f"share {cell.share:.1%} of the {cell.images} images {what} (count {cell.count})"
+                f"share {cell.row_share:.1%} of the true class's {of} · count {cell.count}"
+                f" · {cell.share:.0%} of the {cell.images} images {what}"
             )
         )
     else:
@@ -551,6 +560,7 @@ def band_options(run: str | None):
 @callback(
     Output("confusion-pairs", "data"),
     Output("confusion-pairs", "active_cell"),
+    Output("confusion-pairs", "columns"),
     Input("confusion-run", "value"),
     Input("confusion-epoch", "value"),
     Input("confusion-mode", "value"),
@@ -563,8 +573,9 @@ def pairs_table(run: str | None, epoch: int | None, mode: str, band: str | None,
     run_dir = _run_dir(run)
     if epoch is None or epoch not in data.epochs(run_dir):
         raise PreventUpdate
-    norm = _view_options(options)["norm"]
-    return service.pairs(run_dir, epoch, mode, band, norm=norm), None
+    how = _view_options(options)
+    rows = service.pairs(run_dir, epoch, mode, band, **how)
+    return rows, None, PAIR_COLUMNS_ROW if how["norm"] == "row" else PAIR_COLUMNS
 
 
 @callback(

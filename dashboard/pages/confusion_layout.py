@@ -47,6 +47,14 @@ DELTA_COLOURS = [
         ("delta_b", ">", "#b2182b"),
     )
 ]
+PAIR_COLUMNS = [
+    {"name": "true", "id": "true"},
+    {"name": "predicted", "id": "predicted"},
+    {"name": "count", "id": "count", "type": "numeric"},
+    {"name": "% of true", "id": "share", "type": "numeric"},
+]
+# row-normalised: the share column is the cell's share of its row, as the colours are
+PAIR_COLUMNS_ROW = [*PAIR_COLUMNS[:3], {"name": "% of row", "id": "share", "type": "numeric"}]
 COMPARE_COLUMNS = [
     {"name": "top-1 % (B)", "id": "top1_b", "type": "numeric"},
     {"name": "Δ A-B (pt)", "id": "delta_b", "type": "numeric"},
@@ -196,12 +204,7 @@ def _side() -> html.Div:
             dcc.Dropdown(id="confusion-band", placeholder="All bands", clearable=True),
             dash_table.DataTable(
                 id="confusion-pairs",
-                columns=[
-                    {"name": "true", "id": "true"},
-                    {"name": "predicted", "id": "predicted"},
-                    {"name": "count", "id": "count", "type": "numeric"},
-                    {"name": "% of true", "id": "share", "type": "numeric"},
-                ],
+                columns=PAIR_COLUMNS,
                 page_size=12,
                 style_cell=CELL_STYLE,
                 style_table={"overflowX": "auto"},
