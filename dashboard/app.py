@@ -17,6 +17,7 @@ from dash.exceptions import PreventUpdate
 from flask import Response, redirect, request
 
 from dashboard import api, config
+from dashboard.hparams import run_hparams, search_text
 from dashboard.shell import NAV, default_runs, nav_href, picker_options, runs_from_search, tolerant
 from epochscope.reader import list_runs
 
@@ -133,8 +134,10 @@ def sync_runs(search: str | None, _n: int | None, current: list[str] | None, kno
     A run named in the URL that does not exist yet is chosen as soon as it appears, so
     /?run=demo opened before the trainer starts shows the demo when it begins.
     """
-    summaries = list_runs(config.runs_dir())
-    options = picker_options(summaries)
+    runs_dir = config.runs_dir()
+    summaries = list_runs(runs_dir)
+    searches = {s.name: search_text(run_hparams(runs_dir / s.name)) for s in summaries}
+    options = picker_options(summaries, searches)
     names = [s.name for s in summaries]
     wanted = runs_from_search(search)
     previous = (known or {}).get("names", [])

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+from pathlib import Path
 from typing import Any
 
 from dash import html
 
 from dashboard import inference
 from epochscope.preprocess import draft_size
+from epochscope.records import DataInfo
 
 try:  # the ImageNet catalogue gives the WordNet path of a predicted class
     from assets.catalogue import load_catalogue
@@ -123,3 +126,35 @@ def result_card(filename: str, result: dict[str, Any]) -> html.Div:
         ],
         className="classify-card",
     )
+
+
+def trained_on_synthetic(data: DataInfo) -> bool:
+    """Whether run.json says the run learnt from the synthetic demo data: ``data.synthetic``,
+    or, for runs written before that key, a demo.json marker under ``data.root``."""
+    if data.synthetic is not None:
+        return data.synthetic
+    root = data.root
+    if not root:
+        return False
+    try:
+        marker = json.loads((Path(root) / "demo.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("synthetic") is True
+
+
+DEMO_NOTICE = (
+    "This run was trained on Epochscope's synthetic demo data: procedurally drawn shapes, "
+    "one look per ImageNet class, not photos. The model has never seen a photo, so its labels "
+    "for a real one mean nothing. To classify real photos, train on ImageNet "
+    "(python -m trainer train --data /data/imagenet ...) and choose that run."
+)
+
+
+def demo_notice(data: DataInfo) -> html.Div | None:
+    if not trained_on_synthetic(data):
+        return None
+    return html.Div(
+        [html.B("Synthetic demo model. "), DEMO_NOTICE], id="classify-demo-notice",
+        className="demo-notice",
+    )  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -16,7 +16,12 @@ from epochscope.reader import RunSummary
 
 log = logging.getLogger(__name__)
 
-NAV = (("Training", "/"), ("Classify a photo", "/classify"), ("Confusion", "/confusion"))
+NAV = (
+    ("Training", "/"),
+    ("Classify a photo", "/classify"),
+    ("Confusion", "/confusion"),
+    ("Classes", "/classes"),
+)
 
 
 def runs_from_search(search: str | None) -> list[str]:
@@ -35,11 +40,19 @@ def default_runs(summaries: Sequence[RunSummary]) -> list[str]:
     return running or [s.name for s in summaries[:1]]
 
 
-def picker_options(summaries: Sequence[RunSummary]) -> list[dict[str, str]]:
+def picker_options(
+    summaries: Sequence[RunSummary], searches: Mapping[str, str] | None = None
+) -> list[dict[str, str]]:
+    """Options of the run picker; ``searches`` (run -> ``lr=0.1 arch=...``) lets a typed
+    query match hyper-parameters as well as the label."""
     options = []
     for s in summaries:
         started = datetime.fromtimestamp(s.started).strftime("%Y-%m-%d %H:%M") if s.started else "?"
-        options.append({"label": f"{s.label()} · started {started}", "value": s.name})
+        label = f"{s.label()} · started {started}"
+        option = {"label": label, "value": s.name}
+        if searches is not None:
+            option["search"] = f"{label} {searches.get(s.name, '')}".strip()
+        options.append(option)
     return options
 
 

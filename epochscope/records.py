@@ -119,6 +119,8 @@ class DataInfo:
     num_classes: int
     num_train: int
     num_val: int
+    # made by make-demo-data (drawn shapes, not photos); None: not recorded (older runs)
+    synthetic: bool | None = None
 
     @classmethod
     def from_dict(cls, d: Any) -> DataInfo:
@@ -131,6 +133,7 @@ class DataInfo:
             num_classes=_int(d.get("num_classes", 0), "data.num_classes", 0),
             num_train=_int(d.get("num_train", 0), "data.num_train", 0),
             num_val=_int(d.get("num_val", 0), "data.num_val", 0),
+            synthetic=d["synthetic"] if isinstance(d.get("synthetic"), bool) else None,
         )
 
 
@@ -158,7 +161,7 @@ class RunInfo:
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        d["data"] = dataclasses.asdict(self.data)
+        d["data"] = {k: v for k, v in dataclasses.asdict(self.data).items() if v is not None}
         d["preprocess"] = self.preprocess.to_dict() if self.preprocess else None
         return {"schema": d.pop("schema"), **d, **self.extra}
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dashboard.confusion.per_class import class_stats
-from dashboard.rundir import load_predictions, read_classes, read_val_index
+from epochscope.reader import load_predictions, read_classes, read_val_index
 
 pytestmark = pytest.mark.browser
 

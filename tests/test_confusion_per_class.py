@@ -16,7 +16,7 @@ from dashboard.confusion.figure import plot_size
 from dashboard.confusion.histogram import confusion
 from dashboard.confusion.per_class import class_stats
 from dashboard.confusion.synthetic import write_run
-from dashboard.rundir import load_predictions, read_classes, read_val_index
+from epochscope.reader import load_predictions, read_classes, read_val_index
 
 
 @pytest.fixture

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 # --demo: the embedded demo dataset at 32 px, a quarter-width ResNet-18 v2: on 2 cores one
@@ -24,3 +27,14 @@ DEMO_PRESET: dict[str, Any] = {
 INVOCATION_OPTIONS = frozenset(
     {"data", "runs_dir", "name", "resume", "resume_or_start", "background", "demo", "engine"}
 )
+
+
+def is_synthetic_dataset(root: str | os.PathLike[str]) -> bool:
+    """True when ``root`` is a dataset made by ``make-demo-data``: its demo.json marker says
+    ``"synthetic": true``. Recorded in run.json as ``data.synthetic`` so that a reader (the
+    classifier page) can say the model has never seen a photo, even without the data."""
+    try:
+        marker = json.loads((Path(root) / "demo.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("synthetic") is True

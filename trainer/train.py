@@ -60,7 +60,7 @@ from trainer.distributed import (
 )
 from trainer.export import onnx_bytes
 from trainer.models import UnknownModelError, create_model, list_models
-from trainer.presets import DEMO_PRESET, INVOCATION_OPTIONS
+from trainer.presets import DEMO_PRESET, INVOCATION_OPTIONS, is_synthetic_dataset
 from trainer.schedules import SCHEDULES, Schedule, build_scheduler
 
 # options a resumed run takes from this command line when given; the rest come from the run
@@ -856,6 +856,7 @@ def _write_run_files(
                 num_classes=len(index.classes),
                 num_train=len(index.train),
                 num_val=len(index.val),
+                synthetic=is_synthetic_dataset(index.root),
             ),
             preprocess=Preprocess.for_size(args.image_size, mean=MEAN, std=STD),
             hparams=_jsonable_args(args),

@@ -99,6 +99,8 @@ def plot_size(viewport_w: int, viewport_h: int, share: float = 1.0) -> tuple[int
         w -= SIDE_PX
     h = int(viewport_h) - CHROME_TOP_PX - MARGIN["t"] - MARGIN["b"]
     clamp = lambda v: max(MIN_PLOT_PX, min(MAX_PLOT_PX, v))  # noqa: E731
+    if share < 1.0:  # beside a table: a square as wide as its column allows
+        return clamp(min(w, h)), clamp(min(w, h))
     return clamp(w), clamp(h)
 
 
@@ -339,7 +341,8 @@ class ColourKey:
         if self.kind == "share":
             return f"{100 * v:.3g}%"
         if self.kind == "delta":
-            return f"{100 * v:+.2g} pt" if v else "0"
+            pt = 100 * v
+            return "0" if not v else f"{pt:+.0f} pt" if abs(pt) >= 10 else f"{pt:+.1f} pt"
         return _count_label(v)
 
 

@@ -9,9 +9,9 @@ from dash import Input, Output, State, callback, clientside_callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboard import config, inference
-from dashboard.classify_view import classify_uploads, result_card
+from dashboard.classify_view import classify_uploads, demo_notice, result_card
 from dashboard.shell import tolerant
-from epochscope.reader import list_runs, model_epochs, safe_run_dir
+from epochscope.reader import list_runs, model_epochs, read_run_info, safe_run_dir
 
 dash.register_page(__name__, path="/classify", name="Classify", title="Epochscope: classify")
 
@@ -116,7 +116,12 @@ def classify(uploads: dict | None, epoch: int | None, run: str | None):
         return html.P(f"Cannot use run {run} epoch {epoch}: {e}", className="error")
     results = classify_uploads(classifier, uploads["contents"])
     names = uploads.get("names") or [f"file {i + 1}" for i in range(len(results))]
+    try:
+        notice = demo_notice(read_run_info(run_dir).data)
+    except (LookupError, ValueError):
+        notice = None
     return [
         html.P(f"Run {run}, epoch {epoch}", className="classify-caption"),
+        notice,
         *(result_card(n, r) for n, r in zip(names, results, strict=True)),
     ]

@@ -292,7 +292,10 @@ def layout(
         body = [
             html.Div(
                 [
-                    html.Div(_classes(), style={"flex": "1 1 40%", "minWidth": "30rem"}),
+                    html.Div(
+                        _classes(),
+                        style={"flex": "1 1 0", "minWidth": "26rem", "overflow": "hidden"},
+                    ),
                     html.Div([_matrix(), _side()], style={"flex": "0 1 auto"}),
                 ],
                 style=wrap,

@@ -9,8 +9,10 @@ from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboard import config, figures, live
-from dashboard.confusion.data import relatedness_series
+from dashboard.confusion.band_chart import band_accuracy_figure
+from dashboard.confusion.data import epoch_band_accuracy, relatedness_series
 from dashboard.confusion.relatedness import relatedness_figure
+from dashboard.hparams import hparam_rows, run_hparams
 from dashboard.shell import tolerant
 from epochscope.reader import prediction_epochs, safe_run_dir
 
@@ -34,6 +36,15 @@ def layout(**_query: Any) -> html.Div:
         [
             html.Div(id="training-progress", className="progress-list"),
             html.Div(id="training-errors", className="error"),
+            html.Details(
+                [
+                    html.Summary("Hyper-parameters (values that differ between runs marked)"),
+                    html.Div(id="training-hparams"),
+                ],
+                id="training-hparams-box",
+                open=True,
+                className="row-wide",
+            ),
             html.Div(graphs[:1], className="row-wide"),
             html.Div(graphs[1:5], className="grid-2"),
             html.Div(graphs[5:], className="row-wide"),
@@ -139,4 +150,48 @@ def update_mistakes(_n: int | None, runs: list[str] | None, key: dict | None):
                 className="graph",
             )
         )
+        try:
+            run_dir = safe_run_dir(config.runs_dir(), run)
+            per_epoch = [epoch_band_accuracy(run_dir, e) for e in done]
+        except (ValueError, LookupError, OSError):
+            continue
+        if any(per_epoch):
+            graphs.append(
+                dcc.Graph(
+                    id={"type": "training-bands-graph", "run": run},
+                    figure=band_accuracy_figure(
+                        done, per_epoch, f"{run}: top-1 accuracy per band (validation)"
+                    ),
+                    config={"displaylogo": False},
+                    className="graph",
+                )
+            )
     return graphs, new_key
+
+
+def hparams_table(runs: list[str]) -> html.Table | html.P:
+    """Settings of the chosen runs side by side; a differing value's row is marked."""
+    by_run = {}
+    for run in runs:
+        try:
+            by_run[run] = run_hparams(safe_run_dir(config.runs_dir(), run))
+        except (ValueError, LookupError):
+            continue
+    if not by_run:
+        return html.P("No run chosen.", className="hint")
+    head = html.Tr([html.Th("setting"), *(html.Th(r) for r in by_run)])
+    body = [
+        html.Tr(
+            [html.Td(row.name), *(html.Td(v) for v in row.values)],
+            className="hparam-differs" if row.differs else None,
+            title="differs between the runs" if row.differs else None,
+        )
+        for row in hparam_rows(by_run)
+    ]
+    return html.Table([html.Thead(head), html.Tbody(body)], className="hparams")
+
+
+@callback(Output("training-hparams", "children"), Input("shell-runs", "value"))
+@tolerant
+def update_hparams(runs: list[str] | None):
+    return hparams_table(runs or [])

@@ -54,7 +54,7 @@ from trainer.mxnet_engine.options import (
     parse_args,
     validate,
 )
-from trainer.presets import INVOCATION_OPTIONS
+from trainer.presets import INVOCATION_OPTIONS, is_synthetic_dataset
 
 
 class StopRequested(BaseException):
@@ -465,6 +465,7 @@ def _write_run_files(
                 num_classes=len(index.classes),
                 num_train=len(index.train),
                 num_val=len(index.val),
+                synthetic=is_synthetic_dataset(index.root),
             ),
             preprocess=Preprocess.for_size(args.image_size, mean=MEAN, std=STD),
             hparams=_jsonable_args(args),

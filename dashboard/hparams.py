@@ -1,0 +1,78 @@
+"""Hyper-parameters of runs, from run.json: a table of several runs with the differing values
+marked, and the text the run picker searches (``lr=0.1 arch=resnet18_v2 ...``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from epochscope.reader import read_run_info
+
+# run.json's top-level settings shown beside ``hparams`` (hparams wins where both name a key)
+TOP_LEVEL = ("engine", "arch", "width", "epochs", "batch_size", "world_size")
+_CACHE: dict[str, tuple[int, dict[str, Any]]] = {}
+
+
+def run_hparams(run_dir: Path) -> dict[str, Any]:
+    """A run's settings: ``hparams`` plus the top-level ones, {} when run.json is unreadable.
+    Cached by run.json's modification time (the picker asks every two seconds)."""
+    path = Path(run_dir) / "run.json"
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        return {}
+    hit = _CACHE.get(str(path))
+    if hit and hit[0] == mtime:
+        return hit[1]
+    try:
+        info = read_run_info(run_dir)
+    except (LookupError, ValueError, OSError):
+        return {}
+    out = {k: getattr(info, k) for k in TOP_LEVEL}
+    out.update(info.hparams)
+    _CACHE[str(path)] = (mtime, out)
+    return out
+
+
+def show(value: Any) -> str:
+    """A value as the table shows it: JSON for lists and dicts, else str; '-' for missing."""
+    if value is None:
+        return "-"
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+@dataclass(frozen=True)
+class HparamRow:
+    name: str
+    values: list[str]  # one per run, in the runs' order
+    differs: bool
+
+
+def hparam_rows(
+    by_run: Mapping[str, Mapping[str, Any]], only_differing: bool = False
+) -> list[HparamRow]:
+    """One row per setting any run has, sorted by name; differing rows first when several runs
+    are shown. A setting one run lacks counts as differing."""
+    names = sorted({k for hp in by_run.values() for k in hp})
+    rows = []
+    for name in names:
+        values = [show(hp.get(name)) for hp in by_run.values()]
+        differs = len(by_run) > 1 and len(set(values)) > 1
+        if differs or not only_differing:
+            rows.append(HparamRow(name, values, differs))
+    return sorted(rows, key=lambda r: (not r.differs, r.name))
+
+
+# keys the search text leaves out: paths and commands that would match almost any query
+NOT_SEARCHED = ("data", "runs_dir", "name", "command", "resume", "background")
+
+
+def search_text(hp: Mapping[str, Any]) -> str:
+    """``key=value`` words the run picker matches a typed query against."""
+    return " ".join(f"{k}={show(v)}" for k, v in sorted(hp.items()) if k not in NOT_SEARCHED)

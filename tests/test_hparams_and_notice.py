@@ -1,0 +1,64 @@
+"""The hyper-parameter table's rows, the picker's search text, and how the classifier page
+tells a run trained on the synthetic demo data."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from dashboard.classify_view import trained_on_synthetic
+from dashboard.hparams import hparam_rows, run_hparams, search_text
+from epochscope.records import DataInfo
+from trainer.presets import is_synthetic_dataset
+
+
+def test_rows_mark_what_differs_and_list_it_first() -> None:
+    rows = hparam_rows(
+        {"a": {"lr": 0.1, "arch": "r18", "milestones": [10, 20]}, "b": {"lr": 0.05, "arch": "r18"}}
+    )
+    assert [(r.name, r.values, r.differs) for r in rows] == [
+        ("lr", ["0.1", "0.05"], True),
+        ("milestones", ["[10,20]", "-"], True),  # missing in one run: differs
+        ("arch", ["r18", "r18"], False),
+    ]
+    assert not any(r.differs for r in hparam_rows({"a": {"lr": 0.1}}))  # one run: nothing marked
+
+
+def test_run_hparams_and_search_text(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    run.mkdir()
+    info = {"schema": 1, "name": "r", "arch": "resnet18_v2", "epochs": 3,
+            "hparams": {"lr": 0.2, "data": "/some/path", "lr_schedule": "cosine"}}  # fmt: skip
+    (run / "run.json").write_text(json.dumps(info))
+    hp = run_hparams(run)
+    assert hp["lr"] == 0.2 and hp["arch"] == "resnet18_v2" and hp["epochs"] == 3
+    text = search_text(hp)
+    assert "lr=0.2" in text.split() and "lr_schedule=cosine" in text.split()
+    assert "/some/path" not in text  # paths would match nearly every query
+    assert run_hparams(tmp_path / "missing") == {}
+
+
+def _data(**kw) -> DataInfo:
+    return DataInfo.from_dict({"root": "", "layout": "imagenet-folders", **kw})
+
+
+def test_synthetic_from_run_json_or_marker(tmp_path: Path) -> None:
+    assert trained_on_synthetic(_data(synthetic=True))
+    assert not trained_on_synthetic(_data(synthetic=False, root=str(tmp_path)))
+    assert not trained_on_synthetic(_data(root=str(tmp_path)))  # no marker
+    (tmp_path / "demo.json").write_text(json.dumps({"kind": "x", "synthetic": True}))
+    assert trained_on_synthetic(_data(root=str(tmp_path)))  # an older run's data
+    assert is_synthetic_dataset(tmp_path)
+    assert not trained_on_synthetic(_data())
+    # the key survives the typed reader's round trip, and is left out when not recorded
+    assert DataInfo.from_dict(dataclasses.asdict(_data(synthetic=True))).synthetic is True
+    assert _data(synthetic="yes").synthetic is None
+
+
+@pytest.mark.slow
+def test_the_trainer_records_demo_data_as_synthetic(tiny_run: Path) -> None:
+    info = json.loads((tiny_run / "run.json").read_text())
+    assert info["data"]["synthetic"] is True
