@@ -3,7 +3,8 @@
 ``run(quick)`` returns ``{name: Stat dict or number}``; ``python -m bench.confusion_bench``
 prints it. Targets (issue 6): full 1000 x 1000 view at 250k points <= 100 ms, zoomed <= 50 ms,
 5M points <= 250 ms, reply < 300 KB, next epoch's matrix < 300 ms, no numba compile on the
-first render after start-up.
+first render after start-up. Issue 16: the per-class table for 1000 classes and 50,000 images
+<= 100 ms, a difference matrix reply <= 2 x a plain one.
 
 A reply's server time here is what the page's matrix callback does: render the visible range
 with datashader, build the figure, and encode it as JSON the way Dash does (Plotly's encoder).
@@ -28,6 +29,7 @@ from dashboard.confusion import data, service
 from dashboard.confusion.figure import PLOT_PX, matrix_spec
 from dashboard.confusion.histogram import confusion
 from dashboard.confusion.ordering import cluster_order, index_order, positions
+from dashboard.confusion.per_class import class_stats, table_rows
 from dashboard.confusion.render import place, render, warm_up
 from dashboard.confusion.synthetic import write_run
 
@@ -80,6 +82,52 @@ def _first_render_in_fresh_process() -> dict:
     return {"warm_up_s": w, "first_render_ms": f * 1000, "second_render_ms": s * 1000}
 
 
+def _error_analysis(run_dir: Path, last: int, repeats: int) -> dict:
+    """Issue 16: the per-class table and the difference matrix, 1000 classes x 50,000 images.
+
+    The per-class table's server time: per-class figures of this epoch, the previous one and
+    a chosen one computed from the (already read) predictions, the 1000 rows, and their JSON.
+    The difference reply (run A minus the same run at another epoch, full view) against the
+    plain full-view reply, both with nothing cached but the predictions.
+    """
+    meta = data.run_meta(run_dir)
+    tops = {e: data.predictions(run_dir, e)[0] for e in (1, last - 1, last)}
+
+    def table() -> str:
+        now, prev, since = (class_stats(meta.labels, tops[e], 1000) for e in (last, last - 1, 1))
+        rows = table_rows(now, meta.names, meta.wnids, meta.bands, prev, since)
+        return json.dumps(rows)
+
+    full = ((0, 1000), (0, 1000))
+    other = service.Compare(run_dir, last - 1)
+
+    def fresh(fn):
+        def call():
+            data.POINTS.clear()  # histograms stay: the slider's neighbours are usually cached
+            return fn()
+
+        return call
+
+    def plain() -> str:
+        v = service.matrix_view(run_dir, last, "top5", "wordnet", "eq_hist", *full)
+        return service.figure_json(v.figure)
+
+    def diff() -> str:
+        v = service.matrix_view(run_dir, last, "top5", "wordnet", "eq_hist", *full, compare=other)
+        return service.figure_json(v.figure)
+
+    diff()  # the other epoch's histogram, once
+    plain_t = time_call(fresh(plain), repeats)
+    diff_t = time_call(fresh(diff), repeats)
+    return {
+        "per_class_table_1000x50k": _ms(time_call(table, repeats)),
+        "per_class_table_bytes": len(table().encode()),
+        "reply_plain_full_uncached": _ms(plain_t),
+        "reply_difference_full_uncached": _ms(diff_t),
+        "difference_over_plain": float(np.median(diff_t) / np.median(plain_t)),
+    }
+
+
 def run(quick: bool = False) -> dict:
     repeats = 5 if quick else 15
     warm_up()
@@ -123,6 +171,7 @@ def run(quick: bool = False) -> dict:
         t0 = time.perf_counter()
         cluster_order(conf)
         results["cluster_order_1000_s"] = time.perf_counter() - t0
+        results.update(_error_analysis(run_dir, last, repeats))
 
     # --- the worst case at 250k: guesses spread uniformly, nearly every point its own cell
     rng = np.random.default_rng(1)
