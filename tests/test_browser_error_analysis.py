@@ -73,10 +73,12 @@ def test_per_class_table_sorts_and_a_click_highlights_the_class(
 
     # "Worst classes": sorted by top-1, lowest first
     page.click("#confusion-worst")
-    page.wait_for_timeout(300)
     cells = page.locator("#confusion-classes td[data-dash-column='top1']")
-    shown = [float(t) for t in cells.all_inner_texts()]
-    assert shown == sorted(shown) and shown[0] == pytest.approx(100 * stats.top1[worst], abs=0.05)
+    shown = _wait(
+        lambda: (v := [float(t) for t in cells.all_inner_texts()]) == sorted(v) and v,
+        10, "the table sorted by top-1",
+    )  # fmt: skip
+    assert shown[0] == pytest.approx(100 * stats.top1[worst], abs=0.05)
     top_name = page.locator("#confusion-classes td[data-dash-column='name']").first.inner_text()
     assert stats.top1[names.index(top_name)] == stats.top1[worst]
     page.screenshot(path=str(output_dir / "classes-table.png"), full_page=True)
@@ -97,12 +99,12 @@ def test_per_class_table_sorts_and_a_click_highlights_the_class(
 
     # "Most improved": by change since the first epoch, largest first; filter by name
     page.click("#confusion-improved")
-    page.wait_for_timeout(300)
-    deltas = [
-        float(t)
-        for t in page.locator("#confusion-classes td[data-dash-column='d_since']").all_inner_texts()
-    ]
-    assert deltas == sorted(deltas, reverse=True)
+    since = page.locator("#confusion-classes td[data-dash-column='d_since']")
+    _wait(
+        lambda: (v := [float(t) for t in since.all_inner_texts()]) == sorted(v, reverse=True)
+        and v,
+        10, "the table sorted by change since epoch 1",
+    )  # fmt: skip
     name = names[3]
     page.locator("#confusion-classes th[data-dash-column='name'] input[type='text']").fill(name)
     page.keyboard.press("Enter")

@@ -29,7 +29,7 @@ FIG_HEIGHT = PLOT_PX + MARGIN["t"] + MARGIN["b"]
 # and the header plus the control rows (measured in Chromium)
 SIDE_PX = 380
 PAGE_PAD_PX = 48
-CHROME_TOP_PX = 150
+CHROME_TOP_PX = 200
 HIGHLIGHT = "rgba(255, 255, 255, 0.9)"
 STRIP_PX = 14  # thickness of a band strip
 GAP_PX = 3
