@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
-from pathlib import Path
 from typing import Any
 
 from dash import html
@@ -13,6 +11,7 @@ from dash import html
 from dashboard import inference
 from epochscope.preprocess import draft_size
 from epochscope.records import DataInfo
+from trainer.presets import is_synthetic_dataset  # framework-free: json and pathlib only
 
 try:  # the ImageNet catalogue gives the WordNet path of a predicted class
     from assets.catalogue import load_catalogue
@@ -133,14 +132,7 @@ def trained_on_synthetic(data: DataInfo) -> bool:
     or, for runs written before that key, a demo.json marker under ``data.root``."""
     if data.synthetic is not None:
         return data.synthetic
-    root = data.root
-    if not root:
-        return False
-    try:
-        marker = json.loads((Path(root) / "demo.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(marker, dict) and marker.get("synthetic") is True
+    return bool(data.root) and is_synthetic_dataset(data.root)
 
 
 DEMO_NOTICE = (

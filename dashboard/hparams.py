@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from epochscope.layout import RUN_JSON
 from epochscope.reader import read_run_info
 
 # run.json's top-level settings shown beside ``hparams`` (hparams wins where both name a key)
@@ -20,7 +21,7 @@ _CACHE: dict[str, tuple[int, dict[str, Any]]] = {}
 def run_hparams(run_dir: Path) -> dict[str, Any]:
     """A run's settings: ``hparams`` plus the top-level ones, {} when run.json is unreadable.
     Cached by run.json's modification time (the picker asks every two seconds)."""
-    path = Path(run_dir) / "run.json"
+    path = Path(run_dir) / RUN_JSON
     try:
         mtime = os.stat(path).st_mtime_ns
     except OSError:

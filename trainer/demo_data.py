@@ -34,9 +34,10 @@ from PIL import Image, ImageDraw
 
 from assets.catalogue import ANIMAL_WNID, Catalogue, load_catalogue
 from trainer.background import process_alive
+from trainer.presets import DEMO_MARKER
 
 GENERATOR_VERSION = 1
-MARKER = "demo.json"
+MARKER = DEMO_MARKER
 KIND = "epochscope-demo-data"
 JPEG_QUALITY = 90
 

@@ -29,12 +29,15 @@ INVOCATION_OPTIONS = frozenset(
 )
 
 
+DEMO_MARKER = "demo.json"  # written last by make-demo-data: the dataset is complete
+
+
 def is_synthetic_dataset(root: str | os.PathLike[str]) -> bool:
     """True when ``root`` is a dataset made by ``make-demo-data``: its demo.json marker says
     ``"synthetic": true``. Recorded in run.json as ``data.synthetic`` so that a reader (the
     classifier page) can say the model has never seen a photo, even without the data."""
     try:
-        marker = json.loads((Path(root) / "demo.json").read_text(encoding="utf-8"))
+        marker = json.loads((Path(root) / DEMO_MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     return isinstance(marker, dict) and marker.get("synthetic") is True
