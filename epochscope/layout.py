@@ -43,7 +43,8 @@ FOLDERS = (PREDICTIONS, MODELS, CHECKPOINTS)
 CLASSES_HEADER = ("index", "wnid", "name")
 VAL_INDEX_HEADER = ("row", "label", "path")
 
-_EPOCH_FILE_RE = re.compile(r"epoch-(\d{4,})(\.[A-Za-z0-9]+)")
+# the suffix may have several parts: checkpoints/epoch-0001.states.npz
+_EPOCH_FILE_RE = re.compile(r"epoch-(\d{4,})((?:\.[A-Za-z0-9]+)+)")
 
 
 class SchemaError(ValueError):

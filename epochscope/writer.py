@@ -15,7 +15,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from epochscope.layout import (
     VAL_INDEX_TSV,
     epoch_file,
     epoch_of,
+    epochs_in,
 )
 from epochscope.lock import RunLock, read_pid
 from epochscope.predictions import pad5
@@ -58,14 +59,24 @@ def fsync_dir(folder: Path) -> None:
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` so that ``path`` never holds a partial file, even after kill -9."""
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    atomic_save(path, save)
+
+
+def atomic_save(path: str | os.PathLike[str], save: Callable[[Path], None]) -> None:
+    """:func:`atomic_write` for libraries that only write to a file name (MXNet's
+    ``save_parameters``): ``save(tmp)`` writes the temporary file, the rest is the same."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     try:
         faults.check_disk()
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
+        save(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         faults.before_replace(path)
         os.replace(tmp, path)
@@ -110,9 +121,7 @@ def event_line(kind: str, epoch: int, fields: dict[str, Any]) -> bytes:
 
 def prune_epochs(folder: Path, suffix: str, keep: int, protect: int | None = None) -> list[Path]:
     """Delete the oldest ``epoch-NNNN<suffix>`` files beyond ``keep`` (never epoch ``protect``)."""
-    files = sorted(
-        (p for p in folder.glob(f"epoch-*{suffix}") if epoch_of(p) is not None), key=epoch_of
-    )
+    files = [folder / epoch_file(e, suffix) for e in epochs_in(folder, suffix)]
     excess = len(files) - keep
     removed = [p for p in files if epoch_of(p) != protect][: max(0, excess)]
     for p in removed:
@@ -161,6 +170,12 @@ class RunWriter:
     def write_bytes(self, name: str, data: bytes) -> Path:
         path = self.root / name
         atomic_write(path, data)
+        return path
+
+    def write_file(self, name: str, save: Callable[[Path], None]) -> Path:
+        """A file that ``save(path)`` writes by name, made atomic (see :func:`atomic_save`)."""
+        path = self.root / name
+        atomic_save(path, save)
         return path
 
     def write_json(self, name: str, obj: Any) -> Path:

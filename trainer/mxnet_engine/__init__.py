@@ -5,7 +5,7 @@ environment, ``.venv-mxnet`` (``make install-mxnet``), and its own process:
 ``python -m trainer train --engine mxnet ...`` re-executes ``.venv-mxnet/bin/python -m
 trainer.mxnet_engine ...`` (see :mod:`trainer.mxnet_engine.launch`).
 
-Nothing in this package imports torch. ``launch``, ``options`` and ``data`` import no MXNet
+Nothing in this package imports torch. ``launch`` and ``data`` import no MXNet
 either, so the main environment can use them (the dispatch, and the tests' parity checks).
 """
 

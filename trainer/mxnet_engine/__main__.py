@@ -1,11 +1,11 @@
 import sys
 
-from trainer.mxnet_engine.options import parse_args, validate
+from trainer.options import GLUON_ARCHS, parse_args, validate
 
 # refuse a bad command line in a blink, before MXNet's seconds-long import
-args, explicit = parse_args(sys.argv[1:])
+args, explicit = parse_args(sys.argv[1:], "mxnet", GLUON_ARCHS)
 try:
-    validate(args, explicit)
+    validate(args, explicit, "mxnet", GLUON_ARCHS)
 except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

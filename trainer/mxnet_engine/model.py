@@ -9,10 +9,10 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon.model_zoo.vision import resnet
 
+from epochscope.records import ONNX_INPUT as INPUT_NAME
+from epochscope.records import ONNX_OUTPUT as OUTPUT_NAME
 from trainer.mxnet_engine.gpus import DeviceError, check_gpu_support, gpu_compute_capabilities
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 __all__ = ["DeviceError", "build_net", "contexts", "lr_scheduler", "onnx_bytes"]
 
 

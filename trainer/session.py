@@ -1,0 +1,444 @@
+"""One training run's life in its run directory, the same for every engine.
+
+An engine parses its command line with :mod:`trainer.options`, makes a session and hands it the
+training function; the session returns the exit code::
+
+    session = RunSession(args, explicit, argv, engine="pytorch", rank=rank, broadcast=bcast)
+    return session.run(lambda: train(session))
+
+and ``train`` reads top to bottom::
+
+    index = discover(args.data)                  # a bad --data fails before RUNS is touched
+    state = session.open((".pt",), load)         # lock, resume decision; session.args merged
+    ...data, model, optimizer from session.args; ``state`` (None: a fresh start) loaded...
+    session.begin(index, engine_version=..., world_size=..., devices=..., device_kind=...)
+    for epoch in session.epochs():               # ``finished`` after the last one
+        ...train one epoch (``on_step=partial(session.log_step, epoch)``), evaluate...
+        session.record_epoch(epoch, TrainTotals(...), val, val_seconds=..., lr=..., onnx=...,
+                             save=...)
+
+What it owns: SIGTERM/SIGINT (status ``stopped``) and exit codes (``EXIT_*``); run.lock, taken by
+rank 0 with a refusal broadcast to every rank; the resume decision (start, resume from the newest
+checkpoint that loads, or refuse; the run's saved settings win over this command line except
+runtime options given on it); status events that survive a full disk (said on stderr instead);
+the device monitor; and each epoch's record in the documented order: predictions, ONNX model,
+``epoch`` event, checkpoint, pruning (never the best epoch's model). Rank 0 writes through a
+RunWriter and every other rank through a NullWriter, so engines never ask their rank. What an
+engine supplies: build, train one epoch, evaluate, save and load a checkpoint, export ONNX.
+No torch or MXNet import here: both engines use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from epochscope.layout import (
+    CHECKPOINTS,
+    METRICS,
+    MODEL_SUFFIX,
+    MODELS,
+    RUN_JSON,
+    epoch_file,
+    epochs_in,
+)
+from epochscope.lock import RunLockedError
+from epochscope.records import DataInfo, EpochEvent, Preprocess, RunInfo, StatusEvent, StepEvent
+from epochscope.writer import NullWriter, RunWriter, prune_epochs
+from trainer.datasets import MEAN, STD, DataError, DatasetIndex
+from trainer.devices import DeviceMonitor
+from trainer.options import RUNTIME_OPTIONS, UsageError
+from trainer.presets import INVOCATION_OPTIONS
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+
+#: ``load(path)`` of a checkpoint's marker file -> its state: a dict with ``epoch``, ``args``,
+#: ``best`` and ``bad_images`` besides the engine's own keys; raises when torn or foreign
+LoadCheckpoint = Callable[[Path], dict[str, Any]]
+#: ``save(writer, epoch, meta)``: write every file of a checkpoint, the marker last
+SaveCheckpoint = Callable[[RunWriter, int, dict[str, Any]], None]
+
+
+class StopRequested(BaseException):
+    """SIGTERM or SIGINT: leave with status ``stopped`` (a BaseException, so no ``except
+    Exception`` on the way swallows it)."""
+
+
+class AlreadyFinished(Exception):
+    """A resumed run has trained all its epochs: nothing to do (exit 0)."""
+
+
+@dataclass(frozen=True)
+class TrainTotals:
+    """One epoch of training, summed over every process and device."""
+
+    loss_sum: float
+    top1_sum: float
+    top5_sum: float
+    count: float  # readable images
+    images: int  # images stepped through, unreadable ones included
+    seconds: float
+    bad: Sequence[int] = ()  # train-set indices of unreadable images
+
+
+def newest_checkpoint(
+    folder: Path, marker: str, load: LoadCheckpoint
+) -> tuple[Path | None, dict[str, Any] | None, list[str]]:
+    """The newest checkpoint that loads, and a note for each newer one that did not."""
+    notes = []
+    for epoch in reversed(epochs_in(folder, marker)):
+        path = folder / epoch_file(epoch, marker)
+        try:
+            state = load(path)
+            if state.get("epoch") != epoch:
+                raise ValueError(f"it holds epoch {state.get('epoch')!r}")
+            return path, state, notes
+        except Exception as e:  # a torn or foreign file: fall back to an older one
+            notes.append(f"checkpoint {path.name} does not load ({type(e).__name__}); skipped")
+    return None, None, notes
+
+
+def run_dir_of(args: argparse.Namespace) -> Path:
+    return Path(args.runs_dir).expanduser().resolve() / args.name
+
+
+def jsonable_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if isinstance(v, str | int | float | bool | list)}
+
+
+class RunSession:
+    """A run directory's owner for one command (see the module docstring)."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        explicit: set[str],
+        argv: Sequence[str],
+        *,
+        engine: str,
+        rank: int = 0,
+        broadcast: Callable[[Any], Any] = lambda obj: obj,
+        usage_errors: tuple[type[Exception], ...] = (),
+    ) -> None:
+        self.args, self.explicit, self.argv = args, explicit, list(argv)
+        self.engine, self.rank = engine, rank
+        self.run_dir = run_dir_of(args)
+        self.writer: RunWriter | NullWriter = (
+            RunWriter(self.run_dir) if rank == 0 else NullWriter(self.run_dir)
+        )
+        self.start_epoch = self.epoch = 1
+        self._broadcast = broadcast
+        self._usage_errors = (UsageError, DataError, *usage_errors)
+        self._closers: list[Callable[[], None]] = []
+        self._monitor: DeviceMonitor | None = None
+        self._started = False  # a final status is owed once the run has begun
+        self._resuming = False
+        self._suffixes: tuple[str, ...] = ()
+        self._index: DatasetIndex | None = None
+        self._best: dict[str, Any] = {"epoch": None, "val_top5": -1.0}
+        self._bad: set[int] = set()
+
+    # --- the command's frame ------------------------------------------------------------------
+    def run(self, body: Callable[[], None]) -> int:
+        """Run ``body`` under the session's signals; its outcome as an exit code."""
+        previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            body()
+            return EXIT_OK
+        except AlreadyFinished as e:
+            self.say(str(e))
+            return EXIT_OK
+        except RunLockedError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_LOCKED
+        except self._usage_errors as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        except StopRequested:
+            if self._started and not self._final_status("stopped"):
+                return EXIT_FAILED
+            self.say(f"stopped during epoch {self.epoch}")
+            return EXIT_OK
+        except Exception as e:
+            traceback.print_exc()
+            if self._started:
+                self._final_status("failed", error=_one_line(e), traceback=traceback.format_exc())
+            print(f"error: training failed: {_one_line(e)}", file=sys.stderr)
+            return EXIT_FAILED
+        finally:
+            if self._monitor is not None:
+                self._monitor.stop()
+            for close in reversed(self._closers):
+                with contextlib.suppress(Exception):
+                    close()
+            self.writer.remove_pid_if_mine()
+            self.writer.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def on_close(self, close: Callable[[], None]) -> None:
+        """Call ``close`` when the command ends, whatever the outcome (newest first)."""
+        self._closers.append(close)
+
+    @property
+    def interactive(self) -> bool:
+        """Whether progress bars are wanted: rank 0 on a terminal."""
+        return self.rank == 0 and sys.stderr.isatty()
+
+    def say(self, message: str) -> None:
+        """Print on rank 0 only."""
+        if self.rank == 0:
+            print(message, flush=True)
+
+    # --- lock and resume ------------------------------------------------------------------------
+    def open(self, suffixes: Sequence[str], load: LoadCheckpoint) -> dict[str, Any] | None:
+        """Take run.lock and decide: start (None), resume (the newest loadable checkpoint's
+        state, on every rank) or refuse (UsageError). ``suffixes``: the checkpoint's files,
+        the first marking a complete one. Afterwards ``self.args`` holds the run's settings."""
+        self._suffixes = tuple(suffixes)
+        refusal = None
+        if self.rank == 0:
+            try:
+                self.writer.acquire()
+            except RunLockedError as e:
+                refusal = str(e)
+        refusal = self._broadcast(refusal)
+        if refusal:
+            raise RunLockedError(refusal)
+        decision, state = self._decide(load) if self.rank == 0 else (None, None)
+        decision = self._broadcast(decision)  # rank 0 decides, every rank loads the same
+        if decision["error"]:
+            raise UsageError(decision["error"])
+        for note in decision["notes"]:
+            self.say(f"warning: {note}")
+        if decision["checkpoint"] and state is None:
+            state = load(Path(decision["checkpoint"]))
+        if decision["saved_args"]:
+            self.args = self._merge(decision["saved_args"])
+        self.start_epoch = self.epoch = state["epoch"] + 1 if state else 1
+        if decision["resume"] and self.start_epoch > self.args.epochs:
+            raise AlreadyFinished(
+                f"run {self.args.name} has already finished its {self.args.epochs} epochs "
+                "(raise --epochs to train longer); nothing to do"
+            )
+        self._resuming = decision["resume"]
+        if state:
+            best = state.get("best") or {}
+            self._best = {"epoch": best.get("epoch"), "val_top5": best.get("val_top5", -1.0)}
+            self._bad = set(state.get("bad_images", []))
+        return state
+
+    def _decide(self, load: LoadCheckpoint) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        args, run_dir = self.args, self.run_dir
+        decision: dict[str, Any] = {
+            "error": None, "resume": False, "checkpoint": None, "saved_args": None, "notes": [],
+        }  # fmt: skip
+        exists = (run_dir / RUN_JSON).exists()
+        if args.resume and not exists:
+            decision["error"] = f"no run {args.name!r} in {run_dir.parent} to resume"
+        elif exists and not (args.resume or args.resume_or_start):
+            decision["error"] = (
+                f"run {args.name!r} already exists in {run_dir.parent}; pass --resume to "
+                "continue it, or choose another --name"
+            )
+        if decision["error"] or not exists:
+            return decision, None
+        info: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            info = json.loads((run_dir / RUN_JSON).read_text())
+        if info.get("engine", self.engine) != self.engine:
+            decision["error"] = (
+                f"run {args.name!r} was trained by the {info['engine']} engine; resume it "
+                f"with --engine {info['engine']}"
+            )
+            return decision, None
+        path, state, notes = newest_checkpoint(run_dir / CHECKPOINTS, self._suffixes[0], load)
+        decision.update(resume=True, notes=notes, checkpoint=str(path) if path else None)
+        decision["saved_args"] = state.get("args") if state else info.get("hparams")
+        return decision, state
+
+    def _merge(self, saved: dict[str, Any]) -> argparse.Namespace:
+        """The saved run's settings, except runtime options given on this command line."""
+        merged = argparse.Namespace(**vars(self.args))
+        for key, value in saved.items():
+            if key in INVOCATION_OPTIONS or (key in RUNTIME_OPTIONS and key in self.explicit):
+                continue
+            current = getattr(self.args, key, None)
+            if key in self.explicit and current != value:
+                self.say(f"note: --{key.replace('_', '-')} {current} ignored on resume; "
+                         f"the run uses {value}")  # fmt: skip
+            setattr(merged, key, value)
+        return merged
+
+    # --- the run --------------------------------------------------------------------------------
+    def begin(
+        self,
+        index: DatasetIndex,
+        *,
+        engine_version: str,
+        world_size: int,
+        devices: list[dict[str, Any]],
+        device_kind: str,
+    ) -> None:
+        """Write run.json, classes.tsv and val_index.tsv; the ``started`` or ``resumed``
+        status; start the device monitor (``device_kind``: cuda or cpu)."""
+        a, self._index = self.args, index
+        self.writer.write_run_info(
+            RunInfo(
+                name=a.name, engine=self.engine, engine_version=engine_version, arch=a.arch,
+                width=a.width, epochs=a.epochs, batch_size=a.batch_size,
+                data=DataInfo(root=str(index.root), layout=index.layout,
+                              num_classes=len(index.classes), num_train=len(index.train),
+                              num_val=len(index.val)),
+                preprocess=Preprocess.for_size(a.image_size, mean=MEAN, std=STD),
+                hparams=jsonable_args(a), world_size=world_size, devices=devices,
+                command="python -m trainer train " + shlex.join(self.argv),
+                host=socket.gethostname(), started=time.time(),
+            )
+        )  # fmt: skip
+        self.writer.write_classes(index.classes, index.names)
+        self.writer.write_val_index(index.val)
+        self._started = True
+        if self._resuming:
+            self._status("resumed", self.start_epoch, from_epoch=self.start_epoch - 1)
+        else:
+            self._status("started", self.start_epoch)
+        if self.rank == 0:
+            self._monitor = DeviceMonitor(self.writer.event, device_kind, a.device_interval)
+            self._monitor.epoch = self.start_epoch
+            self._monitor.start()
+        self.say(
+            f"run {a.name} ({self.engine} {engine_version}): {a.arch} width {a.width} on "
+            f"{world_size} x {device_kind}, {len(index.classes)} classes, {len(index.train)} "
+            f"train / {len(index.val)} val images ({index.layout}), {a.image_size} px, "
+            f"epochs {self.start_epoch}..{a.epochs}; writing {self.run_dir}"
+        )
+
+    def epochs(self) -> Iterator[int]:
+        """The epochs still to train; the ``finished`` status after the last."""
+        for epoch in range(self.start_epoch, self.args.epochs + 1):
+            self.epoch = epoch
+            if self._monitor is not None:
+                self._monitor.epoch = epoch
+            yield epoch
+        self._status("finished", self.args.epochs)
+        self._started = False
+        self.say(f"finished {self.args.name}: {self.run_dir}")
+
+    def log_step(self, epoch: int, fields: Mapping[str, Any]) -> None:
+        """A ``step`` event from StepEvent's fields but ``step`` (derived here)."""
+        step = (epoch - 1) * fields["steps_per_epoch"] + fields["epoch_step"]
+        self.writer.event(StepEvent(epoch=epoch, step=step, **fields))
+
+    def record_epoch(
+        self,
+        epoch: int,
+        train: TrainTotals,
+        val: Mapping[str, np.ndarray] | None,
+        *,
+        val_seconds: float,
+        lr: float,
+        onnx: Callable[[], bytes],
+        save: SaveCheckpoint,
+    ) -> None:
+        """Rank 0: the epoch's predictions, ONNX model (``onnx()``), ``epoch`` event and
+        checkpoint (``save(writer, epoch, meta)``), in that order, then the keep policies.
+
+        ``val``: every validation image once, in val_index order: ``top5`` and ``prob`` (top-k
+        classes and probabilities, best first, k <= 5), ``loss`` and ``ok`` (readable) per
+        image; None on the other ranks of a distributed job."""
+        if self.rank != 0 or val is None:
+            return
+        new_bad = self._new_bad_images(train.bad, np.asarray(val["ok"], bool))
+        if new_bad:
+            message = f"skipped {len(new_bad)} unreadable image(s): " + ", ".join(new_bad[:5])
+            message += " ..." if len(new_bad) > 5 else ""
+            self.writer.event("warning", epoch, message=message, count=len(new_bad))
+            print(f"warning: {message} ({len(self._bad)} so far)", file=sys.stderr)
+        labels = np.array([label for _, label in self._index.val], dtype=np.int64)
+        top5 = np.asarray(val["top5"])
+        val_top1 = float(np.mean(top5[:, 0] == labels))
+        val_top5 = float(np.mean((top5 == labels[:, None]).any(axis=1)))
+        self.writer.write_predictions(epoch, top5, val["prob"])
+        self.writer.write_model(epoch, onnx())
+        if val_top5 > self._best["val_top5"]:
+            self._best = {"epoch": epoch, "val_top5": val_top5}
+        n, seconds = max(train.count, 1), train.seconds + val_seconds
+        record = EpochEvent(
+            epoch=epoch, train_loss=train.loss_sum / n, train_top1=train.top1_sum / n,
+            train_top5=train.top5_sum / n, val_loss=float(np.mean(val["loss"])), val_top1=val_top1,
+            val_top5=val_top5, epoch_seconds=seconds,
+            img_per_s=train.images / max(train.seconds, 1e-9),
+            val_img_per_s=len(labels) / max(val_seconds, 1e-9), lr=lr,
+            skipped_images=len(self._bad),
+        )  # fmt: skip
+        self.writer.event(record)
+        meta = {"epoch": epoch, "args": jsonable_args(self.args), "best": self._best,
+                "bad_images": sorted(self._bad)}  # fmt: skip
+        save(self.writer, epoch, meta)
+        self._prune()
+        self.say(
+            f"epoch {epoch}/{self.args.epochs}: train loss {record.train_loss:.3f} "
+            f"top-5 {record.train_top5:.3f} | val loss {record.val_loss:.3f} "
+            f"top-1 {val_top1:.3f} top-5 {val_top5:.3f} | {seconds:.1f} s, "
+            f"{record.img_per_s:.0f} img/s train, {record.val_img_per_s:.0f} img/s val"
+        )
+
+    def _prune(self) -> None:
+        folder = self.run_dir / CHECKPOINTS
+        for epoch in epochs_in(folder, self._suffixes[0])[: -self.args.keep_checkpoints]:
+            for suffix in self._suffixes:  # the marker first: a half-pruned one is no checkpoint
+                with contextlib.suppress(FileNotFoundError):
+                    (folder / epoch_file(epoch, suffix)).unlink()
+        if self.args.keep_models:
+            prune_epochs(self.run_dir / MODELS, MODEL_SUFFIX, self.args.keep_models,
+                         protect=self._best["epoch"])  # fmt: skip
+
+    def _new_bad_images(self, train_bad: Sequence[int], val_ok: np.ndarray) -> list[str]:
+        """Paths of unreadable images not reported before (train and val share one count)."""
+        index, new = self._index, []
+        keys = sorted(set(train_bad)) + [len(index.train) + int(i) for i in np.flatnonzero(~val_ok)]
+        for key in keys:  # val indices offset past the train ones
+            if key not in self._bad:
+                self._bad.add(key)
+                train = key < len(index.train)
+                new.append(index.train[key][0] if train else index.val[key - len(index.train)][0])
+        return new
+
+    # --- status events --------------------------------------------------------------------------
+    def _status(self, state: str, epoch: int, **fields: Any) -> None:
+        event = StatusEvent(epoch, state, pid=os.getpid(), host=socket.gethostname(), **fields)
+        self.writer.event(event)
+
+    def _final_status(self, state: str, **fields: Any) -> bool:
+        """The last status event; on a full or read-only disk say so on stderr instead."""
+        try:
+            self._status(state, self.epoch, **fields)
+        except OSError as e:
+            print(f"error: could not write the {state!r} status to "
+                  f"{self.writer.root / METRICS}: {e}", file=sys.stderr)  # fmt: skip
+            return False
+        return True
+
+
+def _raise_stop(signum: int, frame: Any) -> None:
+    raise StopRequested(signal.Signals(signum).name)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
