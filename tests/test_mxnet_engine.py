@@ -79,13 +79,36 @@ def test_data_matches_the_pytorch_engine(demo_data):
         assert np.array_equal(got, want)
 
 
-def test_every_pytorch_option_is_accepted():
-    from trainer.mxnet_engine.options import get_parser as mx_parser
-    from trainer.train import get_parser as torch_parser
+def test_both_engines_parse_one_command_line():
+    from trainer.options import GLUON_ARCHS, get_parser
 
-    ours = {s for a in mx_parser()._actions for s in a.option_strings}
-    missing = {s for a in torch_parser()._actions for s in a.option_strings} - ours
-    assert not missing, f"options of trainer/train.py the MXNet engine lacks: {sorted(missing)}"
+    def flags(engine: str) -> set[str]:
+        return {s for a in get_parser(engine)._actions for s in a.option_strings}
+
+    assert flags("pytorch") == flags("mxnet")
+    assert "resnet269_v2" not in GLUON_ARCHS and "resnet152_v1" in GLUON_ARCHS
+
+
+@pytest.mark.parametrize(
+    ("engine", "extra", "message"),
+    [
+        ("mxnet", ["--compile"], "--compile is a PyTorch option"),
+        ("mxnet", ["--no-channels-last"], "--no-channels-last is a PyTorch option"),
+        ("mxnet", ["--arch", "resnet200_v1"], "not in Gluon's model zoo"),
+        ("pytorch", ["--num-devices", "2"], "--num-devices is an MXNet option"),
+        ("pytorch", ["--arch", "resnet7"], "unknown architecture 'resnet7'"),
+        ("pytorch", ["--name", "../x"], "invalid run name"),
+    ],
+)
+def test_what_an_engine_cannot_honour_is_refused(engine, extra, message):
+    from trainer.options import GLUON_ARCHS, UsageError, parse_args, validate
+
+    archs = GLUON_ARCHS if engine == "mxnet" else (*GLUON_ARCHS, "resnet200_v1")
+    args, explicit = parse_args(["--data", "d", "--name", "a", *extra], engine, archs)
+    with pytest.raises(UsageError, match=message):
+        validate(args, explicit, engine, archs)
+    args, explicit = parse_args(["--data", "d", "--name", "a", "--no-amp"], engine, archs)
+    validate(args, explicit, engine, archs)  # --no-amp: accepted by both
 
 
 # --- real MXNet runs ----------------------------------------------------------------------------
@@ -151,7 +174,7 @@ def test_mxnet_run_writes_the_contract(mx_run):
             hit5 = (z["top5"] == labels[:, None]).any(axis=1).mean()
         assert event["val_top5"] == pytest.approx(hit5)
         onnx.checker.check_model(str(mx_run / "models" / f"epoch-{epoch:04d}.onnx"))
-        for suffix in (".params", ".states", ".json"):
+        for suffix in (".params", ".states.npz", ".json"):
             assert (mx_run / "checkpoints" / f"epoch-{epoch:04d}{suffix}").is_file()
     assert epochs[2]["val_top5"] > 0.5  # chance is 5/10
     assert not list(mx_run.rglob(".*.tmp-*")) and not (mx_run / "trainer.pid").exists()

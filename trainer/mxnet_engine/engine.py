@@ -146,8 +146,12 @@ def sync_batchnorm_stats(net, devices: list[mx.Context]) -> None:
         return
     for param in net.collect_params().values():
         if param.grad_req == "null":
-            copies = [d.as_in_context(mx.cpu()) for d in param.list_data()]
-            param.set_data(nd.add_n(*copies) / len(copies))
+            copies = param.list_data()
+            mean = nd.add_n(*[d.as_in_context(mx.cpu()) for d in copies]) / len(copies)
+            # in place: Parameter.set_data would reset the Trainer's kvstore, and with it the
+            # optimizer's momentum, at every epoch
+            for d in copies:
+                d[:] = mean.as_in_context(d.context)
 
 
 def _per_image_loss(logits: nd.NDArray, y: nd.NDArray, smoothing: float) -> nd.NDArray:
