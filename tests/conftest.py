@@ -9,10 +9,20 @@ from pathlib import Path
 
 import pytest
 
+from trainer.mxnet_engine.launch import mxnet_python
+
 pytest_plugins = ["browser_support"]  # dashboard_server, browser_page (tests/browser_support.py)
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = REPO / "test-output"  # screenshots and other artefacts a person may want to see
+
+HAVE_MXNET = os.access(mxnet_python(), os.X_OK)
+needs_mxnet = pytest.mark.skipif(
+    not HAVE_MXNET, reason=f"{mxnet_python()} is missing: `make install-mxnet` to run these"
+)
+# the command-line options that choose each engine (the fault tests run both)
+ENGINE_ARGS = {"pytorch": (), "mxnet": ("--engine", "mxnet")}
+ENGINES = [pytest.param("pytorch"), pytest.param("mxnet", marks=needs_mxnet)]
 
 TINY_CLASSES = 20
 TINY_EPOCHS = 3

@@ -1,9 +1,9 @@
-"""Crash safety: SIGKILL the PyTorch trainer at random moments and inside its file writes,
-resume each time, and lose nothing (docs/reliability.md).
+"""Crash safety: SIGKILL the trainer (each engine) at random moments and inside its file
+writes, resume each time, and lose nothing (docs/reliability.md).
 
-The trainer is deterministic on CPU with --workers 0 and a fixed thread count (checked: a run
+Both engines are deterministic on CPU with --workers 0 and a fixed thread count (checked: a run
 resumed from a checkpoint repeats an uninterrupted one bit for bit), so the killed run must end
-with exactly the reference run's metrics, predictions and weights.
+with exactly the reference run's metrics, predictions, weights and optimizer state.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from epochscope.reader import MetricsLog, epoch_table, lock_held, run_state
-from tests.conftest import REPO
+from tests.conftest import ENGINE_ARGS, ENGINES, REPO
 from tests.test_faults_support import (
+    CHECKPOINT_FILES,
+    checkpoint_arrays,
     events_of,
+    last_checkpoint,
     load_every_file,
     temp_files,
     wait_for,
@@ -32,17 +34,19 @@ from tests.test_faults_support import (
 
 pytestmark = pytest.mark.faults
 
-EPOCHS = 6
+# epochs and the least kills per engine: MXNet starts slower (its import), so it gets fewer
+PLAN = {"pytorch": (6, 20), "mxnet": (4, 14)}
 ARGS = (
-    "--arch", "resnet18_v2", "--width", "0.25", "--epochs", str(EPOCHS), "--batch-size", "64",
-    "--image-size", "32", "--lr", "0.1", "--workers", "0", "--seed", "0", "--log-interval", "2",
+    "--arch", "resnet18_v2", "--width", "0.25", "--batch-size", "64", "--image-size", "32",
+    "--lr", "0.1", "--workers", "0", "--seed", "0", "--log-interval", "2",
 )  # fmt: skip
-FILE_KINDS = (
-    "predictions/epoch-{:04d}.npz",
-    "models/epoch-{:04d}.onnx",
-    "checkpoints/epoch-{:04d}.pt",
-)
 EXIT_BOUND_S = 180  # a trainer that has not reached its fault by now is hung
+
+
+def file_kinds(engine: str) -> list[str]:
+    """Every file an epoch writes, in order: the places a kill inside a write can land."""
+    kinds = ["predictions/epoch-{:04d}.npz", "models/epoch-{:04d}.onnx"]
+    return kinds + [f"checkpoints/epoch-{{:04d}}{s}" for s in CHECKPOINT_FILES[engine]]
 
 
 def _env(fault: str | None) -> dict[str, str]:
@@ -53,17 +57,15 @@ def _env(fault: str | None) -> dict[str, str]:
     return env
 
 
-def launch(data: Path, runs: Path, name: str, fault: str | None = None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "trainer", "train", "--data", str(data), "--runs-dir",
-           str(runs), "--name", name, *ARGS, "--resume-or-start"]  # fmt: skip
+def launch(
+    data: Path, runs: Path, name: str, engine: str, fault: str | None = None
+) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "trainer", "train", *ENGINE_ARGS[engine], "--data", str(data),
+           "--runs-dir", str(runs), "--name", name, *ARGS, "--epochs", str(PLAN[engine][0]),
+           "--resume-or-start"]  # fmt: skip
     log = (runs / f"{name}.console.log").open("ab")
     return subprocess.Popen(cmd, cwd=REPO, env=_env(fault), stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)  # fmt: skip
-
-
-def last_checkpoint(run: Path) -> int:
-    found = [int(p.stem.split("-")[1]) for p in (run / "checkpoints").glob("epoch-*.pt")]
-    return max(found, default=0)
 
 
 def kill(proc: subprocess.Popen) -> bool:
@@ -94,13 +96,13 @@ def check_readable(run: Path) -> None:
 class Killer:
     """Kills one run again and again, each time in a different place."""
 
-    def __init__(self, data: Path, runs: Path, name: str, rng: random.Random) -> None:
-        self.data, self.runs, self.name, self.rng = data, runs, name, rng
+    def __init__(self, data: Path, runs: Path, name: str, engine: str, rng: random.Random) -> None:
+        self.data, self.runs, self.name, self.engine, self.rng = data, runs, name, engine, rng
         self.run = runs / name
         self.kills: list[str] = []
 
     def _launch(self, fault: str | None = None) -> tuple[subprocess.Popen, int]:
-        return launch(self.data, self.runs, self.name, fault), len(events_of(self.run))
+        return launch(self.data, self.runs, self.name, self.engine, fault), len(events_of(self.run))
 
     def _record(self, proc: subprocess.Popen, what: str) -> None:
         if kill(proc):
@@ -137,7 +139,7 @@ class Killer:
 
     def after_checkpoint(self, epoch: int) -> None:
         proc, _ = self._launch("delay:0.2")
-        ckpt = self.run / "checkpoints" / f"epoch-{epoch:04d}.pt"
+        ckpt = self.run / "checkpoints" / f"epoch-{epoch:04d}{CHECKPOINT_FILES[self.engine][-1]}"
         wait_for(lambda: ckpt.exists() or proc.poll() is not None, EXIT_BOUND_S, ckpt.name)
         time.sleep(self.rng.uniform(0.0, 1.5))
         self._record(proc, f"after the checkpoint of epoch {epoch}")
@@ -155,32 +157,37 @@ class Killer:
         check_readable(self.run)
 
 
-def test_twenty_kills_lose_nothing(demo_data: Path, tmp_path: Path, output_dir: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_twenty_kills_lose_nothing(
+    engine: str, demo_data: Path, tmp_path: Path, output_dir: Path
+) -> None:
+    epochs, least_kills = PLAN[engine]
+    kinds = file_kinds(engine)
     runs = tmp_path / "runs"
     runs.mkdir()
-    reference = launch(demo_data, runs, "reference")  # in parallel, on the other core
+    reference = launch(demo_data, runs, "reference", engine)  # in parallel, on the other core
     try:
-        k = Killer(demo_data, runs, "crash", random.Random(8))
+        k = Killer(demo_data, runs, "crash", engine, random.Random(8))
         k.fault("run.json")
         # short random waits: an epoch of this tiny run takes about a second once started,
         # and every epoch skipped here is three kills fewer below
         k.at_random(2.0)
         k.at_random(3.0)
         stopped = False
-        while (epoch := last_checkpoint(k.run) + 1) <= EPOCHS:
+        while (epoch := last_checkpoint(k.run, engine) + 1) <= epochs:
             for _ in range(2):  # two kills in each epoch's training or validation
-                k.in_training(last_checkpoint(k.run) + 1)
-            epoch = last_checkpoint(k.run) + 1  # the same, unless a kill came late
-            if epoch > EPOCHS:
+                k.in_training(last_checkpoint(k.run, engine) + 1)
+            epoch = last_checkpoint(k.run, engine) + 1  # the same, unless a kill came late
+            if epoch > epochs:
                 break
-            k.fault(FILE_KINDS[epoch % 3].format(epoch))
-            if epoch == EPOCHS:
-                k.fault(FILE_KINDS[(epoch + 1) % 3].format(epoch))
+            k.fault(kinds[epoch % len(kinds)].format(epoch))
+            if epoch == epochs:
+                k.fault(kinds[(epoch + 1) % len(kinds)].format(epoch))
             if epoch >= 3 and not stopped:
                 k.sigterm(epoch)
                 stopped = True
             k.after_checkpoint(epoch)
-        final = launch(demo_data, runs, "crash")
+        final = launch(demo_data, runs, "crash", engine)
         assert final.wait(timeout=EXIT_BOUND_S) == 0
         assert reference.wait(timeout=EXIT_BOUND_S) == 0
     finally:
@@ -190,14 +197,14 @@ def test_twenty_kills_lose_nothing(demo_data: Path, tmp_path: Path, output_dir: 
                 proc.wait()
 
     run, ref = runs / "crash", runs / "reference"
-    assert len(k.kills) >= 20, k.kills
+    assert len(k.kills) >= least_kills, k.kills
     assert not temp_files(run)
     counts = load_every_file(run)
     log = MetricsLog(run / "metrics.jsonl")
     log.refresh()
     assert log.garbage_lines == 0  # torn lines were cut on each resume
     table, ref_table = epoch_table(log.events), epoch_table(events_of(ref))
-    assert list(table) == list(range(1, EPOCHS + 1))
+    assert list(table) == list(range(1, epochs + 1))
     assert run_state(run, log.events) == "finished"
     keys = ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5")
     for e in table:
@@ -206,20 +213,22 @@ def test_twenty_kills_lose_nothing(demo_data: Path, tmp_path: Path, output_dir: 
             a = np.load(run / sub / f"epoch-{e:04d}.npz", allow_pickle=False)
             b = np.load(ref / sub / f"epoch-{e:04d}.npz", allow_pickle=False)
             assert np.array_equal(a["top5"], b["top5"]) and np.array_equal(a["prob"], b["prob"])
-    mine = torch.load(run / "checkpoints" / f"epoch-{EPOCHS:04d}.pt", weights_only=True)
-    theirs = torch.load(ref / "checkpoints" / f"epoch-{EPOCHS:04d}.pt", weights_only=True)
-    assert all(torch.equal(mine["model"][n], t) for n, t in theirs["model"].items())
+    mine, theirs = checkpoint_arrays(run, epochs, engine), checkpoint_arrays(ref, epochs, engine)
+    assert sorted(mine) == sorted(theirs) and any(k.startswith(("momentum", "state")) for k in mine)
+    assert all(np.array_equal(mine[n], theirs[n]) for n in theirs), "weights or optimizer differ"
     resumes = sum(e["kind"] == "status" and e["state"] == "resumed" for e in log.events)
     summary = {
+        "engine": engine,
         "kills": len(k.kills),
         "where": k.kills,
         "sigterm_stops": 1,
         "resumes": resumes,
-        "epochs": EPOCHS,
+        "epochs": epochs,
         "files_loaded": counts,
-        "final_val_top1": table[EPOCHS]["val_top1"],
-        "final_val_top5": table[EPOCHS]["val_top5"],
-        "reference_val_top5": ref_table[EPOCHS]["val_top5"],
+        "final_val_top1": table[epochs]["val_top1"],
+        "final_val_top5": table[epochs]["val_top5"],
+        "reference_val_top5": ref_table[epochs]["val_top5"],
     }
-    (output_dir / "faults-crash.json").write_text(json.dumps(summary, indent=2) + "\n")
+    name = "faults-crash.json" if engine == "pytorch" else f"faults-crash-{engine}.json"
+    (output_dir / name).write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))

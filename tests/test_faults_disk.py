@@ -1,6 +1,6 @@
-"""Disk faults and a lost rank: a full disk during a write (EPOCHSCOPE_FAULT=enospc-...), and a
-two-process torchrun job losing rank 1 to SIGKILL. Each ends in a clear state, keeps the last
-good checkpoint and resumes."""
+"""Disk faults and a lost rank: a full disk during a write (EPOCHSCOPE_FAULT=enospc-...), for
+each engine, and a two-process torchrun job losing rank 1 to SIGKILL. Each ends in a clear
+state, keeps the last good checkpoint and resumes."""
 
 from __future__ import annotations
 
@@ -15,8 +15,14 @@ import pytest
 from browser_support import free_port
 
 from epochscope.reader import MetricsLog, epoch_table, lock_held, run_state
-from tests.conftest import REPO
-from tests.test_faults_support import events_of, load_every_file, temp_files, wait_for
+from tests.conftest import ENGINE_ARGS, ENGINES, REPO
+from tests.test_faults_support import (
+    CHECKPOINT_FILES,
+    events_of,
+    load_every_file,
+    temp_files,
+    wait_for,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -24,9 +30,14 @@ ARGS = (
     "--arch", "resnet18_v2", "--width", "0.25", "--epochs", "2", "--batch-size", "64",
     "--image-size", "32", "--lr", "0.1", "--workers", "0", "--seed", "0", "--log-interval", "2",
 )  # fmt: skip
-# atomic writes in order: run.json, classes.tsv, val_index.tsv, then per epoch npz, onnx, pt
-CHECKPOINT_2 = 9
-PREDICTIONS_2 = 7
+
+
+def nth_write(engine: str, epoch: int, file: int) -> int:
+    """The count of the atomic write of an epoch's ``file``-th file (0: predictions, 1: model,
+    2: the checkpoint's first): run.json, classes.tsv, val_index.tsv come first, then per epoch
+    npz, onnx and the checkpoint's files."""
+    per_epoch = 2 + len(CHECKPOINT_FILES[engine])
+    return 3 + per_epoch * (epoch - 1) + file + 1
 
 
 def train(data: Path, runs: Path, name: str, *extra: str, fault: str | None = None):
@@ -39,8 +50,8 @@ def train(data: Path, runs: Path, name: str, *extra: str, fault: str | None = No
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
-def finished_after_resume(data: Path, runs: Path, name: str, epochs: int = 2) -> None:
-    proc = train(data, runs, name, "--resume", "--epochs", str(epochs))
+def finished_after_resume(data: Path, runs: Path, name: str, *extra: str, epochs: int = 2):
+    proc = train(data, runs, name, *extra, "--resume", "--epochs", str(epochs))
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = runs / name
     log = MetricsLog(run / "metrics.jsonl")
@@ -51,8 +62,12 @@ def finished_after_resume(data: Path, runs: Path, name: str, epochs: int = 2) ->
     load_every_file(run)
 
 
-def test_full_disk_at_a_checkpoint_fails_clearly_and_resumes(demo_data: Path, tmp_path: Path):
-    proc = train(demo_data, tmp_path, "full", fault=f"enospc-after:{CHECKPOINT_2}")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_full_disk_at_a_checkpoint_fails_clearly_and_resumes(
+    engine: str, demo_data: Path, tmp_path: Path
+):
+    fault = f"enospc-after:{nth_write(engine, 2, 2)}"
+    proc = train(demo_data, tmp_path, "full", *ENGINE_ARGS[engine], fault=fault)
     run = tmp_path / "full"
     assert proc.returncode == 1
     assert "No space left on device" in proc.stderr and "error: training failed" in proc.stderr
@@ -61,14 +76,17 @@ def test_full_disk_at_a_checkpoint_fails_clearly_and_resumes(demo_data: Path, tm
     assert "No space left on device" in status["error"]
     assert run_state(run, events_of(run)) == "failed" and not lock_held(run)
     # the last good checkpoint is kept and loads; the failed one never appeared
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-0001.pt"]
+    kept = sorted(f"epoch-0001{s}" for s in CHECKPOINT_FILES[engine])
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == kept
     assert not temp_files(run)
     load_every_file(run)
-    finished_after_resume(demo_data, tmp_path, "full")  # "space is back"
+    finished_after_resume(demo_data, tmp_path, "full", *ENGINE_ARGS[engine])  # "space is back"
 
 
-def test_full_disk_for_events_too_says_so_on_stderr(demo_data: Path, tmp_path: Path):
-    proc = train(demo_data, tmp_path, "nolog", fault=f"enospc-all-after:{PREDICTIONS_2}")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_full_disk_for_events_too_says_so_on_stderr(engine: str, demo_data: Path, tmp_path: Path):
+    fault = f"enospc-all-after:{nth_write(engine, 2, 0)}"
+    proc = train(demo_data, tmp_path, "nolog", *ENGINE_ARGS[engine], fault=fault)
     run = tmp_path / "nolog"
     assert proc.returncode == 1
     assert "could not write the 'failed' status" in proc.stderr
@@ -77,7 +95,7 @@ def test_full_disk_for_events_too_says_so_on_stderr(demo_data: Path, tmp_path: P
     assert run_state(run, events_of(run)) == "stopped"
     assert not list((run / "predictions").glob("epoch-0002.npz"))
     load_every_file(run)
-    finished_after_resume(demo_data, tmp_path, "nolog")
+    finished_after_resume(demo_data, tmp_path, "nolog", *ENGINE_ARGS[engine])
 
 
 def _rank_pid(rank: int, name: str) -> int | None:

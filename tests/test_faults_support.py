@@ -204,15 +204,54 @@ def temp_files(run: Path) -> list[Path]:
     return [p for p in run.rglob(".*.tmp-*")]
 
 
+# each engine's checkpoint files in the order it writes them; the last marks a whole checkpoint
+CHECKPOINT_FILES = {"pytorch": (".pt",), "mxnet": (".params", ".states.npz", ".json")}
+MXNET_ARRAYS_MAGIC = (0x112).to_bytes(8, "little")  # nd.save's file header
+
+
+def checkpoint_marker(engine: str) -> str:
+    return CHECKPOINT_FILES[engine][-1]
+
+
+def last_checkpoint(run: Path, engine: str) -> int:
+    """The newest epoch with a complete checkpoint (0: none)."""
+    found = run.glob(f"checkpoints/epoch-*{checkpoint_marker(engine)}")
+    return max((int(p.name[6:].split(".")[0]) for p in found), default=0)
+
+
+def checkpoint_arrays(run: Path, epoch: int, engine: str) -> dict[str, np.ndarray]:
+    """A checkpoint's weights and optimizer state as numpy arrays, loaded without pickle."""
+    folder = run / "checkpoints"
+    if engine == "pytorch":
+        import torch
+
+        state = torch.load(folder / f"epoch-{epoch:04d}.pt", weights_only=True)
+        out = {f"model.{k}": v.numpy() for k, v in state["model"].items()}
+        for i, s in state["optimizer"]["state"].items():
+            out[f"momentum.{i}"] = s["momentum_buffer"].numpy()
+        return out
+    with np.load(folder / f"epoch-{epoch:04d}.states.npz", allow_pickle=False) as z:
+        out = {k: z[k] for k in z.files}
+    out["params"] = np.frombuffer((folder / f"epoch-{epoch:04d}.params").read_bytes(), np.uint8)
+    return out
+
+
 def load_every_file(run: Path) -> dict[str, int]:
     """Open every visible file of a run directory the way its readers do; counts by kind."""
     import onnxruntime as ort
     import torch
 
-    counts = {"npz": 0, "onnx": 0, "pt": 0, "json": 0, "tsv": 0}
+    counts = {"npz": 0, "onnx": 0, "pt": 0, "json": 0, "tsv": 0, "states": 0, "params": 0}
     for path in visible_files(run):
         suffix = path.suffix.lstrip(".")
-        if suffix == "npz":
+        epoch = path.name[6:].split(".")[0] if path.name.startswith("epoch-") else None
+        if path.name.endswith(".states.npz"):  # MXNet's optimizer state: plain arrays
+            with np.load(path, allow_pickle=False) as z:
+                assert "num_update" in z.files and all(z[k].dtype != object for k in z.files)
+            suffix = "states"
+        elif suffix == "params":  # MXNet's parameters in its own array format
+            assert path.read_bytes()[:8] == MXNET_ARRAYS_MAGIC, path
+        elif suffix == "npz":
             with np.load(path, allow_pickle=False) as z:
                 assert z["top5"].shape == z["prob"].shape, path
         elif suffix == "onnx":
@@ -221,7 +260,9 @@ def load_every_file(run: Path) -> dict[str, int]:
             state = torch.load(path, map_location="cpu", weights_only=True)
             assert state["epoch"] == int(path.stem.split("-")[1]), path
         elif suffix == "json":
-            json.loads(path.read_text())
+            record = json.loads(path.read_text())
+            if path.parent.name == "checkpoints":  # MXNet's checkpoint marker
+                assert record["epoch"] == int(epoch), path
         elif suffix == "tsv":
             assert path.read_text().endswith("\n"), path
         else:

@@ -16,15 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, needs_mxnet, run_cli
 from trainer.mxnet_engine import data as mxdata
 from trainer.mxnet_engine.gpus import DeviceError, check_gpu_support
-from trainer.mxnet_engine.launch import engine_of, mxnet_python, strip_engine
+from trainer.mxnet_engine.launch import engine_of, strip_engine
 
-HAVE_MXNET = os.access(mxnet_python(), os.X_OK)
-needs_mxnet = pytest.mark.skipif(
-    not HAVE_MXNET, reason=f"{mxnet_python()} is missing: `make install-mxnet` to run these"
-)
 EPOCHS = 2
 RUN_ARGS = (
     "--engine", "mxnet", "--arch", "resnet18_v2", "--width", "0.25", "--epochs", str(EPOCHS),

@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from PIL import Image
 
 from dashboard.confusion import service
 from dashboard.confusion.drilldown import safe_image_path
-from tests.conftest import REPO
+from tests.conftest import ENGINE_ARGS, ENGINES, REPO, TINY_TRAIN_ARGS, run_cli
 from tests.test_faults_support import DashClient, classify, gunicorn, http
 
 TOKEN = "s3cret-token-for-tests"
@@ -231,7 +232,8 @@ class _Planted:
 
 def test_a_malicious_checkpoint_is_refused_not_run(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
-    from trainer.train import newest_checkpoint
+    from trainer.session import newest_checkpoint
+    from trainer.train import load_checkpoint
 
     marker = tmp_path / "pwned"
     ckpt = tmp_path / "run" / "checkpoints"
@@ -239,9 +241,54 @@ def test_a_malicious_checkpoint_is_refused_not_run(tmp_path: Path) -> None:
     torch.save({"epoch": 1, "model": {}}, ckpt / "epoch-0001.pt")
     torch.save({"epoch": 2, "evil": _Planted(str(marker))}, ckpt / "epoch-0002.pt")
     (ckpt / "epoch-0003.pt").write_bytes(pickle.dumps(_Planted(str(marker))))
-    path, state, notes = newest_checkpoint(tmp_path / "run")
+    path, state, notes = newest_checkpoint(ckpt, ".pt", load_checkpoint)
     assert path.name == "epoch-0001.pt" and state["epoch"] == 1
     assert len(notes) == 2 and not marker.exists()
+
+
+def _plant(run: Path, engine: str, marker: Path) -> list[str]:
+    """Checkpoints newer than the run's last that would run code if unpickled; their names."""
+    folder = run / "checkpoints"
+    last = max(int(p.name[6:10]) for p in folder.glob("epoch-*"))
+    evil = pickle.dumps(_Planted(str(marker)))
+    if engine == "pytorch":
+        import torch
+
+        torch.save(
+            {"epoch": last + 1, "evil": _Planted(str(marker))}, folder / f"epoch-{last + 1:04d}.pt"
+        )
+        (folder / f"epoch-{last + 2:04d}.pt").write_bytes(evil)
+        return [f"epoch-{last + e:04d}.pt" for e in (1, 2)]
+    names = []
+    for e in (last + 1, last + 2, last + 3):
+        stem = folder / f"epoch-{e:04d}"
+        shutil.copy(folder / f"epoch-{last:04d}.params", f"{stem}.params")
+        (folder / f"{stem}.json").write_text(json.dumps({"engine": "mxnet", "epoch": e}))
+        names.append(f"{stem.name}.json")
+    (folder / f"epoch-{last + 1:04d}.states").write_bytes(evil)  # Trainer.save_states' format
+    (folder / f"epoch-{last + 2:04d}.states.npz").write_bytes(evil)  # a pickle, named .npz
+    with (folder / f"epoch-{last + 3:04d}.states.npz").open("wb") as f:  # an object array
+        np.savez(f, num_update=np.array([_Planted(str(marker))], dtype=object))
+    return names
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
+def test_resume_never_unpickles_a_planted_checkpoint(engine, tiny_run, demo_data, tmp_path):
+    runs, marker = tmp_path / "runs", tmp_path / "pwned"
+    common = ("trainer", "train", *ENGINE_ARGS[engine], "--data", str(demo_data), "--runs-dir",
+              str(runs), "--name", "r", *TINY_TRAIN_ARGS, "--epochs", "1")  # fmt: skip
+    if engine == "pytorch":
+        shutil.copytree(tiny_run, runs / "r")
+    else:
+        run_cli(*common)
+    planted = _plant(runs / "r", engine, marker)
+    proc = run_cli(*common, "--resume", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "nothing to do" in out, out[-3000:]
+    for name in planted:
+        assert f"checkpoint {name} does not load" in out, out[-3000:]
+    assert not marker.exists()
 
 
 def test_a_pickled_prediction_file_is_refused(site) -> None:
