@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / "bench" / ".cache"
 DEMO_TRAIN_PER_CLASS = 24  # make-demo-data's defaults: the demo's per-class counts
 DEMO_VAL_PER_CLASS = 12
-# the demo preset's model and batch (trainer.train.DEMO_PRESET), named once for every bench
+# the demo preset's model and batch (trainer.presets.DEMO_PRESET), named once for every bench
 DEMO_MODEL = ("--arch", "resnet18_v2", "--width", "0.25", "--image-size", "32",
               "--batch-size", "144")  # fmt: skip
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import bench.trainer_bench as tb
+from epochscope.predictions import pad5
 from trainer import train
 
 
@@ -30,8 +31,8 @@ def evaluate_per_batch_copy(model, loader, normalize, *, amp: bool, progress: bo
         logits = logits.float()
         prob, top = logits.softmax(dim=1).topk(min(5, logits.shape[1]), dim=1)
         out["index"].append(indices.numpy())
-        out["top5"].append(train._pad5(top.cpu().numpy(), -1))
-        out["prob"].append(train._pad5(prob.cpu().numpy(), 0.0))
+        out["top5"].append(pad5(top.cpu().numpy(), -1))
+        out["prob"].append(pad5(prob.cpu().numpy(), 0.0))
         out["loss"].append(F.cross_entropy(logits, y, reduction="none").cpu().numpy())
         out["ok"].append(ok.numpy())
     return {k: np.concatenate(v) for k, v in out.items()}

@@ -29,7 +29,7 @@ from trainer.data import (
     train_pipeline,
 )
 from trainer.models import create_model
-from trainer.train import DEMO_PRESET
+from trainer.presets import DEMO_PRESET
 
 
 def _loader(root: Path, images: int, image_size: int, batch: int, workers: int):

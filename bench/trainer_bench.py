@@ -21,7 +21,8 @@ from epochscope.writer import RunWriter
 from trainer.data import Normalize, cpu_threads
 from trainer.devices import DeviceMonitor
 from trainer.models import create_model
-from trainer.train import DEMO_PRESET, evaluate, train_one_epoch
+from trainer.presets import DEMO_PRESET
+from trainer.train import evaluate, train_one_epoch
 
 
 class InMemoryLoader:

@@ -53,7 +53,6 @@ from trainer.distributed import (
 from trainer.export import onnx_bytes
 from trainer.models import create_model, list_models
 from trainer.options import UsageError, parse_args, validate
-from trainer.presets import DEMO_PRESET  # noqa: F401  (bench/ reads it from here)
 from trainer.schedules import Schedule, build_scheduler
 from trainer.session import EXIT_USAGE, RunSession, TrainTotals, run_dir_of
 
