@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shlex
 import signal
@@ -57,6 +56,7 @@ from epochscope.layout import (
     epochs_in,
 )
 from epochscope.lock import RunLockedError
+from epochscope.reader import read_run_json
 from epochscope.records import DataInfo, EpochEvent, Preprocess, RunInfo, StatusEvent, StepEvent
 from epochscope.writer import NullWriter, RunWriter, prune_epochs
 from trainer.datasets import MEAN, STD, DataError, DatasetIndex
@@ -258,8 +258,8 @@ class RunSession:
         if decision["error"] or not exists:
             return decision, None
         info: dict[str, Any] = {}
-        with contextlib.suppress(OSError, ValueError):
-            info = json.loads((run_dir / RUN_JSON).read_text())
+        with contextlib.suppress(LookupError, ValueError):
+            info = read_run_json(run_dir)
         if info.get("engine", self.engine) != self.engine:
             decision["error"] = (
                 f"run {args.name!r} was trained by the {info['engine']} engine; resume it "
