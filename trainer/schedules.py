@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-SCHEDULES = ("step", "factor", "cosine", "constant")
+from trainer.options import SCHEDULES  # the names, defined once for both engines
 
 
 @dataclass(frozen=True)

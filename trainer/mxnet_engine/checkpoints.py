@@ -40,8 +40,8 @@ def load(marker: Path) -> dict[str, Any]:
         raise ValueError(f"{marker.name} is not a checkpoint of its epoch")
     params = marker.with_name(epoch_file(meta["epoch"], ".params"))
     nd.load(str(params))  # MXNet's array format: a torn file raises, nothing is unpickled
-    with np.load(marker.with_name(epoch_file(meta["epoch"], ".states.npz")),
-                 allow_pickle=False) as z:  # fmt: skip
+    states_file = marker.with_name(epoch_file(meta["epoch"], ".states.npz"))
+    with np.load(states_file, allow_pickle=False) as z:
         states = {k: z[k] for k in z.files}
     return {**meta, "params_file": str(params), "states": states}
 
