@@ -62,7 +62,7 @@ from epochscope.writer import NullWriter, RunWriter, prune_epochs
 from trainer.datasets import MEAN, STD, DataError, DatasetIndex
 from trainer.devices import DeviceMonitor
 from trainer.options import RUNTIME_OPTIONS, UsageError
-from trainer.presets import INVOCATION_OPTIONS
+from trainer.presets import INVOCATION_OPTIONS, is_synthetic_dataset
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 
@@ -303,7 +303,8 @@ class RunSession:
                 width=a.width, epochs=a.epochs, batch_size=a.batch_size,
                 data=DataInfo(root=str(index.root), layout=index.layout,
                               num_classes=len(index.classes), num_train=len(index.train),
-                              num_val=len(index.val)),
+                              num_val=len(index.val),
+                              synthetic=is_synthetic_dataset(index.root)),
                 preprocess=Preprocess.for_size(a.image_size, mean=MEAN, std=STD),
                 hparams=jsonable_args(a), world_size=world_size, devices=devices,
                 command="python -m trainer train " + shlex.join(self.argv),
