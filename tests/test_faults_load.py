@@ -83,7 +83,7 @@ class User(threading.Thread):
             "confusion zoom", "confusion-graph.figure",
             {"confusion-run.value": "watched", "confusion-epoch.value": self.rng.randint(1, 3),
              "confusion-mode.value": "top5", "confusion-order.value": "index",
-             "confusion-scale.value": "eq_hist",
+             "confusion-scale.value": "eq_hist", "confusion-viewport.data": {"w": 1400, "h": 1000},
              "confusion-graph.relayoutData": {"xaxis.range[0]": lo, "xaxis.range[1]": lo + span,
                                               "yaxis.range[0]": lo, "yaxis.range[1]": lo + span}},
             ["confusion-graph.relayoutData"],

@@ -179,7 +179,7 @@ def poll_once(client: DashClient, state: dict | None, i: int, rng: random.Random
         "confusion-graph.figure",
         {"confusion-run.value": "chaos", "confusion-epoch.value": rng.randint(1, 4),
          "confusion-mode.value": "top5", "confusion-order.value": "index",
-         "confusion-scale.value": "eq_hist",
+         "confusion-scale.value": "eq_hist", "confusion-viewport.data": {"w": 1400, "h": 1000},
          "confusion-graph.relayoutData": {"xaxis.range[0]": lo, "xaxis.range[1]": lo + 2,
                                           "yaxis.range[0]": lo, "yaxis.range[1]": lo + 2}},
         ["confusion-graph.relayoutData"],
