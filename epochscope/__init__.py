@@ -1,8 +1,12 @@
 """Epochscope's run directory: the one definition of what a training run writes and the
-dashboard reads (docs/run-directory.md). numpy and the standard library only; image
-preprocessing imports Pillow when first used.
+dashboard reads (docs/run-directory.md), and the public API to log your own training loop
+(``epochscope.init``, docs/api.md). numpy and the standard library only at import; Pillow,
+torch and the frameworks are imported by the functions that need them.
 """
 
+from epochscope.api import Run, init
+from epochscope.gather import gather_logits
+from epochscope.hierarchy import Taxonomy
 from epochscope.layout import SCHEMA, SchemaError, check_run_name, epoch_file, epoch_of
 from epochscope.lock import RunLockedError, lock_is_held
 from epochscope.records import (
@@ -17,6 +21,8 @@ from epochscope.records import (
 )
 from epochscope.writer import NullWriter, RunWriter
 
+__version__ = "0.1.0"
+
 __all__ = [
     "SCHEMA",
     "DataInfo",
@@ -24,15 +30,19 @@ __all__ = [
     "EpochEvent",
     "NullWriter",
     "Preprocess",
+    "Run",
     "RunInfo",
     "RunLockedError",
     "RunWriter",
     "SchemaError",
     "StatusEvent",
     "StepEvent",
+    "Taxonomy",
     "WarningEvent",
     "check_run_name",
     "epoch_file",
     "epoch_of",
+    "gather_logits",
+    "init",
     "lock_is_held",
 ]

@@ -24,6 +24,7 @@ CLASSES_TSV = "classes.tsv"
 VAL_INDEX_TSV = "val_index.tsv"
 METRICS = "metrics.jsonl"
 HIERARCHY_TSV = "hierarchy.tsv"
+THUMBNAILS = "thumbnails.bin"
 LOCK = "run.lock"
 PID = "trainer.pid"
 TRAIN_LOG = "train.log"
@@ -36,12 +37,23 @@ PREDICTION_SUFFIX = ".npz"
 MODEL_SUFFIX = ".onnx"
 
 #: every fixed name the package knows (the docs test checks the reference names each)
-FILE_NAMES = (RUN_JSON, CLASSES_TSV, VAL_INDEX_TSV, METRICS, LOCK, PID, TRAIN_LOG)
+FILE_NAMES = (
+    RUN_JSON,
+    CLASSES_TSV,
+    VAL_INDEX_TSV,
+    METRICS,
+    HIERARCHY_TSV,
+    THUMBNAILS,
+    LOCK,
+    PID,
+    TRAIN_LOG,
+)
 FOLDERS = (PREDICTIONS, MODELS, CHECKPOINTS)
 
 # header rows of the TSV files
 CLASSES_HEADER = ("index", "wnid", "name")
 VAL_INDEX_HEADER = ("row", "label", "path")
+HIERARCHY_HEADER = ("id", "parent", "name")
 
 # the suffix may have several parts: checkpoints/epoch-0001.states.npz
 _EPOCH_FILE_RE = re.compile(r"epoch-(\d{4,})((?:\.[A-Za-z0-9]+)+)")

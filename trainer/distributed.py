@@ -9,6 +9,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from epochscope.gather import order_by_index
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -87,25 +89,6 @@ def gather_objects(obj) -> list | None:
     out = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
     dist.gather_object(obj, out, dst=0)
     return out
-
-
-def order_by_index(
-    indices: np.ndarray, num_samples: int, **arrays: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Rows sorted by sample index with each index kept once.
-
-    DistributedSampler pads the last round with repeats of the first indices so every rank gets
-    the same count; those repeats are dropped here, and a missing index is an error.
-    """
-    indices = np.asarray(indices)
-    unique, first = np.unique(indices, return_index=True)  # sorted, first occurrence of each
-    if len(unique) != num_samples or (
-        num_samples and (unique[0] != 0 or unique[-1] != num_samples - 1)
-    ):
-        raise RuntimeError(
-            f"gathered predictions cover {len(unique)} of {num_samples} validation images"
-        )
-    return {name: np.asarray(a)[first] for name, a in arrays.items()}
 
 
 def gather_predictions(

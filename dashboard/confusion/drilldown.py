@@ -1,7 +1,8 @@
 """Drill-down: the validation images behind one cell, and the most confused pairs.
 
 Thumbnails are read from run.json's ``data.root`` only: a path from val_index.tsv is used only
-when it resolves (symlinks followed) to a regular file inside that root.
+when it resolves (symlinks followed) to a regular file inside that root. Runs whose validation
+images were arrays carry them in the run directory's thumbnails.bin instead (read by row).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from epochscope.preprocess import apply_draft
+from epochscope.thumbnails import read_thumbnail
 
 from .histogram import Confusion, Mode, guesses
 
@@ -87,6 +89,15 @@ def thumbnail_uri(path: Path | None, size: int = THUMB_PX) -> str | None:
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def stored_thumbnail_uri(run_dir: str | os.PathLike[str], row: int) -> str | None:
+    """The data URI of validation row ``row`` from the run's thumbnails.bin (a JPEG checked by
+    its signature, sent as stored), or None when the run has none."""
+    jpeg = read_thumbnail(run_dir, row)
+    if jpeg is None:
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
 @dataclass(frozen=True)

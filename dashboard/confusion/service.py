@@ -19,7 +19,14 @@ from . import data
 from .bands import UNKNOWN, band_runs
 from .cells import Norm, row_share, row_totals, value_label
 from .difference import PLOTLY_DIVERGING, render_difference
-from .drilldown import Pair, most_confused, pair_rows, safe_image_path, thumbnail_uri
+from .drilldown import (
+    Pair,
+    most_confused,
+    pair_rows,
+    safe_image_path,
+    stored_thumbnail_uri,
+    thumbnail_uri,
+)
 from .figure import PLOT_PX, ColourKey, HoverGrid, matrix_spec
 from .histogram import Mode
 from .ordering import OrderKind
@@ -216,7 +223,8 @@ class DrillImage:
 def drill(
     run_dir: Path, epoch: int, mode: Mode, true: int, pred: int, limit: int = 24
 ) -> list[DrillImage]:
-    """The validation images of a cell with their top-5; thumbnails only from inside data.root."""
+    """The validation images of a cell with their top-5; thumbnails only from inside data.root
+    or the run directory."""
     meta = data.run_meta(run_dir)
     top5, _ = data.predictions(run_dir, epoch)
     return _drill_images(run_dir, epoch, pair_rows(meta.labels, top5, true, pred, mode, limit))
@@ -242,7 +250,10 @@ def _drill_images(run_dir: Path, epoch: int, rows: np.ndarray) -> list[DrillImag
         guesses = [
             (int(k), meta.names[int(k)], float(p)) for k, p in zip(top5[r], prob[r], strict=True)
         ]
-        out.append(DrillImage(r, rel, thumbnail_uri(safe_image_path(meta.data_root, rel)), guesses))
+        # a file under data.root, else the run's own thumbnails.bin (images given as arrays)
+        thumb = thumbnail_uri(safe_image_path(meta.data_root, rel)) if rel else None
+        thumb = thumb or stored_thumbnail_uri(run_dir, r)
+        out.append(DrillImage(r, rel, thumb, guesses))
     return out
 
 

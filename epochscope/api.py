@@ -1,0 +1,703 @@
+"""Log your own training loop into an Epochscope run directory: ``epochscope.init(...)``.
+
+The run directory is the trainer's (docs/run-directory.md), written through the same
+:class:`~epochscope.writer.RunWriter`; the dashboard tells them apart only by run.json's
+``engine`` (``epochscope-api``). numpy and the standard library at import; torch is imported only
+by :meth:`Run.log_model` for a torch module, and torch.distributed only when a job runs one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from epochscope import thumbnails
+from epochscope.gather import gather_logits, rank_and_world, to_numpy
+from epochscope.hierarchy import as_taxonomy
+from epochscope.layout import HIERARCHY_TSV, RUN_JSON, THUMBNAILS, check_run_name
+from epochscope.lock import RunLockedError
+from epochscope.predictions import accuracy, softmax, top5_from_logits
+from epochscope.reader import (
+    MetricsLog,
+    epoch_table,
+    read_classes,
+    read_val_index,
+)
+from epochscope.records import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ONNX_INPUT,
+    ONNX_OUTPUT,
+    DataInfo,
+    Preprocess,
+    RunInfo,
+)
+from epochscope.writer import NullWriter, RunWriter
+
+ENGINE = "epochscope-api"
+VERSION = "0.1.0"
+ONNX_OPSET = 17
+
+
+class Run:
+    """One run being logged. Made by :func:`init`; use ``with`` or call :meth:`finish`."""
+
+    def __init__(
+        self,
+        writer: RunWriter | NullWriter,
+        wnids: list[str],
+        labels: np.ndarray | None,
+        image_size: int,
+        done: set[int],
+        predicted: set[int],
+        steps_per_epoch: int | None,
+        paths: list[str] | None = None,
+    ) -> None:
+        self._writer = writer
+        self._paths = paths  # val image paths relative to data.root, when files
+        self.wnids = wnids
+        self.labels = labels  # None until the first log_predictions gives them
+        self.image_size = image_size
+        self._done = done  # epochs with an epoch event
+        self._predicted = predicted  # epochs with predictions (this session or before)
+        self._logits: dict[int, np.ndarray] = {}  # this session's, until log_epoch uses them
+        self._steps_per_epoch = steps_per_epoch
+        self._epoch_steps = 0
+        self._epoch_start = time.time()
+        self._monitor: Any = None
+        self.finished = False
+
+    # --- properties -----------------------------------------------------------------------
+    @property
+    def dir(self) -> Path:
+        """The run directory."""
+        return self._writer.root
+
+    @property
+    def name(self) -> str:
+        return self._writer.root.name
+
+    @property
+    def is_writer(self) -> bool:
+        """True on the process that writes (rank 0 of a distributed job)."""
+        return self._writer.enabled
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.wnids)
+
+    @property
+    def last_epoch(self) -> int:
+        """The last epoch logged with :meth:`log_epoch` (0 before the first)."""
+        return max(self._done, default=0)
+
+    @property
+    def current_epoch(self) -> int:
+        return self.last_epoch + 1
+
+    # --- logging --------------------------------------------------------------------------
+    def log_step(
+        self,
+        step: int,
+        loss: float | None = None,
+        lr: float | None = None,
+        *,
+        epoch: int | None = None,
+        epoch_step: int | None = None,
+        steps_per_epoch: int | None = None,
+        **metrics: float,
+    ) -> None:
+        """One optimizer step's numbers (optional; the loss and lr curves between epochs).
+
+        ``epoch`` defaults to the epoch after the last one logged; ``epoch_step`` counts the
+        calls since then. ``steps_per_epoch`` (here or in :func:`init`) places the points on the
+        epoch axis; without it, it is learnt from the first epoch."""
+        self._check_open()
+        step = _int_arg(step, "step", 0)
+        epoch = self.current_epoch if epoch is None else _int_arg(epoch, "epoch", 1)
+        self._epoch_steps += 1
+        k = self._epoch_steps if epoch_step is None else _int_arg(epoch_step, "epoch_step", 1)
+        if steps_per_epoch is not None:
+            self._steps_per_epoch = _int_arg(steps_per_epoch, "steps_per_epoch", 1)
+        fields = {"step": step, "epoch_step": k, "steps_per_epoch": self._steps_per_epoch}
+        for key, value in {"loss": loss, "lr": lr, **metrics}.items():
+            if value is not None:
+                fields[key] = _float_arg(value, key)
+        self._writer.event("step", epoch, **{k: v for k, v in fields.items() if v is not None})
+
+    def log_predictions(
+        self,
+        epoch: int,
+        logits: Any,
+        *,
+        labels: Any = None,
+        indices: Any = None,
+    ) -> None:
+        """The validation logits ``[N_val, classes]`` of an epoch, rows in validation order
+        (numpy or torch, any device). Written as that epoch's top-5 and probabilities.
+
+        ``labels``: the true classes ``[N_val]``, needed only when :func:`init` got neither
+        labelled ``val_images`` nor ``val_labels``. ``indices``: under torch.distributed, each
+        rank passes its share of the logits with their dataset indices; rank 0 gathers them in
+        order (DistributedSampler's padding dropped) and writes. Every rank must call it then.
+        """
+        self._check_open()
+        epoch = _int_arg(epoch, "epoch", 1)
+        if indices is not None:
+            n = len(self.labels) if self.labels is not None else None
+            if n is None and labels is None:
+                raise ValueError("labels: needed with indices until the run knows its labels")
+            if n is None:
+                n = len(to_numpy(labels))
+            logits = gather_logits(logits, indices, n)
+            if logits is None:  # not rank 0: its rows went to rank 0
+                return
+        if not self.is_writer:
+            return
+        logits = to_numpy(logits)
+        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
+            raise ValueError(
+                f"logits must be [N_val, {self.num_classes}] (one column per class in classes), "
+                f"not {list(logits.shape)}"
+            )
+        if not np.isfinite(logits).all():
+            raise ValueError(f"logits of epoch {epoch} hold NaN or infinite values")
+        if labels is not None:
+            self._set_labels(labels, len(logits))
+        if self.labels is None:
+            raise ValueError(
+                "labels: the run knows no validation labels yet; pass labels= here, or "
+                "val_images with labels / val_labels to epochscope.init"
+            )
+        if len(logits) != len(self.labels):
+            raise ValueError(
+                f"logits has {len(logits)} rows but the validation set has {len(self.labels)} "
+                "images: pass every validation image once, in validation order"
+            )
+        if epoch in self._done:
+            raise ValueError(f"epoch {epoch} was already logged (log predictions before log_epoch)")
+        if epoch in self._logits:
+            raise ValueError(f"epoch {epoch}: predictions were already logged")
+        top5, prob = top5_from_logits(logits)
+        self._writer.write_predictions(epoch, top5, prob)
+        self._predicted.add(epoch)
+        self._logits[epoch] = logits
+
+    def log_model(self, epoch: int, model: Any, example_input: Any = None) -> None:
+        """The epoch's model for the dashboard's photo classifier: a torch module (exported to
+        ONNX, input ``input`` [batch, 3, S, S] with a dynamic batch, output ``logits``) or ONNX
+        bytes with those names. ``example_input`` defaults to one zero image of image_size."""
+        self._check_open()
+        epoch = _int_arg(epoch, "epoch", 1)
+        if epoch in self._done:
+            raise ValueError(f"epoch {epoch} was already logged (log the model before log_epoch)")
+        if not self.is_writer:
+            return
+        if isinstance(model, bytes | bytearray | memoryview):
+            data = bytes(model)
+        elif hasattr(model, "state_dict") and callable(model):
+            data = onnx_bytes(model, example_input, self.image_size, self.num_classes)
+        else:
+            raise ValueError(
+                f"model must be a torch.nn.Module or ONNX bytes, not {type(model).__name__}"
+            )
+        check_onnx(data, self.num_classes)
+        self._writer.write_model(epoch, data)
+
+    def log_epoch(
+        self,
+        epoch: int,
+        train_loss: float | None = None,
+        val_top1: float | None = None,
+        val_top5: float | None = None,
+        *,
+        val_loss: float | None = None,
+        train_top1: float | None = None,
+        train_top5: float | None = None,
+        lr: float | None = None,
+        epoch_seconds: float | None = None,
+        **metrics: float,
+    ) -> dict[str, Any]:
+        """The epoch's numbers: one point on each curve; returns the event written.
+
+        Val accuracies and loss, when not given, come from this epoch's logged predictions.
+        ``epoch_seconds`` defaults to the time since the previous epoch (or :func:`init`).
+        Epochs must increase: an epoch logged twice is refused."""
+        self._check_open()
+        epoch = _int_arg(epoch, "epoch", 1)
+        if epoch in self._done:
+            raise ValueError(f"epoch {epoch} was already logged")
+        if epoch < self.last_epoch:
+            raise ValueError(f"epoch {epoch} comes before the last epoch logged, {self.last_epoch}")
+        now = time.time()
+        logits = self._logits.pop(epoch, None)
+        if logits is not None and self.labels is not None:
+            top5, _ = top5_from_logits(logits)
+            top1_acc, top5_acc = accuracy(top5, self.labels)
+            val_top1 = top1_acc if val_top1 is None else val_top1
+            val_top5 = top5_acc if val_top5 is None else val_top5
+            if val_loss is None:
+                val_loss = cross_entropy(logits, self.labels)
+        fields: dict[str, Any] = {}
+        given = {
+            "train_loss": train_loss,
+            "train_top1": train_top1,
+            "train_top5": train_top5,
+            "val_loss": val_loss,
+            "val_top1": val_top1,
+            "val_top5": val_top5,
+            "lr": lr,
+            "epoch_seconds": now - self._epoch_start if epoch_seconds is None else epoch_seconds,
+            **metrics,
+        }
+        for key, value in given.items():
+            if value is not None:
+                fields[key] = _float_arg(value, key)
+        for key in ("train_top1", "train_top5", "val_top1", "val_top5"):
+            if key in fields and not 0.0 <= fields[key] <= 1.0:
+                raise ValueError(f"{key} must be a fraction in 0..1, not {fields[key]}")
+        record = self._writer.event("epoch", epoch, **fields) or {"epoch": epoch, **fields}
+        self._done.add(epoch)
+        if self._steps_per_epoch is None and self._epoch_steps:
+            self._steps_per_epoch = self._epoch_steps  # learnt from the first epoch
+        self._epoch_steps = 0
+        self._epoch_start = now
+        if self._monitor is not None:
+            self._monitor.epoch = epoch + 1
+        return record
+
+    # --- the end --------------------------------------------------------------------------
+    def finish(self, state: str = "finished", error: BaseException | None = None) -> None:
+        """Write the final status (``finished``, ``failed`` or ``stopped``) and release the run.
+        Calling it again does nothing."""
+        if self.finished:
+            return
+        self.finished = True
+        if self._monitor is not None:
+            self._monitor.stop()
+        try:
+            fields: dict[str, Any] = {"state": state, "pid": os.getpid()}
+            if error is not None:
+                text = str(error).strip().splitlines()
+                fields["error"] = f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+                fields["traceback"] = "".join(
+                    traceback.format_exception(type(error), error, error.__traceback__)
+                )[-20000:]
+            self._writer.event(
+                "status", max(self.last_epoch, 1), host=socket.gethostname(), **fields
+            )
+        finally:
+            self._writer.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.finish()
+        elif isinstance(exc, KeyboardInterrupt):
+            self.finish("stopped")
+        else:
+            self.finish("failed", exc)
+
+    def __repr__(self) -> str:
+        return f"<epochscope.Run {self.name!r} in {self.dir.parent} epoch {self.last_epoch}>"
+
+    # --- internals ------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self.finished:
+            raise RuntimeError(f"run {self.name!r} is finished; start another with init")
+
+    def _set_labels(self, labels: Any, n: int) -> None:
+        labels = _labels_arg(labels, self.num_classes, "labels")
+        if len(labels) != n:
+            raise ValueError(f"labels has {len(labels)} entries but logits {n} rows")
+        if self._paths is not None and len(self._paths) != n:
+            raise ValueError(f"logits has {n} rows but val_images {len(self._paths)} images")
+        if self.labels is None:
+            paths = self._paths or [""] * n
+            self._writer.write_val_index([(p, int(v)) for p, v in zip(paths, labels, strict=True)])
+            self.labels = labels
+        elif not np.array_equal(labels, self.labels):
+            raise ValueError("labels differ from the validation labels this run was given")
+
+
+# --- init -----------------------------------------------------------------------------------------
+def init(
+    name: str,
+    runs_dir: str | os.PathLike[str] = "runs",
+    *,
+    classes: Sequence[str] | Sequence[tuple[str, str]],
+    val_images: Any = None,
+    val_labels: Any = None,
+    hparams: Mapping[str, Any] | None = None,
+    image_size: int = 224,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    resize_size: int | None = None,
+    interpolation: str = "bilinear",
+    epochs: int | None = None,
+    arch: str = "",
+    batch_size: int = 0,
+    num_train: int = 0,
+    steps_per_epoch: int | None = None,
+    hierarchy: Any = None,
+    data_root: str | os.PathLike[str] | None = None,
+    devices: bool | str = False,
+    device_interval: float = 5.0,
+    resume: bool = False,
+) -> Run:
+    """Start (or with ``resume=True`` continue) run ``name`` in ``runs_dir``.
+
+    ``classes``: class names in index order, or (id, name) pairs (ImageNet wnids as ids give
+    WordNet order and bands). ``val_images``: the validation set in validation order, as image
+    paths, (path, label) pairs, an object with ``.samples`` (torchvision's ImageFolder), or an
+    array ``[N, H, W, 3]`` uint8 (thumbnails are then stored in the run directory). Labels come
+    from the pairs, or ``val_labels``, or later from ``log_predictions(labels=...)``.
+    ``image_size``, ``mean``, ``std``, ``resize_size`` (default 256/224 of image_size) and
+    ``interpolation``: how the classifier page prepares a photo for the logged model.
+    ``hierarchy``: a hierarchy TSV path or ``{class: group}`` mapping (order and bands of the
+    confusion matrix). ``devices``: True (or "cuda"/"cpu") samples device memory and use into
+    the run. Under torch.distributed only rank 0 writes; the other ranks get a Run that writes
+    nothing. Errors (ValueError, RunLockedError, FileExistsError) name the argument at fault.
+    """
+    check_run_name(name)
+    wnids, names = _classes_arg(classes)
+    root, samples, images = _val_arg(val_images, data_root)
+    labels = None
+    if samples is not None and all(label is not None for _, label in samples):
+        labels = _labels_arg([label for _, label in samples], len(wnids), "val_images")
+    if val_labels is not None:
+        given = _labels_arg(val_labels, len(wnids), "val_labels")
+        if labels is not None and not np.array_equal(given, labels):
+            raise ValueError("val_labels differ from the labels in val_images")
+        labels = given
+    paths = [p for p, _ in samples] if samples is not None else None
+    n_val = len(samples) if samples is not None else len(images) if images is not None else None
+    if labels is not None and n_val is not None and len(labels) != n_val:
+        raise ValueError(f"val_labels has {len(labels)} entries but val_images {n_val}")
+    pre = Preprocess(
+        image_size=_int_arg(image_size, "image_size", 1),
+        resize_size=_int_arg(
+            resize_size if resize_size is not None else int(image_size * 256 / 224),
+            "resize_size",
+            image_size,
+        ),
+        interpolation=interpolation,
+        mean=_triple_arg(mean, "mean"),
+        std=_triple_arg(std, "std"),
+        jpeg_draft=False,  # the user's own pipeline decodes at full scale
+    )
+    taxonomy = as_taxonomy(hierarchy) if hierarchy is not None else None
+    epochs = _int_arg(epochs, "epochs", 0) if epochs is not None else 0
+
+    rank, world = rank_and_world()
+    run_dir = Path(runs_dir) / name
+    writer: RunWriter | NullWriter = RunWriter(run_dir) if rank == 0 else NullWriter(run_dir)
+    done: set[int] = set()
+    predicted: set[int] = set()
+    if rank == 0:
+        exists = (run_dir / RUN_JSON).is_file()
+        if exists and not resume:
+            raise FileExistsError(
+                f"name: run {name!r} already exists in {Path(runs_dir)}; pass resume=True to "
+                "continue it, or choose another name"
+            )
+        try:
+            writer.acquire()
+        except RunLockedError as e:
+            raise RunLockedError(f"name: run {name!r} is being written: {e}") from None
+        try:
+            if exists:
+                labels = _resume_checks(run_dir, wnids, labels)
+                done = set(epoch_table(_events(run_dir)))
+                from epochscope.reader import prediction_epochs
+
+                predicted = set(prediction_epochs(run_dir))
+            info = RunInfo(
+                name=name,
+                engine=ENGINE,
+                engine_version=VERSION,
+                arch=arch or "?",
+                epochs=epochs,
+                batch_size=_int_arg(batch_size, "batch_size", 0),
+                data=DataInfo(
+                    root=root,
+                    layout="arrays" if images is not None else "files" if root else "none",
+                    num_classes=len(wnids),
+                    num_train=_int_arg(num_train, "num_train", 0),
+                    num_val=n_val
+                    if n_val is not None
+                    else len(labels)
+                    if labels is not None
+                    else 0,
+                ),
+                preprocess=pre,
+                hparams=dict(hparams or {}),
+                world_size=world,
+                devices=_device_names(devices),
+                command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:10000]
+                if sys.argv and sys.argv[0]
+                else "",
+                host=socket.gethostname(),
+                started=time.time(),
+            )
+            writer.write_run_info(info)
+            writer.write_classes(wnids, names)
+            if labels is not None:
+                writer.write_val_index(
+                    [(paths[i] if paths else "", int(v)) for i, v in enumerate(labels)]
+                )
+            if images is not None:
+                writer.write_bytes(THUMBNAILS, thumbnails.thumbnails_bytes(images))
+            if taxonomy is not None:
+                writer.write_bytes(HIERARCHY_TSV, taxonomy.tsv())
+            if exists:
+                writer.event("status", max(done, default=0) + 1, state="resumed",
+                             from_epoch=max(done, default=0), pid=os.getpid(),
+                             host=socket.gethostname())  # fmt: skip
+            else:
+                writer.event("status", 1, state="started", pid=os.getpid(),
+                             host=socket.gethostname())  # fmt: skip
+        except BaseException:
+            writer.close()
+            raise
+    # unlabelled paths: val_index.tsv is written when log_predictions brings the labels
+    run = Run(writer, wnids, labels, image_size, done, predicted, steps_per_epoch, paths)
+    if devices and rank == 0:
+        from epochscope.devices import DeviceMonitor
+
+        kind = devices if isinstance(devices, str) else _default_device()
+        run._monitor = DeviceMonitor(writer.event, kind, interval=device_interval)
+        run._monitor.epoch = run.current_epoch
+        run._monitor.start()
+    return run
+
+
+# --- argument checks ------------------------------------------------------------------------------
+def _int_arg(value: Any, what: str, low: int) -> int:
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{what} must be an integer >= {low}, not {value!r}")
+    return value
+
+
+def _float_arg(value: Any, what: str) -> float:
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        value = value.item()  # a 0-d tensor or numpy scalar
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{what} must be a number, not {type(value).__name__} {value!r:.80}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be finite, not {value}")
+    return value
+
+
+def _triple_arg(value: Any, what: str) -> tuple[float, float, float]:
+    try:
+        a, b, c = (_float_arg(v, what) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be three numbers (R, G, B), not {value!r}") from None
+    return (a, b, c)
+
+
+def _classes_arg(classes: Any) -> tuple[list[str], list[str]]:
+    if isinstance(classes, str | bytes) or not isinstance(classes, Sequence) or not classes:
+        raise ValueError("classes must be a non-empty list of class names or (id, name) pairs")
+    wnids, names = [], []
+    for i, c in enumerate(classes):
+        if isinstance(c, str):
+            wnid, name = c, c
+        elif isinstance(c, tuple | list) and len(c) == 2 and all(isinstance(x, str) for x in c):
+            wnid, name = c
+        else:
+            raise ValueError(f"classes[{i}] must be a name or an (id, name) pair, not {c!r:.80}")
+        if not wnid.strip() or "\x00" in wnid + name:
+            raise ValueError(f"classes[{i}] is empty or holds a NUL character")
+        wnids.append(wnid)
+        names.append(name)
+    if len(set(wnids)) != len(wnids):
+        dup = next(w for w in wnids if wnids.count(w) > 1)
+        raise ValueError(f"classes names {dup!r} twice: class ids must be unique")
+    return wnids, names
+
+
+def _labels_arg(labels: Any, num_classes: int, what: str) -> np.ndarray:
+    a = to_numpy(labels)
+    if a.ndim != 1 or not (np.issubdtype(a.dtype, np.integer) or a.size == 0):
+        raise ValueError(f"{what}: labels must be integers [N], not {a.dtype} {list(a.shape)}")
+    a = a.astype(np.int64)
+    if a.size and (a.min() < 0 or a.max() >= num_classes):
+        raise ValueError(
+            f"{what}: labels must be class indices 0..{num_classes - 1} (one per name in "
+            f"classes), found {int(a.min())}..{int(a.max())}"
+        )
+    return a
+
+
+def _val_arg(
+    val_images: Any, data_root: str | os.PathLike[str] | None
+) -> tuple[str, list[tuple[str, int | None]] | None, np.ndarray | None]:
+    """(data root, [(path relative to it, label or None)] or None, images array or None)."""
+    if val_images is None:
+        return "", None, None
+    if hasattr(val_images, "samples") and not isinstance(val_images, np.ndarray):
+        val_images = val_images.samples  # torchvision ImageFolder / DatasetFolder
+    if isinstance(val_images, np.ndarray) or hasattr(val_images, "detach"):
+        return "", None, thumbnails.as_images(val_images)
+    if isinstance(val_images, str | bytes) or not isinstance(val_images, Sequence):
+        raise ValueError(
+            "val_images must be a list of image paths or (path, label) pairs, an ImageFolder, "
+            f"or an array [N, H, W, 3], not {type(val_images).__name__}"
+        )
+    items: list[tuple[Path, int | None]] = []
+    for i, v in enumerate(val_images):
+        if isinstance(v, str | os.PathLike):
+            items.append((Path(v), None))
+        elif isinstance(v, tuple | list) and len(v) == 2 and isinstance(v[0], str | os.PathLike):
+            items.append((Path(v[0]), int(v[1])))
+        else:
+            raise ValueError(
+                f"val_images[{i}] must be a path or a (path, label) pair, not {v!r:.80}"
+            )
+    if not items:
+        raise ValueError("val_images is empty")
+    paths = [p.resolve() for p, _ in items]
+    if data_root is not None:
+        root = Path(data_root).resolve()
+    else:
+        root = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    rel = []
+    for p in paths:
+        if not p.is_relative_to(root):
+            raise ValueError(f"val_images: {p} is not under data_root {root}")
+        rel.append(p.relative_to(root).as_posix())
+    return str(root), [(r, label) for r, (_, label) in zip(rel, items, strict=True)], None
+
+
+def _resume_checks(run_dir: Path, wnids: list[str], labels: np.ndarray | None) -> np.ndarray | None:
+    """The saved run must have the same classes (and labels, when both know them)."""
+    saved = [w for _, w, _ in read_classes(run_dir)]
+    if saved != wnids:
+        raise ValueError(
+            f"classes do not match run {run_dir.name!r}: it has {len(saved)} classes "
+            f"({', '.join(saved[:3])}...), given {len(wnids)} ({', '.join(wnids[:3])}...)"
+        )
+    try:
+        saved_labels, _ = read_val_index(run_dir)
+    except LookupError:
+        return labels
+    if labels is not None and not np.array_equal(saved_labels, labels):
+        raise ValueError(f"val_labels differ from those of run {run_dir.name!r}")
+    return saved_labels if labels is None else labels
+
+
+def _events(run_dir: Path) -> list[dict[str, Any]]:
+    log = MetricsLog(run_dir / "metrics.jsonl")
+    log.refresh()
+    return log.events
+
+
+def _default_device() -> str:
+    torch = sys.modules.get("torch")
+    return "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
+
+
+def _device_names(devices: bool | str) -> list[dict[str, Any]]:
+    if not devices:
+        return []
+    from epochscope.devices import device_names
+
+    kind = devices if isinstance(devices, str) else _default_device()
+    return device_names(kind)
+
+
+# --- models and losses ----------------------------------------------------------------------------
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true classes (the validation loss)."""
+    p = softmax(logits)[np.arange(len(labels)), labels]
+    return float(-np.mean(np.log(np.maximum(p, 1e-12)))) if len(labels) else 0.0
+
+
+def onnx_bytes(model: Any, example_input: Any, image_size: int, num_classes: int) -> bytes:
+    """A torch module as ONNX (input ``input``, output ``logits``, dynamic batch), exported
+    from a CPU float32 copy in eval mode, so training state is untouched."""
+    import copy
+    import io
+    import warnings
+
+    import torch
+
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel | torch.nn.DataParallel):
+        model = model.module
+    cpu = copy.deepcopy(model).to("cpu").float().eval()
+    if example_input is None:
+        example = torch.zeros(1, 3, image_size, image_size)
+    else:
+        example = torch.as_tensor(to_numpy(example_input)).float()
+    with torch.no_grad():
+        out = cpu(example)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != num_classes:
+        shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"model must return logits [batch, {num_classes}] for example_input, got {shape}"
+        )
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            cpu,
+            (example,),
+            buf,
+            input_names=[ONNX_INPUT],
+            output_names=[ONNX_OUTPUT],
+            dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+    return buf.getvalue()
+
+
+def check_onnx(data: bytes, num_classes: int) -> None:
+    """Refuse ONNX bytes the classifier page could not use (names, output width), when the
+    ``onnx`` package is there to read them; without it the bytes are written as given."""
+    if not data:
+        raise ValueError("model: empty ONNX bytes")
+    try:
+        import onnx
+    except ImportError:
+        return
+    try:
+        proto = onnx.load_model_from_string(data)
+    except Exception as e:
+        raise ValueError(f"model: not an ONNX model ({type(e).__name__})") from None
+    initialisers = {i.name for i in proto.graph.initializer}
+    inputs = [i.name for i in proto.graph.input if i.name not in initialisers]
+    outputs = [o.name for o in proto.graph.output]
+    if inputs != [ONNX_INPUT] or ONNX_OUTPUT not in outputs:
+        raise ValueError(
+            f"model: the ONNX graph must take one input {ONNX_INPUT!r} and give {ONNX_OUTPUT!r}; "
+            f"it takes {inputs} and gives {outputs}"
+        )
+    out = next(o for o in proto.graph.output if o.name == ONNX_OUTPUT)
+    dims = out.type.tensor_type.shape.dim
+    if len(dims) == 2 and dims[1].HasField("dim_value") and dims[1].dim_value != num_classes:
+        raise ValueError(
+            f"model: {ONNX_OUTPUT!r} has {dims[1].dim_value} columns but classes has {num_classes}"
+        )
