@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_support import free_port
 
 import epochscope
 from epochscope import reader
 from epochscope.lock import RunLockedError
 from epochscope.predictions import accuracy, top5_from_logits
-
-from browser_support import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 CLASSES = [f"class{i}" for i in range(7)]
@@ -111,7 +110,7 @@ def test_bad_input_gets_errors_naming_the_argument(tmp_path: Path) -> None:
         run.log_epoch(0)
     with pytest.raises(ValueError, match="train_loss must be a number"):
         run.log_epoch(2, train_loss="low")
-    with pytest.raises(ValueError, match="model must be a torch.nn.Module or ONNX bytes"):
+    with pytest.raises(ValueError, match=r"model must be a torch\.nn\.Module or ONNX bytes"):
         run.log_model(2, object())
     run.finish()
     with pytest.raises(RuntimeError, match="finished"):
