@@ -1,0 +1,148 @@
+"""The examples/ scripts run as a user runs them, and their runs show in the dashboard."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+from epochscope import reader
+
+REAL_PHOTOS = REPO.parent / "shared" / "data" / "real-photos-10"
+if not REAL_PHOTOS.is_dir():
+    REAL_PHOTOS = Path("/work/shared/data/real-photos-10")
+
+POINTS_JS = """
+([graphId, key]) => {
+    const gd = document.querySelector(`#${graphId} .js-plotly-plot`);
+    if (!gd || !gd.data) return -1;
+    const trace = gd.data.find(t => t.meta === key);
+    return trace ? trace.x.length : 0;
+}
+"""
+MATRIX_JS = """
+() => {
+    const gd = document.querySelector('#confusion-graph .js-plotly-plot');
+    if (!gd || !gd.layout || !gd.layout.images || !gd.layout.images.length) return null;
+    return {x: gd.layout.xaxis.range, title: gd.layout.title.text};
+}
+"""
+TO_PAGE_JS = """
+([x, y]) => {
+    const gd = document.querySelector('#confusion-graph .js-plotly-plot');
+    const fl = gd._fullLayout, box = gd.getBoundingClientRect();
+    return [box.left + fl.xaxis._offset + fl.xaxis.l2p(x),
+            box.top + fl.yaxis._offset + fl.yaxis.l2p(y)];
+}
+"""
+
+
+def _wait(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {value!r})")
+
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/plain_pytorch.py, 2 epochs on the real photos (or the demo data without them)."""
+    if not REAL_PHOTOS.is_dir():
+        pytest.skip(f"{REAL_PHOTOS} is not here")
+    runs = tmp_path_factory.mktemp("example-runs")
+    proc = subprocess_example(runs, "plain_pytorch.py", "--data", str(REAL_PHOTOS),
+                              "--epochs", "2", "--name", "plain")  # fmt: skip
+    assert "epoch 2:" in proc.stdout
+    return runs / "plain"
+
+
+def subprocess_example(runs: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    """``python examples/SCRIPT --runs-dir RUNS ARGS``, as the README shows it."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
+    cmd = [sys.executable, str(REPO / "examples" / script), "--runs-dir", str(runs), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=REPO)
+    assert proc.returncode == 0, f"{script} exited {proc.returncode}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+@pytest.mark.slow
+def test_plain_loop_writes_a_whole_run_that_learns(plain_run: Path) -> None:
+    info = reader.read_run_info(plain_run)
+    assert info.engine == "epochscope-api" and info.data.num_val == 1000
+    table = reader.epoch_table(reader.MetricsCache().get(plain_run).events)
+    assert list(table) == [1, 2]
+    assert table[2]["val_top1"] > 0.25  # ten classes: chance is 0.10
+    assert reader.prediction_epochs(plain_run) == reader.model_epochs(plain_run) == [1, 2]
+    _, paths = reader.read_val_index(plain_run)
+    assert paths[0].startswith("airplane/") and (Path(info.data.root) / paths[0]).is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_plain_loop_run_in_the_dashboard(
+    plain_run: Path, dashboard_server, browser_page, output_dir: Path
+) -> None:
+    from dashboard.confusion import data
+
+    base = dashboard_server(plain_run.parent)
+    page = browser_page
+    names = [n for _, _, n in reader.read_classes(plain_run)]
+    labels, paths = reader.read_val_index(plain_run)
+    top5, prob = reader.load_predictions(plain_run, 2)
+
+    # 1. curves: both epochs on the accuracy chart
+    page.goto(f"{base}/?run=plain")
+    _wait(
+        lambda: page.evaluate(POINTS_JS, ["training-graph-accuracy", "plain/val_top5"]) == 2,
+        60, "two epoch points",
+    )  # fmt: skip
+    page.screenshot(path=str(output_dir / "example-plain-training.png"), full_page=True)
+
+    # 2. the confusion matrix of epoch 2, then a click on the biggest diagonal cell
+    page.goto(f"{base}/confusion?run=plain")
+    state = _wait(lambda: page.evaluate(MATRIX_JS), 60, "the matrix")
+    assert sorted(state["x"]) == [0, 10] and "epoch 2" in state["title"]
+    order = data.order(plain_run, "wordnet")
+    diag = np.bincount(labels[top5[:, 0] == labels], minlength=10)
+    hits = np.array([(top5[labels == c] == c).any(axis=1).sum() for c in range(10)])
+    best = int(np.argmax(hits))
+    slot = int(np.flatnonzero(order == best)[0])
+    x, y = page.evaluate(TO_PAGE_JS, [slot + 0.5, slot + 0.5])
+    page.mouse.move(x - 3, y - 3)
+    page.mouse.move(x, y)
+    page.mouse.click(x, y)
+    page.wait_for_selector("#confusion-drill .confusion-image", timeout=30_000)
+    cards = page.locator("#confusion-drill .confusion-image")
+    assert cards.count() == min(int(hits[best]), 24) and diag[best] > 0
+    # thumbnails of the real photos, read from the data root the run recorded
+    assert page.locator("#confusion-drill img[src^='data:image/jpeg']").count() == cards.count()
+    page.screenshot(path=str(output_dir / "example-plain-drill.png"), full_page=True)
+
+    # 3. the classifier page: a validation photo gets the top-5 of the logged epoch-2 model,
+    # the same classes (and nearly the same probabilities) as the logged predictions
+    row = int(np.flatnonzero(prob[:, 0] > 0.5)[0]) if (prob[:, 0] > 0.5).any() else 0
+    photo = Path(reader.read_run_info(plain_run).data.root) / paths[row]
+    page.goto(f"{base}/classify?run=plain")
+    page.wait_for_selector("#classify-upload input[type=file]", state="attached")
+    _wait(lambda: page.locator("#classify-epoch").inner_text().strip() == "epoch 2", 30,
+          "the latest epoch")  # fmt: skip
+    page.set_input_files("#classify-upload input[type=file]", [str(photo)])
+    page.wait_for_selector(".classify-card .classify-pct", timeout=30_000)
+    labels_shown = page.locator(".classify-card .classify-label").all_inner_texts()
+    assert [t.split()[0] for t in labels_shown] == [names[k].split()[0] for k in top5[row]]
+    shown = [
+        float(page.locator(".classify-card .classify-pct").nth(i).get_attribute("title"))
+        for i in range(5)
+    ]
+    assert np.allclose(shown, prob[row], atol=0.01)
+    page.screenshot(path=str(output_dir / "example-plain-classify.png"), full_page=True)
