@@ -84,6 +84,11 @@ class Catalogue:
         except KeyError:
             raise KeyError(f"{wnid!r} is not one of the 1000 ImageNet classes") from None
 
+    def band_of(self, wnid: str) -> str:
+        """The band (super-category) name of a class: the look-up order, bands and relatedness
+        share with a run's own hierarchy (epochscope.hierarchy.Taxonomy)."""
+        return self.by_wnid(wnid).band
+
     def synset_name(self, wnid: str) -> str:
         """Readable name of any synset in the hierarchy (a class or an ancestor)."""
         if wnid in self._by_wnid:

@@ -27,6 +27,7 @@ DOCS = fixtures.REPO / "docs"
 # name -> module with run(quick, ...) -> dict; cheap sections first
 SECTIONS = {
     "trainer": "bench.trainer_bench",
+    "api": "bench.api_bench",
     "loader": "bench.loader_bench",
     "confusion": "bench.confusion_bench",
     "dashboard": "bench.dashboard_bench",
@@ -121,6 +122,7 @@ def _section_commands() -> list[str]:
         "OMP_NUM_THREADS=1 python -m trainer train --engine mxnet|pytorch --data DEMO_100 "
         "--runs-dir RUNS --name E --demo --epochs 2",
         "gunicorn --workers 1 --threads 4 dashboard.app:server   # RUNS_DIR=RUNS, + Chromium",
+        "python -m bench --only api   # epochscope.init logging in a plain loop, demo model",
     ]
 
 

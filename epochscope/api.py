@@ -26,7 +26,7 @@ from epochscope.gather import gather_logits, rank_and_world, to_numpy
 from epochscope.hierarchy import as_taxonomy
 from epochscope.layout import HIERARCHY_TSV, RUN_JSON, THUMBNAILS, check_run_name
 from epochscope.lock import RunLockedError
-from epochscope.predictions import accuracy, softmax, top5_from_logits
+from epochscope.predictions import accuracy, log_sum_exp, top5_from_logits
 from epochscope.reader import (
     MetricsLog,
     epoch_table,
@@ -70,7 +70,8 @@ class Run:
         self.image_size = image_size
         self._done = done  # epochs with an epoch event
         self._predicted = predicted  # epochs with predictions (this session or before)
-        self._logits: dict[int, np.ndarray] = {}  # this session's, until log_epoch uses them
+        # (val top-1, val top-5, val loss) of this session's predictions, until log_epoch
+        self._logits: dict[int, tuple[float, float, float]] = {}
         self._steps_per_epoch = steps_per_epoch
         self._epoch_steps = 0
         self._epoch_start = time.time()
@@ -188,10 +189,15 @@ class Run:
             raise ValueError(f"epoch {epoch} was already logged (log predictions before log_epoch)")
         if epoch in self._logits:
             raise ValueError(f"epoch {epoch}: predictions were already logged")
-        top5, prob = top5_from_logits(logits)
+        lse = log_sum_exp(logits)
+        top5, prob = top5_from_logits(logits, lse)
         self._writer.write_predictions(epoch, top5, prob)
         self._predicted.add(epoch)
-        self._logits[epoch] = logits
+        # what log_epoch needs, not the logits: accuracies and the mean cross-entropy
+        top1_acc, top5_acc = accuracy(top5, self.labels)
+        true = np.take_along_axis(logits, self.labels[:, None], axis=1).astype(np.float32)
+        loss = float(np.mean(lse - true)) if len(true) else 0.0
+        self._logits[epoch] = (top1_acc, top5_acc, loss)
 
     def log_model(self, epoch: int, model: Any, example_input: Any = None) -> None:
         """The epoch's model for the dashboard's photo classifier: a torch module (exported to
@@ -240,14 +246,12 @@ class Run:
         if epoch < self.last_epoch:
             raise ValueError(f"epoch {epoch} comes before the last epoch logged, {self.last_epoch}")
         now = time.time()
-        logits = self._logits.pop(epoch, None)
-        if logits is not None and self.labels is not None:
-            top5, _ = top5_from_logits(logits)
-            top1_acc, top5_acc = accuracy(top5, self.labels)
+        from_predictions = self._logits.pop(epoch, None)
+        if from_predictions is not None:
+            top1_acc, top5_acc, loss = from_predictions
             val_top1 = top1_acc if val_top1 is None else val_top1
             val_top5 = top5_acc if val_top5 is None else val_top5
-            if val_loss is None:
-                val_loss = cross_entropy(logits, self.labels)
+            val_loss = loss if val_loss is None else val_loss
         fields: dict[str, Any] = {}
         given = {
             "train_loss": train_loss,
@@ -433,7 +437,7 @@ def init(
                 name=name,
                 engine=ENGINE,
                 engine_version=VERSION,
-                arch=arch or "?",
+                arch=arch or "custom",
                 epochs=epochs,
                 batch_size=_int_arg(batch_size, "batch_size", 0),
                 data=DataInfo(
@@ -629,12 +633,6 @@ def _device_names(devices: bool | str) -> list[dict[str, Any]]:
 
 
 # --- models and losses ----------------------------------------------------------------------------
-def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Mean negative log-likelihood of the true classes (the validation loss)."""
-    p = softmax(logits)[np.arange(len(labels)), labels]
-    return float(-np.mean(np.log(np.maximum(p, 1e-12)))) if len(labels) else 0.0
-
-
 def onnx_bytes(model: Any, example_input: Any, image_size: int, num_classes: int) -> bytes:
     """A torch module as ONNX (input ``input``, output ``logits``, dynamic batch), exported
     from a CPU float32 copy in eval mode, so training state is untouched."""

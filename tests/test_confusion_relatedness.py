@@ -73,6 +73,7 @@ def test_relatedness_figure() -> None:
     assert isinstance(fig, go.Figure)
     names = [t.name for t in fig.data]
     assert "in the true class's band" in names and "mean WordNet distance" in names
-    assert len(fig.data) == 6  # three measures and their chance levels
+    assert len(fig.data) == 7  # three measures, their chance levels, the last epoch by band
+    assert fig.data[6].type == "bar" and set(fig.data[6].y) <= {"dogs", "cats", "fish"}
     assert list(fig.data[0].x) == [1, 2, 3]
     assert fig.data[4].yaxis == "y2"

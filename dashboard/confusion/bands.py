@@ -1,12 +1,18 @@
-"""Super-category bands (dogs, birds, vehicles, ...) along a display order of a run's classes."""
+"""Super-category bands (dogs, birds, vehicles, ...) along a display order of a run's classes.
+
+The bands come from WordNet for ImageNet classes, or from the run's own hierarchy.tsv
+(epochscope.hierarchy.Taxonomy): anything with ``band_of`` and ``in``.
+"""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
 
 from assets.catalogue import Band, Catalogue, load_catalogue
+from epochscope.hierarchy import Taxonomy
 
 UNKNOWN = ""  # the band of a class WordNet does not know: drawn as no strip
 
@@ -42,10 +48,10 @@ _COLOURS = (
 )
 
 
-def class_bands(wnids: Sequence[str], catalogue: Catalogue | None = None) -> list[str]:
-    """The band name of each run class (index order); UNKNOWN outside the catalogue."""
+def class_bands(wnids: Sequence[str], catalogue: Catalogue | Taxonomy | None = None) -> list[str]:
+    """The band name of each run class (index order); UNKNOWN outside the hierarchy."""
     cat = catalogue or load_catalogue()
-    return [cat.by_wnid(w).band if w in cat else UNKNOWN for w in wnids]
+    return [cat.band_of(w) if w in cat else UNKNOWN for w in wnids]
 
 
 ANIMAL, ARTIFACT = "n00015388", "n00021939"  # WordNet: animal, artifact
@@ -93,7 +99,11 @@ def band_colours(catalogue: Catalogue | None = None) -> dict[str, str]:
 
 
 def band_colour(name: str) -> str:
-    return _BAND_COLOURS.get(name, "#999999")
+    """WordNet bands keep their catalogue colour; a run hierarchy's bands get one from their
+    name (the same name, the same colour, in every run)."""
+    if name in _BAND_COLOURS:
+        return _BAND_COLOURS[name]
+    return _COLOURS[zlib.crc32(name.encode()) % len(_COLOURS)] if name else "#999999"
 
 
 _BAND_COLOURS = band_colours()

@@ -6,13 +6,22 @@ classes.tsv is read again instead of served stale. Memory is bounded by byte-siz
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from epochscope.layout import CLASSES_TSV, RUN_JSON, VAL_INDEX_TSV, predictions_path
+from assets.catalogue import Catalogue, load_catalogue
+from epochscope.hierarchy import Taxonomy, read_hierarchy
+from epochscope.layout import (
+    CLASSES_TSV,
+    HIERARCHY_TSV,
+    RUN_JSON,
+    VAL_INDEX_TSV,
+    predictions_path,
+)
 from epochscope.reader import (
     load_predictions,
     prediction_epochs,
@@ -30,6 +39,8 @@ from .ordering import OrderKind, class_order, positions
 from .per_class import ClassStats, band_accuracy, class_stats
 from .relatedness import Relatedness, Relations, relatedness, relations
 from .render import Points, place, place_cells
+
+log = logging.getLogger(__name__)
 
 MB = 1 << 20
 # ImageNet-1k top-5: a histogram ~3 MB, points ~3 MB, predictions ~2.5 MB (int64 + float32)
@@ -59,6 +70,8 @@ class RunMeta:
     labels: np.ndarray  # int64 [N]
     paths: list[str]  # relative to data_root
     data_root: str | None
+    # the run's hierarchy.tsv, else WordNet when it knows a class, else None (no bands)
+    hierarchy: Catalogue | Taxonomy | None = None
 
     @property
     def num_classes(self) -> int:
@@ -80,6 +93,7 @@ def run_meta(run_dir: Path) -> RunMeta:
         _mtime(run_dir / CLASSES_TSV),
         _mtime(run_dir / VAL_INDEX_TSV),
         _mtime(run_dir / RUN_JSON),
+        _mtime(run_dir / HIERARCHY_TSV),
     )
 
     def load() -> RunMeta:
@@ -90,18 +104,34 @@ def run_meta(run_dir: Path) -> RunMeta:
         except (LookupError, ValueError):
             root = None
         wnids = [w for _, w, _ in classes]
+        hierarchy = run_hierarchy(run_dir, wnids)
         return RunMeta(
             run_dir=run_dir,
             wnids=wnids,
             names=[n for _, _, n in classes],
-            bands=class_bands(wnids),
+            bands=class_bands(wnids, hierarchy) if hierarchy else [UNKNOWN] * len(wnids),
             groups=class_groups(wnids),
             labels=labels,
             paths=paths,
             data_root=root if isinstance(root, str) and root else None,
+            hierarchy=hierarchy,
         )
 
     return RUNS.get(key, load)
+
+
+def run_hierarchy(run_dir: Path, wnids: list[str]) -> Catalogue | Taxonomy | None:
+    """The run's own hierarchy.tsv; else the ImageNet catalogue when it knows a class; else None.
+    A malformed hierarchy.tsv is logged and ignored (the run still shows, without bands)."""
+    try:
+        own = read_hierarchy(run_dir)
+    except ValueError as e:
+        log.warning("%s: %s", run_dir.name, e)
+        own = None
+    if own is not None:
+        return own
+    cat = load_catalogue()
+    return cat if any(w in cat for w in wnids) else None
 
 
 def epochs(run_dir: Path) -> list[int]:
@@ -132,9 +162,18 @@ def epoch_confusion(run_dir: Path, epoch: int, mode: Mode) -> Confusion:
     return HISTOGRAMS.get(key, build)
 
 
+def effective_order(run_dir: Path, kind: OrderKind) -> OrderKind:
+    """``wordnet`` (the hierarchy order) is the clustered order for a run without a hierarchy."""
+    if kind == "wordnet" and run_meta(run_dir).hierarchy is None:
+        return "cluster"
+    return kind
+
+
 def _order_key(run_dir: Path, kind: OrderKind) -> tuple:
-    """What an order depends on: the classes, and for ``cluster`` the latest epoch's file."""
-    classes = _mtime(Path(run_dir) / CLASSES_TSV)
+    """What an order depends on: the classes (and hierarchy), and for ``cluster`` the latest
+    epoch's file."""
+    kind = effective_order(run_dir, kind)
+    classes = (_mtime(Path(run_dir) / CLASSES_TSV), _mtime(Path(run_dir) / HIERARCHY_TSV))
     if kind != "cluster":
         return (str(run_dir), kind, classes)
     latest = (epochs(run_dir) or [0])[-1]
@@ -148,6 +187,7 @@ def order(run_dir: Path, kind: OrderKind) -> np.ndarray:
     while the epoch slider moves; before the first epoch it is the index order.
     """
     key = _order_key(run_dir, kind)
+    kind = effective_order(run_dir, kind)
 
     def build() -> np.ndarray:
         meta = run_meta(run_dir)
@@ -156,7 +196,7 @@ def order(run_dir: Path, kind: OrderKind) -> np.ndarray:
             if not latest:
                 return class_order("index", meta.wnids)
             return class_order(kind, meta.wnids, epoch_confusion(run_dir, latest, "top5"))
-        return class_order(kind, meta.wnids)
+        return class_order(kind, meta.wnids, hierarchy=meta.hierarchy)
 
     return MISC.get(("order", *key), build)
 
@@ -244,7 +284,8 @@ def epoch_band_accuracy(run_dir: Path, epoch: int, top: int = 1) -> dict[str, fl
 
 def run_relations(run_dir: Path) -> Relations:
     meta = run_meta(run_dir)
-    return MISC.get(("relations", str(run_dir), tuple(meta.wnids)), lambda: relations(meta.wnids))
+    key = ("relations", str(run_dir), tuple(meta.wnids), _mtime(Path(run_dir) / HIERARCHY_TSV))
+    return MISC.get(key, lambda: relations(meta.wnids, meta.hierarchy or load_catalogue()))
 
 
 def epoch_relatedness(run_dir: Path, epoch: int) -> Relatedness:

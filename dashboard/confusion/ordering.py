@@ -1,6 +1,8 @@
 """Class orders for the matrix's axes: permutations of class indices, display slot first.
 
-``order[slot] = class index``; ``positions(order)[class index] = slot``.
+``order[slot] = class index``; ``positions(order)[class index] = slot``. The ``wordnet`` order
+is the hierarchy order: WordNet for ImageNet classes, or the run's own hierarchy.tsv; a run
+with neither gets the clustered order under that name, so the default view has structure.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from scipy.sparse import csgraph
 from scipy.spatial.distance import pdist
 
 from assets.catalogue import Catalogue, load_catalogue
+from epochscope.hierarchy import Taxonomy
 
 from .histogram import Confusion
 
@@ -32,10 +35,13 @@ def index_order(num_classes: int) -> np.ndarray:
     return np.arange(num_classes, dtype=np.int64)
 
 
-def wordnet_order(wnids: Sequence[str], catalogue: Catalogue | None = None) -> np.ndarray:
-    """WordNet display order (animals first, then artifacts) for ImageNet wnids.
+def wordnet_order(
+    wnids: Sequence[str], catalogue: Catalogue | Taxonomy | None = None
+) -> np.ndarray:
+    """Hierarchy display order: WordNet's (animals first, then artifacts) for ImageNet wnids,
+    or a run hierarchy's depth-first order.
 
-    Classes the catalogue does not know keep their index order after the known ones.
+    Classes the hierarchy does not know keep their index order after the known ones.
     """
     return (catalogue or load_catalogue()).display_order(list(wnids))
 
@@ -115,10 +121,17 @@ def _rcm_order(sim: sparse.csr_matrix, keep: int, strong: float = 0.25) -> np.nd
     return csgraph.reverse_cuthill_mckee(g, symmetric_mode=True).astype(np.int64)
 
 
-def class_order(kind: OrderKind, wnids: Sequence[str], conf: Confusion | None = None) -> np.ndarray:
-    """The display order of ``kind``; ``cluster`` needs the epoch's confusion."""
+def class_order(
+    kind: OrderKind,
+    wnids: Sequence[str],
+    conf: Confusion | None = None,
+    hierarchy: Catalogue | Taxonomy | None = None,
+) -> np.ndarray:
+    """The display order of ``kind``; ``cluster`` needs the epoch's confusion.
+
+    ``hierarchy``: the run's own (a Taxonomy) or the ImageNet catalogue (the default)."""
     if kind == "wordnet":
-        return wordnet_order(wnids)
+        return wordnet_order(wnids, hierarchy)
     if kind == "index":
         return index_order(len(wnids))
     if kind == "cluster":

@@ -4,6 +4,7 @@ The seed's closing point ("top-5 misclassifications have to be related to the tr
 measurable: of the wrong top-5 guesses, the share in the true class's band (dogs for a dog), the
 share that shares a WordNet parent with it (a sibling synset), and their mean WordNet distance.
 Chance levels (wrong guesses drawn uniformly from the other classes) give each a baseline.
+The hierarchy is WordNet for ImageNet classes, or the run's own hierarchy.tsv (a Taxonomy).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from assets.catalogue import Catalogue, load_catalogue
+from epochscope.hierarchy import Taxonomy
 
 from .histogram import Mode, guesses
 
@@ -32,6 +34,8 @@ class Relations:
     same_band: np.ndarray  # bool [K, K]
     same_parent: np.ndarray  # bool [K, K]
     distance: np.ndarray  # float32 [K, K] WordNet distance
+    band_names: np.ndarray | None = None  # object [K]: the band of each known class
+    source: str = "WordNet"  # what the distances are measured in
 
     @property
     def nbytes(self) -> int:
@@ -40,8 +44,9 @@ class Relations:
         )
 
 
-def relations(wnids: Sequence[str], catalogue: Catalogue | None = None) -> Relations:
-    """Band, parent and WordNet distance relations of a run's classes (given by wnid)."""
+def relations(wnids: Sequence[str], catalogue: Catalogue | Taxonomy | None = None) -> Relations:
+    """Band, parent and distance relations of a run's classes (given by wnid) in WordNet (the
+    default) or the run's own hierarchy."""
     cat = catalogue or load_catalogue()
     wnids = list(wnids)
     known = [w for w in wnids if w in cat]
@@ -50,7 +55,7 @@ def relations(wnids: Sequence[str], catalogue: Catalogue | None = None) -> Relat
     for i, w in enumerate(wnids):
         compact[i] = row.get(w, -1)
     known = list(row)
-    bands = np.array([cat.by_wnid(w).band for w in known], dtype=object)
+    bands = np.array([cat.band_of(w) for w in known], dtype=object)
     same_band = bands[:, None] == bands[None, :]
     parent_sets = [set(cat.parents(w)) for w in known]
     parents = sorted(set().union(*parent_sets))
@@ -61,7 +66,8 @@ def relations(wnids: Sequence[str], catalogue: Catalogue | None = None) -> Relat
             member[i, column[p]] = 1.0
     same_parent = (member @ member.T) > 0
     distance = cat.distance_matrix(known).astype(np.float32)
-    return Relations(compact, same_band.astype(bool), same_parent, distance)
+    source = "hierarchy" if isinstance(cat, Taxonomy) else "WordNet"
+    return Relations(compact, same_band.astype(bool), same_parent, distance, bands, source)
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,9 @@ class Relatedness:
     chance_same_band: float  # the same numbers for uniformly random wrong guesses
     chance_same_parent: float
     chance_distance: float
+    # per band of the true class: (band, wrong guesses, share of them in that band)
+    by_band: tuple[tuple[str, int, float], ...] = ()
+    source: str = "WordNet"
 
 
 def relatedness(
@@ -102,7 +111,19 @@ def relatedness(
             float(rel.same_parent[t, p].mean()),
             float(rel.distance[t, p].mean()),
         )
+    by_band: list[tuple[str, int, float]] = []
+    if rel.band_names is not None and len(t):
+        names = rel.band_names[t]
+        inside = rel.same_band[t, p]
+        for band in dict.fromkeys(rel.band_names.tolist()):
+            if not band:
+                continue
+            mine = names == band
+            if mine.any():
+                by_band.append((band, int(mine.sum()), float(inside[mine].mean())))
     return Relatedness(
+        by_band=tuple(by_band),
+        source=rel.source,
         wrong=len(t),
         same_band=observed[0],
         same_parent=observed[1],
@@ -123,10 +144,11 @@ def relatedness_figure(
     """
     fig = go.Figure()
     epochs = list(epochs)
+    source = values[-1].source if values else "WordNet"
     series = [
         ("same_band", "in the true class's band", "#2ca02c", "y"),
-        ("same_parent", "sharing a WordNet parent", "#1f77b4", "y"),
-        ("mean_distance", "mean WordNet distance", "#d62728", "y2"),
+        ("same_parent", f"sharing a {source} parent", "#1f77b4", "y"),
+        ("mean_distance", f"mean {source} distance", "#d62728", "y2"),
     ]
     for attr, label, colour, axis in series:
         ys = [getattr(v, attr) for v in values]
@@ -157,12 +179,49 @@ def relatedness_figure(
                 hovertemplate="chance %{y:.3g}<extra></extra>",
             )
         )
+    by_band = values[-1].by_band if values else ()
+    if by_band:
+        # the latest epoch by band: which families keep their mistakes inside
+        fig.add_trace(
+            go.Bar(
+                x=[share for _, _, share in by_band],
+                y=[band for band, _, _ in by_band],
+                orientation="h",
+                name=f"by band, epoch {epochs[-1]}",
+                xaxis="x3",
+                yaxis="y3",
+                marker={"color": "#2ca02c"},
+                customdata=[n for _, n, _ in by_band],
+                hovertemplate="%{y}: %{x:.1%} of %{customdata} wrong guesses in the band"
+                "<extra></extra>",
+                showlegend=False,
+            )
+        )
     fig.update_layout(
         title=title or "Are the mistakes related to the true class? (wrong top-5 guesses)",
-        xaxis={"title": "epoch", "dtick": 1 if len(epochs) <= 30 else None},
+        xaxis={
+            "title": "epoch",
+            "dtick": 1 if len(epochs) <= 30 else None,
+            "domain": [0, 0.56] if by_band else [0, 1],
+        },
         yaxis={"title": "share of wrong guesses", "tickformat": ".0%", "rangemode": "tozero"},
+        xaxis3={
+            "domain": [0.74, 1],
+            "anchor": "y3",
+            "tickformat": ".0%",
+            "title": f"in the band, epoch {epochs[-1]}" if by_band else None,
+            "rangemode": "tozero",
+            "visible": bool(by_band),
+        },
+        yaxis3={
+            "anchor": "x3",
+            "autorange": "reversed",
+            "automargin": True,
+            "tickfont": {"size": 10},
+            "visible": bool(by_band),
+        },
         yaxis2={
-            "title": "WordNet distance",
+            "title": f"{source} distance",
             "overlaying": "y",
             "side": "right",
             "rangemode": "tozero",

@@ -15,6 +15,8 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from assets.catalogue import load_catalogue
+
 from . import data
 from .bands import UNKNOWN, band_runs
 from .cells import Norm, row_share, row_totals, value_label
@@ -51,6 +53,16 @@ MODE_LABEL = {"top5": "top-5", "top1": "top-1"}
 ORDER_LABEL = {"wordnet": "WordNet order", "index": "index order", "cluster": "clustered order"}
 
 
+def order_label(run_dir: Path, kind: OrderKind) -> str:
+    """What the order is for this run: the run's own hierarchy, WordNet, or clustered (the
+    hierarchy order of a run without a hierarchy)."""
+    effective = data.effective_order(run_dir, kind)
+    if effective == "wordnet" and data.run_meta(run_dir).hierarchy is not None:
+        hierarchy = data.run_meta(run_dir).hierarchy
+        return "WordNet order" if hierarchy is load_catalogue() else "hierarchy order"
+    return ORDER_LABEL[effective]
+
+
 def bands_for(run_dir: Path, kind: OrderKind) -> list:
     meta = data.run_meta(run_dir)
     return band_runs(meta.bands, data.order(run_dir, kind)) if meta.has_bands else []
@@ -66,7 +78,7 @@ class Compare:
 
 def _title(run_dir: Path, epoch: int, mode: Mode, kind: OrderKind, acc: float,
            compare: Compare | None, norm: Norm, hide_diagonal: bool) -> str:  # fmt: skip
-    what = f"{MODE_LABEL[mode]} guesses · {ORDER_LABEL[kind]}"
+    what = f"{MODE_LABEL[mode]} guesses · {order_label(run_dir, kind)}"
     extra = (" · diagonal hidden" if hide_diagonal else "") + (
         " · row-normalised" if norm == "row" and compare is None else ""
     )

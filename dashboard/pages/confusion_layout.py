@@ -95,7 +95,7 @@ def _controls() -> html.Div:
                     _radio(
                         "confusion-order",
                         [
-                            ("wordnet", "WordNet order"),
+                            ("wordnet", "hierarchy order"),
                             ("index", "index"),
                             ("cluster", "clustered"),
                         ],
