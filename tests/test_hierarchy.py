@@ -173,3 +173,33 @@ def test_custom_hierarchy_bands_on_both_axes_and_in_relatedness(
     assert set(BAND_NAMES) <= set(shown), shown
     assert "hierarchy" in page.inner_text("#confusion-relatedness")
     page.screenshot(path=str(output_dir / "confusion-custom-hierarchy.png"), full_page=True)
+
+
+@pytest.mark.slow
+def test_trainer_copies_its_hierarchy_into_the_run(demo_data: Path, tmp_path: Path) -> None:
+    from conftest import TINY_TRAIN_ARGS, run_cli
+
+    wnids = sorted(p.name for p in (demo_data / "train").iterdir())
+    groups = tmp_path / "groups.tsv"
+    groups.write_text(
+        "id\tparent\tname\nfirst\t\tfirst half\nsecond\t\tsecond half\n"
+        + "".join(f"{w}\t{'first' if i < 10 else 'second'}\t{w}\n" for i, w in enumerate(wnids))
+    )
+    runs = tmp_path / "runs"
+    bad = tmp_path / "loop.tsv"
+    bad.write_text("id\tparent\tname\na\tb\ta\nb\ta\tb\n")
+    proc = run_cli(
+        "trainer", "train", "--data", str(demo_data), "--runs-dir", str(runs),
+        "--name", "h", "--hierarchy", str(bad), *TINY_TRAIN_ARGS, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "--hierarchy" in proc.stderr and "cycle" in proc.stderr
+    assert not (runs / "h").exists()  # refused before anything was written
+    run_cli("trainer", "train", "--data", str(demo_data), "--runs-dir", str(runs), "--name", "h",
+            "--hierarchy", str(groups), *TINY_TRAIN_ARGS, "--epochs", "1")  # fmt: skip
+    assert read_hierarchy(runs / "h").band_of(wnids[0]) == "first half"
+    data.clear()
+    meta = data.run_meta(runs / "h")
+    assert set(meta.bands) == {"first half", "second half"}  # the run's own, not WordNet's
+    assert [b.name for b in service.bands_for(runs / "h", "wordnet")] == [
+        "first half", "second half"
+    ]  # fmt: skip
