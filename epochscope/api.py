@@ -103,6 +103,11 @@ class Run:
         return max(self._done, default=0)
 
     @property
+    def epochs_logged(self) -> list[int]:
+        """Epochs with an epoch event, ascending (those of an earlier session included)."""
+        return sorted(self._done)
+
+    @property
     def current_epoch(self) -> int:
         return self.last_epoch + 1
 
@@ -651,6 +656,10 @@ def onnx_bytes(model: Any, example_input: Any, image_size: int, num_classes: int
         example = torch.as_tensor(to_numpy(example_input)).float()
     with torch.no_grad():
         out = cpu(example)
+    if not isinstance(out, torch.Tensor):  # Hugging Face style: a dict or tuple with logits
+        cpu = _LogitsOnly(cpu)
+        with torch.no_grad():
+            out = cpu(example)
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != num_classes:
         shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(
@@ -670,6 +679,24 @@ def onnx_bytes(model: Any, example_input: Any, image_size: int, num_classes: int
             dynamo=False,
         )
     return buf.getvalue()
+
+
+def _LogitsOnly(model: Any) -> Any:  # noqa: N802 - a class made on first use (torch is lazy)
+    """``model`` whose output dict (``logits``) or tuple (first item) becomes the logits."""
+    import torch
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.inner(x)
+            if isinstance(out, dict) or hasattr(out, "keys"):
+                return out["logits"]
+            return out[0] if isinstance(out, tuple | list) else out
+
+    return LogitsOnly(model).eval()
 
 
 def check_onnx(data: bytes, num_classes: int) -> None:

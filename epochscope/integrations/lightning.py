@@ -1,0 +1,180 @@
+"""PyTorch Lightning: ``Trainer(callbacks=[EpochscopeCallback("my-run", classes=names)])``.
+
+The callback collects each validation epoch's logits (what ``validation_step`` returns: the
+logits tensor, or a dict with ``"logits"``; else it runs the module on the batch's inputs), with
+the batch's labels, gathers them across ranks in validation order, and logs the predictions, the
+model as ONNX, and the epoch's numbers from ``trainer.callback_metrics``. Batches are
+``(inputs, labels)`` or ``(inputs, labels, dataset_indices)``. Under DDP without indices, the
+rows are placed as Lightning's unshuffled DistributedSampler deals them (rank r gets r, r + W,
+...), which needs a validation loader that is not shuffled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+import epochscope
+from epochscope.gather import rank_and_world
+
+#: callback_metrics names taken as the epoch's train and validation loss
+TRAIN_LOSS_KEYS = ("train_loss", "train/loss", "loss", "train_loss_epoch")
+VAL_LOSS_KEYS = ("val_loss", "val/loss", "valid_loss", "validation_loss")
+
+
+class EpochscopeCallback(pl.Callback):
+    """Logs a Lightning run into ``runs_dir/name``; ``init_kwargs`` go to ``epochscope.init``
+    (``val_images``, ``image_size``, ``mean``, ``std``, ``hierarchy``, ``devices``, ...)."""
+
+    def __init__(
+        self,
+        name: str,
+        runs_dir: str = "runs",
+        *,
+        classes: list[str] | list[tuple[str, str]],
+        log_model: bool = True,
+        **init_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        epochscope.check_run_name(name)
+        self.name, self.runs_dir, self.classes = name, runs_dir, classes
+        self.log_model = log_model
+        self.init_kwargs = init_kwargs
+        self.run: epochscope.Run | None = None
+        self._logits: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] = []
+        self._indices: list[torch.Tensor] = []
+        self._seen = 0
+        self._example: torch.Tensor | None = None
+
+    # --- fit ------------------------------------------------------------------------------
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        hparams = {k: v for k, v in dict(pl_module.hparams).items() if _jsonable(v)}
+        kwargs = {"epochs": trainer.max_epochs or None, "arch": type(pl_module).__name__,
+                  "hparams": hparams, **self.init_kwargs}  # fmt: skip
+        self.run = epochscope.init(self.name, self.runs_dir, classes=self.classes, **kwargs)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.run is not None:
+            self.run.finish()
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if self.run is not None:
+            stopped = isinstance(exception, KeyboardInterrupt)
+            self.run.finish("stopped" if stopped else "failed", None if stopped else exception)
+
+    # --- steps ----------------------------------------------------------------------------
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:  # fmt: skip
+        if self.run is None or trainer.global_step % max(1, trainer.log_every_n_steps):
+            return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
+        self.run.log_step(
+            trainer.global_step,
+            loss=float(loss) if isinstance(loss, torch.Tensor) else None,
+            lr=lrs[0] if lrs else None,
+            epoch=trainer.current_epoch + 1,
+            epoch_step=batch_idx + 1,
+            steps_per_epoch=_int_or_none(trainer.num_training_batches),
+        )
+
+    # --- validation -----------------------------------------------------------------------
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._logits, self._labels, self._indices, self._seen = [], [], [], 0
+
+    def on_validation_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int, dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        if trainer.sanity_checking or dataloader_idx != 0:
+            return
+        x, y = batch[0], batch[1]
+        logits = outputs.get("logits") if isinstance(outputs, dict) else outputs
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+            with torch.no_grad():
+                logits = pl_module(x)
+        if self._example is None:
+            self._example = x[:1].detach().cpu()
+        self._logits.append(logits.detach().float().cpu())
+        self._labels.append(y.detach().cpu())
+        if len(batch) > 2:
+            self._indices.append(torch.as_tensor(batch[2]).cpu())
+        else:  # an unshuffled DistributedSampler: rank r holds rows r, r + W, r + 2W, ...
+            rank, world = rank_and_world()
+            n = torch.arange(self._seen, self._seen + len(y))
+            self._indices.append(rank + n * world)
+        self._seen += len(y)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.run is None or not self._logits:
+            return
+        epoch = trainer.current_epoch + 1
+        logits = torch.cat(self._logits)
+        labels = torch.cat(self._labels)
+        indices = torch.cat(self._indices)
+        _, world = rank_and_world()
+        if world > 1:
+            total = _dataset_len(trainer)
+            indices = indices % total  # the sampler's padding repeats the first rows
+            labels_all = _gather_labels(labels, indices, total)
+            self.run.log_predictions(epoch, logits, labels=labels_all, indices=indices)
+        else:
+            order = torch.argsort(indices)
+            self.run.log_predictions(epoch, logits[order], labels=labels[order])
+        if self.log_model and self.run.is_writer:
+            self.run.log_model(epoch, pl_module, self._example)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.run is None:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if _scalar(v)}
+        train_loss = next((metrics.pop(k) for k in TRAIN_LOSS_KEYS if k in metrics), None)
+        val_loss = next((metrics.pop(k) for k in VAL_LOSS_KEYS if k in metrics), None)
+        extra = {_key(k): v for k, v in metrics.items() if _key(k) not in _RESERVED}
+        lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
+        self.run.log_epoch(trainer.current_epoch + 1, train_loss=train_loss, val_loss=val_loss,
+                           lr=lrs[0] if lrs else None, **extra)  # fmt: skip
+
+
+_RESERVED = {"epoch", "kind", "time", "val_top1", "val_top5", "epoch_seconds", "lr"}
+
+
+def _key(name: str) -> str:
+    return name.replace("/", "_")
+
+
+def _scalar(v: Any) -> bool:
+    return isinstance(v, torch.Tensor) and v.numel() == 1 and bool(torch.isfinite(v))
+
+
+def _jsonable(v: Any) -> bool:
+    return isinstance(v, str | int | float | bool | list | tuple) or v is None
+
+
+def _int_or_none(v: Any) -> int | None:
+    return int(v) if isinstance(v, int | float) and np.isfinite(v) and v > 0 else None
+
+
+def _dataset_len(trainer: pl.Trainer) -> int:
+    loader = trainer.val_dataloaders
+    loader = loader[0] if isinstance(loader, list | tuple) else loader
+    return len(loader.dataset)
+
+
+def _gather_labels(labels: torch.Tensor, indices: torch.Tensor, total: int) -> np.ndarray:
+    from epochscope.gather import gather_logits
+
+    out = gather_logits(labels[:, None].float(), indices, total)
+    import torch.distributed as dist
+
+    box = [out[:, 0].astype(np.int64) if out is not None else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -1,0 +1,135 @@
+"""Hugging Face ``Trainer``: a ``TrainerCallback`` plus the ``compute_metrics`` that lets it see
+the predictions (callbacks alone never receive them)::
+
+    cb = EpochscopeTrainerCallback("my-run", classes=names, image_size=224, mean=..., std=...)
+    trainer = Trainer(model, args, ..., callbacks=[cb], compute_metrics=cb.compute_metrics)
+
+``compute_metrics`` receives the whole evaluation set's logits in order, already gathered across
+processes by the Trainer (padding dropped); wrap your own with ``cb.wrap(your_fn)``. Each
+evaluation then logs the predictions, the model as ONNX (input ``input``: the model's first
+argument, e.g. ``pixel_values``) and the epoch's numbers (``eval_*`` metrics, the last training
+loss); training logs become step events. Use ``eval_strategy="epoch"``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from transformers import TrainerCallback
+
+import epochscope
+from epochscope.gather import to_numpy
+
+_RESERVED = {"epoch", "kind", "time", "val_loss", "val_top1", "val_top5", "epoch_seconds"}
+
+
+class EpochscopeTrainerCallback(TrainerCallback):
+    """Logs a ``transformers.Trainer`` run into ``runs_dir/name``; ``init_kwargs`` go to
+    ``epochscope.init`` (``val_images``, ``image_size``, ``mean``, ``std``, ``hierarchy``...)."""
+
+    def __init__(
+        self,
+        name: str,
+        runs_dir: str = "runs",
+        *,
+        classes: list[str] | list[tuple[str, str]],
+        log_model: bool = True,
+        **init_kwargs: Any,
+    ) -> None:
+        epochscope.check_run_name(name)
+        self.name, self.runs_dir, self.classes = name, runs_dir, classes
+        self.log_model = log_model
+        self.init_kwargs = init_kwargs
+        self.run: epochscope.Run | None = None
+        self._pending: tuple[np.ndarray, np.ndarray] | None = None
+        self._train_loss: float | None = None
+        self._user_metrics: Callable[[Any], dict] | None = None
+
+    # --- what the Trainer calls with the predictions ------------------------------------------
+    def compute_metrics(self, eval_pred: Any) -> dict[str, float]:
+        """Keep the evaluation's logits and labels for on_evaluate; returns the user's metrics
+        (see :meth:`wrap`) or none."""
+        logits = eval_pred.predictions
+        logits = logits[0] if isinstance(logits, tuple | list) else logits
+        self._pending = (to_numpy(logits), to_numpy(eval_pred.label_ids))
+        return dict(self._user_metrics(eval_pred)) if self._user_metrics else {}
+
+    def wrap(self, compute_metrics: Callable[[Any], dict]) -> Callable[[Any], dict]:
+        """Your own ``compute_metrics``, with the predictions also going to Epochscope."""
+        self._user_metrics = compute_metrics
+        return self.compute_metrics
+
+    # --- callback events ----------------------------------------------------------------------
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any):
+        hparams = {k: v for k, v in args.to_dict().items() if _plain(v)}
+        epochs = math.ceil(args.num_train_epochs) if args.max_steps <= 0 else None
+        kwargs = {"epochs": epochs, "arch": type(model).__name__ if model is not None else "",
+                  "hparams": hparams, **self.init_kwargs}  # fmt: skip
+        self.run = epochscope.init(self.name, self.runs_dir, classes=self.classes, **kwargs)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any):
+        if self.run is None or not logs or "loss" not in logs:
+            return
+        self._train_loss = float(logs["loss"])
+        lr = logs.get("learning_rate")
+        self.run.log_step(
+            state.global_step, loss=self._train_loss, lr=float(lr) if lr is not None else None,
+            epoch=self._epoch(state, during=True),
+            steps_per_epoch=_steps_per_epoch(state, args),
+        )  # fmt: skip
+
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: dict | None = None, model: Any = None,
+        **kw: Any,
+    ):  # fmt: skip
+        if self.run is None or self._pending is None:
+            return
+        logits, labels = self._pending
+        self._pending = None
+        epoch = self._epoch(state)
+        if epoch in self.run.epochs_logged:
+            return  # a second evaluation in one epoch (eval_steps): the first one counts
+        self.run.log_predictions(epoch, logits, labels=labels.astype(np.int64))
+        if self.log_model and model is not None and self.run.is_writer:
+            self.run.log_model(epoch, model, self._example(kw))
+        metrics = dict(metrics or {})
+        val_loss = metrics.pop("eval_loss", None)
+        extra = {}
+        for k, v in metrics.items():
+            key = "val_" + k.removeprefix("eval_")
+            if isinstance(v, int | float) and math.isfinite(v) and key not in _RESERVED:
+                extra[key] = float(v)
+        self.run.log_epoch(epoch, train_loss=self._train_loss, val_loss=val_loss, **extra)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any):
+        if self.run is not None:
+            self.run.finish()
+
+    # --- internals ----------------------------------------------------------------------------
+    def _epoch(self, state: Any, during: bool = False) -> int:
+        """1-based epoch: the one in progress (step logs) or just finished (evaluation)."""
+        e = float(state.epoch or 0.0)
+        if during:
+            return int(math.floor(e + 1e-9)) + 1 if e % 1 > 1e-6 or e == 0 else int(round(e))
+        return max(1, int(math.ceil(e - 1e-6)))
+
+    def _example(self, kw: dict) -> Any:
+        loader = kw.get("eval_dataloader") or kw.get("train_dataloader")
+        if loader is None:
+            return None
+        batch = next(iter(loader))
+        first = batch.get("pixel_values") if isinstance(batch, dict) else batch[0]
+        return first[:1].cpu() if first is not None else None
+
+
+def _steps_per_epoch(state: Any, args: Any) -> int | None:
+    if state.max_steps and args.num_train_epochs and args.max_steps <= 0:
+        return max(1, round(state.max_steps / math.ceil(args.num_train_epochs)))
+    return None
+
+
+def _plain(v: Any) -> bool:
+    return v is None or isinstance(v, str | int | float | bool)

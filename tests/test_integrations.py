@@ -1,0 +1,163 @@
+"""The framework integrations, for real on CPU on tiny data: a Lightning Trainer and a Hugging
+Face Trainer each write a run the readers (and the dashboard's classifier) accept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from epochscope import reader
+
+CLASSES = ["red", "green", "blue"]
+
+
+def _data(n: int, seed: int):
+    """Images whose class is their brightest channel: learnable in a few steps."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    x = torch.rand(n, 3, 8, 8, generator=g) * 0.5
+    x[torch.arange(n), y] += 0.5
+    return x, y
+
+
+def _events(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_lightning_callback_logs_a_whole_run(tmp_path: Path) -> None:
+    pytest.importorskip("lightning")
+    import lightning.pytorch as pl
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from epochscope.integrations.lightning import EpochscopeCallback
+
+    class Tiny(pl.LightningModule):
+        def __init__(self, lr: float = 0.5) -> None:
+            super().__init__()
+            self.save_hyperparameters()
+            self.net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                           torch.nn.Linear(3, 3))  # fmt: skip
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, _):
+            x, y = batch
+            loss = torch.nn.functional.cross_entropy(self(x), y)
+            self.log("train_loss", loss, on_epoch=True, on_step=False)
+            return loss
+
+        def validation_step(self, batch, _):
+            x, y = batch
+            logits = self(x)
+            self.log("val_loss", torch.nn.functional.cross_entropy(logits, y))
+            self.log("val_acc", (logits.argmax(1) == y).float().mean())
+            return logits
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+    train = DataLoader(TensorDataset(*_data(96, 0)), batch_size=16, shuffle=True)
+    val = DataLoader(TensorDataset(*_data(30, 1)), batch_size=8)
+    callback = EpochscopeCallback("light", str(tmp_path), classes=CLASSES, image_size=8,
+                                  resize_size=8, mean=(0, 0, 0), std=(1, 1, 1))  # fmt: skip
+    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=False, callbacks=[callback],
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, log_every_n_steps=2)  # fmt: skip
+    trainer.fit(Tiny(), train, val)
+
+    run_dir = tmp_path / "light"
+    info = reader.read_run_info(run_dir)
+    assert info.engine == "epochscope-api" and info.epochs == 3 and info.arch == "Tiny"
+    assert info.hparams == {"lr": 0.5}
+    table = reader.epoch_table(_events(run_dir))
+    assert list(table) == [1, 2, 3]
+    last = table[3]
+    # the epoch's own numbers from callback_metrics, the accuracies from the predictions
+    assert last["val_acc"] == pytest.approx(last["val_top1"], abs=1e-6)
+    assert {"train_loss", "val_loss", "lr"} <= set(last)
+    labels, _ = reader.read_val_index(run_dir)
+    assert labels.tolist() == (np.arange(30) % 3).tolist()
+    assert reader.prediction_epochs(run_dir) == reader.model_epochs(run_dir) == [1, 2, 3]
+    steps = [e for e in _events(run_dir) if e["kind"] == "step"]
+    assert steps and all(e["steps_per_epoch"] == 6 for e in steps)
+    assert reader.last_status(_events(run_dir))["state"] == "finished"
+    from dashboard.inference import Classifier
+
+    x, _ = _data(4, 2)
+    top = Classifier.for_run(run_dir, 3).predict(x.numpy())
+    assert [t[0]["name"] for t in top] == [CLASSES[i] for i in trainer.model(x).argmax(1)]
+
+
+@pytest.mark.slow
+def test_hf_trainer_callback_logs_a_whole_run(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    from epochscope.integrations.transformers import EpochscopeTrainerCallback
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self, n: int, seed: int) -> None:
+            self.x, self.y = _data(n, seed)
+
+        def __len__(self) -> int:
+            return len(self.y)
+
+        def __getitem__(self, i: int) -> dict:
+            return {"pixel_values": self.x[i], "labels": self.y[i]}
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                           torch.nn.Linear(3, 3))  # fmt: skip
+
+        def forward(self, pixel_values, labels=None):
+            logits = self.net(pixel_values)
+            out = {"logits": logits}
+            if labels is not None:
+                out["loss"] = torch.nn.functional.cross_entropy(logits, labels)
+            return out
+
+    callback = EpochscopeTrainerCallback("hf", str(tmp_path), classes=CLASSES, image_size=8,
+                                         resize_size=8, mean=(0, 0, 0), std=(1, 1, 1))  # fmt: skip
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "hf-out"), num_train_epochs=3, per_device_train_batch_size=16,
+        per_device_eval_batch_size=8, eval_strategy="epoch", save_strategy="no",
+        logging_steps=2, learning_rate=0.5, report_to=[], use_cpu=True, disable_tqdm=True,
+    )  # fmt: skip
+    trainer = Trainer(
+        model=Tiny(), args=args, train_dataset=Images(96, 0), eval_dataset=Images(30, 1),
+        callbacks=[callback], compute_metrics=callback.compute_metrics,
+    )  # fmt: skip
+    trainer.train()
+
+    run_dir = tmp_path / "hf"
+    info = reader.read_run_info(run_dir)
+    assert info.engine == "epochscope-api" and info.epochs == 3
+    assert info.hparams["learning_rate"] == 0.5
+    table = reader.epoch_table(_events(run_dir))
+    assert list(table) == [1, 2, 3]
+    assert {"train_loss", "val_loss", "val_top1", "val_top5"} <= set(table[3])
+    labels, _ = reader.read_val_index(run_dir)
+    assert labels.tolist() == (np.arange(30) % 3).tolist()
+    assert reader.prediction_epochs(run_dir) == reader.model_epochs(run_dir) == [1, 2, 3]
+    steps = [e for e in _events(run_dir) if e["kind"] == "step"]
+    assert steps and all("loss" in e for e in steps)
+    assert reader.last_status(_events(run_dir))["state"] == "finished"
+    from dashboard.inference import Classifier
+
+    x, _ = _data(4, 2)
+    top = Classifier.for_run(run_dir, 3).predict(x.numpy())
+    with torch.no_grad():
+        want = trainer.model(x.to(trainer.model.net[2].weight.device))["logits"].argmax(1)
+    assert [t[0]["name"] for t in top] == [CLASSES[i] for i in want.cpu()]
