@@ -681,7 +681,7 @@ def onnx_bytes(model: Any, example_input: Any, image_size: int, num_classes: int
     return buf.getvalue()
 
 
-def _LogitsOnly(model: Any) -> Any:  # noqa: N802 - a class made on first use (torch is lazy)
+def _LogitsOnly(model: Any) -> Any:  # a class made on first use: torch is imported lazily
     """``model`` whose output dict (``logits``) or tuple (first item) becomes the logits."""
     import torch
 

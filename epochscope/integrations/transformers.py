@@ -113,8 +113,9 @@ class EpochscopeTrainerCallback(TrainerCallback):
         """1-based epoch: the one in progress (step logs) or just finished (evaluation)."""
         e = float(state.epoch or 0.0)
         if during:
-            return int(math.floor(e + 1e-9)) + 1 if e % 1 > 1e-6 or e == 0 else int(round(e))
-        return max(1, int(math.ceil(e - 1e-6)))
+            # 0.33 -> 1; 1.0 (the last step of epoch 1) -> 1; 1.5 -> 2
+            return math.floor(e) + 1 if e % 1 > 1e-6 or e == 0 else round(e)
+        return max(1, math.ceil(e - 1e-6))
 
     def _example(self, kw: dict) -> Any:
         loader = kw.get("eval_dataloader") or kw.get("train_dataloader")
