@@ -42,6 +42,8 @@ KEYS: tuple[Key, ...] = (
         "x", ">=", 0.95, note="evaluate() with top-5 capture / bare eval loop"),
     Key("api_logged_vs_plain", "api", ("demo_model", "logged_vs_plain"), "x", ">=", 0.97,
         note="plain loop with epochscope.init logging / without, demo model and epoch, CPU"),
+    Key("api_logged_vs_plain_by_parts", "api", ("demo_model", "logged_vs_plain_by_parts"), "x",
+        ">=", 0.97, note="same cost from the logging calls' own clocks (steadier when shared)"),
     Key("loader_vs_train", "loader", ("demo_32px", "loader_vs_train"), "x", ">=", 1.5,
         note="1-worker loader / demo model training, 32 px demo JPEGs"),
     Key("loader_vs_train_224", "loader", ("jpeg_224px", "loader_vs_train"), "x", ">=", 1.5,
