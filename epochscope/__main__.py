@@ -1,0 +1,5 @@
+import sys
+
+from epochscope.cli import main
+
+sys.exit(main())

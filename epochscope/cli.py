@@ -1,0 +1,55 @@
+"""``python -m epochscope``: bring runs made elsewhere into a runs directory.
+
+    python -m epochscope import timm OUTPUT_DIR [--runs-dir runs] [--name NAME] [--topk FILE ...]
+    python -m epochscope import tensorboard LOGDIR [--runs-dir runs] [--name NAME]
+
+Your own training code logs with ``epochscope.init`` (docs/api.md); then
+``python -m dashboard --runs-dir runs`` shows every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from epochscope.lock import RunLockedError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m epochscope",
+        description="Epochscope's command line: import runs made by other tools into a runs "
+        "directory the dashboard shows (python -m dashboard --runs-dir RUNS). To log your own "
+        "training loop, use epochscope.init in Python (docs/api.md).",
+    )
+    commands = p.add_subparsers(dest="command", metavar="COMMAND")
+    imp = commands.add_parser("import", help="import a timm output folder or a TensorBoard log",
+                              description="Import a run made by another tool.")  # fmt: skip
+    kinds = imp.add_subparsers(dest="kind", metavar="KIND")
+    from epochscope.importers import tensorboard, timm
+
+    timm.parser(kinds.add_parser("timm", help="timm train.py output: summary.csv, args.yaml"))
+    tensorboard.parser(kinds.add_parser("tensorboard", help="TensorBoard log: scalars -> curves"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    ns = p.parse_args(argv)
+    if ns.command != "import" or not getattr(ns, "kind", None):
+        p.print_help()
+        return 2
+    from epochscope.importers import NotThatKind
+    from epochscope.importers.tensorboard import import_tensorboard
+    from epochscope.importers.timm import import_timm
+
+    try:
+        run_dir = import_timm(ns) if ns.kind == "timm" else import_tensorboard(ns)
+    except NotThatKind as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, FileExistsError, RunLockedError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2 if not isinstance(e, RunLockedError) else 3
+    print(f"imported {ns.folder} as {run_dir}")
+    return 0
