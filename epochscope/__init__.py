@@ -9,6 +9,7 @@ from epochscope.gather import gather_logits
 from epochscope.hierarchy import Taxonomy
 from epochscope.layout import SCHEMA, SchemaError, check_run_name, epoch_file, epoch_of
 from epochscope.lock import RunLockedError, lock_is_held
+from epochscope.notebook import RunView, open_run
 from epochscope.records import (
     DataInfo,
     DeviceEvent,
@@ -33,6 +34,7 @@ __all__ = [
     "Run",
     "RunInfo",
     "RunLockedError",
+    "RunView",
     "RunWriter",
     "SchemaError",
     "StatusEvent",
@@ -45,4 +47,5 @@ __all__ = [
     "gather_logits",
     "init",
     "lock_is_held",
+    "open_run",
 ]
