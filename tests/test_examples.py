@@ -146,3 +146,24 @@ def test_plain_loop_run_in_the_dashboard(
     ]
     assert np.allclose(shown, prob[row], atol=0.01)
     page.screenshot(path=str(output_dir / "example-plain-classify.png"), full_page=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["lightning_module.py", "hf_trainer.py"])
+def test_framework_examples_write_whole_runs(script: str, demo_data: Path, tmp_path: Path) -> None:
+    pytest.importorskip("lightning" if script.startswith("lightning") else "transformers")
+    runs = tmp_path / "runs"
+    subprocess_example(runs, script, "--data", str(demo_data), "--epochs", "2", "--name", "ex")
+    run_dir = runs / "ex"
+    info = reader.read_run_info(run_dir)
+    assert info.engine == "epochscope-api" and info.epochs == 2
+    table = reader.epoch_table(reader.MetricsCache().get(run_dir).events)
+    assert list(table) == [1, 2] and {"train_loss", "val_loss", "val_top5"} <= set(table[2])
+    assert reader.prediction_epochs(run_dir) == reader.model_epochs(run_dir) == [1, 2]
+    labels, paths = reader.read_val_index(run_dir)
+    assert len(labels) == info.data.num_val == 200 and (Path(info.data.root) / paths[0]).is_file()
+    from dashboard.confusion import data
+
+    data.clear()
+    assert data.run_meta(run_dir).has_bands  # the demo's wnids: WordNet bands
+    assert reader.summarize_run(run_dir, reader.MetricsCache()).state == "finished"
