@@ -161,3 +161,72 @@ def test_hf_trainer_callback_logs_a_whole_run(tmp_path: Path) -> None:
     with torch.no_grad():
         want = trainer.model(x.to(trainer.model.net[2].weight.device))["logits"].argmax(1)
     assert [t[0]["name"] for t in top] == [CLASSES[i] for i in want.cpu()]
+
+
+LIGHTNING_DDP = """
+import sys
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+from epochscope.integrations.lightning import EpochscopeCallback
+
+g = torch.Generator().manual_seed(1)
+n = 29  # odd over 2 ranks: the sampler pads one repeat
+y = torch.arange(n) % 3
+x = torch.rand(n, 3, 8, 8, generator=g) * 0.5
+x[torch.arange(n), y] += 0.5
+
+class Tiny(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                       torch.nn.Linear(3, 3))
+    def forward(self, x):
+        return self.net(x)
+    def training_step(self, batch, _):
+        return torch.nn.functional.cross_entropy(self(batch[0]), batch[1])
+    def validation_step(self, batch, _):
+        return self(batch[0])
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)  # frozen: logits checkable after
+
+torch.manual_seed(0)
+model = Tiny()
+cb = EpochscopeCallback("ddp", sys.argv[1], classes=["r", "g", "b"], image_size=8)
+trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=2, strategy="ddp",
+                     logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False, callbacks=[cb])
+trainer.fit(model, DataLoader(TensorDataset(x, y), batch_size=8),
+            DataLoader(TensorDataset(x, y), batch_size=4))
+if trainer.global_rank == 0:
+    torch.save({"logits": model(x).detach(), "labels": y}, sys.argv[1] + "/expected.pt")
+"""
+
+
+@pytest.mark.slow
+def test_lightning_callback_under_ddp_gathers_in_order(tmp_path: Path) -> None:
+    pytest.importorskip("lightning")
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from epochscope.predictions import top5_from_logits
+
+    script = tmp_path / "ddp.py"
+    script.write_text(LIGHTNING_DDP)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    repo = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, str(script), str(runs)], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    expected = torch.load(runs / "expected.pt")
+    top5, _ = reader.load_predictions(runs / "ddp", 1, num_rows=29, num_classes=3)
+    assert np.array_equal(top5, top5_from_logits(expected["logits"].numpy())[0])
+    labels, _ = reader.read_val_index(runs / "ddp")
+    assert labels.tolist() == expected["labels"].tolist()
+    assert reader.read_run_info(runs / "ddp").world_size == 2
