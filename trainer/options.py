@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
+from epochscope.hierarchy import as_taxonomy
 from epochscope.layout import check_run_name
 from trainer.presets import DEMO_PRESET
 
@@ -143,6 +145,13 @@ def get_parser(
         type=float,
         default=d(0.08),
         help="smallest area fraction of the random resized crop",
+    )
+    data.add_argument(
+        "--hierarchy",
+        default=d(None),
+        metavar="FILE",
+        help="a class hierarchy TSV (id, parent, name; e.g. assets/cifar100/hierarchy.tsv) "
+        "copied into the run: the confusion matrix's order, bands and relatedness",
     )
     data.add_argument(
         "--val-fraction",
@@ -316,3 +325,8 @@ def validate(
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
+    if args.hierarchy:  # read now: a bad file fails before anything is written
+        try:
+            as_taxonomy(Path(args.hierarchy))
+        except ValueError as e:
+            raise UsageError(f"--hierarchy: {e}") from None

@@ -46,8 +46,10 @@ from typing import Any
 
 import numpy as np
 
+from epochscope.hierarchy import as_taxonomy
 from epochscope.layout import (
     CHECKPOINTS,
+    HIERARCHY_TSV,
     METRICS,
     MODEL_SUFFIX,
     MODELS,
@@ -297,6 +299,8 @@ class RunSession:
         """Write run.json, classes.tsv and val_index.tsv; the ``started`` or ``resumed``
         status; start the device monitor (``device_kind``: cuda or cpu)."""
         a, self._index = self.args, index
+        if getattr(a, "hierarchy", None):  # the run's own taxonomy (checked by validate)
+            self.writer.write_bytes(HIERARCHY_TSV, as_taxonomy(Path(a.hierarchy)).tsv())
         self.writer.write_run_info(
             RunInfo(
                 name=a.name, engine=self.engine, engine_version=engine_version, arch=a.arch,
