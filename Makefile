@@ -39,7 +39,7 @@ demo: demo-data  ## demo data, trainer in the background, dashboard in the foreg
 	@echo ""
 	@echo "Dashboard: http://$(HOST):$(PORT)/?run=demo   (Ctrl-C stops the dashboard;"
 	@echo "           'make stop' stops the trainer)"
-	$(BIN)/python -m dashboard --runs-dir $(RUNS) --host $(HOST) --port $(PORT)
+	$(BIN)/python -m dashboard --runs-dir $(RUNS) --host $(HOST) --port $(PORT) --data-root $(DATA)
 
 stop: install  ## stop the background demo trainer cleanly
 	$(BIN)/python -m trainer stop demo --runs-dir $(RUNS)

@@ -32,6 +32,7 @@ SECTIONS = {
     "confusion": "bench.confusion_bench",
     "dashboard": "bench.dashboard_bench",
     "growth": "bench.growth_bench",
+    "picker": "bench.runs_picker_bench",
     "threads": "bench.threads_bench",
     "engines": "bench.engines_bench",
     "gpu": "bench.gpu_bench",

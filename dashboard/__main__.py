@@ -15,33 +15,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default=os.environ.get("RUNS_DIR", "runs"),
                    help="folder of run directories (default: $RUNS_DIR or ./runs)")  # fmt: skip
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1: this machine only)")  # fmt: skip
+                   help="address to bind (default 127.0.0.1: this machine only); any other "
+                   "address needs --token, $EPOCHSCOPE_TOKEN or --allow-open")  # fmt: skip
     p.add_argument("--port", type=int, default=8050, help="port (default 8050)")
     p.add_argument("--max-upload-mb", type=float, default=None,
                    help="largest photo accepted, in MB (default 20)")  # fmt: skip
     p.add_argument(
         "--token",
         default=None,
-        help="require this access token (default: $EPOCHSCOPE_TOKEN; none: open); "
-        "open /?token=T once in a browser, or send 'Authorization: Bearer T'",
+        help="require this access token (default: $EPOCHSCOPE_TOKEN); open /?token=T once in "
+        "a browser, or send 'Authorization: Bearer T'",
     )
+    p.add_argument("--allow-open", action="store_true",
+                   help="serve other machines without a token, on purpose "
+                   "(also $EPOCHSCOPE_ALLOW_OPEN=1)")  # fmt: skip
+    p.add_argument("--data-root", action="append", default=[], metavar="DIR",
+                   help="a folder the confusion drill-down may show images from (repeatable; "
+                   "adds to $EPOCHSCOPE_DATA_ROOTS); runs whose data root lies elsewhere show "
+                   "no thumbnails")  # fmt: skip
     p.add_argument("--debug", action="store_true", help="Dash debug mode (reloader, dev tools)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.token is not None and not args.token.strip():
+        # an empty --token used to mean "open" without a word; say so instead
+        print("error: --token is empty; give a token, or --allow-open to serve without one",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    # settings travel through the environment so gunicorn and this server read them the same way
+    if args.token:
+        os.environ["EPOCHSCOPE_TOKEN"] = args.token
+    if args.allow_open:
+        os.environ["EPOCHSCOPE_ALLOW_OPEN"] = "1"
+    from dashboard import exposure
+
+    problem = exposure.refusal([args.host])
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     if not os.path.isdir(args.runs_dir):
         os.makedirs(args.runs_dir, exist_ok=True)
-    # settings travel through the environment so gunicorn and this server read them the same way
     os.environ["RUNS_DIR"] = os.path.abspath(args.runs_dir)
     if args.max_upload_mb is not None:
         os.environ["EPOCHSCOPE_MAX_UPLOAD_MB"] = str(args.max_upload_mb)
-    if args.token:
-        os.environ["EPOCHSCOPE_TOKEN"] = args.token
+    if args.data_root:
+        roots = [os.path.abspath(r) for r in args.data_root]
+        old = os.environ.get("EPOCHSCOPE_DATA_ROOTS")
+        os.environ["EPOCHSCOPE_DATA_ROOTS"] = os.pathsep.join([*([old] if old else []), *roots])
     from dashboard.app import app  # after the environment is set
 
     print(f"Epochscope dashboard: http://{args.host}:{args.port}/  (runs: {args.runs_dir})")
+    print(f"Epochscope {exposure.describe([args.host])}", flush=True)
     app.run(host=args.host, port=args.port, debug=args.debug)
     return 0
 

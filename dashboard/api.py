@@ -36,7 +36,11 @@ class _MemoryBuffer(io.BytesIO):
 
 
 def _error(message: str, status: int):
-    return jsonify({"error": message}), status
+    reply = jsonify({"error": message})
+    reply.status_code = status
+    if status == 503:
+        reply.headers["Retry-After"] = "2"
+    return reply
 
 
 def default_run(runs_dir: os.PathLike[str]) -> str | None:
@@ -94,23 +98,32 @@ def register(server: Flask) -> None:
         if not (request.mimetype or "").startswith("multipart/form-data"):
             return _error("send multipart/form-data with the photo in the field 'image'", 415)
         try:
-            _, form, files = parse_form_data(
-                request.environ,
-                stream_factory=lambda *a, **k: _MemoryBuffer(limit + 1),
-                max_content_length=limit + FORM_OVERHEAD,
-            )
-        except RequestEntityTooLarge:
-            return _error(f"the upload is over the {limit / 2**20:.0f} MB limit", 413)
-        upload = files.get("image")
-        if upload is None:
-            return _error("no file in the form field 'image'", 400)
-        try:
-            data = upload.stream.getvalue()
-            answer = classify_upload(
-                data,
-                form.get("run") or request.args.get("run"),
-                form.get("epoch") or request.args.get("epoch"),
-            )
+            # the slot first: a busy worker answers 503 before reading 20 MB it cannot decode
+            with inference.DECODES.slot():
+                return _classify_form(limit)
         except inference.ImageError as e:
-            return _error(f"{upload.filename or 'image'}: {e}", e.status)
-        return jsonify({**answer, "file": upload.filename})
+            return _error(str(e), e.status)
+
+
+def _classify_form(limit: int):
+    try:
+        _, form, files = parse_form_data(
+            request.environ,
+            stream_factory=lambda *a, **k: _MemoryBuffer(limit + 1),
+            max_content_length=limit + FORM_OVERHEAD,
+        )
+    except RequestEntityTooLarge:
+        return _error(f"the upload is over the {limit / 2**20:.0f} MB limit", 413)
+    upload = files.get("image")
+    if upload is None:
+        return _error("no file in the form field 'image'", 400)
+    try:
+        data = upload.stream.getvalue()
+        answer = classify_upload(
+            data,
+            form.get("run") or request.args.get("run"),
+            form.get("epoch") or request.args.get("epoch"),
+        )
+    except inference.ImageError as e:
+        return _error(f"{upload.filename or 'image'}: {e}", e.status)
+    return jsonify({**answer, "file": upload.filename})

@@ -6,19 +6,24 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from pathlib import Path
-from urllib.parse import urlencode
 
 import dash
 from dash import Dash, Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
-from flask import Response, redirect, request
 
-from dashboard import api, config
+from dashboard import access, api, config
 from dashboard.hparams import run_hparams, search_text
-from dashboard.shell import NAV, default_runs, nav_href, picker_options, runs_from_search, tolerant
+from dashboard.shell import (
+    NAV,
+    default_runs,
+    nav_href,
+    picker_options,
+    picker_signature,
+    runs_from_search,
+    selection,
+    tolerant,
+)
 from epochscope.reader import list_runs
 
 HERE = Path(__file__).resolve().parent
@@ -33,45 +38,8 @@ app = Dash(
     suppress_callback_exceptions=True,
 )
 server = app.server
+access.register(server)  # token, peers, request size: before every route
 api.register(server)
-
-COOKIE = "epochscope_auth"
-
-
-def _cookie_value(token: str) -> str:
-    # the cookie holds a digest, not the token itself
-    return hmac.new(token.encode(), b"epochscope-cookie", hashlib.sha256).hexdigest()
-
-
-def _same(given: str | None, expected: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
-
-
-@server.before_request
-def require_token() -> Response | None:
-    """With a token set (--token or $EPOCHSCOPE_TOKEN), every route asks for it: a Bearer
-    header, the cookie that ``?token=`` sets once, or 401."""
-    token = config.token()
-    if token is None:
-        return None
-    header = request.headers.get("Authorization", "")
-    bearer = header[7:].strip() if header[:7].lower() == "bearer " else None
-    if _same(bearer, token) or _same(request.cookies.get(COOKIE), _cookie_value(token)):
-        return None
-    if _same(request.args.get("token"), token):
-        # drop the token from the address bar (history, Referer), keep it in a cookie
-        rest = [(k, v) for k, v in request.args.items(multi=True) if k != "token"]
-        reply = redirect(request.path + ("?" + urlencode(rest) if rest else ""), code=303)
-        reply.set_cookie(COOKIE, _cookie_value(token), httponly=True, samesite="Strict",
-                         secure=request.is_secure)  # fmt: skip
-        return reply
-    return Response(
-        "401 Unauthorized: this dashboard needs its access token\n",
-        401,
-        {"WWW-Authenticate": 'Bearer realm="epochscope"'},
-        mimetype="text/plain",
-    )
-
 
 if not any(p["path"] == "/confusion" for p in dash.page_registry.values()):
     # until the confusion explorer's page exists, /confusion says so instead of a 404
@@ -118,6 +86,21 @@ app.layout = html.Div(
 )
 
 
+_SEARCHES: dict[Path, tuple[int, str]] = {}
+
+
+def _search(run_dir: Path) -> str:
+    """The picker's search words of a run, made again only when its hparams changed
+    (run_hparams hands back the same cached dict while run.json is unchanged)."""
+    hp = run_hparams(run_dir)
+    hit = _SEARCHES.get(run_dir)
+    if hit is not None and hit[0] == id(hp):
+        return hit[1]
+    text = search_text(hp)
+    _SEARCHES[run_dir] = (id(hp), text)
+    return text
+
+
 @callback(
     Output("shell-runs", "options"),
     Output("shell-runs", "value"),
@@ -134,9 +117,11 @@ def sync_runs(search: str | None, _n: int | None, current: list[str] | None, kno
     A run named in the URL that does not exist yet is chosen as soon as it appears, so
     /?run=demo opened before the trainer starts shows the demo when it begins.
     """
+    if current is not None:
+        current = selection(current)[0]  # a client's list: names once, at most EPOCHSCOPE_MAX_RUNS
     runs_dir = config.runs_dir()
     summaries = list_runs(runs_dir)
-    searches = {s.name: search_text(run_hparams(runs_dir / s.name)) for s in summaries}
+    searches = {s.name: _search(runs_dir / s.name) for s in summaries}
     options = picker_options(summaries, searches)
     names = [s.name for s in summaries]
     wanted = runs_from_search(search)
@@ -149,7 +134,7 @@ def sync_runs(search: str | None, _n: int | None, current: list[str] | None, kno
     else:
         appeared = [n for n in wanted if n in names and n not in previous and n not in current]
         value = [*current, *appeared]
-    new_known = {"names": names, "signature": repr(options)}
+    new_known = {"names": names, "signature": picker_signature(summaries, searches)}
     out = (
         options if new_known["signature"] != (known or {}).get("signature") else dash.no_update,
         value if value != current else dash.no_update,

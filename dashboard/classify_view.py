@@ -8,8 +8,7 @@ from typing import Any
 
 from dash import html
 
-from dashboard import inference
-from epochscope.preprocess import draft_size
+from dashboard import config, inference
 from epochscope.records import DataInfo
 from trainer.presets import is_synthetic_dataset  # framework-free: json and pathlib only
 
@@ -42,29 +41,42 @@ THUMB_SIZE = 160
 
 
 def classify_uploads(
-    classifier: inference.Classifier, contents: list[str], max_bytes: int | None = None
+    classifier: inference.Classifier,
+    contents: list[str],
+    max_bytes: int | None = None,
+    max_files: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Per upload: {"thumb": data URL or None, "top5": [...]} or {"error": message}."""
-    decoded: list[Any] = []
+    """Per upload: {"thumb": data URL or None, "top5": [...]} or {"error": message}.
+
+    At most ``max_files`` (EPOCHSCOPE_MAX_FILES) are classified, the rest get an error; the
+    batch holds one decode slot, and each photo is decoded (exactly as the trainer evaluates)
+    straight to the model's input and a thumbnail, so one decoded photo is in memory at a time.
+    """
+    limit = config.max_files() if max_files is None else max_files
+    if not isinstance(contents, list):
+        raise inference.ImageError("the uploads are not a list", 400)
+    tensors: list[Any] = []
     thumbs: list[str | None] = []
-    draft = draft_size(classifier.pre)
-    for content in contents:
-        try:
-            data = data_url_bytes(content)
-            # decoded exactly as the trainer evaluates, so the page agrees with validation
-            im = inference.decode_image(data, max_bytes=max_bytes, draft_px=draft)
-            thumb = im
-            if draft and min(im.size) < THUMB_SIZE:  # a small model: a sharper thumbnail
-                thumb = inference.decode_image(data, max_bytes=max_bytes, draft_px=THUMB_SIZE)
-            thumbs.append(
-                "data:image/jpeg;base64,"
-                + base64.b64encode(inference.thumbnail_jpeg(thumb, THUMB_SIZE)).decode("ascii")
-            )
-            decoded.append(im)
-        except inference.ImageError as e:
-            thumbs.append(None)
-            decoded.append(e)
-    results = classifier.classify_images(decoded)
+    with inference.DECODES.slot():
+        for n, content in enumerate(contents):
+            try:
+                if n >= limit:
+                    raise inference.ImageError(
+                        f"not classified: at most {limit} photos per request "
+                        "(EPOCHSCOPE_MAX_FILES)",
+                        413,
+                    )
+                if not isinstance(content, str):
+                    raise inference.ImageError("the upload could not be read (not a data URL)", 400)
+                tensor, thumb = inference.decode_for_model(
+                    data_url_bytes(content), classifier.pre, max_bytes, thumb_px=THUMB_SIZE
+                )
+                thumbs.append("data:image/jpeg;base64," + base64.b64encode(thumb).decode("ascii"))
+                tensors.append(tensor)
+            except inference.ImageError as e:
+                thumbs.append(None)
+                tensors.append(e)
+    results = classifier.classify_tensors(tensors)
     out = []
     for thumb, result in zip(thumbs, results, strict=True):
         if isinstance(result, inference.ImageError):

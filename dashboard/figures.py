@@ -227,7 +227,9 @@ EPOCH_PANELS = ("accuracy", "loss", "lr", "throughput", "steps")
 
 def epoch_ticks(series: Sequence[Series]) -> dict[str, Any]:
     """Whole-epoch ticks (1, 2, 3 ... or every k-th for long runs), never 1.2, 1.4, ..."""
-    last = max((x for s in series for x in s.x if isinstance(x, int | float)), default=1)
+    # a damaged log's 400-digit or infinite epoch must not break the other runs' figure
+    usable = (x for s in series for x in s.x if isinstance(x, int | float) and -1e9 < x < 1e9)
+    last = max(usable, default=1)
     return {"tick0": 1, "dtick": max(1, math.ceil(last / 12))}
 
 

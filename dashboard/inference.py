@@ -6,6 +6,8 @@ failure is an ``ImageError`` whose message can be shown beside that file as it i
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import io
 import os
 import threading
@@ -18,6 +20,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from dashboard import config
 from epochscope.predictions import softmax, top_k
 from epochscope.preprocess import apply_draft, draft_size, prepare, to_rgb, upright
 from epochscope.reader import model_path, read_classes, read_run_info
@@ -41,7 +44,7 @@ def _env_number(name: str, default: float) -> float:
 
 
 #: uploads over this many bytes are refused (EPOCHSCOPE_MAX_UPLOAD_MB, default 20)
-MAX_UPLOAD_BYTES = int(_env_number("EPOCHSCOPE_MAX_UPLOAD_MB", 20) * 1024 * 1024)
+MAX_UPLOAD_BYTES = config.max_upload_bytes()
 #: images over this many pixels are refused before decoding (EPOCHSCOPE_MAX_MEGAPIXELS)
 MAX_PIXELS = int(_env_number("EPOCHSCOPE_MAX_MEGAPIXELS", 64) * 1_000_000)
 SESSION_CACHE_SIZE = int(_env_number("EPOCHSCOPE_MODEL_CACHE", 4))
@@ -73,11 +76,15 @@ def decode_image(
     max_bytes: int | None = None,
     max_pixels: int | None = None,
     draft_px: int | None = None,
+    model_px: int | None = None,
 ) -> Image.Image:
     """Bytes of a photo -> upright 8-bit RGB image, or an ImageError saying what is wrong.
 
     ``draft_px``: a JPEG decodes at the smallest scale whose sides still cover it (use
-    ``epochscope.preprocess.draft_size(pre)`` to decode exactly as the trainer evaluates)."""
+    ``epochscope.preprocess.draft_size(pre)`` to decode exactly as the trainer evaluates).
+    ``model_px``: the shorter side the model resizes to; an image in another mode than RGB
+    (16-bit, palette, transparent, CMYK) over twice that is box-reduced while it is converted,
+    strip by strip, so no full-size copy is made (what Pillow's ``reducing_gap`` does)."""
     max_bytes = MAX_UPLOAD_BYTES if max_bytes is None else max_bytes
     max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     if len(data) == 0:
@@ -114,11 +121,35 @@ def decode_image(
         raise ImageError("the image is too large to decode", 413) from None
     except Exception as e:  # struct.error, IndexError, ... from damaged data
         raise ImageError(f"the image is truncated or damaged ({_short(e)})", 422) from None
-    im = upright(im)
     try:
-        return to_rgb(im)
+        if model_px and im.mode != "RGB" and min(im.size) // (2 * model_px) >= 2:
+            im = shrink(im, min(im.size) // (2 * model_px))
+        return to_rgb(upright(im))
+    except MemoryError:
+        raise ImageError("the image is too large to decode", 413) from None
     except Exception as e:  # an odd mode or palette that cannot become RGB
         raise ImageError(f"the image cannot be converted to RGB ({_short(e)})", 422) from None
+
+
+STRIP_PIXELS = 1 << 21  # pixels converted at a time when a mode cannot be reduced in place
+REDUCIBLE = ("L", "LA", "RGB", "RGBA", "CMYK", "I", "F")  # modes Image.reduce takes
+
+
+def shrink(im: Image.Image, factor: int) -> Image.Image:
+    """Box-reduce by ``factor`` without a full-size copy: in place for the modes reduce takes,
+    else strip by strip through 32-bit grey (16-bit) or RGBA (palette, 1-bit, ...)."""
+    if im.mode in REDUCIBLE:
+        small = im.reduce(factor)
+    else:
+        mode = "I" if im.mode.startswith("I;16") else "RGBA"
+        w, h = im.size
+        rows = max(factor, STRIP_PIXELS // max(w, 1) // factor * factor)
+        small = Image.new(mode, (-(-w // factor), -(-h // factor)))
+        for top in range(0, h, rows):
+            strip = im.crop((0, top, w, min(h, top + rows))).convert(mode)
+            small.paste(strip.reduce(factor), (0, top // factor))
+    small.info = dict(im.info)  # keeps the EXIF orientation for upright()
+    return small
 
 
 def _short(e: BaseException) -> str:
@@ -206,28 +237,112 @@ class Classifier:
     def classify(
         self, uploads: list[bytes], max_bytes: int | None = None, k: int = 5
     ) -> list[list[dict[str, Any]] | ImageError]:
-        """Top-k per upload, or the ImageError of that upload; one bad file spoils nothing."""
-        images: list[Image.Image | ImageError] = []
+        """Top-k per upload, or the ImageError of that upload; one bad file spoils nothing.
+
+        Each upload is decoded (in a decode slot) straight to the model's input, so only one
+        decoded photo is in memory at a time."""
+        tensors: list[np.ndarray | ImageError] = []
         for data in uploads:
             try:
-                images.append(
-                    decode_image(data, max_bytes=max_bytes, draft_px=draft_size(self.pre))
-                )
+                tensors.append(decode_for_model(data, self.pre, max_bytes)[0])
             except ImageError as e:
-                images.append(e)
-        return self.classify_images(images, k)
+                tensors.append(e)
+        return self.classify_tensors(tensors, k)
+
+    def classify_tensors(
+        self, tensors: list[np.ndarray | ImageError], k: int = 5
+    ) -> list[list[dict[str, Any]] | ImageError]:
+        """Top-k per preprocessed input [3, S, S]; ImageErrors pass through in their place."""
+        results: list[list[dict[str, Any]] | ImageError] = list(tensors)  # type: ignore[arg-type]
+        where = [n for n, t in enumerate(tensors) if not isinstance(t, ImageError)]
+        if where:
+            batch = np.stack([tensors[n] for n in where])
+            for n, top in zip(where, self.predict(batch, k), strict=True):
+                results[n] = top
+        return results
 
     def classify_images(
         self, images: list[Image.Image | ImageError], k: int = 5
     ) -> list[list[dict[str, Any]] | ImageError]:
         """Top-k per decoded image; ImageErrors pass through in their place."""
-        results: list[list[dict[str, Any]] | ImageError] = list(images)  # type: ignore[arg-type]
-        where = [n for n, im in enumerate(images) if not isinstance(im, ImageError)]
-        if where:
-            batch = np.stack([prepare(images[n], self.pre) for n in where])
-            for n, top in zip(where, self.predict(batch, k), strict=True):
-                results[n] = top
-        return results
+        return self.classify_tensors(
+            [im if isinstance(im, ImageError) else prepare(im, self.pre) for im in images],
+            k,
+        )
+
+
+# --- bounded decoding ---------------------------------------------------------------------------
+try:  # glibc keeps a freed decode's pixels in the thread's malloc arena; malloc_trim returns them
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6")
+    _LIBC.malloc_trim  # noqa: B018 - present in glibc only
+except (OSError, AttributeError):  # pragma: no cover - musl, macOS
+    _LIBC = None
+
+
+def _give_back_memory() -> None:
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+class DecodeSlots:
+    """At most ``size`` photo decodes at a time in this process (each can hold up to
+    MAX_PIXELS x 4 bytes); a request that waits longer than ``wait`` seconds gets a 503, so
+    the server's threads stay free for the pages. Re-entrant within a thread."""
+
+    def __init__(self, size: int, wait: float) -> None:
+        self.size, self.wait = max(1, size), wait
+        self._sem = threading.BoundedSemaphore(self.size)
+        self._lock = threading.Lock()
+        self._held = threading.local()
+        self.active = 0
+        self.peak = 0  # most decodes ever at once (tests read it)
+
+    @contextlib.contextmanager
+    def slot(self):
+        depth = getattr(self._held, "depth", 0)
+        if depth == 0 and not self._sem.acquire(timeout=self.wait):
+            raise ImageError("the server is busy with other photos: try again in a moment", 503)
+        self._held.depth = depth + 1
+        if depth == 0:
+            with self._lock:
+                self.active += 1
+                self.peak = max(self.peak, self.active)
+        try:
+            yield
+        finally:
+            self._held.depth = depth
+            if depth == 0:
+                with self._lock:
+                    self.active -= 1
+                self._sem.release()
+                # without this, each of gunicorn's threads keeps its last decode's ~100-300 MB
+                _give_back_memory()
+
+
+DECODES = DecodeSlots(config.decode_slots(), config.decode_wait_seconds())
+
+
+def decode_for_model(
+    data: bytes,
+    pre: Preprocess,
+    max_bytes: int | None = None,
+    thumb_px: int | None = None,
+    slots: DecodeSlots | None = None,
+) -> tuple[np.ndarray, bytes | None]:
+    """Bytes of a photo -> (the model's input [3, S, S], a small JPEG when ``thumb_px``).
+
+    Decoded in a slot exactly as the trainer evaluates (JPEG draft at resize_size), at the
+    size the model needs; the decoded image is dropped before this returns."""
+    draft = draft_size(pre)
+    with (slots or DECODES).slot():
+        im = decode_image(data, max_bytes=max_bytes, draft_px=draft, model_px=pre.resize_size)
+        tensor = prepare(im, pre)
+        thumb = None
+        if thumb_px:
+            if draft and min(im.size) < thumb_px:  # a small model: a sharper thumbnail
+                im = decode_image(data, max_bytes=max_bytes, draft_px=thumb_px, model_px=thumb_px)
+            thumb = thumbnail_jpeg(im, thumb_px)
+    return tensor, thumb
 
 
 def thumbnail_jpeg(im: Image.Image, size: int = 160) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,23 @@ def _after(event: dict[str, Any], epoch: int) -> bool:
     return isinstance(e, int) and e > epoch
 
 
+def _number(value: Any) -> float | None:
+    """A finite, plausible number from an event, else None (a damaged log's null, list or
+    400-digit integer must not reach a format string)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) and abs(value) < 1e15 else None
+
+
+def _count(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None and number >= 0 else None
+
+
 def progress_of(run: str, run_dir: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
     """Current epoch, step, ETA and status of a run, as plain data for the page.
 
@@ -84,12 +102,12 @@ def progress_of(run: str, run_dir: Path, events: list[dict[str, Any]]) -> dict[s
     step = next((ev for ev in reversed(events) if ev.get("kind") == "step"), None)
     eta = None
     if state == "running" and total:
-        secs = [ev["epoch_seconds"] for ev in list(table.values())[-3:]
-                if isinstance(ev.get("epoch_seconds"), int | float)]  # fmt: skip
+        secs = [s for ev in list(table.values())[-3:] if (s := _number(ev.get("epoch_seconds")))]
         if secs:
             per_epoch = sorted(secs)[len(secs) // 2]
-            epoch_end = max([ev.get("time", 0) for ev in table.values()] + [status.get("time", 0)])
-            latest = events[-1].get("time", epoch_end) if events else epoch_end
+            times = [_number(ev.get("time")) or 0.0 for ev in table.values()]
+            epoch_end = max([*times, _number(status.get("time")) or 0.0])
+            latest = (_number(events[-1].get("time")) if events else None) or epoch_end
             eta = max(0.0, per_epoch * (total - done) - (latest - epoch_end))
     last = table[done] if done else {}
     return {
@@ -97,12 +115,12 @@ def progress_of(run: str, run_dir: Path, events: list[dict[str, Any]]) -> dict[s
         "state": state,
         "epoch": done,
         "epochs": total,
-        "step": step.get("epoch_step") if step and _after(step, done) else None,
-        "steps_per_epoch": step.get("steps_per_epoch") if step else None,
+        "step": _count(step.get("epoch_step")) if step and _after(step, done) else None,
+        "steps_per_epoch": _count(step.get("steps_per_epoch")) if step else None,
         "eta_s": None if eta is None else round(eta),
-        "val_top1": last.get("val_top1"),
-        "val_top5": last.get("val_top5"),
-        "error": status.get("error") if state == "failed" else None,
+        "val_top1": _number(last.get("val_top1")),
+        "val_top5": _number(last.get("val_top5")),
+        "error": str(status.get("error"))[:500] if state == "failed" else None,
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 
 #: the run-directory format version this package writes, and the newest it reads
@@ -149,3 +150,38 @@ def safe_run_dir(runs_dir: str | os.PathLike[str], name: str) -> Path:
     if not path.is_dir():
         raise LookupError(f"no run named {name!r} in {root}")
     return path
+
+
+def open_regular(path: str | os.PathLike[str]) -> int:
+    """A read-only descriptor of ``path`` when it is a regular file (symlinks followed).
+
+    Opened without blocking, so a FIFO named like a run file cannot hang a reader, and refused
+    when it is a FIFO, a device (a link to /dev/zero would never end) or a folder: ValueError;
+    LookupError when missing (a dangling link included)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise LookupError(f"{path} does not exist") from None
+    except OSError as e:  # ELOOP, EACCES, ...
+        raise ValueError(f"{path} cannot be opened: {e.strerror or e}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError as e:
+        os.close(fd)
+        raise ValueError(f"{path} cannot be read: {e.strerror or e}") from None
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ValueError(f"{path} is not a regular file")
+    return fd
+
+
+def read_regular(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (see :func:`open_regular`)."""
+    with os.fdopen(open_regular(path), "rb") as f:
+        try:
+            data = f.read(limit + 1)
+        except OSError as e:
+            raise ValueError(f"{path} cannot be read: {e.strerror or e}") from None
+    if len(data) > limit:
+        raise ValueError(f"{path} is over {limit >> 20} MB")
+    return data

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +38,9 @@ from epochscope.layout import (
     check_epoch,
     epochs_in,
     model_file,
+    open_regular,
     predictions_path,
+    read_regular,
     safe_run_dir,
 )
 from epochscope.lock import lock_is_held
@@ -72,13 +76,10 @@ def model_path(run_dir: str | os.PathLike[str], epoch: int) -> Path:
 def read_run_json(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """run.json as a plain dict; LookupError when missing, ValueError when unreadable."""
     path = Path(run_dir) / RUN_JSON
+    data = read_regular(path, MAX_RUN_JSON)  # not a FIFO or /dev/zero, not over 4 MB
     try:
-        if path.stat().st_size > MAX_RUN_JSON:
-            raise ValueError(f"{path} is over {MAX_RUN_JSON >> 20} MB")
-        obj = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise LookupError(f"{path} does not exist") from None
-    except (ValueError, RecursionError, OSError) as e:  # JSONDecodeError, deep nesting, EACCES
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, deep nesting, EACCES
         raise ValueError(f"{path} is not readable JSON: {type(e).__name__}: {e}"[:300]) from None
     if not isinstance(obj, dict):
         raise ValueError(f"{path} is not a JSON object")
@@ -180,10 +181,10 @@ class MetricsLog:
         """Read what was appended since the last call; returns the new complete events."""
         with self.lock:
             try:
-                f = self.path.open("rb")
-            except OSError as e:  # deleted, or not a readable file: read as empty
-                if not isinstance(e, FileNotFoundError):
-                    log.warning("%s cannot be read: %s", self.path, e)
+                f = os.fdopen(open_regular(self.path), "rb")  # never a FIFO or a device
+            except (LookupError, ValueError) as e:  # deleted, or not a readable file: empty
+                if not isinstance(e, LookupError):
+                    log.warning("%s", e)
                 if self.events or self.offset:
                     self._reset()
                 self.inode = None
@@ -216,7 +217,12 @@ class MetricsLog:
         pos = start
         for line in lines:
             pos += len(line) + 1
-            event = parse_event_line(line, self.path, pos)
+            try:
+                event = parse_event_line(line, self.path, pos)
+            except Exception as e:  # whatever one line does, the rest of the chunk is kept
+                log.warning("%s: skipping a line that does not parse (ending at byte %d): %s: %s",
+                            self.path, pos, type(e).__name__, str(e)[:200])  # fmt: skip
+                event = None
             if event is None:
                 self.garbage_lines += line.strip() != b""
                 continue
@@ -282,29 +288,50 @@ def parse_event_line(line: bytes, path: Path | str = "", end: int = 0) -> dict[s
 
 
 class MetricsCache:
-    """One MetricsLog per metrics.jsonl path, shared by every browser this process serves."""
+    """One MetricsLog per metrics.jsonl path, shared by every browser this process serves.
 
-    def __init__(self) -> None:
-        self._logs: dict[Path, MetricsLog] = {}
+    Bounded: the ``size`` logs used last are kept (EPOCHSCOPE_METRICS_CACHE_RUNS, default 64);
+    an evicted log is read again from byte 0 when asked for, with the same byte positions, so a
+    browser's state stays valid."""
+
+    def __init__(self, size: int | None = None) -> None:
+        if size is None:
+            try:
+                size = int(os.environ.get("EPOCHSCOPE_METRICS_CACHE_RUNS", "64"))
+            except ValueError:
+                size = 64
+        self.size = max(1, size)
+        self._logs: OrderedDict[Path, MetricsLog] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, run_dir: str | os.PathLike[str]) -> MetricsLog:
         path = Path(run_dir) / METRICS
         with self._lock:
-            if path not in self._logs:
-                self._logs[path] = MetricsLog(path)
-            metrics = self._logs[path]
+            metrics = self._logs.get(path)
+            if metrics is None:
+                metrics = self._logs[path] = MetricsLog(path)
+            self._logs.move_to_end(path)
+            while len(self._logs) > self.size:
+                self._logs.popitem(last=False)
         metrics.refresh()
         return metrics
+
+    def __len__(self) -> int:
+        return len(self._logs)
 
 
 METRICS_CACHE = MetricsCache()
 
 
 # --- resolving events --------------------------------------------------------------------------
+#: no run has more epochs; a larger "epoch" in a log is damage (a 400-digit one once broke the
+#: figures of every run drawn with it)
+MAX_EPOCH = 10**6
+
+
 def event_epoch(event: dict[str, Any]) -> int | None:
     e = event.get("epoch")
-    return e if isinstance(e, int) and not isinstance(e, bool) and e >= 1 else None
+    return e if isinstance(e, int) and not isinstance(e, bool) and 1 <= e <= MAX_EPOCH else None
 
 
 def epoch_table(events: Iterable[dict[str, Any]]) -> dict[int, dict[str, Any]]:
@@ -397,28 +424,248 @@ def summarize_run(run_dir: Path, cache: MetricsCache = METRICS_CACHE) -> RunSumm
         best_val_top5=float(table[best]["val_top5"]) if best is not None else None,
         best_epoch=best,
         started=info.started if info and info.started else None,
-        error=str(status.get("error"))[:500] if state == "failed" and status else None,
+        error=(
+            str(status["error"])[:500]
+            if state == "failed" and status and status.get("error") is not None
+            else None
+        ),
         problem=problem,
     )
 
 
-def list_runs(
-    runs_dir: str | os.PathLike[str], cache: MetricsCache = METRICS_CACHE
-) -> list[RunSummary]:
-    """Every run in ``runs_dir`` (folders with a valid name and run.json), newest first."""
-    root = Path(runs_dir)
+# --- run summaries, cached per run and refreshed only when its files change -------------------
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size, mtime) of a file, None when there is none: what says it changed."""
     try:
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
-    except OSError:
-        return []
-    runs = []
-    for entry in entries:
-        if not RUN_NAME_RE.fullmatch(entry.name):
-            continue  # dot names are temporaries; other names are not runs
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+#: the writer's step and device lines: most of a log, and nothing a summary shows
+_SKIP_PREFIXES = (b'{"kind": "step", ', b'{"kind": "device", ')
+_READ_PREFIXES = (b'{"kind": "epoch", ', b'{"kind": "status", ')
+
+
+def _summary_lines(body: bytes) -> list[bytes]:
+    """The complete lines of ``body`` a summary must read: all but the writer's step and
+    device lines. When every line is one of the writer's four kinds (counted in C), only the
+    epoch and status lines are cut out; otherwise every line is looked at."""
+    marked = b"\n" + body
+    out = []
+    for prefix in _READ_PREFIXES:
+        at = marked.find(b"\n" + prefix)
+        while at >= 0:
+            stop = marked.find(b"\n", at + 1)
+            out.append(marked[at + 1 : stop])
+            at = marked.find(b"\n" + prefix, stop)
+    skipped = sum(marked.count(b"\n" + p) for p in _SKIP_PREFIXES)
+    if skipped + len(out) != body.count(b"\n"):  # some line is not the writer's: look at all
+        return [x for x in body.split(b"\n") if x and not x.startswith(_SKIP_PREFIXES)]
+    return out  # epochs then statuses: each kind stays in file order, which is all that counts
+
+
+#: the writer's epoch line (epochscope.writer.event_line): epoch and val_top5 read without a
+#: full JSON parse, when each key appears once; any other line goes through json
+_EPOCH_LINE = re.compile(rb'^\{"kind": "epoch", "time": [^,]*, "epoch": (\d{1,7}), ')
+_VAL_TOP5 = re.compile(rb'"val_top5": (-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|null)[,}]')
+
+
+@dataclass
+class _Digest:
+    """What a summary needs from metrics.jsonl, read incrementally and kept without events:
+    val_top5 per epoch (last event wins) and the last status."""
+
+    signature: tuple[int, int, int] | None = None
+    offset: int = 0
+    partial: bytes = b""
+    val_top5: dict[int, float | None] = field(default_factory=dict)
+    state: str | None = None
+    error: str | None = None
+
+    def refresh(self, path: Path, signature: tuple[int, int, int] | None) -> None:
+        if signature == self.signature:
+            return
+        if signature is None or (
+            self.signature is not None
+            and (signature[0] != self.signature[0] or signature[1] < self.offset)
+        ):  # gone, replaced or truncated: start again
+            self.__init__()  # type: ignore[misc]
+        self.signature = signature
+        if signature is None:
+            return
         try:
-            run_dir = safe_run_dir(root, entry.name)
-            if (run_dir / RUN_JSON).is_file():
-                runs.append(summarize_run(run_dir, cache))
-        except (ValueError, LookupError, OSError) as e:
-            log.warning("skipping %s: %s", entry.name, e)
+            with os.fdopen(open_regular(path), "rb") as f:
+                f.seek(self.offset)
+                data = f.read(max(0, signature[1] - self.offset))
+        except (LookupError, ValueError, OSError):
+            return
+        self.offset += len(data)
+        chunk = self.partial + data
+        end = chunk.rfind(b"\n") + 1
+        self.partial = chunk[end:]
+        for line in _summary_lines(chunk[:end]):
+            if (fast := _EPOCH_LINE.match(line)) and line.endswith(b"}"):
+                values = _VAL_TOP5.findall(line)
+                if len(values) == 1 and line.count(b'"epoch": ') == 1:
+                    e = int(fast.group(1))
+                    if 1 <= e <= MAX_EPOCH:
+                        v = None if values[0] == b"null" else float(values[0])
+                        self.val_top5[e] = v if v is not None and abs(v) < 1e300 else None
+                    continue
+            try:
+                event = parse_event_line(line, path)
+            except Exception:  # one bad line spoils nothing else
+                continue
+            if event is None:
+                continue
+            kind = event["kind"]
+            if kind == "epoch" and (e := event_epoch(event)) is not None:
+                v = event.get("val_top5")
+                ok = isinstance(v, int | float) and not isinstance(v, bool) and v == v
+                self.val_top5[e] = float(v) if ok and abs(v) < 1e300 else None
+            elif kind == "status" and isinstance(event.get("state"), str):
+                self.state = event["state"][:40]
+                error = event.get("error")
+                self.error = str(error)[:500] if error is not None else None
+
+
+@dataclass
+class _CachedRun:
+    info_signature: tuple[int, int, int] | None = None
+    info: RunInfo | None = None
+    problem: str | None = None
+    digest: _Digest = field(default_factory=_Digest)
+    summary: RunSummary | None = None
+    summary_key: tuple | None = None
+
+
+class SummaryCache:
+    """Per-run summaries for the run picker, refreshed only when run.json or metrics.jsonl
+    changed (inode, size, mtime): a warm poll over 1,000 runs costs two stats per run (and a
+    lock probe for runs whose last status says they run), never a re-read. Bounded to
+    ``size`` runs, least recently listed dropped first."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._runs: OrderedDict[Path, _CachedRun] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def summary(self, run_dir: Path) -> RunSummary | None:
+        """The run's summary; None when it has no run.json (not a run)."""
+        info_sig = _signature(run_dir / RUN_JSON)
+        if info_sig is None:
+            return None
+        with self._lock:
+            cached = self._runs.get(run_dir)
+            if cached is None:
+                cached = self._runs[run_dir] = _CachedRun()
+            self._runs.move_to_end(run_dir)
+            while len(self._runs) > self.size:
+                self._runs.popitem(last=False)
+        if cached.info_signature != info_sig:
+            try:
+                cached.info, cached.problem = read_run_info(run_dir), None
+            except (LookupError, ValueError) as e:
+                cached.info, cached.problem = None, str(e)
+            cached.info_signature = info_sig
+        digest = cached.digest
+        digest.refresh(run_dir / METRICS, _signature(run_dir / METRICS))
+        key = (info_sig, digest.signature)
+        if cached.summary is None or cached.summary_key != key or digest.state in RUNNING_STATES:
+            # only a run whose log says it runs is probed again (its lock) with no file change
+            cached.summary = _summary_of(run_dir, cached.info, cached.problem, digest)
+            cached.summary_key = key
+        return cached.summary
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+
+def _summary_of(
+    run_dir: Path, info: RunInfo | None, problem: str | None, digest: _Digest
+) -> RunSummary:
+    scored = [(e, v) for e, v in digest.val_top5.items() if v is not None]
+    best = max(scored, key=lambda p: (p[1], -p[0]))[0] if scored else None
+    state = digest.state or "started"
+    if state in RUNNING_STATES:
+        state = "running" if lock_held(run_dir) else "stopped"  # the only per-poll probe
+    elif state not in ("finished", "failed", "stopped"):
+        state = "stopped"
+    return RunSummary(
+        name=run_dir.name,
+        state=state,
+        engine=info.engine if info else "?",
+        arch=info.arch if info else "?",
+        epochs_done=max(digest.val_top5, default=0),
+        epochs_total=info.epochs if info and info.epochs else None,
+        best_val_top5=digest.val_top5[best] if best is not None else None,
+        best_epoch=best,
+        started=info.started if info and info.started else None,
+        error=digest.error if state == "failed" else None,
+        problem=problem,
+    )
+
+
+SUMMARIES = SummaryCache()
+
+
+class _Candidates:
+    """The folder names of RUNS that may be runs, listed again only when RUNS itself changed
+    (a run added, removed, renamed or replaced by a link changes the folder's mtime)."""
+
+    def __init__(self) -> None:
+        self._by_root: dict[Path, tuple[tuple[int, int, int], list[Path]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, root: Path) -> list[Path]:
+        sig = _signature(root)
+        if sig is None:
+            return []
+        with self._lock:
+            hit = self._by_root.get(root)
+        if hit is not None and hit[0] == sig:
+            return hit[1]
+        try:
+            names = sorted(e.name for e in os.scandir(root))
+        except OSError:
+            return []
+        found = []
+        for name in names:
+            if not RUN_NAME_RE.fullmatch(name):
+                continue  # dot names are temporaries; other names are not runs
+            try:
+                found.append(safe_run_dir(root, name))
+            except Exception as e:  # a looping or outside link: not a run
+                log.debug("skipping %s: %s", name, e)
+        with self._lock:
+            self._by_root[root] = (sig, found)
+        return found
+
+
+CANDIDATES = _Candidates()
+
+
+def list_runs(
+    runs_dir: str | os.PathLike[str],
+    cache: MetricsCache | None = None,
+    summaries: SummaryCache = SUMMARIES,
+) -> list[RunSummary]:
+    """Every run in ``runs_dir`` (folders with a valid name and run.json), newest first.
+
+    Summaries come from ``summaries`` (cached per run, see :class:`SummaryCache`); with a
+    ``cache`` given each run is summarised afresh from its MetricsLog instead (the uncached
+    path, kept as the benchmark's reference)."""
+    root = Path(runs_dir)
+    runs = []
+    for run_dir in CANDIDATES.get(root):
+        try:
+            if cache is not None:
+                if (run_dir / RUN_JSON).is_file():
+                    runs.append(summarize_run(run_dir, cache))
+            elif (summary := summaries.summary(run_dir)) is not None:
+                runs.append(summary)
+        except Exception as e:  # one damaged run, whatever the damage, hides only itself
+            log.warning("skipping %s: %s: %s", run_dir.name, type(e).__name__, str(e)[:300])
     return sorted(runs, key=lambda r: (-(r.started or 0.0), r.name))

@@ -7,13 +7,18 @@ fields are written as they are, so ordinary files stay readable with ``cut -f``.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from epochscope.layout import read_regular
+
 #: the largest field a reader accepts (a class name or a relative path), in characters
 MAX_FIELD = 1 << 20
+#: the largest TSV a reader accepts (ImageNet's val_index.tsv is about 3 MB)
+MAX_TSV = 256 << 20
 
 
 class _Dialect(csv.Dialect):
@@ -46,12 +51,10 @@ def read_tsv(path: str | os.PathLike[str], header: Sequence[str]) -> list[list[s
     """Body rows of a TSV with exactly ``header``; LookupError if missing, ValueError if bad."""
     path = Path(path)
     csv.field_size_limit(MAX_FIELD)
+    data = read_regular(path, MAX_TSV)  # LookupError when missing; not a FIFO or a device
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f, dialect=_Dialect))
-    except FileNotFoundError:
-        raise LookupError(f"{path} does not exist") from None
-    except (csv.Error, UnicodeDecodeError, OSError) as e:
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline=""), dialect=_Dialect))
+    except (csv.Error, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is not a readable TSV file: {e}") from None
     if not rows or rows[0] != list(header):
         raise ValueError(f"{path}: expected the header {'<TAB>'.join(header)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import time
 from pathlib import Path
 
@@ -71,7 +72,8 @@ def test_confusion_page_zoom_hover_click_and_epochs(
     slot = int(np.flatnonzero(order == best)[0])
     assert diag[best] > 0
 
-    base = dashboard_server(tiny_run.parent)
+    data_root = json.loads((tiny_run / "run.json").read_text())["data"]["root"]
+    base = dashboard_server(tiny_run.parent, env={"EPOCHSCOPE_DATA_ROOTS": data_root})
     page = browser_page
     page.goto(f"{base}/confusion?run={tiny_run.name}")
     page.wait_for_selector(GRAPH)
@@ -119,7 +121,7 @@ def test_confusion_page_zoom_hover_click_and_epochs(
     assert head.count(names[best]) == 2
     cards = page.locator("#confusion-drill .confusion-image")
     assert cards.count() == min(int(diag[best]), 24)
-    # the tiny run's data root exists, so thumbnails are real images
+    # the tiny run's data root is allowed (--data-root), so thumbnails are real images
     assert page.locator("#confusion-drill img[src^='data:image/jpeg']").count() == cards.count()
     page.screenshot(path=str(output_dir / "confusion-drill.png"), full_page=True)
 

@@ -92,3 +92,14 @@ def test_most_confused_pairs_skip_the_diagonal_and_filter_by_band() -> None:
     bands = ["dog", "dog", "vehicle"]
     assert [(p.true, p.pred) for p in most_confused(conf, bands, "vehicle")] == [(0, 2), (1, 2)]
     assert len(most_confused(conf, limit=1)) == 1
+
+
+def test_thumbnails_open_photo_formats_only(tmp_path: Path) -> None:
+    """An EPS (Ghostscript), ICO or PSD named .png is not opened, nor a pixel bomb."""
+    for name, fmt in (("x.ico", "ICO"), ("x.tiff", "TIFF"), ("x.eps", "EPS")):
+        path = tmp_path / (name + ".png")
+        Image.new("RGB", (16, 16), (9, 9, 9)).save(path, format=fmt)
+        assert thumbnail_uri(path) is None, fmt
+    ok = tmp_path / "ok.webp"
+    Image.new("RGB", (16, 16), (9, 9, 9)).save(ok, format="WEBP")
+    assert thumbnail_uri(ok)

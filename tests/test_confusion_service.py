@@ -64,7 +64,10 @@ def test_a_grouped_cell_names_its_largest_count(tmp_path: Path) -> None:
     assert dense[cell.true, cell.pred] == cell.count and cell.true < 3 and cell.pred < 3
 
 
-def test_drill_down_lists_the_cell_images_with_thumbnails_when_reachable(run_dir: Path) -> None:
+def test_drill_down_lists_the_cell_images_with_thumbnails_when_reachable(
+    run_dir: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("EPOCHSCOPE_DATA_ROOTS", str(run_dir.parent.parent / "data"))
     top5, _ = data.predictions(run_dir, 3)
     labels = data.run_meta(run_dir).labels
     for true in (0, 1):
@@ -74,6 +77,32 @@ def test_drill_down_lists_the_cell_images_with_thumbnails_when_reachable(run_dir
         assert all(labels[im.row] == true and true in [k for k, _, _ in im.top5] for im in images)
         has_thumbs = {im.thumbnail is not None for im in images}
         assert has_thumbs <= ({True} if true == 0 else {False})
+
+
+def test_drill_down_reads_only_allowed_roots(run_dir: Path, monkeypatch) -> None:
+    """data.root outside every allowed root: no thumbnail, and a note that says what to do."""
+    root = run_dir.parent.parent / "data"
+    monkeypatch.delenv("EPOCHSCOPE_DATA_ROOTS", raising=False)
+    source = service.thumbnail_source(run_dir)
+    assert source.root is None and str(root) in source.note and "--data-root" in source.note
+    assert all(im.thumbnail is None for im in service.drill(run_dir, 3, "top5", 0, 0))
+    # a parent of the data root allows it; a sibling does not
+    monkeypatch.setenv("EPOCHSCOPE_DATA_ROOTS", f"{run_dir.parent}:{root.parent}")
+    assert service.thumbnail_source(run_dir).root == root.resolve()
+    monkeypatch.setenv("EPOCHSCOPE_DATA_ROOTS", f"{root}-other:relative/path")
+    assert service.thumbnail_source(run_dir).root is None
+
+
+def test_drill_down_uses_thumbnails_stored_in_the_run(run_dir: Path, monkeypatch) -> None:
+    monkeypatch.delenv("EPOCHSCOPE_DATA_ROOTS", raising=False)
+    meta = data.run_meta(run_dir)
+    rel = meta.paths[int(np.flatnonzero(meta.labels == 1)[0])]
+    (run_dir / "thumbnails" / rel).parent.mkdir(parents=True)
+    Image.new("RGB", (16, 16), (0, 0, 200)).save(run_dir / "thumbnails" / rel, format="PNG")
+    source = service.thumbnail_source(run_dir)
+    assert source.root == run_dir / "thumbnails" and source.note is None
+    images = service.drill(run_dir, 3, "top5", 1, 1)
+    assert [im.path for im in images if im.thumbnail] == [rel]
 
 
 def test_pairs_table_rows(run_dir: Path) -> None:
@@ -104,3 +133,23 @@ def test_export_cli_writes_png_and_gif(run_dir: Path, tmp_path: Path) -> None:
     anim = Image.open(io.BytesIO(gif.read_bytes()))
     assert anim.format == "GIF" and anim.n_frames == 3
     assert export.main([str(run_dir / "nope")]) == 1
+
+
+def test_gif_export_is_bounded_in_frames_and_one_at_a_time(tmp_path: Path) -> None:
+    data.clear()
+    run = write_run(tmp_path / "long", num_classes=20, per_class=3, epochs=25)
+    assert export.sample_epochs(list(range(1, 26)), 6) == [1, 6, 11, 15, 20, 25]
+    assert export.sample_epochs([1, 2, 3], 6) == [1, 2, 3]
+    gif, chosen = export.bounded_gif(run, data.epochs(run), "top5", "index", "linear", None,
+                                     None, max_frames=5, size=200)  # fmt: skip
+    assert chosen[0] == 1 and chosen[-1] == 25 and len(chosen) == 5
+    anim = Image.open(io.BytesIO(gif))
+    assert anim.n_frames == 5
+    # a second export in the same worker waits for the first, then gives up
+    assert export.GIF_EXPORTS.acquire(timeout=1)
+    try:
+        with pytest.raises(TimeoutError):
+            export.bounded_gif(run, [1, 2], "top5", "index", "linear", None, None, 5, 200,
+                               wait=0.1)  # fmt: skip
+    finally:
+        export.GIF_EXPORTS.release()

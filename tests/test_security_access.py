@@ -1,7 +1,10 @@
-"""Access: the optional token (401 on every route without it), no path from a request outside
-RUNS_DIR or the data root, checkpoints only with weights_only=True, no pickle from a request.
+"""Access: safe by default (no exposed server without a token or an explicit opt-out), the
+token (401 on every route without it, a bounded Secure cookie behind a TLS proxy), request size
+limits on every route, no path from a request outside RUNS_DIR or an allowed data root,
+checkpoints only with weights_only=True, no pickle from a request.
 
-One real gunicorn with EPOCHSCOPE_TOKEN set serves every HTTP test here.
+One real gunicorn with EPOCHSCOPE_TOKEN set (behind one trusted proxy) serves most HTTP tests
+here; the start-up tests run ``python -m dashboard`` and the Procfile's ``web`` for real.
 """
 
 from __future__ import annotations
@@ -10,14 +13,20 @@ import json
 import os
 import pickle
 import re
+import shlex
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import make_fake_run
+from browser_support import free_port, make_fake_run
 from PIL import Image
 
+from dashboard import access
 from dashboard.confusion import service
 from dashboard.confusion.drilldown import safe_image_path
 from tests.conftest import ENGINE_ARGS, ENGINES, REPO, TINY_TRAIN_ARGS, run_cli
@@ -40,25 +49,36 @@ def site(tmp_path_factory, request) -> dict:
     make_fake_run(root, "outside", epochs_done=1)
     (runs / "outside-link").symlink_to(outside)
     _drill_paths(run, data, root)
-    server = gunicorn(runs, env={"EPOCHSCOPE_TOKEN": TOKEN})
+    # a copied or synced run directory whose data.root is "/"
+    _drill_paths(make_fake_run(runs, "rooted", epochs_done=1), None, root, data_root="/")
+    server = gunicorn(
+        runs,
+        env={"EPOCHSCOPE_TOKEN": TOKEN, "EPOCHSCOPE_DATA_ROOTS": str(data),
+             "EPOCHSCOPE_TRUSTED_PROXIES": "1"},
+    )  # fmt: skip
     base = server.__enter__()
     request.addfinalizer(lambda: server.__exit__(None, None, None))
     return {"base": base, "runs": runs, "run": run, "data": data, "root": root}
 
 
-def _drill_paths(run: Path, data: Path, root: Path) -> None:
+def _drill_paths(run: Path, data: Path | None, root: Path, data_root: str | None = None) -> None:
     """Rows 0-4 are labelled 0 and all guess class 5: their paths are the ones under test."""
-    data.mkdir()
-    Image.new("RGB", (8, 8), (200, 0, 0)).save(data / "ok.png")
-    Image.new("RGB", (8, 8), (0, 0, 200)).save(root / "secret.png")
-    (data / "link.png").symlink_to(root / "secret.png")
-    evil = ["ok.png", "../secret.png", str(root / "secret.png"), "link.png", "sub/../../secret.png"]
+    if data is not None:
+        data.mkdir()
+        Image.new("RGB", (8, 8), (200, 0, 0)).save(data / "ok.png")
+        Image.new("RGB", (8, 8), (0, 0, 200)).save(root / "secret.png")
+        (data / "link.png").symlink_to(root / "secret.png")
+        evil = ["ok.png", "../secret.png", str(root / "secret.png"), "link.png",
+                "sub/../../secret.png"]  # fmt: skip
+    else:  # data.root "/": paths to readable images anywhere on the machine
+        secret = str(root / "secret.png").lstrip("/")
+        evil = [secret] * 5
     rows = [(i, 0, evil[i]) if i < 5 else (i, i % 10, f"val/{i}.png") for i in range(20)]
     (run / "val_index.tsv").write_text(
         "row\tlabel\tpath\n" + "".join(f"{i}\t{lab}\t{p}\n" for i, lab, p in rows)
     )
     info = json.loads((run / "run.json").read_text())
-    info["data"]["root"] = str(data)
+    info["data"]["root"] = data_root or str(data)
     (run / "run.json").write_text(json.dumps(info))
 
 
@@ -97,7 +117,7 @@ def test_token_in_the_url_once_sets_a_strict_httponly_cookie(site) -> None:
 
 
 def test_the_comparison_is_constant_time() -> None:
-    source = (REPO / "dashboard" / "app.py").read_text()
+    source = (REPO / "dashboard" / "access.py").read_text()
     assert "hmac.compare_digest" in source
     assert not re.search(r"==\s*token|token\s*==", source)
 
@@ -107,6 +127,185 @@ def test_the_cli_and_procfile_take_the_token() -> None:
 
     assert build_parser().parse_args(["--token", "T"]).token == "T"
     assert "dashboard.app:server" in (REPO / "Procfile").read_text()  # reads $EPOCHSCOPE_TOKEN
+
+
+# --- safe by default: start-up ------------------------------------------------------------------
+START_ENV = {k: v for k, v in os.environ.items()
+             if k not in ("EPOCHSCOPE_TOKEN", "EPOCHSCOPE_ALLOW_OPEN")}  # fmt: skip
+
+
+def _start(cmd: list[str] | str, env: dict[str, str], runs: Path, wait: float = 60) -> tuple:
+    """Start a server command; (exit code or None while it runs, output so far, process)."""
+    proc = subprocess.Popen(
+        cmd, shell=isinstance(cmd, str), cwd=REPO, env={**START_ENV, "RUNS_DIR": str(runs), **env},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=wait)
+        return proc.returncode, out, proc
+    except subprocess.TimeoutExpired:
+        return None, "", proc
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    return out
+
+
+def _one_line_refusal(out: str) -> str:
+    lines = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, out
+    line = lines[0]
+    assert "EPOCHSCOPE_TOKEN" in line and "--allow-open" in line, line
+    return line
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10"])
+def test_an_exposed_dev_server_without_a_token_refuses_to_start(tmp_path: Path, host) -> None:
+    rc, out, _ = _start([sys.executable, "-m", "dashboard", "--host", host, "--port",
+                         str(free_port())], {}, tmp_path)  # fmt: skip
+    assert rc == 2, out
+    assert host in _one_line_refusal(out)
+
+
+@pytest.mark.parametrize("argv", [["--token", ""], ["--token", "  "]])
+def test_an_empty_token_is_refused_not_dropped(tmp_path: Path, argv) -> None:
+    rc, out, _ = _start([sys.executable, "-m", "dashboard", "--port", str(free_port()), *argv],
+                        {}, tmp_path)  # fmt: skip
+    assert rc == 2 and "--token is empty" in out, out
+    rc, out, _ = _start([sys.executable, "-m", "dashboard", "--host", "0.0.0.0", "--port",
+                         str(free_port())], {"EPOCHSCOPE_TOKEN": ""}, tmp_path)  # fmt: skip
+    assert rc == 2 and "EPOCHSCOPE_TOKEN is set but empty" in _one_line_refusal(out), out
+
+
+def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[0]
+        try:
+            http(f"http://127.0.0.1:{port}/_dash-layout", timeout=5)
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError("the server did not start")
+
+
+def test_allow_open_starts_an_exposed_dev_server_and_says_so(tmp_path: Path) -> None:
+    port = free_port()
+    rc, _, proc = _start([sys.executable, "-m", "dashboard", "--host", "0.0.0.0", "--port",
+                          str(port), "--allow-open"], {}, tmp_path, wait=3)  # fmt: skip
+    assert rc is None, "the explicit opt-out must start"
+    try:
+        _wait_listening(port, proc)
+        assert http(f"http://127.0.0.1:{port}/").status == 200
+    finally:
+        out = _stop(proc)
+    assert "access: OPEN to anyone who can reach 0.0.0.0" in out, out
+
+
+def _procfile_web(port: int) -> str:
+    line = next(x for x in (REPO / "Procfile").read_text().splitlines() if x.startswith("web:"))
+    command = line.split(":", 1)[1].strip().replace("${PORT:-8050}", str(port))
+    # the same gunicorn as the venv's, found the way a platform's PATH would find it
+    return f"PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH {command}"
+
+
+def test_the_procfile_web_refuses_to_start_without_a_token(tmp_path: Path) -> None:
+    rc, out, _ = _start(_procfile_web(free_port()), {}, tmp_path)
+    assert rc not in (None, 0), out
+    assert "0.0.0.0" in _one_line_refusal(out)
+
+
+def test_the_procfile_web_with_a_token_asks_for_it_everywhere(tmp_path: Path) -> None:
+    make_fake_run(tmp_path / "runs", "fake", epochs_done=1)
+    port = free_port()
+    rc, _, proc = _start(_procfile_web(port), {"EPOCHSCOPE_TOKEN": TOKEN}, tmp_path / "runs",
+                         wait=3)  # fmt: skip
+    assert rc is None
+    try:
+        _wait_listening(port, proc)
+        base = f"http://127.0.0.1:{port}"
+        for method, path in ROUTES:
+            reply = http(base + path, b"{}" if method == "POST" else None, method=method)
+            assert reply.status == 401, (path, reply.status)
+        assert http(base + "/", headers=BEARER).status == 200
+    finally:
+        out = _stop(proc)
+    assert "access: token required" in out, out
+
+
+def test_an_open_server_answers_only_this_machine(tmp_path: Path) -> None:
+    """gunicorn started some other way (no start-up check) and no token: a peer that is not
+    this machine gets 403, here a client behind the one trusted proxy."""
+    make_fake_run(tmp_path / "runs", "fake", epochs_done=1)
+    with gunicorn(tmp_path / "runs", env={"EPOCHSCOPE_TRUSTED_PROXIES": "1"}) as base:
+        assert http(base + "/").status == 200  # this machine
+        far = {"X-Forwarded-For": "203.0.113.7"}
+        for method, path in ROUTES:
+            reply = http(base + path, b"{}" if method == "POST" else None, far, method=method)
+            assert reply.status == 403, (path, reply.status)
+        assert "EPOCHSCOPE_TOKEN" in http(base + "/", headers=far).body.decode()
+
+
+# --- the cookie -------------------------------------------------------------------------------
+def _cookie(reply) -> str:
+    return reply.headers["Set-Cookie"]
+
+
+def test_the_cookie_is_secure_behind_a_tls_proxy_and_lives_a_bounded_time(site) -> None:
+    base = site["base"]
+    plain = _cookie(http(base + f"/?token={TOKEN}"))
+    assert "Secure" not in plain  # plain HTTP on loopback
+    behind = _cookie(http(base + f"/?token={TOKEN}", headers={"X-Forwarded-Proto": "https"}))
+    assert "Secure" in behind and "HttpOnly" in behind and "SameSite=Strict" in behind
+    max_age = int(re.search(r"Max-Age=(\d+)", behind).group(1))
+    assert 0 < max_age <= 7 * 86400
+    expires = int(behind.split("=", 1)[1].split(".", 1)[0])
+    assert abs(expires - (time.time() + max_age)) < 60  # the server checks this expiry too
+
+
+def test_an_expired_or_forged_cookie_is_refused(site) -> None:
+    base = site["base"]
+    past = access.cookie_value(TOKEN, int(time.time()) - 1)
+    longer = access.cookie_value(TOKEN, int(time.time()) + 3600)
+    longer = f"{int(longer.split('.')[0]) + 10**6}.{longer.split('.')[1]}"  # expiry edited
+    for value in (past, longer, "9" * 12 + ".abc", "x"):
+        assert http(base + "/", headers={"Cookie": f"epochscope_auth={value}"}).status == 401
+    good = access.cookie_value(TOKEN, int(time.time()) + 60)
+    assert http(base + "/", headers={"Cookie": f"epochscope_auth={good}"}).status == 200
+
+
+# --- request size -------------------------------------------------------------------------------
+def test_a_50_mb_callback_body_gets_413(site) -> None:
+    base = site["base"]
+    body = b'{"output": "x", "inputs": [], "pad": "' + b"a" * (50 * 2**20) + b'"}'
+    headers = {"Content-Type": "application/json", **BEARER}
+    reply = http(base + "/_dash-update-component", body, headers)
+    assert reply.status == 413, reply
+    assert b"MB limit" in reply.body
+    for path in ("/", "/_dash-layout", "/assets/style.css"):
+        assert http(base + path, body, headers, method="POST").status == 413, path
+    assert http(base + "/_dash-update-component", body, {}).status == 401  # token first
+
+
+def test_a_chunked_body_over_the_limit_gets_413(site) -> None:
+    """No Content-Length: the limit applies while the body is read."""
+    from http.client import HTTPConnection
+    from urllib.parse import urlparse
+
+    parts = urlparse(site["base"])
+    conn = HTTPConnection(parts.hostname, parts.port, timeout=60)
+    try:
+        chunks = (b"[" + b"1," * (2**20 // 2) for _ in range(40))  # 40 MB, never closed
+        headers = {"Content-Type": "application/json", **BEARER}
+        conn.request("POST", "/_dash-update-component", chunks, headers, encode_chunked=True)
+        reply = conn.getresponse()
+        assert reply.status == 413, (reply.status, reply.read()[:200])
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # answered and closed before all 40 MB went out
+    finally:
+        conn.close()
 
 
 # --- paths from requests ------------------------------------------------------------------------
@@ -151,8 +350,8 @@ def test_page_query_strings_choose_no_run_outside(site, search: str) -> None:
     assert reply.status == 200
     body = reply.json()["response"]
     names = [o["value"] for o in body["shell-runs"]["options"]]
-    assert names == ["fake"]  # the symlinked run is not listed
-    assert set(body["shell-runs"].get("value") or []) <= {"fake"}  # dropped, not followed
+    assert sorted(names) == ["fake", "rooted"]  # the symlinked run is not listed
+    assert set(body["shell-runs"].get("value") or []) <= {"fake", "rooted"}  # not followed
     for run in ("../outside", "outside-link", "/etc"):
         zoom = client.call(
             "confusion-graph.figure",
@@ -164,22 +363,42 @@ def test_page_query_strings_choose_no_run_outside(site, search: str) -> None:
         assert zoom.status == 204, run
 
 
-def test_drilldown_thumbnails_come_only_from_the_data_root(site) -> None:
+def _drill(site, run: str) -> dict:
     client = DashClient(site["base"], BEARER)
     reply = client.call(
         "confusion-drill.children",
         {"confusion-pairs.active_cell": {"row": 0, "column": 0},
          "confusion-pairs.derived_viewport_data": [{"true_index": 0, "pred_index": 5}],
-         "confusion-view.data": {"epoch": 1}, "confusion-run.value": "fake",
+         "confusion-view.data": {"epoch": 1}, "confusion-run.value": run,
          "confusion-mode.value": "top5", "confusion-order.value": "index"},
         ["confusion-pairs.active_cell"],
     )  # fmt: skip
     assert reply.status == 200, reply.body[:300]
-    text = json.dumps(reply.json())
+    return reply.json()
+
+
+def test_a_run_rooted_at_slash_serves_no_thumbnail(site) -> None:
+    """run.json says data.root is "/": every path is inside it, but "/" is not allowed."""
+    text = json.dumps(_drill(site, "rooted"))
+    assert "data:image" not in text
+    assert text.count("no image") >= 5  # rows 0-4 point at a readable image outside any root
+    assert "confusion-drill-note" in text and "not an allowed folder" in text
+    assert "--data-root" in text
+    run = site["runs"] / "rooted"
+    assert all(im.thumbnail is None for im in service.drill(run, 1, "top5", 0, 5))
+    # allowing "/" on purpose is the operator's choice, and then the images show
+    allowed = service.drill(run, 1, "top5", 0, 5, allowed=[Path("/")])
+    assert all(im.thumbnail for im in allowed if im.row < 5)
+
+
+def test_drilldown_thumbnails_come_only_from_the_data_root(site) -> None:
+    """The data root is allowed (EPOCHSCOPE_DATA_ROOTS): still nothing outside it."""
+    text = json.dumps(_drill(site, "fake"))
     assert text.count("data:image/jpeg;base64") == 1  # ok.png only
     assert text.count("no image") == 5  # the four escapes, and row 10's missing val/10.png
-    images = {im.path: im.thumbnail for im in service.drill(site["run"], 1, "top5", 0, 5)}
-    assert [p for p, t in images.items() if t] == ["ok.png"]
+    assert "confusion-drill-note" not in text
+    images = service.drill(site["run"], 1, "top5", 0, 5, allowed=[site["data"]])
+    assert [im.path for im in images if im.thumbnail] == ["ok.png"]
 
 
 def test_safe_image_path_refuses_escapes(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import time
 import zipfile
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -216,7 +217,7 @@ def test_bad_uploads_through_the_classifier_page(tmp_path) -> None:
     items = corpus()
     urls = ["data:application/octet-stream;base64," + base64.b64encode(b).decode()
             for _, b in items.values()] + ["data:image/png;base64,%%%not base64"]  # fmt: skip
-    results = classify_uploads(classifier, urls)
+    results = classify_uploads(classifier, urls, max_files=len(urls))  # the cap: tested below
     assert len(results) == len(items) + 1
     for name, result in zip([*items, "bad base64"], results, strict=True):
         assert (result.get("error")) or len(result["top5"]) == 5, name
@@ -282,3 +283,184 @@ def test_decoder_fuzz_after_a_magic_number(prefix: bytes, data: bytes) -> None:
 def test_the_corpus_writer_helpers_make_what_they_claim() -> None:
     assert struct.unpack(">II", png_bomb(30000, 30000)[16:24]) == (30000, 30000)
     assert Image.open(io.BytesIO(animated("GIF"))).n_frames == 3
+
+
+# --- memory and concurrency bounds --------------------------------------------------------------
+GIB = 1024.0  # MiB
+
+
+def flat_16bit_png(size: int = 8000) -> bytes:
+    """An 8000 x 8000 16-bit grey PNG of one value: ~140 KB that decode to 128 MB of pixels."""
+    return _save(Image.new("I;16", (size, size), 40000), "PNG")
+
+
+def vm_hwm_mib(pid: int) -> float:
+    """Peak resident memory of a process so far."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for pid {pid}")
+
+
+def test_a_flat_16bit_8000px_png_is_classified_under_1_gib(tmp_path, dashboard_server) -> None:
+    """Through the 16-bit path this once took three full-size float64 copies (~1.7 GB)."""
+    runs = tmp_path / "runs"
+    make_fake_run(runs, "model", epochs_done=1)
+    base = dashboard_server(runs)
+    (worker,) = gunicorn_pids(base)[1]
+    payload = flat_16bit_png()
+    assert len(payload) < 200_000
+    classify(base, _save(_photo(), "JPEG"), "warm.jpg", run="model")  # imports, sessions
+    warm = vm_hwm_mib(worker)
+    for _ in range(3):  # the same photo again and again: memory does not pile up either
+        reply = classify(base, payload, "flat16.png", run="model")
+        assert reply.status == 200, reply.body[:300]
+    peak = vm_hwm_mib(worker)
+    print(f"worker peak RSS: {warm:.0f} MiB warm, {peak:.0f} MiB after three 16-bit PNGs")
+    assert peak < GIB, peak
+
+
+def test_decoding_makes_only_what_the_model_needs() -> None:
+    im = inference.decode_image(flat_16bit_png(4000), model_px=50)
+    assert im.mode == "RGB" and min(im.size) >= 100 and max(im.size) <= 200
+    assert im.getpixel((5, 5))[0] in (155, 156)  # 40000 / 257, scaled not clipped
+    full = inference.decode_image(_save(Image.new("I;16", (300, 200), 40000), "PNG"))
+    assert full.size == (300, 200) and full.getpixel((0, 0)) == (156, 156, 156)
+    # EXIF rotation still applies after the reduction
+    tall = _photo((800, 400))
+    exif = tall.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    small = inference.decode_image(_save(tall, "JPEG", exif=exif), draft_px=100, model_px=50)
+    assert small.height > small.width
+    # a palette PNG with transparency, reduced strip by strip: still over white
+    pal = Image.new("P", (1200, 900), 0)
+    pal.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+    pal.paste(1, (0, 0, 600, 900))
+    pic = inference.decode_image(_save(pal, "PNG", transparency=0), model_px=100)
+    assert pic.size == (300, 225)
+    assert pic.getpixel((10, 10)) == (10, 200, 30) and pic.getpixel((290, 10)) == (255, 255, 255)
+
+
+def test_the_classifier_page_caps_files_per_request(tmp_path, monkeypatch) -> None:
+    run = make_fake_run(tmp_path, "model", epochs_done=1)
+    classifier = inference.Classifier.for_run(run, 1)
+    url = "data:image/jpeg;base64," + base64.b64encode(_save(_photo(), "JPEG")).decode()
+    results = classify_uploads(classifier, [url] * 40, max_files=16)
+    assert len(results) == 40
+    assert all("top5" in r for r in results[:16])
+    assert all("at most 16 photos" in r["error"] for r in results[16:])
+    monkeypatch.setenv("EPOCHSCOPE_MAX_FILES", "3")
+    assert sum("top5" in r for r in classify_uploads(classifier, [url] * 5)) == 3
+
+
+def test_concurrent_decodes_are_bounded(tmp_path) -> None:
+    """16 threads classify at once; at most `size` decode at a time and the rest wait or get
+    a clear 503, never an unbounded pile of decoded photos."""
+    import threading
+
+    run = make_fake_run(tmp_path, "model", epochs_done=1)
+    classifier = inference.Classifier.for_run(run, 1)
+    slots = inference.DecodeSlots(2, wait=0.05)
+    payload = _save(_photo((3000, 2000)), "PNG")
+    answers: list[str] = []
+
+    def one() -> None:
+        try:
+            inference.decode_for_model(payload, classifier.pre, slots=slots)
+            answers.append("ok")
+        except inference.ImageError as e:
+            answers.append(f"{e.status}")
+
+    threads = [threading.Thread(target=one) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert slots.peak == 2 and slots.active == 0
+    assert set(answers) <= {"ok", "503"} and "ok" in answers and "503" in answers
+    with slots.slot(), slots.slot():  # re-entrant: the API's slot covers the decode inside
+        assert slots.active == 1
+
+
+def _big_jpeg(megabytes: float = 19.5) -> bytes:
+    """A noisy JPEG just under the 20 MB limit (about 18 megapixels)."""
+    rng = np.random.default_rng(20)
+    side = int((megabytes * 2**20 / 1.22) ** 0.5)
+    data = _save(Image.fromarray(rng.integers(0, 255, (side * 3 // 4, side * 4 // 3, 3),
+                                              np.uint8)), "JPEG", quality=95)  # fmt: skip
+    assert 15 * 2**20 < len(data) < 20 * 2**20, len(data)
+    return data
+
+
+@pytest.mark.faults
+def test_twenty_concurrent_20mb_uploads_leave_the_training_poll_fast(
+    tmp_path, dashboard_server, output_dir
+) -> None:
+    """The Procfile's 2 workers x 4 threads: 20 clients upload a 19.5 MB photo at the same
+    moment (twice) while a tab polls the training page. Poll p95 < 2 s, worker peak < 1 GiB."""
+    import threading
+
+    from tests.test_faults_support import DashClient
+
+    runs = tmp_path / "runs"
+    make_fake_run(runs, "model", epochs_done=2, state=None)
+    base = dashboard_server(runs, workers=2)
+    workers = gunicorn_pids(base)[1]
+    assert len(workers) == 2
+    photo, flat = _big_jpeg(), flat_16bit_png()
+    client = DashClient(base)
+    polls: list[float] = []
+    statuses: list[int] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        state = None
+        i = 0
+        while not done.is_set():
+            start = time.perf_counter()
+            reply = client.call(
+                "training-state.data",
+                {"training-interval.n_intervals": i, "shell-runs.value": ["model"],
+                 "training-state.data": state},
+                ["training-interval.n_intervals"],
+            )  # fmt: skip
+            polls.append(time.perf_counter() - start)
+            assert reply.status in (200, 204), reply.status
+            if reply.status == 200:
+                state = reply.json()["response"]["training-state"]["data"]
+            i += 1
+            time.sleep(0.2)
+
+    def upload(n: int) -> None:
+        payload = flat if n % 5 == 0 else photo  # some of them the 128 MB-to-decode PNG
+        statuses.append(classify(base, payload, f"u{n}.jpg", run="model").status)
+
+    for _ in range(4):  # warm both workers: imports, sessions
+        classify(base, _save(_photo(), "JPEG"), "warm.jpg", run="model")
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    time.sleep(1.0)
+    for _round in range(2):
+        clients = [threading.Thread(target=upload, args=(n,)) for n in range(20)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join(timeout=120)
+    time.sleep(1.0)
+    done.set()
+    poller.join(timeout=30)
+    peaks = [vm_hwm_mib(w) for w in workers]
+    p95 = float(np.percentile(polls, 95))
+    report = {
+        "uploads": len(statuses), "statuses": {str(s): statuses.count(s) for s in set(statuses)},
+        "poll": {"n": len(polls), "p50_ms": round(1000 * float(np.percentile(polls, 50))),
+                 "p95_ms": round(1000 * p95), "max_ms": round(1000 * max(polls))},
+        "worker_peak_rss_mib": [round(p) for p in peaks],
+    }  # fmt: skip
+    (output_dir / "uploads-concurrent.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    assert len(statuses) == 40 and set(statuses) <= {200, 503}, report
+    assert statuses.count(200) >= 4, report  # refusing everything would be no answer either
+    assert p95 < 2.0, report
+    assert max(peaks) < GIB, report
+    assert gunicorn_pids(base)[1] == workers, "a worker died and was replaced"

@@ -1,8 +1,13 @@
 """Drill-down: the validation images behind one cell, and the most confused pairs.
 
-Thumbnails are read from run.json's ``data.root`` only: a path from val_index.tsv is used only
-when it resolves (symlinks followed) to a regular file inside that root. Runs whose validation
-images were arrays carry them in the run directory's thumbnails.bin instead (read by row).
+Thumbnails come only from places the dashboard's operator allowed: run.json's ``data.root``
+when it lies inside one of the allowed roots (``--data-root`` / ``EPOCHSCOPE_DATA_ROOTS``,
+default none) or inside the run directory itself, else the run directory's own
+``thumbnails/`` folder. A run.json copied from elsewhere cannot point the dashboard at ``/``.
+A path from val_index.tsv is used only when it resolves (symlinks followed) to a regular file
+inside that root, and only photo formats are opened.
+Runs whose validation images were arrays carry them in the run directory's thumbnails.bin
+(read by row).
 """
 
 from __future__ import annotations
@@ -22,7 +27,52 @@ from epochscope.thumbnails import read_thumbnail
 from .histogram import Confusion, Mode, guesses
 
 MAX_IMAGE_BYTES = 20 << 20  # a larger "thumbnail" source is not worth reading in a callback
+MAX_IMAGE_PIXELS = 64_000_000
 THUMB_PX = 96
+THUMB_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")  # data sets' formats; nothing exotic
+RUN_THUMBNAILS = "thumbnails"  # <run>/thumbnails/<path from val_index.tsv>, when a run has them
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """Where a run's drill-down thumbnails come from, and what to tell the user about it."""
+
+    root: Path | None
+    note: str | None = None
+
+
+def _inside(path: Path, roots: list[Path]) -> bool:
+    for root in roots:
+        try:
+            if path.is_relative_to(root.resolve()):
+                return True
+        except (OSError, RuntimeError, ValueError):
+            continue
+    return False
+
+
+def image_source(
+    run_dir: Path, data_root: str | os.PathLike[str] | None, allowed: list[Path]
+) -> ImageSource:
+    """The allowed root of a run's images: data.root inside an allowed root or the run
+    directory, else the run's thumbnails/ folder, else none (with a note saying why)."""
+    own = Path(run_dir) / RUN_THUMBNAILS
+    fallback = own if own.is_dir() else None
+    if not data_root or not isinstance(data_root, str) or not os.path.isabs(data_root):
+        return ImageSource(fallback)
+    try:
+        real = Path(data_root).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return ImageSource(fallback)
+    if _inside(real, [*allowed, Path(run_dir)]):
+        return ImageSource(real)
+    if fallback is not None:
+        return ImageSource(fallback)
+    return ImageSource(
+        None,
+        f"No thumbnails: this run's images are in {data_root}, which is not an allowed folder."
+        " Start the dashboard with --data-root (or EPOCHSCOPE_DATA_ROOTS) naming it to see them.",
+    )
 
 
 def pair_rows(
@@ -73,7 +123,9 @@ def thumbnail_uri(path: Path | None, size: int = THUMB_PX) -> str | None:
     try:
         if path.stat().st_size > MAX_IMAGE_BYTES:
             return None
-        with Image.open(path) as img:
+        with Image.open(path, formats=THUMB_FORMATS) as img:
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                return None
             apply_draft(img, size)  # JPEG: decode at a reduced scale, much faster
             small = img.convert("RGB")
             small.thumbnail((size, size))

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -105,13 +106,29 @@ def png_bytes(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def gif_bytes(frames: Sequence[Image.Image], ms_per_frame: int = 600) -> bytes:
-    """An endlessly looping GIF; the last frame stays twice as long."""
+def gif_bytes(frames: Iterable[Image.Image], ms_per_frame: int = 600) -> bytes:
+    """An endlessly looping GIF; the last frame stays twice as long.
+
+    Each frame is reduced to a 1-byte palette image as it arrives (a generator of frames never
+    holds more than one full-colour frame)."""
     pal = [f.convert("P", palette=Image.Palette.ADAPTIVE, colors=255) for f in frames]
+    if not pal:
+        raise ValueError("a GIF needs at least one frame")
     durations = [ms_per_frame] * (len(pal) - 1) + [ms_per_frame * 2]
     buf = io.BytesIO()
     pal[0].save(buf, format="GIF", save_all=True, append_images=pal[1:], duration=durations, loop=0)
     return buf.getvalue()
+
+
+def sample_epochs(epochs: Sequence[int], max_frames: int) -> list[int]:
+    """At most ``max_frames`` epochs, evenly spaced, the first and the last always among them."""
+    epochs = list(epochs)
+    if len(epochs) <= max_frames:
+        return epochs
+    if max_frames <= 1:
+        return epochs[-1:]
+    picks = np.linspace(0, len(epochs) - 1, max_frames).round().astype(int)
+    return [epochs[i] for i in sorted(set(picks.tolist()))]
 
 
 def run_frames(
@@ -126,16 +143,62 @@ def run_frames(
     max_size: int = 1000,
 ) -> list[Image.Image]:
     """One composed image per epoch of the same view (the whole matrix by default)."""
+    return list(
+        iter_frames(run_dir, epochs, mode, kind, scale, x_range, y_range, min_size, max_size)
+    )
+
+
+def iter_frames(
+    run_dir: Path,
+    epochs: Sequence[int],
+    mode: Mode = "top5",
+    kind: OrderKind = "wordnet",
+    scale: Scale = "eq_hist",
+    x_range: tuple[float, float] | None = None,
+    y_range: tuple[float, float] | None = None,
+    min_size: int = 600,
+    max_size: int = 1000,
+) -> Iterator[Image.Image]:
+    """``run_frames`` one at a time, rendered only when asked for."""
     meta = data.run_meta(run_dir)
     c = meta.num_classes
     xr, yr = x_range or (0, c), y_range or (0, c)
     bands = band_runs(meta.bands, data.order(run_dir, kind)) if meta.has_bands else []
-    frames = []
     for e in epochs:
         pts = data.points(run_dir, e, mode, kind)
         title = f"{run_dir.name} · epoch {e} · {_mode_label(mode)} · {kind} order"
-        frames.append(view_image(pts, bands, xr, yr, title, scale, min_size, max_size))
-    return frames
+        yield view_image(pts, bands, xr, yr, title, scale, min_size, max_size)
+
+
+#: one GIF export per worker process at a time: each holds up to GIF_FRAMES palette frames
+GIF_EXPORTS = threading.BoundedSemaphore(1)
+
+
+def bounded_gif(
+    run_dir: Path,
+    epochs: Sequence[int],
+    mode: Mode,
+    kind: OrderKind,
+    scale: Scale,
+    x_range: tuple[float, float] | None,
+    y_range: tuple[float, float] | None,
+    max_frames: int,
+    size: int = 600,
+    wait: float = 30.0,
+) -> tuple[bytes, list[int]]:
+    """The GIF of at most ``max_frames`` evenly spaced epochs at ``size`` matrix pixels, one
+    export at a time (TimeoutError after ``wait`` seconds); returns it and the epochs drawn.
+
+    Memory: one full-colour frame plus ``max_frames`` palette frames of about
+    (size + 190) x (size + 225) bytes each (about 40 MB for 60 frames at 600 px)."""
+    chosen = sample_epochs(epochs, max_frames)
+    if not GIF_EXPORTS.acquire(timeout=wait):
+        raise TimeoutError("another GIF export is running in this worker")
+    try:
+        frames = iter_frames(run_dir, chosen, mode, kind, scale, x_range, y_range, size, size)
+        return gif_bytes(frames), chosen
+    finally:
+        GIF_EXPORTS.release()
 
 
 def _mode_label(mode: Mode) -> str:
@@ -156,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", choices=SCALES, default="eq_hist", help="colour scale")
     p.add_argument("--size", type=int, default=1000, help="matrix pixels of the PNG (at least)")
     p.add_argument("--gif-size", type=int, default=600, help="matrix pixels of the GIF frames")
+    p.add_argument("--gif-frames", type=int, default=200,
+                   help="epochs in the GIF at most, evenly spaced (default 200)")  # fmt: skip
     return p
 
 
@@ -183,9 +248,10 @@ def main(argv: list[str] | None = None) -> int:
         args.png.write_bytes(png_bytes(frame))
         print(f"wrote {args.png} ({frame.width}x{frame.height})")
     if args.gif:
-        frames = run_frames(
+        chosen = sample_epochs(epochs, args.gif_frames)
+        frames = iter_frames(
             run_dir,
-            epochs,
+            chosen,
             args.mode,
             args.order,
             args.scale,
@@ -193,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             max_size=args.gif_size,
         )
         args.gif.write_bytes(gif_bytes(frames))
-        print(f"wrote {args.gif} ({len(frames)} frames)")
+        print(f"wrote {args.gif} ({len(chosen)} frames)")
     return 0
 
 

@@ -16,13 +16,16 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from assets.catalogue import load_catalogue
+from dashboard import config
 
 from . import data
 from .bands import UNKNOWN, band_runs
 from .cells import Norm, row_share, row_totals, value_label
 from .difference import PLOTLY_DIVERGING, render_difference
 from .drilldown import (
+    ImageSource,
     Pair,
+    image_source,
     most_confused,
     pair_rows,
     safe_image_path,
@@ -232,29 +235,48 @@ class DrillImage:
     top5: list[tuple[int, str, float]]  # (class index, name, probability)
 
 
+def thumbnail_source(run_dir: Path, allowed: list[Path] | None = None) -> ImageSource:
+    """Where the drill-down's thumbnails of this run may come from (the allowed roots:
+    EPOCHSCOPE_DATA_ROOTS unless given)."""
+    allowed = config.data_roots() if allowed is None else allowed
+    return image_source(run_dir, data.run_meta(run_dir).data_root, allowed)
+
+
 def drill(
-    run_dir: Path, epoch: int, mode: Mode, true: int, pred: int, limit: int = 24
+    run_dir: Path,
+    epoch: int,
+    mode: Mode,
+    true: int,
+    pred: int,
+    limit: int = 24,
+    allowed: list[Path] | None = None,
 ) -> list[DrillImage]:
-    """The validation images of a cell with their top-5; thumbnails only from inside data.root
-    or the run directory."""
+    """The validation images of a cell with their top-5; thumbnails only from an allowed root
+    (``thumbnail_source``)."""
     meta = data.run_meta(run_dir)
     top5, _ = data.predictions(run_dir, epoch)
-    return _drill_images(run_dir, epoch, pair_rows(meta.labels, top5, true, pred, mode, limit))
+    rows = pair_rows(meta.labels, top5, true, pred, mode, limit)
+    return _drill_images(run_dir, epoch, rows, allowed)
 
 
-def drill_class(run_dir: Path, epoch: int, index: int, limit: int = 24) -> list[DrillImage]:
+def drill_class(
+    run_dir: Path, epoch: int, index: int, limit: int = 24, allowed: list[Path] | None = None
+) -> list[DrillImage]:
     """The validation images of one class with their top-5: wrong first guesses first."""
     meta = data.run_meta(run_dir)
     top5, _ = data.predictions(run_dir, epoch)
     rows = np.flatnonzero(meta.labels == index)
     right = top5[rows, 0] == index
     rows = np.concatenate([rows[~right], rows[right]])[:limit]
-    return _drill_images(run_dir, epoch, rows)
+    return _drill_images(run_dir, epoch, rows, allowed)
 
 
-def _drill_images(run_dir: Path, epoch: int, rows: np.ndarray) -> list[DrillImage]:
+def _drill_images(
+    run_dir: Path, epoch: int, rows: np.ndarray, allowed: list[Path] | None = None
+) -> list[DrillImage]:
     meta = data.run_meta(run_dir)
     top5, prob = data.predictions(run_dir, epoch)
+    root = thumbnail_source(run_dir, allowed).root
     out = []
     for r in rows:
         r = int(r)
@@ -262,9 +284,9 @@ def _drill_images(run_dir: Path, epoch: int, rows: np.ndarray) -> list[DrillImag
         guesses = [
             (int(k), meta.names[int(k)], float(p)) for k, p in zip(top5[r], prob[r], strict=True)
         ]
-        # a file under data.root, else the run's own thumbnails.bin (images given as arrays)
-        thumb = thumbnail_uri(safe_image_path(meta.data_root, rel)) if rel else None
-        thumb = thumb or stored_thumbnail_uri(run_dir, r)
+        # a file under an allowed root, else the run's own thumbnails.bin (images as arrays)
+        path = safe_image_path(str(root), rel) if root is not None and rel else None
+        thumb = thumbnail_uri(path) or stored_thumbnail_uri(run_dir, r)
         out.append(DrillImage(r, rel, thumb, guesses))
     return out
 

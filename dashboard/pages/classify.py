@@ -43,13 +43,35 @@ def layout(**_query: Any) -> html.Div:
     )
 
 
+# The browser keeps at most MAX_FILES photos whose base64 fits one request under the request
+# limit, and names the ones it left out: the server would answer such a request with a 413.
 clientside_callback(
     """
     function(contents, names) {
         if (!contents) { return window.dash_clientside.no_update; }
-        return {contents: contents, names: names};
+        var maxFiles = MAX_FILES, maxChars = MAX_CHARS, maxFile = MAX_FILE;
+        var kept = [], keptNames = [], skipped = [], total = 0;
+        for (var i = 0; i < contents.length; i++) {
+            var name = (names && names[i]) || ("file " + (i + 1));
+            var size = contents[i].length;
+            if (kept.length >= maxFiles) {
+                skipped.push([name, "not sent: at most " + maxFiles + " photos at a time"]);
+            } else if (size * 0.75 > maxFile) {
+                skipped.push([name, "not sent: over the " + Math.round(maxFile / 1048576) +
+                              " MB limit per photo"]);
+            } else if (total + size > maxChars) {
+                skipped.push([name, "not sent: these photos together are over the request " +
+                              "limit; drop it on its own"]);
+            } else {
+                kept.push(contents[i]); keptNames.push(name); total += size;
+            }
+        }
+        return {contents: kept, names: keptNames, skipped: skipped};
     }
-    """,
+    """.replace("MAX_FILES", str(config.max_files()))
+    # room for the rest of the callback's JSON
+    .replace("MAX_CHARS", str(config.max_request_bytes() - 64 * 1024))
+    .replace("MAX_FILE", str(inference.MAX_UPLOAD_BYTES)),
     Output("classify-uploads", "data"),
     Input("classify-upload", "contents"),
     State("classify-upload", "filename"),
@@ -103,7 +125,11 @@ def epoch_choices(run: str | None, _n: int | None, options: list | None, current
 )
 @tolerant
 def classify(uploads: dict | None, epoch: int | None, run: str | None):
-    if not uploads or not uploads.get("contents"):
+    if not isinstance(uploads, dict):
+        return html.P("No photos yet.", className="hint")
+    contents = uploads.get("contents") or []
+    skipped = [s for s in uploads.get("skipped") or [] if isinstance(s, list) and len(s) == 2]
+    if not contents and not skipped:
         return html.P("No photos yet.", className="hint")
     if not run or epoch is None:
         return html.P("This run has no model yet.", className="error")
@@ -114,14 +140,17 @@ def classify(uploads: dict | None, epoch: int | None, run: str | None):
         classifier = inference.Classifier.for_run(run_dir, epoch)
     except (ValueError, LookupError) as e:
         return html.P(f"Cannot use run {run} epoch {epoch}: {e}", className="error")
-    results = classify_uploads(classifier, uploads["contents"])
-    names = uploads.get("names") or [f"file {i + 1}" for i in range(len(results))]
+    try:
+        results = classify_uploads(classifier, contents) if contents else []
+    except inference.ImageError as e:  # busy, or a malformed request
+        return html.P(f"Cannot classify now: {e}", className="error")
+    names = uploads.get("names")
+    if not isinstance(names, list) or len(names) != len(results):
+        names = [f"file {i + 1}" for i in range(len(results))]
     try:
         notice = demo_notice(read_run_info(run_dir).data)
     except (LookupError, ValueError):
         notice = None
-    return [
-        html.P(f"Run {run}, epoch {epoch}", className="classify-caption"),
-        notice,
-        *(result_card(n, r) for n, r in zip(names, results, strict=True)),
-    ]
+    cards = [result_card(str(n), r) for n, r in zip(names, results, strict=True)]
+    cards += [result_card(str(n), {"error": str(why)}) for n, why in skipped]
+    return [html.P(f"Run {run}, epoch {epoch}", className="classify-caption"), notice, *cards]

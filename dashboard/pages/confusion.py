@@ -478,7 +478,8 @@ def drill_down(
              " wrong first guesses first"],
             id="confusion-drill-head",
         )  # fmt: skip
-        return [head, *(_image_card(im, int(selected), -1) for im in images)]
+        return [head, *_thumbnail_note(run_dir), *(_image_card(im, int(selected), -1)
+                                                   for im in images)]  # fmt: skip
     if trigger == "confusion-pairs":
         if not active or not table_rows or active["row"] >= len(table_rows):
             raise PreventUpdate
@@ -500,7 +501,13 @@ def drill_down(
         ],
         id="confusion-drill-head",
     )
-    return [head, *(_image_card(im, true, pred) for im in images)]
+    return [head, *_thumbnail_note(run_dir), *(_image_card(im, true, pred) for im in images)]
+
+
+def _thumbnail_note(run_dir: Path) -> list[html.P]:
+    """Why a run's images show no thumbnails, when its data root is not allowed."""
+    note = service.thumbnail_source(run_dir).note
+    return [html.P(note, id="confusion-drill-note", className="hint")] if note else []
 
 
 def _image_card(im: service.DrillImage, true: int, pred: int) -> html.Div:
@@ -653,16 +660,18 @@ def export_view(_png: int, _gif: int, view: dict | None, run: str | None, mode: 
     if not view:
         raise PreventUpdate
     gif = dash.ctx.triggered_id == "confusion-export-gif"
-    epochs = data.epochs(run_dir) if gif else [view["epoch"]]
-    size = 600 if gif else (1000, 2000)
-    lo, hi = (size, size) if gif else size
-    frames = export.run_frames(
-        run_dir, epochs, mode, kind, scale, tuple(view["x"]), tuple(view["y"]),
-        min_size=lo, max_size=hi,
-    )  # fmt: skip
     if gif:
-        return dash.no_update, dcc.send_bytes(
-            export.gif_bytes(frames), f"{run}-{mode}-{kind}-epochs.gif"
-        )
+        try:
+            data_gif, _ = export.bounded_gif(
+                run_dir, data.epochs(run_dir), mode, kind, scale, tuple(view["x"]),
+                tuple(view["y"]), max_frames=config.gif_max_frames(),
+            )  # fmt: skip
+        except TimeoutError:
+            raise PreventUpdate from None  # a GIF is being made in this worker: click again
+        return dash.no_update, dcc.send_bytes(data_gif, f"{run}-{mode}-{kind}-epochs.gif")
+    frames = export.run_frames(
+        run_dir, [view["epoch"]], mode, kind, scale, tuple(view["x"]), tuple(view["y"]),
+        min_size=1000, max_size=2000,
+    )  # fmt: skip
     name = f"{run}-epoch{view['epoch']:04d}-{mode}-{kind}.png"
     return dcc.send_bytes(export.png_bytes(frames[0]), name), dash.no_update

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import dash
@@ -13,8 +14,10 @@ from dashboard.confusion.band_chart import band_accuracy_figure
 from dashboard.confusion.data import epoch_band_accuracy, relatedness_series
 from dashboard.confusion.relatedness import relatedness_figure
 from dashboard.hparams import hparam_rows, run_hparams
-from dashboard.shell import tolerant
+from dashboard.shell import selection, tolerant
 from epochscope.reader import prediction_epochs, safe_run_dir
+
+log = logging.getLogger(__name__)
 
 dash.register_page(__name__, path="/", name="Training", title="Epochscope: training")
 
@@ -78,7 +81,8 @@ def progress_card(p: dict[str, Any]) -> html.Div:
     if p["step"] and p["steps_per_epoch"]:
         parts.append(html.Span(f"step {p['step']} of {p['steps_per_epoch']}"))
     if p["val_top5"] is not None:
-        parts.append(html.Span(f"val top-1 {p['val_top1']:.1%} · top-5 {p['val_top5']:.1%}"))
+        top1 = f"{p['val_top1']:.1%}" if p["val_top1"] is not None else "-"
+        parts.append(html.Span(f"val top-1 {top1} · top-5 {p['val_top5']:.1%}"))
     if p["state"] == "running":
         parts.append(html.Span(f"ETA {_duration(p['eta_s'])}"))
     if p["error"]:
@@ -97,7 +101,10 @@ def progress_card(p: dict[str, Any]) -> html.Div:
 )
 @tolerant
 def update_training(_n: int | None, runs: list[str] | None, state: dict | None):
-    update = live.poll(config.runs_dir(), runs or [], state)
+    chosen, note = selection(runs)
+    update = live.poll(config.runs_dir(), chosen, state)
+    if note:
+        update.errors.append(note)
     if update.empty and not update.full:
         raise PreventUpdate  # nothing new: the answer is an empty 204
     figs = [
@@ -129,8 +136,9 @@ def _prediction_epochs_by_run(runs: list[str]) -> dict[str, list[int]]:
     Input("shell-runs", "value"),
     State("training-mistakes-key", "data"),
 )
+@tolerant
 def update_mistakes(_n: int | None, runs: list[str] | None, key: dict | None):
-    new_key = _prediction_epochs_by_run(runs or [])
+    new_key = _prediction_epochs_by_run(selection(runs)[0])
     if new_key == key:
         raise PreventUpdate  # no new prediction file: nothing is sent
     graphs = []
@@ -139,8 +147,9 @@ def update_mistakes(_n: int | None, runs: list[str] | None, key: dict | None):
             continue
         try:
             done, values = relatedness_series(safe_run_dir(config.runs_dir(), run))
-        except (ValueError, LookupError, OSError):
-            continue  # a file mid-replacement: the next poll picks it up
+        except Exception as e:  # mid-replacement or damaged: this run only, the next poll retries
+            log.warning("mistakes of %s: %s: %s", run, type(e).__name__, str(e)[:200])
+            continue
         title = f"{run}: are the mistakes related to the true class?"
         graphs.append(
             dcc.Graph(

@@ -1,0 +1,347 @@
+"""Any run directory, however damaged, affects only itself.
+
+Hypothesis draws damage over every file of a run directory (run.json, metrics.jsonl, the TSVs,
+predictions npz, ONNX models, symlinks, odd files such as FIFOs and /dev/zero, permissions) and
+applies each to a copy of a good run, in one RUNS folder beside an undamaged run. After each,
+a real gunicorn answers the pages, the callbacks of every page and the API for that run and
+for the good one: never a 500, and the good run is always listed and drawn.
+
+``make test`` runs 60 damaged runs; ``make test-faults`` 520 (``EPOCHSCOPE_DAMAGE_RUNS``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import zipfile
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import pytest
+from browser_support import make_fake_run, tiny_onnx_model
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.test_faults_support import DashClient, classify, gunicorn, http
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4)
+    ),
+    max_leaves=12,
+)
+FILES = ["run.json", "metrics.jsonl", "classes.tsv", "val_index.tsv",
+         "predictions/epoch-0001.npz", "models/epoch-0001.onnx"]  # fmt: skip
+
+
+def _npz(**arrays) -> bytes:
+    buf = BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _npy_claiming(rows: int) -> bytes:
+    """An npz whose top5 header claims ``rows`` x 5 int64 but holds a few bytes."""
+    header = f"{{'descr': '<i8', 'fortran_order': False, 'shape': ({rows}, 5), }}"
+    header += " " * (63 - len(header) % 64) + "\n"
+    npy = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + b"\0" * 80
+    buf = BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("top5.npy", npy)
+        z.writestr("prob.npy", npy)
+    return buf.getvalue()
+
+
+@st.composite
+def run_json_damage(draw) -> tuple[str, object]:
+    info = {"schema": 1, "name": "x", "engine": "pytorch", "arch": "tiny", "epochs": 5,
+            "data": {"root": "/nowhere", "num_classes": 10},
+            "preprocess": {"image_size": 8, "resize_size": 10, "interpolation": "bilinear",
+                           "mean": [0.5] * 3, "std": [0.2] * 3}, "started": 1.7e9}  # fmt: skip
+    kind = draw(st.sampled_from(["field", "nested", "number", "value", "bytes", "inf"]))
+    if kind == "field":
+        key = draw(st.sampled_from([*info, "preprocess.image_size", "preprocess.mean",
+                                    "data.root", "data.num_classes"]))  # fmt: skip
+        value = draw(JSON | st.just("x") | st.integers(10**300, 10**400))
+        if "." in key:
+            outer, inner = key.split(".")
+            info[outer] = {**info[outer], inner: value}
+        else:
+            info[key] = value
+        return "text", json.dumps(info)
+    if kind == "nested":
+        depth = draw(st.integers(500, 200_000))
+        return "text", '{"schema": 1, "data": ' + "[" * depth + "]" * depth + "}"
+    if kind == "number":
+        return "text", json.dumps(info).replace("1700000000.0", "9" * draw(st.integers(300, 5000)))
+    if kind == "inf":
+        return "text", json.dumps(info).replace("1700000000.0", draw(st.sampled_from(
+            ["1e400", "-1e400", "NaN", "Infinity"])))  # fmt: skip
+    if kind == "value":
+        return "text", json.dumps(draw(JSON))
+    return "bytes", draw(st.binary(max_size=300))
+
+
+@st.composite
+def metrics_damage(draw) -> tuple[str, object]:
+    good = {"kind": "epoch", "time": 1.7e9, "epoch": 1, "val_top5": 0.5, "val_top1": 0.2,
+            "train_loss": 1.0, "lr": 0.1}  # fmt: skip
+    lines = []
+    for _ in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(["field", "json", "bytes", "nested", "huge", "bigint"]))
+        if kind == "field":
+            event = dict(good)
+            event[draw(st.sampled_from([*good, "state", "error", "step", "epoch_step",
+                                        "steps_per_epoch"]))] = draw(JSON)  # fmt: skip
+            event["kind"] = draw(st.sampled_from(["epoch", "status", "step", "device", "zzz"]))
+            lines.append(json.dumps(event))
+        elif kind == "json":
+            lines.append(json.dumps(draw(JSON)))
+        elif kind == "bytes":
+            lines.append(draw(st.binary(max_size=80)).replace(b"\n", b" ").decode("latin-1"))
+        elif kind == "nested":
+            d = draw(st.integers(500, 100_000))
+            lines.append('{"kind": "epoch", "epoch": ' + "[" * d + "]" * d + "}")
+        elif kind == "huge":
+            lines.append(json.dumps({**good, "error": "e" * draw(st.integers(10**5, 3 * 10**6))}))
+        else:
+            lines.append(json.dumps(good).replace('"epoch": 1', '"epoch": 1' + "0" * 400))
+    tail = "" if draw(st.booleans()) else '{"kind": "ep'  # a torn last line
+    return "text", "\n".join(lines) + "\n" + tail
+
+
+@st.composite
+def tsv_damage(draw) -> tuple[str, object]:
+    kind = draw(st.sampled_from(["field", "nul", "header", "columns", "label", "bytes"]))
+    rows = [f"{i}\t{i % 10}\tval/{i}.png" for i in range(20)]
+    header = "row\tlabel\tpath"
+    if kind == "field":
+        rows[draw(st.integers(0, 19))] = "3\t3\t" + "p" * draw(st.integers(130_000, 400_000))
+    elif kind == "nul":
+        rows[0] = "0\t0\tval/\0.png"
+    elif kind == "header":
+        header = draw(st.text(max_size=30))
+    elif kind == "columns":
+        rows[5] = "5\t5\tx\ty\tz"
+    elif kind == "label":
+        rows[2] = "2\t" + draw(st.sampled_from(["-5", "99999", "1" * 400, "x", "1e3", ""])) + "\tp"
+    else:
+        return "bytes", draw(st.binary(max_size=400))
+    return "text", header + "\n" + "\n".join(rows) + "\n"
+
+
+@st.composite
+def npz_damage(draw) -> tuple[str, object]:
+    kind = draw(st.sampled_from(["bytes", "shape", "dtype", "range", "object", "claim", "nan"]))
+    n = 20
+    top5 = np.tile(np.arange(5, dtype=np.int16), (n, 1))
+    prob = np.full((n, 5), 0.2, np.float16)
+    if kind == "bytes":
+        return "bytes", draw(st.binary(max_size=400))
+    if kind == "shape":
+        return "bytes", _npz(top5=top5[: draw(st.integers(0, 30))], prob=prob[:3])
+    if kind == "dtype":
+        return "bytes", _npz(top5=top5.astype(np.float32), prob=prob.astype(np.complex64))
+    if kind == "range":
+        return "bytes", _npz(top5=top5 * draw(st.integers(-30000, 30000)), prob=prob)
+    if kind == "object":
+        return "bytes", _npz(top5=np.array([{"a": 1}] * 5, dtype=object), prob=prob)
+    if kind == "claim":
+        return "bytes", _npy_claiming(draw(st.integers(10**6, 10**8)))
+    return "bytes", _npz(top5=top5, prob=np.full((n, 5), np.nan, np.float32))
+
+
+@st.composite
+def file_damage(draw) -> tuple[str, object]:
+    """Something other than a plain file where one is expected (or its content cut short)."""
+    return draw(st.sampled_from(["fifo", "dir", "zero", "loop", "dangling", "slash", "empty",
+                                 "truncate", "chmod"])), None  # fmt: skip
+
+
+@st.composite
+def damage(draw) -> tuple[str, tuple[str, object]]:
+    target = draw(st.sampled_from([*FILES, "folder"]))
+    if target == "folder":
+        return target, (draw(st.sampled_from(["loop", "chmod", "slash", "fifo", "models-file"])),
+                        None)  # fmt: skip
+    by_file = {
+        "run.json": run_json_damage(),
+        "metrics.jsonl": metrics_damage(),
+        "classes.tsv": tsv_damage(),
+        "val_index.tsv": tsv_damage(),
+        "predictions/epoch-0001.npz": npz_damage(),
+        "models/epoch-0001.onnx": st.tuples(st.just("bytes"), st.binary(max_size=300)),
+    }
+    return target, draw(by_file[target] | file_damage())
+
+
+def apply(run: Path, target: str, how: tuple[str, object]) -> None:
+    kind, value = how
+    if target == "folder":
+        if kind == "loop":
+            shutil.rmtree(run)
+            run.symlink_to(run.name)
+        elif kind == "chmod":
+            run.chmod(0)
+        elif kind == "slash":
+            shutil.rmtree(run / "predictions")
+            (run / "predictions").symlink_to("/")
+        elif kind == "fifo":
+            shutil.rmtree(run / "models")
+            os.mkfifo(run / "models")
+        else:
+            shutil.rmtree(run / "models")
+            (run / "models").write_text("not a folder")
+        return
+    path = run / target
+    if kind == "text":
+        path.write_text(value, encoding="utf-8", errors="surrogateescape")
+    elif kind == "bytes":
+        path.write_bytes(value)
+    elif kind == "truncate":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "chmod":
+        path.chmod(0)
+    else:
+        path.unlink()
+        if kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "dir":
+            path.mkdir()
+        elif kind == "zero":
+            path.symlink_to("/dev/zero")
+        elif kind == "loop":
+            path.symlink_to(path.name)
+        elif kind == "dangling":
+            path.symlink_to("/nonexistent/file")
+        elif kind == "slash":
+            path.symlink_to("/")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, request) -> dict:
+    root = tmp_path_factory.mktemp("damage")
+    runs = root / "runs"
+    make_fake_run(runs, "good", epochs_done=2)
+    template = make_fake_run(root / "template", "t", epochs_done=1)
+    tiny_onnx_model(template / "models" / "epoch-0002.onnx", 3, seed=9)  # wrong class count
+    server = gunicorn(runs, workers=1, env={"EPOCHSCOPE_DATA_ROOTS": "/"})
+    base = server.__enter__()
+    request.addfinalizer(lambda: server.__exit__(None, None, None))
+    return {"base": base, "runs": runs, "template": template, "client": DashClient(base),
+            "n": 0, "log": runs.parent}  # fmt: skip
+
+
+def check(site: dict, name: str) -> None:
+    """Every surface for the damaged run ``name`` and the good run: no 500, good listed."""
+    base, client = site["base"], site["client"]
+    for page in ("/", "/classify", "/confusion"):
+        assert http(f"{base}{page}?run={name}&run=good").status == 200, page
+    listing = client.call(
+        "shell-runs-known.data",
+        {"shell-location.search": f"?run={name}", "shell-runs-interval.n_intervals": 0},
+        ["shell-location.search"],
+    )
+    assert listing.status == 200, listing.body[:300]
+    options = listing.json()["response"]["shell-runs"]["options"]
+    assert "good" in [o["value"] for o in options], "the good run is not listed"
+    poll = client.call("training-state.data", {"shell-runs.value": ["good", name],
+                       "training-interval.n_intervals": 1}, ["shell-runs.value"])  # fmt: skip
+    assert poll.status == 200, poll.body[:300]
+    body = poll.json()["response"]
+    assert "good" in body["training-state"]["data"]["runs"], "the good run is not drawn"
+    statuses = {
+        "mistakes": client.call("training-mistakes.children", {"shell-runs.value": [name, "good"],
+                                "training-mistakes-interval.n_intervals": 1},
+                                ["shell-runs.value"]).status,
+        "classify runs": client.call("classify-run.options", {"shell-runs.value": [name]},
+                                     ["shell-runs.value"]).status,
+        "classify epochs": client.call("classify-epoch.options", {"classify-run.value": name},
+                                       ["classify-run.value"]).status,
+        "confusion runs": client.call("confusion-run.options", {"shell-runs.value": [name]},
+                                      ["shell-runs.value"]).status,
+        "confusion epochs": client.call("confusion-epoch.max", {"confusion-run.value": name},
+                                        ["confusion-run.value"]).status,
+        "matrix": client.call("confusion-graph.figure", {
+            "confusion-run.value": name, "confusion-epoch.value": 1, "confusion-mode.value": "top5",
+            "confusion-order.value": "index", "confusion-scale.value": "linear"},
+            ["confusion-run.value"]).status,
+        "drill": client.call("confusion-drill.children", {
+            "confusion-pairs.active_cell": {"row": 0, "column": 0},
+            "confusion-pairs.derived_viewport_data": [{"true_index": 0, "pred_index": 1}],
+            "confusion-view.data": {"epoch": 1}, "confusion-run.value": name,
+            "confusion-mode.value": "top5", "confusion-order.value": "index"},
+            ["confusion-pairs.active_cell"]).status,
+        "pairs": client.call("confusion-pairs.data", {"confusion-run.value": name,
+                             "confusion-epoch.value": 1, "confusion-mode.value": "top5"},
+                             ["confusion-run.value"]).status,
+        "relatedness": client.call("confusion-relatedness.figure", {"confusion-run.value": name},
+                                   ["confusion-run.value"]).status,
+        "api": classify(base, PHOTO, "p.png", run=name).status,
+        "api epoch 2": classify(base, PHOTO, "p.png", run=name, epoch=2).status,
+    }  # fmt: skip
+    bad = {k: v for k, v in statuses.items() if v >= 500}
+    assert not bad, bad
+
+
+PHOTO = _npz()  # replaced below by a real PNG once PIL is imported
+try:
+    from PIL import Image
+
+    _buf = BytesIO()
+    Image.new("RGB", (16, 16), (200, 10, 10)).save(_buf, "PNG")
+    PHOTO = _buf.getvalue()
+except ImportError:  # pragma: no cover
+    pass
+
+
+def _damaged_runs(site: dict, target: str, how: tuple[str, object]) -> None:
+    site["n"] += 1
+    name = f"d{site['n']:04d}"
+    run = site["runs"] / name
+    shutil.copytree(site["template"], run, symlinks=True)
+    apply(run, target, how)
+    try:
+        check(site, name)
+    except AssertionError as e:
+        raise AssertionError(f"{name}: {target} {how[0]} {str(how[1])[:200]!r}: {e}") from None
+
+
+RUNS_QUICK = int(os.environ.get("EPOCHSCOPE_DAMAGE_RUNS", "60"))
+
+
+@pytest.mark.slow
+@settings(max_examples=RUNS_QUICK, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))  # fmt: skip
+@given(damage())
+def test_damaged_runs_affect_only_themselves(site, spec) -> None:
+    _damaged_runs(site, *spec)
+
+
+@pytest.mark.faults
+@settings(max_examples=520, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))  # fmt: skip
+@given(damage())
+def test_five_hundred_damaged_runs_beside_a_good_one(site, spec) -> None:
+    _damaged_runs(site, *spec)
+
+
+def test_the_listing_after_all_that_damage(site) -> None:
+    """Whatever came before in this module: the good run is listed, the log has no 500."""
+    client = site["client"]
+    reply = client.call(
+        "shell-runs-known.data",
+        {"shell-location.search": "?run=good", "shell-runs-interval.n_intervals": 0},
+        ["shell-location.search"],
+    )
+    assert reply.status == 200
+    assert "good" in [o["value"] for o in reply.json()["response"]["shell-runs"]["options"]]
+    logs = "".join(p.read_text(errors="replace") for p in site["log"].glob("gunicorn-*.log"))
+    assert "Exception on /" not in logs, logs[-3000:]
