@@ -165,6 +165,12 @@ def device_series(
     return out
 
 
+def _step_key(ev: dict[str, Any]) -> Any:
+    """The step number that a redone step replaces; a damaged one (a list, a dict) is its own."""
+    step = ev.get("step")
+    return step if step is None or isinstance(step, int | float | str) else id(ev)
+
+
 def run_series(
     run: str,
     run_index: int,
@@ -184,7 +190,7 @@ def run_series(
     ]  # fmt: skip
     steps = [ev for ev in events if ev.get("kind") == "step"]
     if full:  # after a resume the redone steps replace the old ones
-        steps = list({ev.get("step"): ev for ev in steps}.values())
+        steps = list({_step_key(ev): ev for ev in steps}.values())
     devices = [ev for ev in events if ev.get("kind") == "device"]
     step = step_series(run, color, steps)
     out = {
