@@ -151,3 +151,10 @@ def sync_runs(search: str | None, _n: int | None, current: list[str] | None, kno
 )
 def nav_links(runs: list[str] | None):
     return [nav_href(path, runs) for _, path in NAV]
+
+
+# Dash finishes its set-up on the first request, and marks it done before doing it: a second
+# request arriving meanwhile (a busy machine, several tabs at start-up) saw only some of the
+# callbacks and answered 500 or an incomplete /_dash-dependencies. Done here, before serving.
+with server.app_context():
+    app._setup_server()
