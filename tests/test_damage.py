@@ -271,7 +271,8 @@ def check(site: dict, name: str) -> None:
                                         ["confusion-run.value"]).status,
         "matrix": client.call("confusion-graph.figure", {
             "confusion-run.value": name, "confusion-epoch.value": 1, "confusion-mode.value": "top5",
-            "confusion-order.value": "index", "confusion-scale.value": "linear"},
+            "confusion-order.value": "index", "confusion-scale.value": "linear",
+            "confusion-viewport.data": {"w": 1400, "h": 1000}},
             ["confusion-run.value"]).status,
         "drill": client.call("confusion-drill.children", {
             "confusion-pairs.active_cell": {"row": 0, "column": 0},
