@@ -94,7 +94,9 @@ def test_plain_loop_run_in_the_dashboard(
 ) -> None:
     from dashboard.confusion import data
 
-    base = dashboard_server(plain_run.parent)
+    info = reader.read_run_info(plain_run)
+    # the operator allows the photos' folder for drill-down thumbnails (default: none)
+    base = dashboard_server(plain_run.parent, env={"EPOCHSCOPE_DATA_ROOTS": info.data.root})
     page = browser_page
     names = [n for _, _, n in reader.read_classes(plain_run)]
     labels, paths = reader.read_val_index(plain_run)
