@@ -3,6 +3,9 @@
 v1 blocks end in ``add -> relu``; v2 blocks start with ``bn -> relu`` and add the shortcut to the
 raw convolution output, so the stack ends with one more ``bn -> relu`` before pooling. The entry
 points only choose block type and depths; ``width`` scales every stage's channels for small demos.
+``stem`` picks the input layers (timm's ``stem_type`` idea): ``imagenet`` (7x7 stride 2 and a
+max-pool: 224 px leaves 56 x 56) or ``small`` (one 3x3 stride-1 convolution, no pool: for 32-64 px
+images, where the ImageNet stem would leave 8 x 8 before the first stage).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ NormLayer = Callable[[int], nn.Module]
 ActLayer = Callable[[], nn.Module]
 
 STAGE_CHANNELS = (64, 128, 256, 512)
+STEMS = ("imagenet", "small")
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -114,20 +118,16 @@ class ResNet(nn.Module):
         width: float = 1.0,
         norm_layer: NormLayer = nn.BatchNorm2d,
         act_layer: ActLayer = lambda: nn.ReLU(inplace=True),
+        stem: str = "imagenet",
     ) -> None:
         super().__init__()
         if width <= 0:
             raise ValueError(f"width must be positive, got {width}")
         channels = [max(8, round(c * width)) for c in STAGE_CHANNELS]
-        stem = channels[0]
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, stem, 7, stride=2, padding=3, bias=False),
-            norm_layer(stem),
-            act_layer(),
-            nn.MaxPool2d(3, stride=2, padding=1),
-        )
+        self.stem_type = stem
+        self.stem = make_stem(stem, channels[0], norm_layer, act_layer)
         stages: list[nn.Module] = []
-        cin = stem
+        cin = channels[0]
         for i, (planes, depth) in enumerate(zip(channels, layers, strict=True)):
             blocks = []
             for j in range(depth):
@@ -156,6 +156,22 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.forward_features(x)), 1))
+
+
+def make_stem(kind: str, cout: int, norm: NormLayer, act: ActLayer) -> nn.Sequential:
+    """The layers before the first stage: ``imagenet`` downsamples by 4, ``small`` by 1."""
+    if kind == "imagenet":
+        return nn.Sequential(
+            nn.Conv2d(3, cout, 7, stride=2, padding=3, bias=False),
+            norm(cout),
+            act(),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
+    if kind == "small":
+        return nn.Sequential(
+            nn.Conv2d(3, cout, 3, stride=1, padding=1, bias=False), norm(cout), act()
+        )
+    raise ValueError(f"unknown stem {kind!r}; choose from: {', '.join(STEMS)}")
 
 
 def _resnet(block: type[BasicBlock | Bottleneck], layers: Sequence[int], preact: bool, **kw):
