@@ -121,6 +121,8 @@ class DataInfo:
     num_val: int
     # made by make-demo-data (drawn shapes, not photos); None: not recorded (older runs)
     synthetic: bool | None = None
+    loader: str = ""  # memory-cache, prepared or jpeg ("" from writers that do not say)
+    store: str = ""  # the prepared store read, when loader is "prepared"
 
     @classmethod
     def from_dict(cls, d: Any) -> DataInfo:
@@ -134,6 +136,8 @@ class DataInfo:
             num_train=_int(d.get("num_train", 0), "data.num_train", 0),
             num_val=_int(d.get("num_val", 0), "data.num_val", 0),
             synthetic=d["synthetic"] if isinstance(d.get("synthetic"), bool) else None,
+            loader=str(d.get("loader", ""))[:100],
+            store=str(d.get("store", ""))[:4096],
         )
 
 

@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stop": ("trainer.background", "stop a background trainer cleanly (status 'stopped')"),
     "predict": ("trainer.predict", "print the top-5 labels of images with a run's model"),
     "make-demo-data": ("trainer.demo_data", "write the synthetic, WordNet-shaped demo dataset"),
+    "prepare-data": ("trainer.prepare_data", "pre-resize a dataset into a store train reads"),
 }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from epochscope.hierarchy import as_taxonomy
 from epochscope.layout import check_run_name
+from trainer import recipe
 from trainer.presets import DEMO_PRESET
 
 ENGINES = ("pytorch", "mxnet")
@@ -267,6 +268,8 @@ def get_parser(
         help="a device event every this many seconds",
     )
     out.add_argument("--seed", type=int, default=d(0))
+    if engine == "pytorch":  # --recipe, --stem, --augment, --nesterov, --norm-decay, --cache
+        recipe.add_arguments(p, suppress_defaults)
     return p
 
 
@@ -287,6 +290,8 @@ def parse_args(
         for key, value in DEMO_PRESET.items():
             if key not in explicit:
                 setattr(args, key, value)
+    if engine == "pytorch":  # what the recipe decides; explicit options and the preset win
+        recipe.apply(args, explicit | (set(DEMO_PRESET) if args.demo else set()))
     return args, explicit
 
 

@@ -22,13 +22,14 @@ from typing import Any
 RECIPES = ("auto", "seed")
 STEMS = ("auto", "imagenet", "small")  # "auto": decided by the recipe (trainer.models has the two)
 AUGMENTS = ("auto", "pad-crop", "resized-crop")
+CACHE_CHOICES = ("auto", "memory", "none")  # --cache (trainer.fastdata decides what it means)
 SMALL_IMAGE_MAX = 64  # at or below this many pixels a side, the small-image defaults apply
 
 # the existing options whose default the recipe decides (when not given on the command line)
 MANAGED = ("lr", "weight_decay", "label_smoothing", "lr_schedule", "warmup_epochs",
            "min_crop_scale")  # fmt: skip
 # options this module adds to the training parser
-ADDED = ("recipe", "stem", "augment", "nesterov", "norm_decay")
+ADDED = ("recipe", "stem", "augment", "nesterov", "norm_decay", "cache")
 
 SEED = {
     "stem": "imagenet",
@@ -145,6 +146,12 @@ def add_arguments(parser: argparse.ArgumentParser, suppress_defaults: bool = Fal
         default=d(None),
         help="weight decay on norm layers and biases too (default: from --recipe%(default).0s)",
     )
+    g.add_argument(
+        "--cache", choices=CACHE_CHOICES, default=d("auto"),
+        help="auto: decode the images once into memory when the padded-crop augmentation is "
+        "used and they fit (a quarter of the free memory); memory: always; none: read the "
+        "files (or a prepared store) every epoch",
+    )  # fmt: skip
     if suppress_defaults:
         return
     for action in parser._actions:  # argparse has no public way to change a default's help

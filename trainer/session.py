@@ -61,6 +61,7 @@ from epochscope.lock import RunLockedError
 from epochscope.reader import read_run_json
 from epochscope.records import DataInfo, EpochEvent, Preprocess, RunInfo, StatusEvent, StepEvent
 from epochscope.writer import NullWriter, RunWriter, prune_epochs
+from trainer import recipe
 from trainer.datasets import MEAN, STD, DataError, DatasetIndex
 from trainer.devices import DeviceMonitor
 from trainer.options import RUNTIME_OPTIONS, UsageError
@@ -276,7 +277,8 @@ class RunSession:
     def _merge(self, saved: dict[str, Any]) -> argparse.Namespace:
         """The saved run's settings, except runtime options given on this command line."""
         merged = argparse.Namespace(**vars(self.args))
-        for key, value in saved.items():
+        # a run from before recipes resumes as it was trained (the seed's stem and crops)
+        for key, value in recipe.complete_saved(saved).items():
             if key in INVOCATION_OPTIONS or (key in RUNTIME_OPTIONS and key in self.explicit):
                 continue
             current = getattr(self.args, key, None)
@@ -295,9 +297,11 @@ class RunSession:
         world_size: int,
         devices: list[dict[str, Any]],
         device_kind: str,
+        loader: str = "",
     ) -> None:
         """Write run.json, classes.tsv and val_index.tsv; the ``started`` or ``resumed``
-        status; start the device monitor (``device_kind``: cuda or cpu)."""
+        status; start the device monitor (``device_kind``: cuda or cpu). ``loader``: how the
+        images are read (run.json's data.loader)."""
         a, self._index = self.args, index
         if getattr(a, "hierarchy", None):  # the run's own taxonomy (checked by validate)
             self.writer.write_bytes(HIERARCHY_TSV, as_taxonomy(Path(a.hierarchy)).tsv())
@@ -308,8 +312,10 @@ class RunSession:
                 data=DataInfo(root=str(index.root), layout=index.layout,
                               num_classes=len(index.classes), num_train=len(index.train),
                               num_val=len(index.val),
-                              synthetic=is_synthetic_dataset(index.root)),
-                preprocess=Preprocess.for_size(a.image_size, mean=MEAN, std=STD),
+                              synthetic=is_synthetic_dataset(index.root), loader=loader,
+                              store=str(getattr(index, "store", None) or "")),
+                preprocess=Preprocess(image_size=a.image_size,
+                                      resize_size=recipe.eval_resize_size(a), mean=MEAN, std=STD),
                 hparams=jsonable_args(a), world_size=world_size, devices=devices,
                 command="python -m trainer train " + shlex.join(self.argv),
                 host=socket.gethostname(), started=time.time(),

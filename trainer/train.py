@@ -24,22 +24,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from epochscope.layout import CHECKPOINTS, epoch_file
 from epochscope.predictions import pad5
 from epochscope.writer import RunWriter
-from trainer import background
-from trainer.data import (
-    DataError,
-    ImageDataset,
-    Normalize,
-    build_loader,
-    cpu_threads,
-    discover,
-    eval_pipeline,
-    train_pipeline,
-)
+from trainer import background, cluster, fastdata, recipe
+from trainer.data import DataError, Normalize, cpu_threads
 from trainer.devices import device_names
 from trainer.distributed import (
     DistInfo,
@@ -260,14 +251,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 def train(session: RunSession, dist_info: DistInfo) -> None:
     args, device, world = session.args, dist_info.device, dist_info.world_size
     cuda = device.type == "cuda"
-    if not cuda and "OMP_NUM_THREADS" not in os.environ:  # an explicit setting wins
-        torch.set_num_threads(cpu_threads(args.workers))
+    cluster.warn_if_alone(world, os.environ, session.say)
 
-    # the data's index first: a bad --data fails before anything is created in RUNS
-    index = discover(args.data, args.val_fraction)
+    # the data's index first (image folders or a prepared store): a bad --data fails before
+    # anything is created in RUNS
+    index = fastdata.discover_any(args.data, args.val_fraction)
     # one trainer per run directory; start or resume (the run's saved settings from here on)
     checkpoint = session.open((CHECKPOINT_SUFFIX,), load_checkpoint)
     args = session.args
+    loader_plan = fastdata.plan_for(index, args)
+    if not cuda and "OMP_NUM_THREADS" not in os.environ:  # an explicit setting wins
+        # the in-memory cache needs no loader workers: every core trains
+        torch.set_num_threads(cpu_threads(0 if loader_plan.in_memory else args.workers))
     if checkpoint is None:
         torch.manual_seed(args.seed)
         random.seed(args.seed)
@@ -276,23 +271,13 @@ def train(session: RunSession, dist_info: DistInfo) -> None:
     if args.batch_size < world:
         raise UsageError(f"--batch-size {args.batch_size} is smaller than the {world} processes")
     batch = args.batch_size // world
-    train_set = ImageDataset(
-        index.root, index.train, train_pipeline(args.image_size, args.min_crop_scale)
-    )
-    val_set = ImageDataset(index.root, index.val, eval_pipeline(args.image_size))
-    train_sampler = DistributedSampler(
-        train_set, num_replicas=world, rank=dist_info.rank, shuffle=True, seed=args.seed
-    )
-    # no shuffling: each rank reads every world-th image; the padding repeats are dropped later
-    val_sampler = DistributedSampler(
-        val_set, num_replicas=world, rank=dist_info.rank, shuffle=False
-    )
-    train_loader = build_loader(
-        train_set, batch, train_sampler, args.workers, train=True, pin_memory=cuda
-    )
-    val_loader = build_loader(
-        val_set, 2 * batch, val_sampler, args.workers, train=False, pin_memory=cuda
-    )
+    session.say(f"data: {loader_plan.loader} loader ({loader_plan.reason}); "
+                + recipe.describe(args))  # fmt: skip
+    loaders = fastdata.build_loaders(
+        index, args, world=world, rank=dist_info.rank, batch=batch, pin_memory=cuda,
+        chosen=loader_plan, progress=session.interactive,
+    )  # fmt: skip
+    train_loader, val_loader, train_sampler = loaders.train, loaders.val, loaders.train_sampler
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise DataError(
@@ -303,14 +288,17 @@ def train(session: RunSession, dist_info: DistInfo) -> None:
     # model
     channels_last = args.channels_last  # faster on CPU too (oneDNN): 1.8x at 2 threads
     amp = cuda and args.amp
-    model = create_model(args.arch, num_classes=len(index.classes), width=args.width)
+    model = create_model(
+        args.arch, num_classes=len(index.classes), width=args.width, stem=args.stem
+    )
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     normalize = Normalize(device, channels_last)
 
     # optimizer and schedule
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay
-    )
+        recipe.param_groups(model, args.weight_decay, args.norm_decay), lr=args.lr,
+        momentum=args.momentum, nesterov=args.nesterov,
+    )  # fmt: skip
     schedule = Schedule(
         name=args.lr_schedule, epochs=args.epochs, factor=args.lr_factor,
         milestones=tuple(args.lr_steps), gamma=args.lr_gamma,
@@ -334,7 +322,8 @@ def train(session: RunSession, dist_info: DistInfo) -> None:
 
     # the epoch loop
     session.begin(index, engine_version=torch.__version__.split("+")[0], world_size=world,
-                  devices=device_names(device.type), device_kind=device.type)  # fmt: skip
+                  devices=device_names(device.type), device_kind=device.type,
+                  loader=loader_plan.loader)  # fmt: skip
     save = functools.partial(save_checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
     for epoch in session.epochs():
         train_sampler.set_epoch(epoch)
@@ -352,7 +341,7 @@ def train(session: RunSession, dist_info: DistInfo) -> None:
         # the unwrapped model: identical weights on every rank, no collectives needed
         local = evaluate(model, val_loader, normalize, amp=amp, progress=session.interactive)
         val = gather_predictions(
-            local["index"], len(val_set), top5=local["top5"], prob=local["prob"],
+            local["index"], len(index.val), top5=local["top5"], prob=local["prob"],
             loss=local["loss"], ok=local["ok"],
         )  # fmt: skip
         totals = TrainTotals(
