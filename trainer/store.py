@@ -98,9 +98,9 @@ def write_store(
     root, out = Path(src).expanduser().resolve(), Path(out).expanduser().resolve()
     if out == root or root in out.parents:
         raise DataError(f"{out} is inside the source folder {root}; choose another OUT")
-    index = discover(root, val_fraction)
     if out.exists() and not force:
         raise DataError(f"{out} already exists; pass --force to replace it")
+    index = discover(root, val_fraction)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
