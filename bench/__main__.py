@@ -29,6 +29,7 @@ SECTIONS = {
     "trainer": "bench.trainer_bench",
     "api": "bench.api_bench",
     "loader": "bench.loader_bench",
+    "recipe": "bench.recipe_bench",
     "confusion": "bench.confusion_bench",
     "dashboard": "bench.dashboard_bench",
     "growth": "bench.growth_bench",
@@ -37,7 +38,7 @@ SECTIONS = {
     "engines": "bench.engines_bench",
     "gpu": "bench.gpu_bench",
 }
-NEEDS_CACHE = {"loader", "dashboard", "growth", "threads", "engines"}
+NEEDS_CACHE = {"loader", "recipe", "dashboard", "growth", "threads", "engines"}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -124,6 +125,11 @@ def _section_commands() -> list[str]:
         "--runs-dir RUNS --name E --demo --epochs 2",
         "gunicorn --workers 1 --threads 4 dashboard.app:server   # RUNS_DIR=RUNS, + Chromium",
         "python -m bench --only api   # epochscope.init logging in a plain loop, demo model",
+        "OMP_NUM_THREADS=1 python -m trainer train --data real-photos-10 --runs-dir RUNS "
+        "--name recipe-STEM --arch resnet18_v2 --width 0.25 --batch-size 128 --image-size 32 "
+        "--epochs 6 --seed 0 [--stem imagenet | --recipe seed]   # beside: OMP_NUM_THREADS=1 "
+        "python -m bench.recipe_reference real-photos-10 --stem STEM --width 0.25 --epochs 6",
+        "python -m trainer prepare-data PHOTOS STORE --max-side 160   # loader: prepared store",
     ]
 
 

@@ -18,7 +18,7 @@ class Key:
     section: str
     path: tuple[str, ...]
     unit: str
-    op: str = ""  # ">=", "<=", "<" or "" (no target)
+    op: str = ""  # ">=", ">", "<=", "<" or "" (no target)
     target: float | None = None
     scale: float = 1.0  # e.g. bytes -> KB
     note: str = ""
@@ -28,6 +28,7 @@ class Key:
             return "info"
         ok: Callable[[float, float], bool] = {
             ">=": lambda v, t: v >= t, "<=": lambda v, t: v <= t, "<": lambda v, t: v < t,
+            ">": lambda v, t: v > t,
         }[self.op]  # fmt: skip
         return "met" if ok(value, self.target) else "not met"
 
@@ -52,6 +53,19 @@ KEYS: tuple[Key, ...] = (
         note="draft decode on / off, 500 px JPEGs to 224 px"),
     Key("draft_speedup_64", "loader", ("draft_500px_to_64", "draft_speedup"), "x",
         note="draft decode on / off, 500 px JPEGs to 64 px"),
+    Key("recipe_top1_vs_reference", "recipe", ("recipe_top1_vs_reference",), "x", ">=", 1.0,
+        note="trainer default / plain PyTorch loop, val top-1 after 6 epochs, real-photos-10, "
+        "same model + small stem, side by side, 1 thread each"),
+    Key("recipe_img_per_s_vs_reference", "recipe", ("recipe_img_per_s_vs_reference",), "x",
+        ">=", 0.9, note="same runs, training img/s (trainer from JPEGs, reference from tensors)"),
+    Key("recipe_top1_vs_imagenet_stem", "recipe", ("recipe_top1_vs_imagenet_stem",), "x", ">",
+        1.1, note="trainer default / the reference with the ImageNet stem, val top-1"),
+    Key("cached_vs_tensor_loader", "loader", ("real_photos_32px", "cached_vs_tensors"), "x",
+        ">=", 0.9, note="the trainer's loader on real 32 px JPEGs (decoded once, crop + flip) / "
+        "batches from tensors with the same crop, training the same model"),
+    Key("prepared_vs_jpeg_loader", "loader", ("prepared_500px", "prepared_vs_jpeg"), "x", ">=",
+        3.0, note="prepared store (--max-side 160) / the original 500 x 375+ JPEGs, 128 px "
+        "training pipeline, 1 worker"),
     Key("confusion_full_ms", "confusion", ("reply_full_250k",), "ms", "<=", 100,
         note="full 1000 x 1000 view, 250k points"),
     Key("confusion_zoom_ms", "confusion", ("reply_zoomed_250k",), "ms", "<=", 50,
@@ -97,7 +111,8 @@ KEYS: tuple[Key, ...] = (
 )  # fmt: skip
 
 # the keys a run must produce (the others may be skipped, e.g. without .venv-mxnet)
-REQUIRED = tuple(k.name for k in KEYS if k.section != "engines")
+# (and the recipe keys, which need ../shared/data/real-photos-10)
+REQUIRED = tuple(k.name for k in KEYS if k.section not in ("engines", "recipe"))
 
 
 def _dig(tree: Any, path: tuple[str, ...]) -> Any:

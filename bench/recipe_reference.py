@@ -56,6 +56,15 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     return ((x.float() - MEAN) / STD).contiguous(memory_format=torch.channels_last)
 
 
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    hits = 0
+    with torch.no_grad():
+        for s in range(0, len(x), 256):
+            hits += int((model(normalize(x[s : s + 256])).argmax(1) == y[s : s + 256]).sum())
+    return hits / len(x)
+
+
 def train_reference(
     root: Path,
     *,
@@ -68,7 +77,7 @@ def train_reference(
     image_size: int = 32,
     seed: int = 0,
 ) -> dict:
-    """Train ``resnet18_v2`` on ``root/train``, evaluate on ``root/val`` after the last epoch."""
+    """Train ``resnet18_v2`` on ``root/train``; top-1 on ``root/val`` after every epoch."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
@@ -83,7 +92,7 @@ def train_reference(
     steps = len(train_x) // batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
     pad = image_size // 8
-    train_seconds = 0.0
+    epoch_img_per_s, val_top1 = [], []
     for _ in range(epochs):
         model.train()
         order = torch.randperm(len(train_x), generator=g)
@@ -96,29 +105,44 @@ def train_reference(
             loss.backward()
             opt.step()
             sched.step()
-        train_seconds += time.perf_counter() - start
-    model.eval()
-    hits = 0
-    with torch.no_grad():
-        for s in range(0, len(val_x), 256):
-            logits = model(normalize(val_x[s : s + 256]))
-            hits += int((logits.argmax(1) == val_y[s : s + 256]).sum())
+        epoch_img_per_s.append(steps * batch_size / (time.perf_counter() - start))
+        val_top1.append(evaluate(model, val_x, val_y))
     return {
-        "val_top1": hits / len(val_x),
-        "img_per_s": epochs * steps * batch_size / train_seconds,
-        "train_seconds": train_seconds,
+        "val_top1": val_top1[-1],
+        "val_top1_per_epoch": val_top1,
+        "epoch_img_per_s": epoch_img_per_s,
+        "img_per_s": len(epoch_img_per_s) / sum(1 / r for r in epoch_img_per_s),
         "load_seconds": load_seconds,
         "wall_seconds": time.perf_counter() - t0,
+        "threads": torch.get_num_threads(),
     }
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    import argparse
     import json
-    import sys
 
-    torch.set_num_threads(2)
-    stem, width, epochs = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-    lr = float(sys.argv[4]) if len(sys.argv) > 4 else 0.2
-    r = train_reference(Path("/work/shared/data/real-photos-10"), stem=stem, width=width,
-                        epochs=epochs, lr=lr)  # fmt: skip
-    print(json.dumps({"stem": stem, "width": width, "lr": lr, **r}))
+    p = argparse.ArgumentParser(prog="python -m bench.recipe_reference", description=__doc__)
+    p.add_argument("data", type=Path, help="folder with train/<class>/ and val/<class>/")
+    p.add_argument("--stem", choices=("small", "imagenet"), default="small")
+    p.add_argument("--width", type=float, default=0.25)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.2)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="write the result as JSON here (else stdout)")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    r = train_reference(a.data, stem=a.stem, width=a.width, epochs=a.epochs,
+                        batch_size=a.batch_size, lr=a.lr, seed=a.seed)  # fmt: skip
+    text = json.dumps({"stem": a.stem, "width": a.width, "lr": a.lr, **r})
+    if a.out:
+        a.out.write_text(text)
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

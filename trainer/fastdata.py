@@ -165,20 +165,31 @@ def decode_all(dataset: Dataset, workers: int, progress: bool = False) -> tuple[
     return images, labels, ok
 
 
+def crop_flip(
+    padded: torch.Tensor, idx: torch.Tensor, pad: int, g: torch.Generator
+) -> torch.Tensor:
+    """Random crops (offsets 0..2 * pad) and horizontal flips of the images ``idx`` of a
+    zero-padded uint8 tensor [N, C, H + 2 pad, W + 2 pad]: a strided view holds every crop
+    window of every image and one gather picks each image's window, so the batch is read once
+    and nothing per pixel runs in Python or needs a per-pixel index."""
+    total, c, hp, wp = padded.shape
+    k, h, w = 2 * pad + 1, hp - 2 * pad, wp - 2 * pad
+    sn, sc, sh, sw = padded.stride()
+    windows = padded.as_strided((total, k, k, c, h, w), (sn, sh, sw, sc, sh, sw))
+    n = len(idx)
+    dy = torch.randint(0, k, (n,), generator=g)
+    dx = torch.randint(0, k, (n,), generator=g)
+    flip = torch.rand(n, generator=g) < 0.5
+    out = windows[idx, dy, dx]
+    out[flip] = out[flip].flip(3)
+    return out
+
+
 def pad_crop_flip(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
-    """Zero-padded random crop and horizontal flip of every image of a uint8 batch, as one
-    gather (the batch form of PaddedRandomCrop + RandomHorizontalFlip)."""
-    n, c, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n, 1), generator=g)
-    dx = torch.randint(0, 2 * pad + 1, (n, 1), generator=g)
-    flip = torch.rand(n, 1, generator=g) < 0.5
-    cols = torch.arange(w).expand(n, w)
-    cols = torch.where(flip, w - 1 - cols, cols) + dx  # a flip reads the columns backwards
-    rows = torch.arange(h).expand(n, h) + dy
-    batch = torch.arange(n)[:, None, None, None]
-    chan = torch.arange(c)[None, :, None, None]
-    return padded[batch, chan, rows[:, None, :, None], cols[:, None, None, :]]
+    """Zero-padded random crop and flip of every image of a uint8 batch (PaddedRandomCrop +
+    RandomHorizontalFlip on a batch)."""
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad)).contiguous()
+    return crop_flip(padded, torch.arange(len(x)), pad, g)
 
 
 class CachedLoader:
@@ -198,6 +209,8 @@ class CachedLoader:
         pad: int = 0,
         seed: int = 0,
     ) -> None:
+        if train:  # padded once here, so a batch is one gather of its crop windows
+            images = torch.nn.functional.pad(images, (pad, pad, pad, pad)).contiguous()
         self.images, self.labels, self.ok = images, labels, ok
         self.sampler, self.batch_size = sampler, batch_size
         self.train, self.pad, self.seed = train, pad, seed
@@ -214,9 +227,7 @@ class CachedLoader:
         )
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            x = self.images[idx]
-            if self.train:
-                x = pad_crop_flip(x, self.pad, g)
+            x = crop_flip(self.images, idx, self.pad, g) if self.train else self.images[idx]
             yield x, self.labels[idx], idx, self.ok[idx]
 
 
@@ -273,14 +284,16 @@ def build_loaders(
     fixed = Pipeline(s, s, (ResizeCenterCrop(s),))
     train = decode_all(dataset_for(index, "train", fixed), workers, progress)
     val = decode_all(dataset_for(index, "val", eval_pipe), workers, progress)
-    if pin_memory:
-        train, val = tuple(t.pin_memory() for t in train), tuple(t.pin_memory() for t in val)
-    return Loaders(
+    loaders = Loaders(
         CachedLoader(*train, train_sampler, batch, train=True, pad=recipe.crop_padding(s),
                      seed=args.seed),
         CachedLoader(*val, val_sampler, 2 * batch, train=False),
         train_sampler, chosen, time.perf_counter() - t0,
     )  # fmt: skip
+    if pin_memory:  # batches are gathered from here: pinned, their copy to the GPU overlaps
+        for cached in (loaders.train, loaders.val):
+            cached.images = cached.images.pin_memory()
+    return loaders
 
 
 def plan_for(index: DatasetIndex, args: argparse.Namespace) -> Plan:
