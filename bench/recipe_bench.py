@@ -30,7 +30,7 @@ from bench import fixtures
 REAL_PHOTOS = Path(
     os.environ.get("EPOCHSCOPE_REAL_PHOTOS", fixtures.REPO.parent / "shared/data/real-photos-10")
 )
-MODEL = {"width": 0.25, "batch_size": 128, "image_size": 32}
+MODEL = {"width": 0.125, "batch_size": 128, "image_size": 32}
 
 
 def _subset(src: Path, dst: Path, train: int, val: int) -> Path:

@@ -1,5 +1,5 @@
 """Background training: ``train --background`` detaches a trainer; ``python -m trainer stop``
-ends one cleanly (SIGTERM -> status ``stopped``)."""
+ends one cleanly (SIGTERM -> status ``stopped``), a torchrun job through its agent."""
 
 from __future__ import annotations
 
@@ -86,18 +86,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     if pid is None:
         print(f"error: the trainer of {args.name} holds run.lock but left no pid", file=sys.stderr)
         return 1
+    # under torchrun the job is the agent's: signalling rank 0 alone would leave the other
+    # ranks blocked in a collective; the agent forwards SIGTERM to every local worker
+    agent = torchrun_agent(pid)
+    target = agent or pid
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+        os.kill(target, signal.SIGTERM)
     deadline = time.monotonic() + args.timeout
-    while lock_is_held(run_dir / LOCK) or process_alive(pid):
+    while lock_is_held(run_dir / LOCK) or process_alive(pid) or process_alive(target):
         if time.monotonic() > deadline:
-            print(f"error: trainer pid {pid} still running after {args.timeout:.0f} s",
+            print(f"error: trainer pid {target} still running after {args.timeout:.0f} s",
                   file=sys.stderr)  # fmt: skip
             return 1
         time.sleep(0.2)
     state, epoch = _last_status(run_dir / METRICS)
-    print(f"stopped {args.name} (pid {pid}): status {state or 'unknown'} at epoch {epoch}")
+    what = f"torchrun agent {agent}, rank 0 pid {pid}" if agent else f"pid {pid}"
+    print(f"stopped {args.name} ({what}): status {state or 'unknown'} at epoch {epoch}")
     return 0
+
+
+def torchrun_agent(pid: int) -> int | None:
+    """The pid of the torchrun (torch.distributed.run) agent that started trainer ``pid``, or
+    None when it was not started by one (Linux /proc; elsewhere None)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        with open(f"/proc/{parent}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except (OSError, ValueError, IndexError):
+        return None
+    names = {os.path.basename(a) for a in argv[:3]}
+    if b"torchrun" in names or b"torch.distributed.run" in argv[:4]:
+        return parent
+    return None
 
 
 def process_alive(pid: int) -> bool:
