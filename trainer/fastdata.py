@@ -105,7 +105,7 @@ def plan(
 
 # --- pipelines ----------------------------------------------------------------------------------
 def eval_preprocess(args: argparse.Namespace) -> Preprocess:
-    """run.json's preprocessing: what evaluation and the dashboard do to a photo."""
+    """The run's recorded preprocessing: what evaluation and the dashboard do to a photo."""
     return Preprocess(image_size=args.image_size, resize_size=recipe.eval_resize_size(args),
                       mean=MEAN, std=STD)  # fmt: skip
 
