@@ -126,9 +126,9 @@ def _section_commands() -> list[str]:
         "gunicorn --workers 1 --threads 4 dashboard.app:server   # RUNS_DIR=RUNS, + Chromium",
         "python -m bench --only api   # epochscope.init logging in a plain loop, demo model",
         "OMP_NUM_THREADS=1 python -m trainer train --data real-photos-10 --runs-dir RUNS "
-        "--name recipe-STEM --arch resnet18_v2 --width 0.125 --batch-size 128 --image-size 32 "
+        "--name recipe-STEM --arch resnet18_v2 --width 0.25 --batch-size 128 --image-size 32 "
         "--epochs 6 --seed 0 [--stem imagenet | --recipe seed]   # beside: OMP_NUM_THREADS=1 "
-        "python -m bench.recipe_reference real-photos-10 --stem STEM --width 0.125 --epochs 6",
+        "python -m bench.recipe_reference real-photos-10 --stem STEM --width 0.25 --epochs 6",
         "python -m trainer prepare-data PHOTOS STORE --max-side 160   # loader: prepared store",
     ]
 

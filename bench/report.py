@@ -236,6 +236,64 @@ def _api_section(api: dict[str, Any] | None) -> list[str]:
     ]  # fmt: skip
 
 
+def _recipe_section(recipe: dict[str, Any] | None, loader: dict[str, Any]) -> list[str]:
+    lines = ["## Time to accuracy on real photos, and the input pipeline", ""]
+    if not recipe or "small" not in recipe:
+        reason = (recipe or {}).get("skipped") or (recipe or {}).get("error") or "not run"
+        return [*lines, f"Recipe section: {reason}.", ""]
+    c = recipe["config"]
+    lines += [
+        f"`bench.recipe_bench`: real-photos-10 (10 classes, 5,000 train / 1,000 val real 32 x 32 "
+        f"photos), ResNet-18 v2 width {c['width']}, batch {c['batch_size']}, {c['epochs']} "
+        "epochs. Each trainer run is `python -m trainer train` on the JPEG folder (its own "
+        "loader, recipe, per-epoch evaluation, predictions, ONNX and checkpoints); the reference "
+        "is `bench/recipe_reference.py`, a plain loop on tensors (SGD nesterov, OneCycleLR, "
+        "label smoothing 0.1, padded crop + flip, weight decay 5e-4). The two of a pair run side "
+        "by side, one thread each, so a busy neighbour slows both alike.",
+        "",
+        "| run | stem | val top-1 per epoch | final val top-1 | train img/s | wall s | loader |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]  # fmt: skip
+    rows = [
+        ("trainer, default recipe", recipe["small"]["trainer"]),
+        ("plain reference", {**recipe["small"]["reference"], "stem": "small"}),
+        ("trainer, `--stem imagenet`", recipe["imagenet"]["trainer"]),
+        ("plain reference", {**recipe["imagenet"]["reference"], "stem": "imagenet"}),
+        ("trainer, `--recipe seed` (beside the pair above)", recipe.get("seed_recipe", {})),
+    ]
+    for label, r in rows:
+        if not r:
+            continue
+        curve = ", ".join(f"{v:.3f}" for v in r["val_top1_per_epoch"])
+        lines.append(f"| {label} | {r['stem']} | {curve} | **{r['val_top1']:.3f}** | "
+                     f"{r['img_per_s']:,.0f} | {r['wall_seconds']:.0f} | "
+                     f"{r.get('loader', 'tensors')} |")  # fmt: skip
+    cached = loader.get("real_photos_32px", {})
+    prepared = loader.get("prepared_500px", {})
+    lines += [""]
+    if "cached_vs_tensors" in cached:
+        k = cached["cached_vs_tensors"]
+        lines.append(
+            f"- Loader on real 32 px JPEGs: the trainer's memory cache (decoded once in "
+            f"{cached['decode_once_seconds']:.1f} s, then crop + flip per batch as one gather) "
+            f"fed the demo-width model at {cached['cached_img_per_s']['median']:,.0f} img/s "
+            f"against {cached['tensors_img_per_s']['median']:,.0f} from tensors with the "
+            f"reference's augmentation: **{k['median']:.2f}x** (min {k['min']:.2f}, max "
+            f"{k['max']:.2f})."
+        )
+    if "prepared_vs_jpeg" in prepared:
+        k, cfg = prepared["prepared_vs_jpeg"], prepared["config"]
+        lines.append(
+            f"- Prepared store: {cfg['images']} photos of 500 x 375 px and larger through the "
+            f"{cfg['image_size']} px training pipeline (resized crop + flip), in-process: "
+            f"{prepared['prepared_img_per_s']['median']:,.0f} img/s from a `prepare-data "
+            f"--max-side {cfg['max_side']}` store against "
+            f"{prepared['jpeg_img_per_s']['median']:,.0f} from the JPEG files: "
+            f"**{k['median']:.2f}x** (min {k['min']:.2f}, max {k['max']:.2f})."
+        )
+    return [*lines, ""]
+
+
 def write(results: dict[str, Any], docs: Path) -> Path:
     docs.mkdir(parents=True, exist_ok=True)
     plots = plot_growth(results["sections"].get("growth", {}), docs)
@@ -321,6 +379,10 @@ def write(results: dict[str, Any], docs: Path) -> Path:
     ]  # fmt: skip
     lines += _api_section(results["sections"].get("api"))
     lines += ["", "## How cost grows with work", ""]
+
+    lines += ["", *_recipe_section(results["sections"].get("recipe"),
+                                   results["sections"].get("loader", {}))]  # fmt: skip
+    lines += ["## How cost grows with work", ""]
     lines += [f"![{p}]({p})" for p in plots]
     lines += ["", *_growth_tables(results["sections"].get("growth", {})), ""]
     lines += _gpu_section(results["sections"].get("gpu"))
