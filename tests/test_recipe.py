@@ -124,3 +124,28 @@ def test_small_stem_model_exports_to_onnx_and_matches_torch():
         want = model(torch.from_numpy(x)).numpy()
     got = session.run(["logits"], {"input": x})[0]
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
+
+
+def test_the_seed_only_engine_refuses_recipe_options_it_cannot_honour():
+    args = argparse.Namespace(recipe="seed", stem="small", augment="auto", nesterov=None,
+                              norm_decay=None, cache="auto")  # fmt: skip
+    assert "--stem small is a PyTorch-engine option" in recipe.seed_only_refusal(args, {"stem"})
+    assert recipe.seed_only_refusal(args, set()) is None  # not given: nothing to refuse
+    args.stem = "imagenet"
+    assert recipe.seed_only_refusal(args, {"stem"}) is None
+    args.recipe = "auto"
+    assert "--recipe auto" in recipe.seed_only_refusal(args, {"recipe"})
+
+
+def test_mxnet_parser_keeps_its_own_defaults_and_the_seed_recipe():
+    from trainer.options import UsageError, parse_args, validate
+
+    args, explicit = parse_args(["--data", "d", "--name", "n"], "mxnet", ["resnet18_v2"])
+    assert args.recipe == "seed" and args.lr == 0.1 and args.label_smoothing == 0.0
+    validate(args, explicit, "mxnet", ["resnet18_v2"])
+    args, explicit = parse_args(["--data", "d", "--name", "n", "--stem", "small"], "mxnet",
+                                ["resnet18_v2"])  # fmt: skip
+    with pytest.raises(UsageError, match="--stem small is a PyTorch-engine option"):
+        validate(args, explicit, "mxnet", ["resnet18_v2"])
+    torch_args, _ = parse_args(["--data", "d", "--name", "n", "--image-size", "32"])
+    assert torch_args.recipe == "auto" and torch_args.stem == "small" and torch_args.lr == 0.2

@@ -268,8 +268,9 @@ def get_parser(
         help="a device event every this many seconds",
     )
     out.add_argument("--seed", type=int, default=d(0))
-    if engine == "pytorch":  # --recipe, --stem, --augment, --nesterov, --norm-decay, --cache
-        recipe.add_arguments(p, suppress_defaults)
+    # --recipe, --stem, --augment, --nesterov, --norm-decay, --cache, --decode; the MXNet engine
+    # trains the seed's way and keeps its own defaults (validate refuses the rest)
+    recipe.add_arguments(p, suppress_defaults, manage=engine == "pytorch")
     return p
 
 
@@ -306,6 +307,8 @@ def validate(
     for dest, owner, refusal in ENGINE_ONLY:
         if owner != engine and dest in explicit:
             raise UsageError(refusal)
+    if engine != "pytorch" and (seed_only := recipe.seed_only_refusal(args, explicit)):
+        raise UsageError(seed_only)
     if args.arch not in archs:
         if engine == "mxnet":
             raise UsageError(

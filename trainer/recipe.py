@@ -116,15 +116,19 @@ def describe(args: argparse.Namespace) -> str:
 
 
 # --- the parser ---------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser, suppress_defaults: bool = False) -> None:
+def add_arguments(
+    parser: argparse.ArgumentParser, suppress_defaults: bool = False, *, manage: bool = True
+) -> None:
     """Add the recipe options to the training parser and hand the managed options' defaults to
-    the recipe (their help then says so instead of showing a value that would not apply)."""
+    the recipe (their help then says so instead of showing a value that would not apply).
+    ``manage=False`` (the MXNet engine, which trains the seed's way) keeps the parser's own
+    defaults and makes ``seed`` the default recipe."""
     d = (lambda v: argparse.SUPPRESS) if suppress_defaults else (lambda v: v)
     g = parser.add_argument_group("recipe")
     g.add_argument(
         "--recipe",
         choices=RECIPES,
-        default=d("auto"),
+        default=d("auto" if manage else "seed"),
         help="auto: defaults chosen from the image size and run length (small-image stem and "
         "padded-crop augmentation at <= 64 px, SGD nesterov, cosine with warm-up, label "
         "smoothing 0.1); seed: the seed's (ImageNet stem, factor schedule, no smoothing)",
@@ -152,7 +156,7 @@ def add_arguments(parser: argparse.ArgumentParser, suppress_defaults: bool = Fal
         "used and they fit (a quarter of the free memory); memory: always; none: read the "
         "files (or a prepared store) every epoch",
     )  # fmt: skip
-    if suppress_defaults:
+    if suppress_defaults or not manage:
         return
     for action in parser._actions:  # argparse has no public way to change a default's help
         if action.dest in MANAGED:
@@ -184,3 +188,25 @@ def complete_saved(saved: dict[str, Any]) -> dict[str, Any]:
     if "recipe" in saved:
         return saved
     return {**_BEFORE_RECIPES, "recipe": "seed", **saved}
+
+
+def seed_only_refusal(args: argparse.Namespace, explicit: Iterable[str]) -> str | None:
+    """For an engine that trains only the seed's way (MXNet): the one-line refusal of a recipe
+    option it cannot honour, or None."""
+    given = set(explicit)
+    wanted = {
+        "recipe": (getattr(args, "recipe", "seed"), "seed"),
+        "stem": (getattr(args, "stem", "auto"), ("auto", "imagenet")),
+        "augment": (getattr(args, "augment", "auto"), ("auto", "resized-crop")),
+        "nesterov": (getattr(args, "nesterov", None), (None, False)),
+        "norm_decay": (getattr(args, "norm_decay", None), (None, True)),
+        "cache": (getattr(args, "cache", "auto"), ("auto", "none")),
+    }
+    for key, (value, ok) in wanted.items():
+        allowed = ok if isinstance(ok, tuple) else (ok,)
+        if key in given and value not in allowed:
+            flag = f"--{key.replace('_', '-')}"
+            return (f"{flag} {value} is a PyTorch-engine option; the MXNet engine trains with "
+                    "the seed's recipe (ImageNet stem, resized crops): drop it or use "
+                    "--engine pytorch")  # fmt: skip
+    return None
