@@ -402,6 +402,18 @@ class RunSummary:
         )
 
 
+def arch_label(info: RunInfo) -> str:
+    """The architecture as the run picker shows it: ``resnet18_v2 x0.25 small stem`` (width and
+    a stem other than ImageNet's only when the run says so)."""
+    label = info.arch
+    if info.width != 1.0:
+        label += f" x{info.width:g}"
+    stem = info.hparams.get("stem")
+    if isinstance(stem, str) and stem not in ("imagenet", "auto", ""):
+        label += f" {stem[:40]} stem"
+    return label
+
+
 def summarize_run(run_dir: Path, cache: MetricsCache = METRICS_CACHE) -> RunSummary:
     info: RunInfo | None = None
     problem = None
@@ -418,7 +430,7 @@ def summarize_run(run_dir: Path, cache: MetricsCache = METRICS_CACHE) -> RunSumm
         name=run_dir.name,
         state=state,
         engine=info.engine if info else "?",
-        arch=info.arch if info else "?",
+        arch=arch_label(info) if info else "?",
         epochs_done=max(table, default=0),
         epochs_total=info.epochs if info and info.epochs else None,
         best_val_top5=float(table[best]["val_top5"]) if best is not None else None,

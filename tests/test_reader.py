@@ -242,3 +242,17 @@ def test_first_points_draw_the_panel_whole_then_patches(tmp_path: Path) -> None:
         f.write(json.dumps(epoch_event(2, 1_764_000_020.0, 0.2)) + "\n")
     patched = live.poll(tmp_path, ["r"], drawn.state, cache)
     assert patched.panels["accuracy"].__class__.__name__ == "Patch"
+
+
+def test_run_picker_names_width_and_a_small_stem():
+    from epochscope.reader import arch_label
+    from epochscope.records import DataInfo, RunInfo
+
+    def info(**kw) -> RunInfo:
+        return RunInfo(name="r", engine="pytorch", engine_version="2", arch="resnet18_v2",
+                       epochs=1, batch_size=1, data=DataInfo("/d", "x", 10, 1, 1),
+                       preprocess=None, **kw)  # fmt: skip
+
+    assert arch_label(info()) == "resnet18_v2"
+    assert arch_label(info(width=0.25, hparams={"stem": "small"})) == "resnet18_v2 x0.25 small stem"
+    assert arch_label(info(hparams={"stem": "imagenet"})) == "resnet18_v2"
