@@ -150,6 +150,28 @@ def dataset_for(index: DatasetIndex, split: str, pipeline: Any) -> Dataset:
     return ImageDataset(index.root, samples, pipeline)
 
 
+class BytesDataset(Dataset):
+    """``(encoded bytes, label, index)`` of a split: what loader workers read when the GPU
+    decodes (an unreadable file gives empty bytes, which the decoder flags)."""
+
+    def __init__(self, index: DatasetIndex, split: str) -> None:
+        self.samples = index.train if split == "train" else index.val
+        self.root = index.root
+        self.store = Store(index.store) if isinstance(index, StoreIndex) and index.store else None
+        self.start = index.val_start if self.store is not None and split == "val" else 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[bytes, int, int]:
+        rel, label = self.samples[i]
+        try:
+            data = self.store.read(self.start + i) if self.store else (self.root / rel).read_bytes()
+        except OSError:
+            data = b""
+        return data, label, i
+
+
 # --- the in-memory cache ------------------------------------------------------------------------
 def decode_all(dataset: Dataset, workers: int, progress: bool = False) -> tuple[torch.Tensor, ...]:
     """Every image of ``dataset`` (a deterministic pipeline) as one uint8 tensor, with labels
@@ -255,8 +277,12 @@ def build_loaders(
     pin_memory: bool,
     chosen: Plan | None = None,
     progress: bool = False,
+    device: torch.device | None = None,
 ) -> Loaders:
-    """The training and validation loaders of a run (``batch`` per process)."""
+    """The training and validation loaders of a run (``batch`` per process). Files and stores
+    read every epoch decode on the GPU when ``--decode`` allows and CUDA can (the plan's
+    loader then ends in ``+nvjpeg``); validation keeps the CPU path, the dashboard's pixels."""
+    import dataclasses
     import time
 
     chosen = chosen or plan_for(index, args)
@@ -268,14 +294,33 @@ def build_loaders(
     val_sampler = DistributedSampler(range(len(index.val)), num_replicas=world, rank=rank,
                                      shuffle=False)  # fmt: skip
     if not chosen.in_memory:
-        train_set = dataset_for(index, "train", train_pipe)
         val_set = dataset_for(index, "val", eval_pipe)
+        val = build_loader(val_set, 2 * batch, val_sampler, args.workers, train=False,
+                           pin_memory=pin_memory)  # fmt: skip
+        decode = _decode_choice(args, device)
+        if decode.gpu and args.augment == "resized-crop":
+            from trainer import gpu_decode
+
+            raw = DataLoader(BytesDataset(index, "train"), batch_size=batch, sampler=train_sampler,
+                             num_workers=args.workers, drop_last=True,
+                             collate_fn=gpu_decode.collate_bytes,
+                             persistent_workers=args.workers > 0)  # fmt: skip
+            decoder = gpu_decode.BatchDecoder(device, decode)  # type: ignore[arg-type]
+            train = gpu_decode.GpuJpegLoader(raw, decoder, args.image_size, args.min_crop_scale,
+                                             args.seed, rank)  # fmt: skip
+            gpu_plan = dataclasses.replace(
+                chosen, loader=chosen.loader + "+nvjpeg", reason=f"{chosen.reason}; {decode.reason}"
+            )
+            return Loaders(train, val, train_sampler, gpu_plan)
+        if decode.reason != "--decode cpu":
+            chosen = dataclasses.replace(
+                chosen, reason=f"{chosen.reason}; CPU decode: {decode.reason}"
+            )
+        train_set = dataset_for(index, "train", train_pipe)
         return Loaders(
             build_loader(train_set, batch, train_sampler, args.workers, train=True,
                          pin_memory=pin_memory),
-            build_loader(val_set, 2 * batch, val_sampler, args.workers, train=False,
-                         pin_memory=pin_memory),
-            train_sampler, chosen,
+            val, train_sampler, chosen,
         )  # fmt: skip
     t0 = time.perf_counter()
     s = args.image_size
@@ -294,6 +339,12 @@ def build_loaders(
         for cached in (loaders.train, loaders.val):
             cached.images = cached.images.pin_memory()
     return loaders
+
+
+def _decode_choice(args: argparse.Namespace, device: torch.device | None):
+    from trainer import gpu_decode
+
+    return gpu_decode.choose(getattr(args, "decode", "auto"), device or torch.device("cpu"))
 
 
 def plan_for(index: DatasetIndex, args: argparse.Namespace) -> Plan:

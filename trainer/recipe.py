@@ -23,13 +23,14 @@ RECIPES = ("auto", "seed")
 STEMS = ("auto", "imagenet", "small")  # "auto": decided by the recipe (trainer.models has the two)
 AUGMENTS = ("auto", "pad-crop", "resized-crop")
 CACHE_CHOICES = ("auto", "memory", "none")  # --cache (trainer.fastdata decides what it means)
+DECODE_CHOICES = ("auto", "cpu", "gpu")  # --decode (trainer.gpu_decode)
 SMALL_IMAGE_MAX = 64  # at or below this many pixels a side, the small-image defaults apply
 
 # the existing options whose default the recipe decides (when not given on the command line)
 MANAGED = ("lr", "weight_decay", "label_smoothing", "lr_schedule", "warmup_epochs",
            "min_crop_scale")  # fmt: skip
 # options this module adds to the training parser
-ADDED = ("recipe", "stem", "augment", "nesterov", "norm_decay", "cache")
+ADDED = ("recipe", "stem", "augment", "nesterov", "norm_decay", "cache", "decode")
 
 SEED = {
     "stem": "imagenet",
@@ -156,6 +157,12 @@ def add_arguments(
         "used and they fit (a quarter of the free memory); memory: always; none: read the "
         "files (or a prepared store) every epoch",
     )  # fmt: skip
+    g.add_argument(
+        "--decode", choices=DECODE_CHOICES, default=d("auto"),
+        help="where training JPEGs decode when they are read every epoch: auto: on the GPU "
+        "(nvJPEG via torchvision) when CUDA and torchvision's decoder work, else the CPU; "
+        "cpu; gpu (an error when it cannot)",
+    )  # fmt: skip
     if suppress_defaults or not manage:
         return
     for action in parser._actions:  # argparse has no public way to change a default's help
@@ -201,6 +208,7 @@ def seed_only_refusal(args: argparse.Namespace, explicit: Iterable[str]) -> str 
         "nesterov": (getattr(args, "nesterov", None), (None, False)),
         "norm_decay": (getattr(args, "norm_decay", None), (None, True)),
         "cache": (getattr(args, "cache", "auto"), ("auto", "none")),
+        "decode": (getattr(args, "decode", "auto"), ("auto", "cpu")),
     }
     for key, (value, ok) in wanted.items():
         allowed = ok if isinstance(ok, tuple) else (ok,)

@@ -271,12 +271,13 @@ def train(session: RunSession, dist_info: DistInfo) -> None:
     if args.batch_size < world:
         raise UsageError(f"--batch-size {args.batch_size} is smaller than the {world} processes")
     batch = args.batch_size // world
-    session.say(f"data: {loader_plan.loader} loader ({loader_plan.reason}); "
-                + recipe.describe(args))  # fmt: skip
     loaders = fastdata.build_loaders(
         index, args, world=world, rank=dist_info.rank, batch=batch, pin_memory=cuda,
-        chosen=loader_plan, progress=session.interactive,
+        chosen=loader_plan, progress=session.interactive, device=device,
     )  # fmt: skip
+    loader_plan = loaders.plan  # e.g. "jpeg+nvjpeg" when the GPU decodes
+    session.say(f"data: {loader_plan.loader} loader ({loader_plan.reason}); "
+                + recipe.describe(args))  # fmt: skip
     train_loader, val_loader, train_sampler = loaders.train, loaders.val, loaders.train_sampler
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
