@@ -2,5 +2,6 @@
 
 from trainer.models import resnet as _resnet  # noqa: F401  (registers the ResNet family)
 from trainer.models.registry import UnknownModelError, create_model, list_models, register_model
+from trainer.models.resnet import STEMS
 
-__all__ = ["UnknownModelError", "create_model", "list_models", "register_model"]
+__all__ = ["STEMS", "UnknownModelError", "create_model", "list_models", "register_model"]

@@ -30,7 +30,9 @@ def list_models() -> list[str]:
 
 
 def create_model(name: str, **kwargs) -> nn.Module:
-    """Build the registered model ``name``; keyword arguments go to its entry point."""
+    """Build the registered model ``name``; keyword arguments go to its entry point, e.g.
+    ``create_model("resnet18_v2", num_classes=10, width=0.25, stem="small")`` (the ResNets'
+    ``stem``: ``imagenet`` or ``small``; an unknown one is a ValueError naming the choices)."""
     try:
         fn = _MODELS[name]
     except KeyError:
