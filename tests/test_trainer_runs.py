@@ -112,12 +112,14 @@ def test_tiny_run_writes_the_contract_and_learns(tiny_run):
 def test_onnx_model_agrees_with_pytorch(tiny_run):
     import onnxruntime as ort
 
-    from trainer.data import preprocess
+    from epochscope.preprocess import preprocess
+    from epochscope.records import Preprocess
 
     info = json.loads((tiny_run / "run.json").read_text())
     root = Path(info["data"]["root"])
     paths = [r["path"] for r in read_tsv(tiny_run / "val_index.tsv")]
-    batch = np.stack([preprocess(root / p, info["preprocess"]["image_size"]) for p in paths])
+    pre = Preprocess.from_dict(info["preprocess"])  # what the run says, as every reader does
+    batch = np.stack([preprocess(root / p, pre) for p in paths])
     model = tiny_run / "models" / f"epoch-{TINY_EPOCHS:04d}.onnx"
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     logits = session.run(["logits"], {"input": batch})[0]
