@@ -148,4 +148,5 @@ def test_mxnet_parser_keeps_its_own_defaults_and_the_seed_recipe():
     with pytest.raises(UsageError, match="--stem small is a PyTorch-engine option"):
         validate(args, explicit, "mxnet", ["resnet18_v2"])
     torch_args, _ = parse_args(["--data", "d", "--name", "n", "--image-size", "32"])
-    assert torch_args.recipe == "auto" and torch_args.stem == "small" and torch_args.lr == 0.2
+    assert torch_args.recipe == "auto" and torch_args.stem == "small"
+    assert torch_args.lr == pytest.approx(0.2 * 144 / 128)  # the default batch, scaled

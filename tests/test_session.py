@@ -38,8 +38,21 @@ def load(marker: Path) -> dict:
 
 
 def session_for(tmp_path: Path, *extra: str) -> RunSession:
-    argv = ["--data", str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--name", "toy",
-            "--epochs", "3", "--keep-checkpoints", "1", *extra]  # fmt: skip
+    argv = [
+        "--data",
+        str(tmp_path),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--name",
+        "toy",
+        "--epochs",
+        "3",
+        "--keep-checkpoints",
+        "1",
+        "--recipe",
+        "seed",
+        *extra,
+    ]  # fmt: skip  (the seed's recipe: lr 0.1 whatever the size)
     args, explicit = parse_args(argv, "pytorch", ["resnet18_v2"])
     return RunSession(args, explicit, argv, engine="toy")
 
