@@ -378,8 +378,6 @@ def write(results: dict[str, Any], docs: Path) -> Path:
         "val top-5 4.5% after epoch 1, 56% after 10, 76% after 30).",
     ]  # fmt: skip
     lines += _api_section(results["sections"].get("api"))
-    lines += ["", "## How cost grows with work", ""]
-
     lines += ["", *_recipe_section(results["sections"].get("recipe"),
                                    results["sections"].get("loader", {}))]  # fmt: skip
     lines += ["## How cost grows with work", ""]
