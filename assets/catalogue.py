@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from epochscope.hierarchy import distance_matrix as hierarchy_distances
+
 DATA_DIR = Path(__file__).resolve().parent / "imagenet"
 ROOT_WNID = "n00001740"  # entity
 ANIMAL_WNID = "n00015388"
@@ -150,21 +152,8 @@ class Catalogue:
         Unknown wnids get 255 against every other class (0 to themselves).
         """
         wnids = [c.wnid for c in self.classes] if wnids is None else list(wnids)
-        ancestors = sorted({s for w in wnids if w in self._by_wnid for s in self._up_distances[w]})
-        column = {s: j for j, s in enumerate(ancestors)}
-        big = 1000
-        up = np.full((len(wnids), len(ancestors)), big, dtype=np.int32)
-        for i, w in enumerate(wnids):
-            for s, d in self._up_distances.get(w, {}).items():
-                up[i, column[s]] = d
-        out = np.full((len(wnids), len(wnids)), 255, dtype=np.uint8)
-        for i in range(len(wnids)):
-            cols = np.flatnonzero(up[i] < big)
-            if cols.size:
-                best = (up[:, cols] + up[i, cols]).min(axis=1)
-                out[i] = np.where(best < big, np.minimum(best, 254), 255)
-            out[i, i] = 0
-        return out
+        known = {w: self._up_distances[w] for w in wnids if w in self._by_wnid}
+        return hierarchy_distances(wnids, known)
 
     @cached_property
     def _up_distances(self) -> dict[str, dict[str, int]]:

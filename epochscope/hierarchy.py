@@ -134,22 +134,7 @@ class Taxonomy:
 
     def distance_matrix(self, ids: Sequence[str]) -> np.ndarray:
         """uint8 [n, n] distances (254 at most); ids not in the hierarchy get 255."""
-        ids = list(ids)
-        ancestors = sorted({s for w in ids if w in self._up for s in self._up[w]})
-        column = {s: j for j, s in enumerate(ancestors)}
-        big = 1 << 20
-        up = np.full((len(ids), len(ancestors)), big, dtype=np.int64)
-        for i, w in enumerate(ids):
-            for s, d in self._up.get(w, {}).items():
-                up[i, column[s]] = d
-        out = np.full((len(ids), len(ids)), 255, dtype=np.uint8)
-        for i in range(len(ids)):
-            cols = np.flatnonzero(up[i] < big)
-            if cols.size:
-                best = (up[:, cols] + up[i, cols]).min(axis=1)
-                out[i] = np.where(best < big, np.minimum(best, 254), 255)
-            out[i, i] = 0
-        return out
+        return distance_matrix(list(ids), self._up)
 
     # --- internals ----------------------------------------------------------------------------
     def _walk(self) -> list[str]:
@@ -227,3 +212,25 @@ def as_taxonomy(hierarchy: object) -> Taxonomy:
         f"hierarchy must be a path to a hierarchy TSV or a {{child: parent}} mapping, "
         f"not {type(hierarchy).__name__}"
     )
+
+
+def distance_matrix(ids: Sequence[str], up: dict[str, dict[str, int]]) -> np.ndarray:
+    """uint8 [n, n] links between ids through their nearest common ancestor, 254 at most, from
+    each id's ancestors with their distances (``up``); ids not in ``up`` get 255 (0 to
+    themselves). One vectorised pass per row over the ancestors of all ids."""
+    ids = list(ids)
+    ancestors = sorted({s for w in ids if w in up for s in up[w]})
+    column = {s: j for j, s in enumerate(ancestors)}
+    big = 1 << 20
+    table = np.full((len(ids), len(ancestors)), big, dtype=np.int64)
+    for i, w in enumerate(ids):
+        for s, d in up.get(w, {}).items():
+            table[i, column[s]] = d
+    out = np.full((len(ids), len(ids)), 255, dtype=np.uint8)
+    for i in range(len(ids)):
+        cols = np.flatnonzero(table[i] < big)
+        if cols.size:
+            best = (table[:, cols] + table[i, cols]).min(axis=1)
+            out[i] = np.where(best < big, np.minimum(best, 254), 255)
+        out[i, i] = 0
+    return out

@@ -209,6 +209,39 @@ def dashboard_server() -> Iterator[Callable[..., str]]:
         yield start
 
 
+# --- page helpers shared by the browser tests -----------------------------------------------------
+# page coordinates of a point given in axis units (display slots) of the confusion graph
+TO_PAGE_JS = """
+([x, y]) => {
+    const gd = document.querySelector('#confusion-graph .js-plotly-plot');
+    const fl = gd._fullLayout, box = gd.getBoundingClientRect();
+    return [box.left + fl.xaxis._offset + fl.xaxis.l2p(x),
+            box.top + fl.yaxis._offset + fl.yaxis.l2p(y)];
+}
+"""
+
+# how many points the trace with ``meta == key`` of a graph holds (-1: no graph yet)
+POINTS_JS = """
+([graphId, key]) => {
+    const gd = document.querySelector(`#${graphId} .js-plotly-plot`);
+    if (!gd || !gd.data) return -1;
+    const trace = gd.data.find(t => t.meta === key);
+    return trace ? trace.x.length : 0;
+}
+"""
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {value!r})")
+
+
 # --- Chromium via Playwright -------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def browser():

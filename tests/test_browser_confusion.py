@@ -6,11 +6,12 @@ from __future__ import annotations
 import base64
 import io
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_support import TO_PAGE_JS
+from browser_support import wait_for as _wait
 from PIL import Image
 
 from dashboard.confusion.histogram import confusion
@@ -30,27 +31,6 @@ STATE_JS = """
             ix: im.x, iy: im.y, sx: im.sizex, sy: im.sizey, title: gd.layout.title.text};
 }
 """
-
-# page coordinates of a point given in axis units (display slots)
-TO_PAGE_JS = """
-([x, y]) => {
-    const gd = document.querySelector('#confusion-graph .js-plotly-plot');
-    const fl = gd._fullLayout, box = gd.getBoundingClientRect();
-    return [box.left + fl.xaxis._offset + fl.xaxis.l2p(x),
-            box.top + fl.yaxis._offset + fl.yaxis.l2p(y)];
-}
-"""
-
-
-def _wait(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {value!r})")
 
 
 def _png_size(data_uri: str) -> tuple[int, int]:

@@ -16,32 +16,15 @@ import uuid
 from pathlib import Path
 
 import pytest
+from browser_support import POINTS_JS
+from browser_support import wait_for as _wait
 from conftest import REPO, TINY_TRAIN_ARGS
 
 pytestmark = pytest.mark.browser
 
-POINTS_JS = """
-([graphId, key]) => {
-    const gd = document.querySelector(`#${graphId} .js-plotly-plot`);
-    if (!gd || !gd.data) return -1;
-    const trace = gd.data.find(t => t.meta === key);
-    return trace ? trace.x.length : 0;
-}
-"""
-
 
 def _points(page, run: str) -> int:
     return page.evaluate(POINTS_JS, ["training-graph-accuracy", f"{run}/val_top5"])
-
-
-def _wait(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_training_page_gains_an_epoch_live(

@@ -5,11 +5,12 @@ following the viewport, and the difference of two runs or two epochs."""
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_support import TO_PAGE_JS
+from browser_support import wait_for as _wait
 
 from dashboard.confusion.per_class import class_stats
 from epochscope.reader import load_predictions, read_classes, read_val_index
@@ -27,25 +28,6 @@ STATE_JS = """
             bar: gd.data[1].marker.colorbar.title.text};
 }
 """
-TO_PAGE_JS = """
-([x, y]) => {
-    const gd = document.querySelector('#confusion-graph .js-plotly-plot');
-    const fl = gd._fullLayout, box = gd.getBoundingClientRect();
-    return [box.left + fl.xaxis._offset + fl.xaxis.l2p(x),
-            box.top + fl.yaxis._offset + fl.yaxis.l2p(y)];
-}
-"""
-
-
-def _wait(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {value!r})")
 
 
 def _state(page, check=lambda s: True, timeout: float = 30, what: str = "the matrix"):

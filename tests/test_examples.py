@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_support import POINTS_JS, TO_PAGE_JS
+from browser_support import wait_for as _wait
 from conftest import REPO
 
 from epochscope import reader
@@ -18,14 +19,6 @@ REAL_PHOTOS = REPO.parent / "shared" / "data" / "real-photos-10"
 if not REAL_PHOTOS.is_dir():
     REAL_PHOTOS = Path("/work/shared/data/real-photos-10")
 
-POINTS_JS = """
-([graphId, key]) => {
-    const gd = document.querySelector(`#${graphId} .js-plotly-plot`);
-    if (!gd || !gd.data) return -1;
-    const trace = gd.data.find(t => t.meta === key);
-    return trace ? trace.x.length : 0;
-}
-"""
 MATRIX_JS = """
 () => {
     const gd = document.querySelector('#confusion-graph .js-plotly-plot');
@@ -33,25 +26,6 @@ MATRIX_JS = """
     return {x: gd.layout.xaxis.range, title: gd.layout.title.text};
 }
 """
-TO_PAGE_JS = """
-([x, y]) => {
-    const gd = document.querySelector('#confusion-graph .js-plotly-plot');
-    const fl = gd._fullLayout, box = gd.getBoundingClientRect();
-    return [box.left + fl.xaxis._offset + fl.xaxis.l2p(x),
-            box.top + fl.yaxis._offset + fl.yaxis.l2p(y)];
-}
-"""
-
-
-def _wait(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {value!r})")
 
 
 @pytest.fixture(scope="module")
