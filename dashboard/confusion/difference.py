@@ -14,13 +14,12 @@ import numpy as np
 
 from .histogram import Confusion
 from .render import (
-    BACKGROUND,
     ColourBar,
     Points,
     Rendered,
-    _hex,
     aggregate,
     encode_image,
+    palette,
     visible_axis,
 )
 
@@ -77,15 +76,7 @@ def difference_cells(
     return rows[keep], cols[keep], values[keep]
 
 
-def _diverging_palette() -> np.ndarray:
-    at = np.array([s for s, _ in DIVERGING_STOPS])
-    rgb = np.array([_hex(c) for _, c in DIVERGING_STOPS], dtype=np.float64)
-    t = np.linspace(0.0, 1.0, 255)
-    ramp = np.stack([np.interp(t, at, rgb[:, k]) for k in range(3)], axis=1)
-    return np.vstack([_hex(BACKGROUND), np.round(ramp)]).astype(np.uint8)
-
-
-DIVERGING_PALETTE = _diverging_palette()
+DIVERGING_PALETTE = palette(DIVERGING_STOPS)
 PLOTLY_DIVERGING = [[s, c] for s, c in DIVERGING_STOPS]
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -43,16 +44,17 @@ def _hex(c: str) -> tuple[int, int, int]:
     return int(c[1:3], 16), int(c[3:5], 16), int(c[5:7], 16)
 
 
-def _palette() -> np.ndarray:
-    """uint8 [256, 3]: entry 0 is the (transparent) empty cell, 1..255 the colour ramp."""
-    at = np.array([s for s, _ in COLOUR_STOPS])
-    rgb = np.array([_hex(c) for _, c in COLOUR_STOPS], dtype=np.float64)
+def palette(stops: Sequence[tuple[float, str]]) -> np.ndarray:
+    """uint8 [256, 3] from (position, '#rrggbb') stops: entry 0 is the (transparent) empty
+    cell, 1..255 the colour ramp."""
+    at = np.array([s for s, _ in stops])
+    rgb = np.array([_hex(c) for _, c in stops], dtype=np.float64)
     t = np.linspace(0.0, 1.0, 255)
     ramp = np.stack([np.interp(t, at, rgb[:, k]) for k in range(3)], axis=1)
     return np.vstack([_hex(BACKGROUND), np.round(ramp)]).astype(np.uint8)
 
 
-PALETTE = _palette()
+PALETTE = palette(COLOUR_STOPS)
 RGBA_PALETTE = np.hstack([PALETTE, np.full((256, 1), 255, dtype=np.uint8)])
 RGBA_PALETTE[0, 3] = 0  # empty cells: transparent
 PLOTLY_COLORSCALE = [[s, c] for s, c in COLOUR_STOPS]
