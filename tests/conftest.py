@@ -11,7 +11,7 @@ import pytest
 
 from trainer.mxnet_engine.launch import mxnet_python
 
-pytest_plugins = ["browser_support"]  # dashboard_server, browser_page (tests/browser_support.py)
+pytest_plugins = ["tests.support"]  # dashboard_server, browser_page (tests/support.py)
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = REPO / "test-output"  # screenshots and other artefacts a person may want to see

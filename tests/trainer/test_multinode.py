@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, run_cli
-from tests.test_trainer_runs import check_run_directory, read_events
+from tests.support import check_run_directory, read_events
 from trainer import cluster
 from trainer.background import process_alive, torchrun_agent
 

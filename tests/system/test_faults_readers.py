@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import make_fake_run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +25,7 @@ from dashboard import live
 from dashboard.confusion import data as confusion_data
 from dashboard.confusion import service
 from epochscope.reader import MetricsCache, MetricsLog, list_runs, load_predictions
-from tests.test_faults_support import DashClient, figure_ok
+from tests.support import DashClient, figure_ok, make_fake_run
 
 CHAOS_SECONDS = 8.0
 

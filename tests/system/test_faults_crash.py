@@ -22,7 +22,7 @@ import pytest
 
 from epochscope.reader import MetricsLog, epoch_table, lock_held, run_state
 from tests.conftest import ENGINE_ARGS, ENGINES, REPO
-from tests.test_faults_support import (
+from tests.support import (
     CHECKPOINT_FILES,
     checkpoint_arrays,
     events_of,

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import free_port
 
 import epochscope
 from epochscope import reader
 from epochscope.lock import RunLockedError
 from epochscope.predictions import accuracy, top5_from_logits
+from tests.support import free_port
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CLASSES = [f"class{i}" for i in range(7)]
 
 

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import make_fake_run
 
 from tests.conftest import REPO
-from tests.test_faults_support import DashClient, gunicorn
+from tests.support import DashClient, gunicorn, make_fake_run
 
 pytestmark = pytest.mark.faults
 

@@ -6,9 +6,9 @@ import json
 
 import plotly.graph_objects as go
 import pytest
-from browser_support import epoch_event
 
 from dashboard import figures
+from tests.support import epoch_event
 
 
 def _events(n_epochs: int) -> list[dict]:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import FAKE_CLASSES, make_fake_run
 from PIL import Image
 
 from dashboard import inference
@@ -18,6 +17,7 @@ from epochscope.predictions import softmax, top_k
 from epochscope.preprocess import prepare
 from epochscope.reader import model_epochs, read_classes
 from epochscope.records import Preprocess
+from tests.support import FAKE_CLASSES, make_fake_run
 
 PRE = Preprocess(
     image_size=4, resize_size=6, interpolation="bilinear",

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import epoch_event, make_fake_run
 
 from dashboard import live
 from epochscope import reader as rundir
 from epochscope.reader import MetricsCache, MetricsLog
+from tests.support import epoch_event, make_fake_run
 
 
 def _line(**ev) -> str:

@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_support import make_fake_run
 from PIL import Image
+
+from tests.support import make_fake_run
 
 pytestmark = pytest.mark.browser
 

@@ -6,11 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from browser_support import make_fake_run
-from conftest import REPO
-
 from dashboard import shell
 from epochscope.reader import MetricsCache, list_runs
+from tests.conftest import REPO
+from tests.support import make_fake_run
 
 
 def test_runs_from_search() -> None:

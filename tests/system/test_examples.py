@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import POINTS_JS, TO_PAGE_JS
-from browser_support import wait_for as _wait
-from conftest import REPO
 
 from epochscope import reader
+from tests.conftest import REPO
+from tests.support import POINTS_JS, TO_PAGE_JS
+from tests.support import wait_for as _wait
 
 REAL_PHOTOS = REPO.parent / "shared" / "data" / "real-photos-10"
 if not REAL_PHOTOS.is_dir():

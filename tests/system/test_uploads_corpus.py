@@ -19,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import make_fake_run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from dashboard import inference
 from dashboard.classify_view import classify_uploads
-from tests.test_faults_support import classify, gunicorn_pids, rss_mib
+from tests.support import classify, gunicorn_pids, make_fake_run, rss_mib
 
 RSS_GROWTH_BOUND_MIB = 400  # after the whole corpus; one allowed 64 MP photo alone is ~200 MB
 DECODE_BOUND_S = 10.0  # a decode slower than this counts as a hang
@@ -400,7 +399,7 @@ def test_twenty_concurrent_20mb_uploads_leave_the_training_poll_fast(
     moment (twice) while a tab polls the training page. Poll p95 < 2 s, worker peak < 1 GiB."""
     import threading
 
-    from tests.test_faults_support import DashClient
+    from tests.support import DashClient
 
     runs = tmp_path / "runs"
     make_fake_run(runs, "model", epochs_done=2, state=None)

@@ -9,11 +9,11 @@ import os
 from pathlib import Path
 
 import pytest
-from browser_support import epoch_event, make_fake_run
 
 from dashboard import shell
 from epochscope import reader
 from epochscope.lock import RunLock
+from tests.support import epoch_event, make_fake_run
 
 
 def _fresh() -> reader.SummaryCache:

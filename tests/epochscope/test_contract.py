@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from epochscope import layout, reader, records
 from epochscope.writer import RunWriter
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DOC = (REPO / "docs" / "run-directory.md").read_text(encoding="utf-8")
 
 

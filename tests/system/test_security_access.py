@@ -23,14 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import free_port, make_fake_run
 from PIL import Image
 
 from dashboard import access
 from dashboard.confusion import service
 from dashboard.confusion.drilldown import safe_image_path
 from tests.conftest import ENGINE_ARGS, ENGINES, REPO, TINY_TRAIN_ARGS, run_cli
-from tests.test_faults_support import DashClient, classify, gunicorn, http
+from tests.support import DashClient, classify, free_port, gunicorn, http, make_fake_run
 
 TOKEN = "s3cret-token-for-tests"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

@@ -3,7 +3,6 @@ background start and stop, and clear failures on bad input."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -17,83 +16,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, TINY_CLASSES, TINY_EPOCHS, TINY_TRAIN_ARGS, run_cli
+from tests.support import check_run_directory, epochs_last_wins, read_events, read_tsv
 from trainer.background import process_alive
 
 pytestmark = pytest.mark.slow
-
-CONTRACT_FILES = ("run.json", "classes.tsv", "val_index.tsv", "metrics.jsonl")
-EPOCH_KEYS = ("train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5",
-              "epoch_seconds", "img_per_s", "val_img_per_s", "lr", "skipped_images")  # fmt: skip
-
-
-def read_events(run: Path) -> list[dict]:
-    lines = (run / "metrics.jsonl").read_bytes().split(b"\n")
-    assert lines[-1] == b"", "metrics.jsonl must end with a newline"
-    return [json.loads(line) for line in lines[:-1]]
-
-
-def epochs_last_wins(events: list[dict]) -> dict[int, dict]:
-    return {e["epoch"]: e for e in events if e["kind"] == "epoch"}
-
-
-def read_tsv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
-
-
-def check_run_directory(run: Path, epochs: int) -> dict:
-    """Every file of docs/run-directory.md, loadable and consistent; returns row counts."""
-    for name in CONTRACT_FILES:
-        assert (run / name).is_file(), name
-    info = json.loads((run / "run.json").read_text())
-    classes = read_tsv(run / "classes.tsv")
-    val = read_tsv(run / "val_index.tsv")
-    assert [int(r["index"]) for r in classes] == list(range(info["data"]["num_classes"]))
-    assert len(val) == info["data"]["num_val"] and [int(r["row"]) for r in val] == list(
-        range(len(val))
-    )
-    labels = np.array([int(r["label"]) for r in val])
-    assert all((Path(info["data"]["root"]) / r["path"]).is_file() for r in val)
-    assert info["preprocess"]["input_name"] == "input" and info["preprocess"]["output"] == "logits"
-
-    events = read_events(run)
-    assert all({"kind", "time", "epoch"} <= set(e) for e in events)
-    assert events[0]["kind"] == "status" and events[0]["state"] in ("started", "resumed")
-    status = [e for e in events if e["kind"] == "status"]
-    assert status[-1]["state"] == "finished"
-    per_epoch = epochs_last_wins(events)
-    assert sorted(per_epoch) == list(range(1, epochs + 1))
-    for e in per_epoch.values():
-        assert set(EPOCH_KEYS) <= set(e), e
-        assert 0 <= e["val_top1"] <= e["val_top5"] <= 1
-    steps = [e for e in events if e["kind"] == "step"]
-    assert steps and all(0 <= s["top1"] <= s["top5"] <= 1 for s in steps)
-    assert any(e["kind"] == "device" and e["device_kind"] == "cpu" for e in events)
-
-    import onnx
-
-    for epoch in range(1, epochs + 1):
-        with np.load(run / "predictions" / f"epoch-{epoch:04d}.npz", allow_pickle=False) as z:
-            assert z["top5"].dtype == np.int16 and z["top5"].shape == (len(val), 5)
-            assert z["prob"].dtype == np.float16 and z["prob"].shape == (len(val), 5)
-            assert (z["top5"] >= 0).all() and (z["top5"] < len(classes)).all()
-            assert np.all(np.diff(z["prob"].astype(np.float32), axis=1) <= 1e-3)  # best first
-            top5 = z["top5"]
-        # the file agrees with the epoch event's accuracy
-        hit5 = (top5 == labels[:, None]).any(axis=1).mean()
-        assert per_epoch[epoch]["val_top5"] == pytest.approx(hit5)
-        onnx.checker.check_model(str(run / "models" / f"epoch-{epoch:04d}.onnx"))
-    assert (run / "checkpoints" / f"epoch-{epochs:04d}.pt").is_file()
-    assert len(list((run / "checkpoints").glob("epoch-*.pt"))) <= 2  # --keep-checkpoints 2
-    assert not list(run.rglob(".*.tmp-*"))
-    assert not (run / "trainer.pid").exists()
-    return {
-        "val": len(val),
-        "classes": len(classes),
-        "epochs": len(per_epoch),
-        "steps": len(steps),
-        "files": sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()),
-    }
 
 
 def test_tiny_run_writes_the_contract_and_learns(tiny_run):

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
 from bench.keys import KEYS, REQUIRED, extract
+from tests.conftest import REPO
 
 
 def _numbers(tree) -> list[float]:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import TO_PAGE_JS
-from browser_support import wait_for as _wait
 
 from dashboard.confusion.per_class import class_stats
 from epochscope.reader import load_predictions, read_classes, read_val_index
+from tests.support import TO_PAGE_JS
+from tests.support import wait_for as _wait
 
 pytestmark = pytest.mark.browser
 

@@ -218,7 +218,7 @@ def test_lightning_callback_under_ddp_gathers_in_order(tmp_path: Path) -> None:
     script.write_text(LIGHTNING_DDP)
     runs = tmp_path / "runs"
     runs.mkdir()
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     proc = subprocess.run(
         [sys.executable, str(script), str(runs)], capture_output=True, text=True, timeout=300,
         env={**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}, cwd=tmp_path,

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import TO_PAGE_JS
-from browser_support import wait_for as _wait
 from PIL import Image
 
 from dashboard.confusion.histogram import confusion
 from dashboard.confusion.ordering import wordnet_order
 from epochscope.reader import load_predictions, read_classes, read_val_index
+from tests.support import TO_PAGE_JS
+from tests.support import wait_for as _wait
 
 pytestmark = pytest.mark.browser
 

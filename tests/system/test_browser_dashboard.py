@@ -16,9 +16,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from browser_support import POINTS_JS
-from browser_support import wait_for as _wait
-from conftest import REPO, TINY_TRAIN_ARGS
+
+from tests.conftest import REPO, TINY_TRAIN_ARGS
+from tests.support import POINTS_JS
+from tests.support import wait_for as _wait
 
 pytestmark = pytest.mark.browser
 

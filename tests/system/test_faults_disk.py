@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_support import free_port
 
 from epochscope.reader import MetricsLog, epoch_table, lock_held, run_state
 from tests.conftest import ENGINE_ARGS, ENGINES, REPO
-from tests.test_faults_support import (
+from tests.support import (
     CHECKPOINT_FILES,
     events_of,
+    free_port,
     load_every_file,
     temp_files,
     wait_for,

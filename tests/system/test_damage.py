@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import make_fake_run, tiny_onnx_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.test_faults_support import DashClient, classify, gunicorn, http
+from tests.support import DashClient, classify, gunicorn, http, make_fake_run, tiny_onnx_model
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),

@@ -150,7 +150,7 @@ def test_second_trainer_is_refused_and_dead_one_releases(tmp_path):
             from epochscope.writer import RunWriter
             w = RunWriter({str(run)!r}); w.acquire(); print("held", flush=True); time.sleep(60)
         """)],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "held"

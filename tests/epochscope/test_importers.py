@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
 
 from epochscope import reader
+from tests.conftest import run_cli
 
 
 def _table(run_dir: Path) -> dict[int, dict]:

@@ -15,7 +15,7 @@ import epochscope
 from dashboard.confusion import data, service
 from epochscope.hierarchy import Taxonomy, as_taxonomy, read_hierarchy
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CIFAR100 = REPO / "assets" / "cifar100" / "hierarchy.tsv"
 # four superclasses' classes, interleaved so that index order is not the hierarchy order
 SUPER = {
