@@ -14,8 +14,9 @@ import plotly.graph_objects as go
 from PIL import Image
 
 from assets.catalogue import Band
+from dashboard.confusion.bands import band_colour
+from epochscope.analysis.bands import visible_runs
 
-from .bands import band_colour, visible_runs
 from .render import BACKGROUND, PLOTLY_COLORSCALE, Rendered
 
 # The server renders for the plot area's exact pixel size: PLOT_PX square until the page has
