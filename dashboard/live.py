@@ -18,13 +18,12 @@ from typing import Any
 import plotly.graph_objects as go
 from dash import Patch
 
-from dashboard import figures
+from dashboard import figures, runs
 from epochscope.reader import (
     METRICS_CACHE,
     MetricsCache,
     epoch_table,
     last_status,
-    read_run_info,
     run_state,
     safe_run_dir,
 )
@@ -47,10 +46,8 @@ class Update:
 
 
 def _t0(run_dir: Path, events: list[dict[str, Any]]) -> float:
-    try:
-        started = read_run_info(run_dir).started
-    except (LookupError, ValueError):
-        started = None
+    info = runs.info(run_dir)
+    started = info.started if info is not None else None
     if started:
         return float(started)
     times = [ev["time"] for ev in events[:1] if isinstance(ev.get("time"), int | float)]
@@ -79,10 +76,8 @@ def progress_of(run: str, run_dir: Path, events: list[dict[str, Any]]) -> dict[s
     The ETA is reckoned at the time of the last event (not now), so a poll with no new events
     has nothing new to say and sends nothing.
     """
-    try:
-        total = read_run_info(run_dir).epochs or None
-    except (LookupError, ValueError):
-        total = None
+    info = runs.info(run_dir)
+    total = (info.epochs or None) if info is not None else None
     table = epoch_table(events)
     done = max(table, default=0)
     state = run_state(run_dir, events)

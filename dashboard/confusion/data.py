@@ -1,27 +1,18 @@
-"""The runs a worker serves, read through epochscope.Run, and what the matrix view derives.
+"""What the matrix view derives from a Run: the cells it draws, at their display slots.
 
-One cache rule: a per-worker :class:`epochscope.RunCache` of Runs, bounded by bytes and
-renewed when a run's files change (inode, size, mtime). What the view derives from a Run (the
-points it draws) is kept in that Run's memo, so the same bound covers it.
+Kept in the Run's memo, so the worker's one bound on its Runs (dashboard.runs) covers them.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
+from dashboard.runs import RUNS, run
 from epochscope.analysis.confusion import Mode, Norm
 from epochscope.analysis.ordering import OrderKind
-from epochscope.run import Run, RunCache
+from epochscope.run import Run
 
 from .render import Points, place, place_cells
 
-RUNS = RunCache()
-
-
-def run(run_dir: str | os.PathLike[str]) -> Run:
-    """The Run of a run directory (one a caller has already checked is inside RUNS_DIR)."""
-    return RUNS.get(Path(run_dir))
+__all__ = ["RUNS", "clear", "difference_points", "points", "run"]
 
 
 def points(

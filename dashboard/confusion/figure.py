@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 from PIL import Image
 
 from assets.catalogue import Band
@@ -299,20 +298,6 @@ def matrix_spec(
         "hovermode": "closest",
     }
     return {"data": [hover, scale], "layout": layout}, grid
-
-
-def matrix_figure(
-    rendered: Rendered,
-    num_classes: int,
-    x_range: Sequence[float],
-    y_range: Sequence[float],
-    bands: Sequence[Band] = (),
-    title: str = "",
-    **kw: Any,
-) -> tuple[go.Figure, HoverGrid]:
-    """``matrix_spec`` as a go.Figure (not validated again: see there)."""
-    spec, grid = matrix_spec(rendered, num_classes, x_range, y_range, bands, title, **kw)
-    return go.Figure(spec, _validate=False), grid
 
 
 def highlight_shapes(
