@@ -128,15 +128,16 @@ def load_predictions(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(top5 int64 [N, 5], prob float32 [N, 5]) of an epoch, shapes and ranges checked."""
     path = predictions_path(run_dir, check_epoch(epoch))
-    if not path.is_file():
-        raise LookupError(f"run {Path(run_dir).name!r} has no predictions for epoch {epoch}")
+    try:  # one open, no stat first: never a FIFO or a device
+        f = os.fdopen(open_regular(path), "rb")
+    except LookupError:
+        name = Path(run_dir).name
+        raise LookupError(f"run {name!r} has no predictions for epoch {epoch}") from None
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with f, np.load(f, allow_pickle=False) as npz:
             if "top5" not in npz or "prob" not in npz:
                 raise ValueError(f"{path}: expected arrays 'top5' and 'prob'")
             top5, prob = npz["top5"], npz["prob"]
-    except FileNotFoundError:  # removed since the check above
-        raise LookupError(f"run {Path(run_dir).name!r} has no epoch {epoch} predictions") from None
     except Exception as e:  # a torn or foreign file: BadZipFile, EOFError, pickled objects, ...
         log.warning("%s does not load: %s: %s", path, type(e).__name__, e)
         raise ValueError(f"{path} is not a readable predictions file: {e}") from None
