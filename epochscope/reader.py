@@ -8,6 +8,7 @@ caller that lists many runs can skip the bad one and keep the rest.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -236,7 +237,8 @@ class MetricsLog:
         with self.lock:
             try:
                 # never a FIFO, a device or a link out of the run
-                f = os.fdopen(open_regular(self.path, within=self.path.parent), "rb")
+                fd = open_regular(self.path, within=self.path.parent)
+                f = os.fdopen(fd, "rb", buffering=0)  # unbuffered: _hole moves the descriptor
             except (LookupError, ValueError) as e:  # deleted, or not a readable file: empty
                 if not isinstance(e, LookupError):
                     log.warning("%s", e)
@@ -259,6 +261,10 @@ class MetricsLog:
                     new: list[dict[str, Any]] = []
                     remaining = st.st_size - self.offset
                     while remaining > 0:  # bounded chunks: a huge file never sits in memory
+                        if self.skipping and (hole := _hole(f, self.offset, st.st_size)):
+                            self.offset += hole  # no newline in a hole: nothing to read
+                            remaining -= hole
+                            continue
                         data = f.read(min(METRICS_CHUNK, remaining))
                         if not data:
                             break
@@ -353,6 +359,19 @@ def _complete_lines(state: Any, data: bytes, begin: int) -> tuple[bytes, int, in
         state.skipping, tail = True, b""
     state.partial = tail
     return block, start, ended
+
+
+def _hole(f: Any, pos: int, end: int) -> int:
+    """How many bytes from ``pos`` are a hole of a sparse file (zeros, so no newline), with
+    the unbuffered file ``f`` moved past them; 0 when ``pos`` holds data or the file system
+    cannot say (then the bytes are read as any others)."""
+    try:
+        data = os.lseek(f.fileno(), pos, os.SEEK_DATA)
+    except OSError as e:  # ENXIO: a hole up to the end; EINVAL: not supported
+        data = end if e.errno == errno.ENXIO else pos
+    data = min(max(data, pos), end)
+    f.seek(data)
+    return data - pos
 
 
 def _bisect(values: list[int], x: int) -> int:
@@ -603,10 +622,14 @@ class _Digest:
         if signature is None:
             return
         try:
-            with os.fdopen(open_regular(path, within=path.parent), "rb") as f:
+            with os.fdopen(open_regular(path, within=path.parent), "rb", buffering=0) as f:
                 f.seek(self.offset)
                 remaining = max(0, signature[1] - self.offset)
                 while remaining > 0:  # bounded chunks, a capped unterminated tail
+                    if self.skipping and (hole := _hole(f, self.offset, signature[1])):
+                        self.offset += hole
+                        remaining -= hole
+                        continue
                     data = f.read(min(METRICS_CHUNK, remaining))
                     if not data:
                         break

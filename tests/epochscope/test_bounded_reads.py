@@ -228,3 +228,19 @@ def test_a_thumbnails_folder_linked_to_slash_is_no_image_source(tmp_path: Path) 
     source = image_source(run, "/nowhere", [])
     assert source.root == (run / "pictures").resolve()
     assert safe_image_path(str(source.root), "a.png") == (run / "pictures" / "a.png").resolve()
+
+
+def test_a_written_line_longer_than_the_cap_is_skipped_to_its_end(tmp_path: Path) -> None:
+    run = make_fake_run(tmp_path, "r", epochs_done=1)
+    path = run / "metrics.jsonl"
+    before = len(reader.MetricsLog(path).refresh() or [])
+    line = json.dumps({"kind": "epoch", "time": 2e9, "epoch": 2, "val_top5": 0.75}) + "\n"
+    with path.open("ab") as f:  # real bytes, not a hole: read and dropped chunk by chunk
+        f.write(b'{"kind": "status", "error": "' + b"x" * (reader.MAX_LINE + 1) + b'"}\n')
+        f.write(line.encode())
+    log = reader.MetricsLog(path)
+    events = log.refresh()
+    assert len(events) == before + 1 and events[-1]["epoch"] == 2
+    assert log.garbage_lines == 1 and log.ends[-1] == path.stat().st_size
+    (summary,) = reader.list_runs(tmp_path, summaries=reader.SummaryCache())
+    assert summary.epochs_done == 2 and summary.state == "finished"
