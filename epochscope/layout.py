@@ -8,6 +8,7 @@ RUNS/<run-name>/run.json, classes.tsv, val_index.tsv, metrics.jsonl,
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -202,6 +203,27 @@ def inside_run(path: str | os.PathLike[str], run_dir: str | os.PathLike[str]) ->
     return real
 
 
+def _no_link_below(path: str | os.PathLike[str], within: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is ``within``/a/b/file with no folder a, a/b that is a link (the
+    file itself is checked by O_NOFOLLOW): no resolving needed. One lstat per folder level,
+    none for a file directly in the run directory."""
+    try:
+        rel = Path(path).relative_to(within)
+    except ValueError:
+        return False
+    if ".." in rel.parts:
+        return False
+    folder = Path(within)
+    for part in rel.parts[:-1]:
+        folder = folder / part
+        try:
+            if stat.S_ISLNK(os.lstat(folder).st_mode):
+                return False
+        except OSError:
+            return False
+    return True
+
+
 def open_regular(path: str | os.PathLike[str], within: str | os.PathLike[str] | None = None) -> int:
     """A read-only descriptor of ``path`` when it is a regular file (symlinks followed).
 
@@ -213,10 +235,17 @@ def open_regular(path: str | os.PathLike[str], within: str | os.PathLike[str] | 
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
     target: str | os.PathLike[str] = path
     if within is not None:
-        target = inside_run(path, within)
         flags |= os.O_NOFOLLOW
+        if not _no_link_below(path, within):  # some link on the way: where does it lead?
+            target = inside_run(path, within)
     try:
-        fd = os.open(target, flags)
+        try:
+            fd = os.open(target, flags)
+        except OSError as e:
+            if e.errno != errno.ELOOP or target != path:
+                raise
+            # the file itself is a link: open where it leads when that stays inside the run
+            fd = os.open(inside_run(path, within), flags)  # type: ignore[arg-type]
     except FileNotFoundError:
         raise LookupError(f"{path} does not exist") from None
     except OSError as e:  # ELOOP, EACCES, ...
