@@ -244,3 +244,20 @@ def test_a_written_line_longer_than_the_cap_is_skipped_to_its_end(tmp_path: Path
     assert log.garbage_lines == 1 and log.ends[-1] == path.stat().st_size
     (summary,) = reader.list_runs(tmp_path, summaries=reader.SummaryCache())
     assert summary.epochs_done == 2 and summary.state == "finished"
+
+
+def test_a_folder_linked_out_of_the_run_is_refused_for_the_files_under_it(tmp_path) -> None:
+    run = make_fake_run(tmp_path / "runs", "r", epochs_done=1)
+    shutil.move(run / "predictions", tmp_path / "predictions")
+    (run / "predictions").symlink_to(tmp_path / "predictions")  # each file a plain file
+    with pytest.raises(ValueError, match="leads out of its run directory"):
+        reader.load_predictions(run, 1, num_rows=20)
+    (run / "predictions").unlink()
+    (run / "kept").mkdir()
+    shutil.move(tmp_path / "predictions", run / "kept" / "predictions")
+    (run / "predictions").symlink_to("kept/predictions")  # a folder link inside the run: read
+    assert reader.load_predictions(run, 1, num_rows=20)[0].shape == (20, 5)
+    (run / "run.json").unlink()
+    (run / "run.json").symlink_to("run.json")  # a link to itself: refused, never followed
+    with pytest.raises(ValueError, match="cannot be opened"):
+        reader.read_run_json(run)
