@@ -9,8 +9,8 @@ from typing import Any
 from dash import html
 
 from dashboard import config, inference
+from epochscope.reader import is_synthetic_dataset
 from epochscope.records import DataInfo
-from trainer.presets import is_synthetic_dataset  # framework-free: json and pathlib only
 
 try:  # the ImageNet catalogue gives the WordNet path of a predicted class
     from assets.catalogue import load_catalogue

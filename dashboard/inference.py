@@ -21,6 +21,7 @@ import onnxruntime as ort
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from dashboard import config, runs
+from epochscope.layout import read_regular
 from epochscope.predictions import softmax, top_k
 from epochscope.preprocess import apply_draft, draft_size, prepare, to_rgb, upright
 from epochscope.reader import model_path
@@ -176,9 +177,11 @@ class SessionCache:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(_env_number("EPOCHSCOPE_ORT_THREADS", 2))
         opts.log_severity_level = 3
+        # the bounded reader: a regular file inside its run (models/..), at most its cap
+        model = read_regular(path, within=path.parent.parent)
         try:
             session = ort.InferenceSession(
-                str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+                model, sess_options=opts, providers=["CPUExecutionProvider"]
             )
         except Exception as e:  # onnxruntime raises its own exception types
             raise ValueError(f"cannot load the model {path.name}: {e}") from None

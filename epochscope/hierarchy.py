@@ -26,6 +26,10 @@ from epochscope.tsv import read_tsv, tsv_bytes
 
 #: more links than this is not a class hierarchy a dashboard should walk
 MAX_LINKS = 1_000_000
+#: more levels than this from a node up to a root is not a class hierarchy either (WordNet's
+#: deepest ImageNet class is 19 links below "entity"); hierarchy.tsv's bytes are capped by
+#: epochscope.layout.CAPS
+MAX_DEPTH = 100
 _ROOT = "\x00root"  # the virtual root above every real root (never a real id: NUL is refused)
 
 
@@ -53,7 +57,8 @@ class Taxonomy:
             for p in ps:
                 self._children[p].append(child)
         self.roots = [n for n, ps in self._parents.items() if not ps]
-        self._up = self._up_distances()  # also refuses cycles
+        self._check_shape()  # refuses cycles and chains deeper than MAX_DEPTH
+        self._up: dict[str, dict[str, int]] = {}  # ancestors of the nodes asked about only
         self._band_nodes = self._band_level()
 
     # --- construction -------------------------------------------------------------------------
@@ -67,10 +72,13 @@ class Taxonomy:
         return cls(links)
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> Taxonomy:
+    def read(
+        cls, path: str | os.PathLike[str], within: str | os.PathLike[str] | None = None
+    ) -> Taxonomy:
         """A hierarchy TSV (header ``id parent name``); LookupError if missing, ValueError if
-        malformed (cycles included)."""
-        rows = read_tsv(path, HIERARCHY_HEADER)
+        malformed (cycles included), too large or too deep. ``within``: the run directory it
+        must not leave through a link."""
+        rows = read_tsv(path, HIERARCHY_HEADER, within)
         if len(rows) > MAX_LINKS:
             raise ValueError(f"{path}: over {MAX_LINKS} rows")
         names = {i: n for i, _, n in rows if n}
@@ -129,12 +137,35 @@ class Taxonomy:
 
     def distance(self, a: str, b: str) -> int:
         """The fewest links from ``a`` up to a common ancestor and down to ``b``."""
-        up_a, up_b = self._up[a], self._up[b]
+        up_a, up_b = self.ancestors(a), self.ancestors(b)
         return min(d + up_b[s] for s, d in up_a.items() if s in up_b)
 
     def distance_matrix(self, ids: Sequence[str]) -> np.ndarray:
         """uint8 [n, n] distances (254 at most); ids not in the hierarchy get 255."""
-        return distance_matrix(list(ids), self._up)
+        ids = list(ids)
+        return distance_matrix(ids, {w: self.ancestors(w) for w in ids if w in self})
+
+    def ancestors(self, node: str) -> dict[str, int]:
+        """Every ancestor of ``node`` (itself and the virtual root included) with its shortest
+        distance upwards. Computed for the nodes asked about only (a class's ancestors are at
+        most MAX_DEPTH levels), never for every node: memory grows with the classes asked
+        about, not with the square of the hierarchy's depth."""
+        found = self._up.get(node)
+        if found is None:
+            found = {node: 0}
+            frontier, d = [node], 0
+            while frontier:  # breadth first: the first reach of an ancestor is the shortest
+                d += 1
+                above = []
+                for n in frontier:
+                    for p in self._parents[n] or [_ROOT]:
+                        if p not in found:
+                            found[p] = d
+                            if p != _ROOT:
+                                above.append(p)
+                frontier = above
+            self._up[node] = found
+        return found
 
     # --- internals ----------------------------------------------------------------------------
     def _walk(self) -> list[str]:
@@ -151,31 +182,27 @@ class Taxonomy:
             stack.extend(reversed(self._children[n]))
         return out
 
-    def _up_distances(self) -> dict[str, dict[str, int]]:
-        """Every ancestor of every node with its shortest distance upwards (the virtual root
-        at depth + 1 of the real roots); ValueError on a cycle."""
-        order: list[str] = []  # topological, parents before children
+    def _check_shape(self) -> None:
+        """ValueError on a cycle, or on a node more than MAX_DEPTH links above a root (one pass
+        in topological order, parents before children: linear in the links)."""
+        depth: dict[str, int] = {}  # the longest way up to a root
         indegree = {n: len(ps) for n, ps in self._parents.items()}
         ready = [n for n, d in indegree.items() if d == 0]
         while ready:
             n = ready.pop()
-            order.append(n)
+            depth[n] = 1 + max((depth[p] for p in self._parents[n]), default=-1)
+            if depth[n] > MAX_DEPTH:
+                raise ValueError(
+                    f"hierarchy is over {MAX_DEPTH} levels deep (at {n!r}): a class hierarchy "
+                    f"has at most {MAX_DEPTH} levels from a class to its root"
+                )
             for c in self._children[n]:
                 indegree[c] -= 1
                 if indegree[c] == 0:
                     ready.append(c)
-        if len(order) != len(self._parents):
+        if len(depth) != len(self._parents):
             stuck = sorted(n for n, d in indegree.items() if d > 0)[:3]
             raise ValueError(f"hierarchy has a cycle (through {', '.join(map(repr, stuck))})")
-        up: dict[str, dict[str, int]] = {}
-        for n in order:
-            dist = {n: 0}
-            for p in self._parents[n] or [_ROOT]:
-                for s, d in up.get(p, {_ROOT: 0}).items():
-                    if d + 1 < dist.get(s, 1 << 30):
-                        dist[s] = d + 1
-            up[n] = dist
-        return up
 
     def _band_level(self) -> set[str]:
         level = list(self.roots)
@@ -191,7 +218,7 @@ class Taxonomy:
 def read_hierarchy(run_dir: str | os.PathLike[str]) -> Taxonomy | None:
     """The run's hierarchy.tsv, or None when it has none; ValueError when it is malformed."""
     try:  # no stat first: a Run reads each file once
-        return Taxonomy.read(Path(run_dir) / HIERARCHY_TSV)
+        return Taxonomy.read(Path(run_dir) / HIERARCHY_TSV, within=run_dir)
     except LookupError:
         return None
 
@@ -222,7 +249,7 @@ def distance_matrix(ids: Sequence[str], up: dict[str, dict[str, int]]) -> np.nda
     ancestors = sorted({s for w in ids if w in up for s in up[w]})
     column = {s: j for j, s in enumerate(ancestors)}
     big = 1 << 20
-    table = np.full((len(ids), len(ancestors)), big, dtype=np.int64)
+    table = np.full((len(ids), len(ancestors)), big, dtype=np.int32)
     for i, w in enumerate(ids):
         for s, d in up.get(w, {}).items():
             table[i, column[s]] = d

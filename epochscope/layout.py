@@ -8,6 +8,7 @@ RUNS/<run-name>/run.json, classes.tsv, val_index.tsv, metrics.jsonl,
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -152,14 +153,99 @@ def safe_run_dir(runs_dir: str | os.PathLike[str], name: str) -> Path:
     return path
 
 
-def open_regular(path: str | os.PathLike[str]) -> int:
+# --- the bounded reader: every byte read from a run directory goes through here -----------------
+MIB = 1 << 20
+DEMO_MARKER = "demo.json"  # under a dataset's root, written last by make-demo-data
+
+#: the largest file of each kind a reader opens (docs/run-directory.md, "Read limits"); a larger
+#: one is refused unread with a ValueError naming the file and the limit
+CAPS: dict[str, int] = {
+    RUN_JSON: 4 * MIB,
+    CLASSES_TSV: 16 * MIB,
+    VAL_INDEX_TSV: 64 * MIB,
+    HIERARCHY_TSV: 16 * MIB,
+    METRICS: 4 * MIB,  # one line: the file itself is read in chunks, a longer line is skipped
+    f"{PREDICTIONS}/epoch-NNNN{PREDICTION_SUFFIX}": 256 * MIB,
+    f"{MODELS}/epoch-NNNN{MODEL_SUFFIX}": 1024 * MIB,
+    THUMBNAILS: 4096 * MIB,  # read by seeking to one image, never whole
+    DEMO_MARKER: 1 * MIB,
+}
+#: metrics.jsonl is read this many bytes at a time
+METRICS_CHUNK = 1 * MIB
+
+
+def cap_of(path: str | os.PathLike[str]) -> int:
+    """The size cap of a run-directory file, by its name (epoch files by their folder)."""
+    p = Path(path)
+    if p.name in CAPS:
+        return CAPS[p.name]
+    if epoch_of(p) is not None:
+        key = f"{p.parent.name}/epoch-NNNN{p.suffix}"
+        if key in CAPS:
+            return CAPS[key]
+    raise KeyError(f"no read limit for {p.name!r}")
+
+
+def _size_text(n: int) -> str:
+    return f"{n / MIB:g} MiB" if n < 1024 * MIB else f"{n / (1024 * MIB):g} GiB"
+
+
+def inside_run(path: str | os.PathLike[str], run_dir: str | os.PathLike[str]) -> str:
+    """The real path of ``path`` (links followed) when it stays inside the real ``run_dir``;
+    ValueError when a link leads out of it (a copied-in run must not read the machine)."""
+    try:
+        real = os.path.realpath(path, strict=False)
+        root = os.path.realpath(run_dir, strict=False)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{path} cannot be resolved: {e}") from None
+    if os.path.commonpath([real, root]) != root:
+        raise ValueError(f"{path} is a link that leads out of its run directory: refused")
+    return real
+
+
+def _no_link_below(path: str | os.PathLike[str], within: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is ``within``/a/b/file with no folder a, a/b that is a link (the
+    file itself is checked by O_NOFOLLOW): no resolving needed. One lstat per folder level,
+    none for a file directly in the run directory."""
+    try:
+        rel = Path(path).relative_to(within)
+    except ValueError:
+        return False
+    if ".." in rel.parts:
+        return False
+    folder = Path(within)
+    for part in rel.parts[:-1]:
+        folder = folder / part
+        try:
+            if stat.S_ISLNK(os.lstat(folder).st_mode):
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def open_regular(path: str | os.PathLike[str], within: str | os.PathLike[str] | None = None) -> int:
     """A read-only descriptor of ``path`` when it is a regular file (symlinks followed).
 
     Opened without blocking, so a FIFO named like a run file cannot hang a reader, and refused
     when it is a FIFO, a device (a link to /dev/zero would never end) or a folder: ValueError;
-    LookupError when missing (a dangling link included)."""
+    LookupError when missing (a dangling link included). With ``within`` (the run directory),
+    a path whose links lead out of that folder is refused (ValueError) and the resolved path is
+    opened with O_NOFOLLOW, so a link swapped in after the check is refused too."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+    target: str | os.PathLike[str] = path
+    if within is not None:
+        flags |= os.O_NOFOLLOW
+        if not _no_link_below(path, within):  # some link on the way: where does it lead?
+            target = inside_run(path, within)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            fd = os.open(target, flags)
+        except OSError as e:
+            if e.errno != errno.ELOOP or target != path:
+                raise
+            # the file itself is a link: open where it leads when that stays inside the run
+            fd = os.open(inside_run(path, within), flags)  # type: ignore[arg-type]
     except FileNotFoundError:
         raise LookupError(f"{path} does not exist") from None
     except OSError as e:  # ELOOP, EACCES, ...
@@ -175,13 +261,34 @@ def open_regular(path: str | os.PathLike[str]) -> int:
     return fd
 
 
-def read_regular(path: str | os.PathLike[str], limit: int) -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes (see :func:`open_regular`)."""
-    with os.fdopen(open_regular(path), "rb") as f:
+def check_size(path: str | os.PathLike[str], size: int, limit: int) -> None:
+    if size > limit:
+        raise ValueError(
+            f"{path} is {_size_text(size)}, over the {_size_text(limit)} a reader accepts for "
+            f"{Path(path).name}: not read (docs/run-directory.md, Read limits)"
+        )
+
+
+def read_regular(
+    path: str | os.PathLike[str],
+    limit: int | None = None,
+    within: str | os.PathLike[str] | None = None,
+) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (default: the cap of its kind,
+    :data:`CAPS`), refused unread when larger (see :func:`open_regular`)."""
+    if limit is None:
+        limit = cap_of(path)
+    with os.fdopen(open_regular(path, within), "rb") as f:
         try:
-            data = f.read(limit + 1)
+            size = os.fstat(f.fileno()).st_size
+            check_size(path, size, limit)
+            # no buffer of the cap's size: the stat'ed size, then chunks while it grows
+            parts, total, want = [], 0, size + 1
+            while total <= limit and (part := f.read(min(want, limit + 1 - total))):
+                parts.append(part)
+                total += len(part)
+                want = METRICS_CHUNK
         except OSError as e:
             raise ValueError(f"{path} cannot be read: {e.strerror or e}") from None
-    if len(data) > limit:
-        raise ValueError(f"{path} is over {limit >> 20} MB")
-    return data
+    check_size(path, total, limit)  # grew since the stat
+    return b"".join(parts)

@@ -14,6 +14,8 @@ import os
 import time
 from pathlib import Path
 
+from epochscope.layout import read_regular
+
 
 class RunLockedError(RuntimeError):
     """Another live process holds the run's lock."""
@@ -21,8 +23,8 @@ class RunLockedError(RuntimeError):
 
 def read_pid(path: str | os.PathLike[str]) -> int | None:
     try:
-        text = Path(path).read_text(errors="replace").strip()
-    except OSError:
+        text = read_regular(path, 64).decode("ascii", "replace").strip()  # never a FIFO
+    except (OSError, LookupError, ValueError):
         return None
     return int(text) if text.isdigit() and len(text) < 12 else None
 

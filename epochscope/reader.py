@@ -8,11 +8,13 @@ caller that lists many runs can skip the bad one and keep the rest.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import re
 import threading
+import zipfile
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,10 +24,13 @@ from typing import Any
 import numpy as np
 
 from epochscope.layout import (
+    CAPS,
     CLASSES_HEADER,
     CLASSES_TSV,
+    DEMO_MARKER,
     LOCK,
     METRICS,
+    METRICS_CHUNK,
     MODEL_SUFFIX,
     MODELS,
     PREDICTION_SUFFIX,
@@ -35,7 +40,9 @@ from epochscope.layout import (
     VAL_INDEX_HEADER,
     VAL_INDEX_TSV,
     SchemaError,
+    cap_of,
     check_epoch,
+    check_size,
     epochs_in,
     model_file,
     open_regular,
@@ -50,7 +57,9 @@ from epochscope.tsv import read_tsv
 log = logging.getLogger(__name__)
 
 #: run.json larger than this is refused unread (it is a few KB when written by a trainer)
-MAX_RUN_JSON = 4 << 20
+MAX_RUN_JSON = CAPS[RUN_JSON]
+#: the most rows a predictions file may declare (when the run's row count is not known)
+MAX_PREDICTION_ROWS = 4_000_000
 
 
 # --- per-epoch files ---------------------------------------------------------------------------
@@ -73,10 +82,22 @@ def model_path(run_dir: str | os.PathLike[str], epoch: int) -> Path:
 
 
 # --- small files -------------------------------------------------------------------------------
+def is_synthetic_dataset(root: str | os.PathLike[str]) -> bool:
+    """True when ``root`` is a dataset made by ``make-demo-data``: its demo.json marker says
+    ``"synthetic": true``. Recorded in run.json as ``data.synthetic`` so that a reader (the
+    classifier page) can say the model has never seen a photo, even without the data. Read
+    through the bounded reader (a FIFO or a link to /dev/zero named demo.json is no marker)."""
+    try:
+        marker = json.loads(read_regular(Path(root) / DEMO_MARKER))
+    except (LookupError, ValueError, RecursionError):
+        return False
+    return isinstance(marker, dict) and marker.get("synthetic") is True
+
+
 def read_run_json(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """run.json as a plain dict; LookupError when missing, ValueError when unreadable."""
     path = Path(run_dir) / RUN_JSON
-    data = read_regular(path, MAX_RUN_JSON)  # not a FIFO or /dev/zero, not over 4 MB
+    data = read_regular(path, MAX_RUN_JSON, within=run_dir)  # not a FIFO, /dev/zero, a link out
     try:
         obj = json.loads(data)
     except (ValueError, RecursionError) as e:  # JSONDecodeError, deep nesting, EACCES
@@ -101,7 +122,7 @@ def read_run_info(run_dir: str | os.PathLike[str]) -> RunInfo:
 def read_classes(run_dir: str | os.PathLike[str]) -> list[tuple[int, str, str]]:
     """classes.tsv as [(index, wnid, name)] in index order (indices must be 0..n-1)."""
     path = Path(run_dir) / CLASSES_TSV
-    rows = read_tsv(path, CLASSES_HEADER)
+    rows = read_tsv(path, CLASSES_HEADER, within=run_dir)
     if [r[0] for r in rows] != [str(i) for i in range(len(rows))]:
         raise ValueError(f"{path}: indices are not 0..{len(rows) - 1} in order")
     return [(i, wnid, name) for i, (_, wnid, name) in enumerate(rows)]
@@ -110,7 +131,7 @@ def read_classes(run_dir: str | os.PathLike[str]) -> list[tuple[int, str, str]]:
 def read_val_index(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, list[str]]:
     """val_index.tsv as (labels int64 [N], paths relative to data.root)."""
     path = Path(run_dir) / VAL_INDEX_TSV
-    rows = read_tsv(path, VAL_INDEX_HEADER)
+    rows = read_tsv(path, VAL_INDEX_HEADER, within=run_dir)
     if [r[0] for r in rows] != [str(i) for i in range(len(rows))]:
         raise ValueError(f"{path}: rows are not 0..{len(rows) - 1} in order")
     try:
@@ -128,16 +149,21 @@ def load_predictions(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(top5 int64 [N, 5], prob float32 [N, 5]) of an epoch, shapes and ranges checked."""
     path = predictions_path(run_dir, check_epoch(epoch))
-    try:  # one open, no stat first: never a FIFO or a device
-        f = os.fdopen(open_regular(path), "rb")
+    most = num_rows if num_rows is not None else MAX_PREDICTION_ROWS
+    try:  # one open, no stat first: never a FIFO, a device or a link out of the run
+        f = os.fdopen(open_regular(path, within=run_dir), "rb")
     except LookupError:
         name = Path(run_dir).name
         raise LookupError(f"run {name!r} has no predictions for epoch {epoch}") from None
     try:
-        with f, np.load(f, allow_pickle=False) as npz:
-            if "top5" not in npz or "prob" not in npz:
-                raise ValueError(f"{path}: expected arrays 'top5' and 'prob'")
-            top5, prob = npz["top5"], npz["prob"]
+        with f:
+            check_size(path, os.fstat(f.fileno()).st_size, cap_of(path))
+            with zipfile.ZipFile(f) as z:
+                top5 = _npy_member(z, "top5", path, most)
+                prob = _npy_member(z, "prob", path, most)
+    except ValueError as e:  # refused before anything was inflated
+        log.warning("%s does not load: %s", path, e)
+        raise
     except Exception as e:  # a torn or foreign file: BadZipFile, EOFError, pickled objects, ...
         log.warning("%s does not load: %s: %s", path, type(e).__name__, e)
         raise ValueError(f"{path} is not a readable predictions file: {e}") from None
@@ -153,6 +179,34 @@ def load_predictions(
     return top5.astype(np.int64), prob.astype(np.float32)
 
 
+def _npy_member(z: zipfile.ZipFile, key: str, path: Path, most: int) -> np.ndarray:
+    """Array ``key`` of an npz, its .npy header checked before any data is inflated: [N, 5]
+    with N <= ``most`` rows, a numeric dtype of at most 8 bytes, and a member of that size."""
+    name = key + ".npy"
+    if name not in z.namelist():
+        raise ValueError(f"{path}: expected arrays 'top5' and 'prob'")
+    info = z.getinfo(name)
+    with z.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise ValueError(f"{path}: {name} has .npy format {version}, not 1.0 or 2.0")
+        header = member.tell()
+    if len(shape) != 2 or shape[1] != 5:
+        raise ValueError(f"{path}: {key} is {list(shape)}, must be [N, 5]")
+    if dtype.hasobject or dtype.kind not in "iuf" or dtype.itemsize > 8:
+        raise ValueError(f"{path}: {key} holds {dtype}, not integers or floats of up to 8 bytes")
+    if shape[0] > most:
+        raise ValueError(f"{path}: {key} declares {shape[0]:,} rows, more than {most:,}")
+    if info.file_size != header + shape[0] * 5 * dtype.itemsize:
+        raise ValueError(f"{path}: {name} is {info.file_size} bytes, not what its header says")
+    with z.open(info) as member:
+        return np.lib.format.read_array(member, allow_pickle=False)
+
+
 # --- metrics.jsonl, read incrementally ---------------------------------------------------------
 @dataclass
 class MetricsLog:
@@ -166,7 +220,8 @@ class MetricsLog:
     events: list[dict[str, Any]] = field(default_factory=list)
     ends: list[int] = field(default_factory=list)
     offset: int = 0  # bytes consumed, the partial tail included
-    partial: bytes = b""  # an unfinished last line, completed by a later read
+    partial: bytes = b""  # an unfinished last line (at most MAX_LINE), completed by a later read
+    skipping: bool = False  # inside a line over MAX_LINE bytes: dropped up to its newline
     inode: int | None = None
     generation: int = 0
     garbage_lines: int = 0
@@ -175,14 +230,16 @@ class MetricsLog:
 
     def _reset(self) -> None:
         self.events, self.ends = [], []
-        self.offset, self.partial = 0, b""
+        self.offset, self.partial, self.skipping = 0, b"", False
         self.generation += 1
 
     def refresh(self) -> list[dict[str, Any]]:
         """Read what was appended since the last call; returns the new complete events."""
         with self.lock:
             try:
-                f = os.fdopen(open_regular(self.path), "rb")  # never a FIFO or a device
+                # never a FIFO, a device or a link out of the run
+                fd = open_regular(self.path, within=self.path.parent)
+                f = os.fdopen(fd, "rb", buffering=0)  # unbuffered: _hole moves the descriptor
             except (LookupError, ValueError) as e:  # deleted, or not a readable file: empty
                 if not isinstance(e, LookupError):
                     log.warning("%s", e)
@@ -202,24 +259,36 @@ class MetricsLog:
                     if st.st_size == self.offset:
                         return []
                     f.seek(self.offset)
-                    data = f.read(st.st_size - self.offset)
+                    new: list[dict[str, Any]] = []
+                    remaining = st.st_size - self.offset
+                    while remaining > 0:  # bounded chunks: a huge file never sits in memory
+                        if self.skipping and (hole := _hole(f, self.offset, st.st_size)):
+                            self.offset += hole  # no newline in a hole: nothing to read
+                            remaining -= hole
+                            continue
+                        data = f.read(min(METRICS_CHUNK, remaining))
+                        if not data:
+                            break
+                        remaining -= len(data)
+                        new += self._consume(data)
+                    return new
                 except OSError as e:  # a directory named metrics.jsonl, EIO, ...
                     log.warning("%s cannot be read: %s", self.path, e)
                     return []
-            return self._consume(data)
 
     def _consume(self, data: bytes) -> list[dict[str, Any]]:
-        start = self.offset - len(self.partial)
+        begin = self.offset
         self.offset += len(data)
-        chunk = self.partial + data
-        lines = chunk.split(b"\n")
-        self.partial = lines.pop()  # b"" when the chunk ended with a newline
+        block, pos, skipped = _complete_lines(self, data, begin)
+        if skipped:
+            self.garbage_lines += 1
+            log.warning("%s: skipping a line over %d bytes (ending at byte %d)",
+                        self.path, MAX_LINE, skipped)  # fmt: skip
         new = []
-        pos = start
-        for line in lines:
+        for line in block.split(b"\n")[:-1]:
             pos += len(line) + 1
             try:
-                event = parse_event_line(line, self.path, pos)
+                event = None if len(line) > MAX_LINE else parse_event_line(line, self.path, pos)
             except Exception as e:  # whatever one line does, the rest of the chunk is kept
                 log.warning("%s: skipping a line that does not parse (ending at byte %d): %s: %s",
                             self.path, pos, type(e).__name__, str(e)[:200])  # fmt: skip
@@ -260,6 +329,50 @@ class MetricsLog:
     def position(self) -> int:
         """Byte offset just after the last complete event read."""
         return self.ends[-1] if self.ends else 0
+
+
+#: the longest line of metrics.jsonl kept: a longer one (or an unterminated tail that grows past
+#: it) is dropped up to its newline and counted as garbage
+MAX_LINE = CAPS[METRICS]
+
+
+def _complete_lines(state: Any, data: bytes, begin: int) -> tuple[bytes, int, int]:
+    """Split the next ``data`` of a file (starting at byte ``begin``) for a reader holding
+    ``state.partial`` (the unterminated tail, never over MAX_LINE) and ``state.skipping``.
+
+    Returns the complete lines it finishes (ending in a newline, or b""), the byte at which
+    they start, and, when a line too long to keep ended here, the byte after it (else 0)."""
+    ended = 0
+    if state.skipping:
+        nl = data.find(b"\n")
+        if nl < 0:
+            return b"", begin + len(data), 0
+        state.skipping = False
+        data, begin = data[nl + 1 :], begin + nl + 1
+        ended = begin
+    start = begin - len(state.partial)
+    cut = data.rfind(b"\n") + 1
+    if cut:
+        block, tail = state.partial + data[:cut], data[cut:]
+    else:
+        block, tail = b"", state.partial + data
+    if len(tail) > MAX_LINE:
+        state.skipping, tail = True, b""
+    state.partial = tail
+    return block, start, ended
+
+
+def _hole(f: Any, pos: int, end: int) -> int:
+    """How many bytes from ``pos`` are a hole of a sparse file (zeros, so no newline), with
+    the unbuffered file ``f`` moved past them; 0 when ``pos`` holds data or the file system
+    cannot say (then the bytes are read as any others)."""
+    try:
+        data = os.lseek(f.fileno(), pos, os.SEEK_DATA)
+    except OSError as e:  # ENXIO: a hole up to the end; EINVAL: not supported
+        data = end if e.errno == errno.ENXIO else pos
+    data = min(max(data, pos), end)
+    f.seek(data)
+    return data - pos
 
 
 def _bisect(values: list[int], x: int) -> int:
@@ -458,6 +571,7 @@ class _Digest:
     signature: tuple[int, int, int] | None = None
     offset: int = 0
     partial: bytes = b""
+    skipping: bool = False
     val_top5: dict[int, float | None] = field(default_factory=dict)
     state: str | None = None
     error: str | None = None
@@ -474,16 +588,25 @@ class _Digest:
         if signature is None:
             return
         try:
-            with os.fdopen(open_regular(path), "rb") as f:
+            with os.fdopen(open_regular(path, within=path.parent), "rb", buffering=0) as f:
                 f.seek(self.offset)
-                data = f.read(max(0, signature[1] - self.offset))
+                remaining = max(0, signature[1] - self.offset)
+                while remaining > 0:  # bounded chunks, a capped unterminated tail
+                    if self.skipping and (hole := _hole(f, self.offset, signature[1])):
+                        self.offset += hole
+                        remaining -= hole
+                        continue
+                    data = f.read(min(METRICS_CHUNK, remaining))
+                    if not data:
+                        break
+                    remaining -= len(data)
+                    begin, self.offset = self.offset, self.offset + len(data)
+                    self._digest(path, _complete_lines(self, data, begin)[0])
         except (LookupError, ValueError, OSError):
             return
-        self.offset += len(data)
-        chunk = self.partial + data
-        end = chunk.rfind(b"\n") + 1
-        self.partial = chunk[end:]
-        for line in _summary_lines(chunk[:end]):
+
+    def _digest(self, path: Path, block: bytes) -> None:
+        for line in _summary_lines(block):
             if (fast := _EPOCH_LINE.match(line)) and line.endswith(b"}"):
                 values = _VAL_TOP5.findall(line)
                 if len(values) == 1 and line.count(b'"epoch": ') == 1:

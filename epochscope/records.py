@@ -24,6 +24,22 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 
 
+#: the largest side a classifier resizes a photo to (preprocess.resize_size, so image_size too):
+#: larger sizes cost gigabytes per upload and no image classifier needs them
+MAX_PREPROCESS_SIDE = 1024
+
+
+def _side(value: Any, what: str, low: int) -> int:
+    side = _int(value, what, low, 10**9)
+    if side > MAX_PREPROCESS_SIDE:
+        raise ValueError(
+            f"{what} is {side} px, over the {MAX_PREPROCESS_SIDE} px a classifier needs: this "
+            f"run cannot be read (write run.json's preprocess sizes at {MAX_PREPROCESS_SIDE} px "
+            "or less; a trainer's --image-size up to 896 does)"
+        )
+    return side
+
+
 def resize_size_for(image_size: int) -> int:
     """The shorter side before the centre crop: 256 for 224, as the ImageNet references."""
     return int(image_size * 256 / 224)
@@ -91,8 +107,8 @@ class Preprocess:
         return cls(image_size=image_size, resize_size=resize_size_for(image_size), **kw)
 
     def __post_init__(self) -> None:
-        _int(self.image_size, "preprocess.image_size", 1, 16384)
-        _int(self.resize_size, "preprocess.resize_size", self.image_size, 65536)
+        _side(self.image_size, "preprocess.image_size", 1)
+        _side(self.resize_size, "preprocess.resize_size", self.image_size)
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"preprocess.interpolation: unknown {self.interpolation!r}")
         if min(self.std) <= 0:
@@ -108,10 +124,10 @@ class Preprocess:
         if not isinstance(d, dict):
             raise ValueError("run.json has no 'preprocess' object")
         try:
-            size = _int(d["image_size"], "preprocess.image_size", 1, 16384)
+            size = _side(d["image_size"], "preprocess.image_size", 1)
             return cls(
                 image_size=size,
-                resize_size=_int(d.get("resize_size", size), "preprocess.resize_size", 1, 65536),
+                resize_size=_side(d.get("resize_size", size), "preprocess.resize_size", 1),
                 interpolation=str(d.get("interpolation", "bilinear")).lower(),
                 mean=_triple(d.get("mean", IMAGENET_MEAN), "preprocess.mean"),
                 std=_triple(d.get("std", IMAGENET_STD), "preprocess.std"),

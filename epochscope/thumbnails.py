@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from epochscope.layout import THUMBNAILS as FILE_NAME
+from epochscope.layout import cap_of, check_size, open_regular
 
 MAGIC = b"ESTHUMB1"
 #: longest side of a stored thumbnail; smaller images are stored at their own size
@@ -88,8 +89,10 @@ def read_thumbnail(run_dir: str | os.PathLike[str], row: int) -> bytes | None:
     (no file, a row out of range, a damaged file)."""
     path = Path(run_dir) / FILE_NAME
     try:
-        with open(path, "rb") as f:
+        # the bounded reader: never a FIFO, a device or a link out of the run; capped size
+        with os.fdopen(open_regular(path, within=run_dir), "rb") as f:
             size = os.fstat(f.fileno()).st_size
+            check_size(path, size, cap_of(path))
             head = f.read(16)
             if len(head) != 16 or head[:8] != MAGIC:
                 return None
@@ -103,7 +106,7 @@ def read_thumbnail(run_dir: str | os.PathLike[str], row: int) -> bytes | None:
                 return None
             f.seek(data_start + start)
             blob = f.read(stop - start)
-    except (OSError, struct.error):
+    except (OSError, struct.error, LookupError, ValueError):
         return None
     return blob if blob[:3] == b"\xff\xd8\xff" else None  # a JPEG, nothing else
 
@@ -111,9 +114,9 @@ def read_thumbnail(run_dir: str | os.PathLike[str], row: int) -> bytes | None:
 def thumbnail_count(run_dir: str | os.PathLike[str]) -> int:
     """How many images thumbnails.bin holds (0 without a readable file)."""
     try:
-        with open(Path(run_dir) / FILE_NAME, "rb") as f:
+        with os.fdopen(open_regular(Path(run_dir) / FILE_NAME, within=run_dir), "rb") as f:
             head = f.read(16)
-    except OSError:
+    except (OSError, LookupError, ValueError):
         return 0
     if len(head) != 16 or head[:8] != MAGIC:
         return 0

@@ -13,12 +13,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from epochscope.layout import read_regular
+from epochscope.layout import cap_of, read_regular
 
 #: the largest field a reader accepts (a class name or a relative path), in characters
 MAX_FIELD = 1 << 20
-#: the largest TSV a reader accepts (ImageNet's val_index.tsv is about 3 MB)
-MAX_TSV = 256 << 20
+#: the largest TSV of another name a reader accepts; a run's own TSVs have their own caps
+#: (epochscope.layout.CAPS: ImageNet's val_index.tsv is about 3 MB)
+MAX_TSV = 64 << 20
 
 
 class _Dialect(csv.Dialect):
@@ -47,11 +48,23 @@ def tsv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def read_tsv(path: str | os.PathLike[str], header: Sequence[str]) -> list[list[str]]:
-    """Body rows of a TSV with exactly ``header``; LookupError if missing, ValueError if bad."""
+def read_tsv(
+    path: str | os.PathLike[str],
+    header: Sequence[str],
+    within: str | os.PathLike[str] | None = None,
+) -> list[list[str]]:
+    """Body rows of a TSV with exactly ``header``; LookupError if missing, ValueError if bad.
+
+    Read through the bounded reader: capped by its kind (classes.tsv, val_index.tsv,
+    hierarchy.tsv; MAX_TSV for other names), never a FIFO or a device, and with ``within`` (the
+    run directory) never through a link that leads out of it."""
     path = Path(path)
     csv.field_size_limit(MAX_FIELD)
-    data = read_regular(path, MAX_TSV)  # LookupError when missing; not a FIFO or a device
+    try:
+        limit = cap_of(path)
+    except KeyError:
+        limit = MAX_TSV
+    data = read_regular(path, limit, within)  # LookupError when missing
     try:
         rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline=""), dialect=_Dialect))
     except (csv.Error, UnicodeDecodeError) as e:

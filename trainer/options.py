@@ -14,6 +14,7 @@ from pathlib import Path
 
 from epochscope.hierarchy import as_taxonomy
 from epochscope.layout import check_run_name
+from epochscope.records import MAX_PREPROCESS_SIDE, resize_size_for
 from trainer import recipe
 from trainer.presets import DEMO_PRESET
 
@@ -320,6 +321,11 @@ def validate(
         (args.epochs >= 1, "--epochs must be at least 1"),
         (args.batch_size >= 1, "--batch-size must be at least 1"),
         (args.image_size >= 16, "--image-size must be at least 16"),
+        (
+            resize_size_for(args.image_size) <= MAX_PREPROCESS_SIDE,
+            f"--image-size must be at most 896 (its {MAX_PREPROCESS_SIDE} px resize is the "
+            "largest a classifier of the run reads)",
+        ),
         (args.width > 0, "--width must be positive"),
         (args.workers >= 0, "--workers must be 0 or more"),
         (args.lr > 0, "--lr must be positive"),

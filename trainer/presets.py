@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
+
+from epochscope.layout import DEMO_MARKER
+from epochscope.reader import is_synthetic_dataset
 
 # --demo: the embedded demo dataset at 32 px, a quarter-width ResNet-18 v2: on 2 cores one
 # loader worker and one compute thread train ~1,300 img/s, about 25 s an epoch with validation
@@ -32,15 +32,5 @@ INVOCATION_OPTIONS = frozenset(
 )
 
 
-DEMO_MARKER = "demo.json"  # written last by make-demo-data: the dataset is complete
-
-
-def is_synthetic_dataset(root: str | os.PathLike[str]) -> bool:
-    """True when ``root`` is a dataset made by ``make-demo-data``: its demo.json marker says
-    ``"synthetic": true``. Recorded in run.json as ``data.synthetic`` so that a reader (the
-    classifier page) can say the model has never seen a photo, even without the data."""
-    try:
-        marker = json.loads((Path(root) / DEMO_MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(marker, dict) and marker.get("synthetic") is True
+# the dataset marker and its reader live in epochscope (the dashboard reads it too)
+__all__ = ["DEMO_MARKER", "DEMO_PRESET", "INVOCATION_OPTIONS", "is_synthetic_dataset"]

@@ -56,7 +56,14 @@ def image_source(
     """The allowed root of a run's images: data.root inside an allowed root or the run
     directory, else the run's thumbnails/ folder, else none (with a note saying why)."""
     own = Path(run_dir) / RUN_THUMBNAILS
-    fallback = own if own.is_dir() else None
+    fallback = None
+    try:
+        real_own = own.resolve(strict=True)
+        # a thumbnails/ link that leads out of the run (to / say) is no source at all
+        if real_own.is_dir() and real_own.is_relative_to(Path(run_dir).resolve(strict=True)):
+            fallback = real_own
+    except (OSError, RuntimeError, ValueError):
+        pass
     if not data_root or not isinstance(data_root, str) or not os.path.isabs(data_root):
         return ImageSource(fallback)
     try:

@@ -11,8 +11,8 @@ import pytest
 
 from dashboard.classify_view import trained_on_synthetic
 from dashboard.hparams import hparam_rows, run_hparams, search_text
+from epochscope.reader import is_synthetic_dataset
 from epochscope.records import DataInfo
-from trainer.presets import is_synthetic_dataset
 
 
 def test_rows_mark_what_differs_and_list_it_first() -> None:

@@ -3,6 +3,7 @@ neither trainer/ nor dashboard/ keeps a second definition of any part of it."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from epochscope import layout, reader, records
+from epochscope import hierarchy, layout, reader, records
 from epochscope.writer import RunWriter
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,6 +41,29 @@ def test_every_file_and_folder_name_is_in_the_layout_block() -> None:
     assert layout.RUN_NAME_PATTERN in block
     for suffix in (layout.PREDICTION_SUFFIX, layout.MODEL_SUFFIX):
         assert layout.epoch_file(1, suffix) in block
+
+
+def test_read_limits_table_matches_the_caps() -> None:
+    rows = re.findall(r"^\| `([^`]+)` \| ([\d.]+) (MiB|GiB) \|", DOC, re.M)
+    table = {name: float(n) * (1 << (20 if unit == "MiB" else 30)) for name, n, unit in rows}
+    assert table == layout.CAPS
+    assert f"{layout.METRICS_CHUNK >> 20} MiB chunks" in DOC
+    assert f"at most {hierarchy.MAX_DEPTH} levels" in DOC
+    assert f"({reader.MAX_PREDICTION_ROWS:,} at most" in DOC
+    assert f"are at most {records.MAX_PREPROCESS_SIDE} px" in DOC
+
+
+def test_nothing_under_dashboard_imports_trainer() -> None:
+    found = []
+    for path in sorted((REPO / "dashboard").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            found += [
+                f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] == "trainer"
+            ]
+    assert not found, found
 
 
 def test_event_table_matches_the_event_records() -> None:

@@ -98,10 +98,40 @@ def test_poll_survives_any_event_lines(tmp_path: Path, lines: list, cut: int) ->
     first = live.poll(tmp_path, ["fuzz"], None, cache)
     (run / "metrics.jsonl").write_bytes(blob)  # grows (or is replaced): a second poll
     second = live.poll(tmp_path, ["fuzz"], first.state, cache)
-    for update in (first, second):
+    for update, data in ((first, blob[: len(blob) - cut] if cut < len(blob) else b""),
+                         (second, blob)):  # fmt: skip
         for fig in update.panels.values():
             if fig is not None:
                 json.dumps(fig.to_plotly_json(), default=str)
+        # the poll has read exactly up to the last complete line that is an event, and its
+        # last epoch is the largest valid one among those lines
+        assert update.state["pos"]["fuzz"] == _last_event_end(data)
+        assert update.state["top"]["fuzz"] == max(_epochs(data), default=0)
+
+
+def _event_lines(data: bytes) -> list[tuple[int, dict]]:
+    """(end byte, event) of each complete line that is a JSON object with a string kind."""
+    out, pos = [], 0
+    for line in data.split(b"\n")[:-1]:
+        pos += len(line) + 1
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and isinstance(event.get("kind"), str):
+            out.append((pos, event))
+    return out
+
+
+def _last_event_end(data: bytes) -> int:
+    return max((end for end, _ in _event_lines(data)), default=0)
+
+
+def _epochs(data: bytes) -> list[int]:
+    return [
+        e["epoch"] for _, e in _event_lines(data)
+        if e["kind"] == "epoch" and type(e.get("epoch")) is int and 1 <= e["epoch"] <= 10**6
+    ]  # fmt: skip
 
 
 # --- chaos under a real gunicorn ----------------------------------------------------------------

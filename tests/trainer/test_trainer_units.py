@@ -281,3 +281,15 @@ def test_tmp_names_are_hidden(tmp_path):
     atomic_write(tmp_path / "x.npz", b"1")
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
     assert os.listdir(tmp_path) == ["x.npz"]
+
+
+def test_image_size_is_limited_to_what_a_classifier_of_the_run_reads() -> None:
+    """run.json's preprocess sizes are at most 1024 px (epochscope.records): a trainer refuses
+    an --image-size whose resize would exceed it before it writes anything."""
+    from trainer.options import UsageError, parse_args, validate
+
+    args, explicit = parse_args(["--data", "d", "--name", "n", "--image-size", "896"])
+    validate(args, explicit, "pytorch", ["resnet18_v2"])
+    args, explicit = parse_args(["--data", "d", "--name", "n", "--image-size", "897"])
+    with pytest.raises(UsageError, match="--image-size must be at most 896"):
+        validate(args, explicit, "pytorch", ["resnet18_v2"])
