@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shlex
 import signal
@@ -58,7 +59,7 @@ from epochscope.layout import (
     epochs_in,
 )
 from epochscope.lock import RunLockedError
-from epochscope.reader import read_run_json
+from epochscope.reader import model_epochs, prediction_epochs, read_run_json
 from epochscope.records import DataInfo, EpochEvent, Preprocess, RunInfo, StatusEvent, StepEvent
 from epochscope.writer import NullWriter, RunWriter, prune_epochs
 from trainer import recipe
@@ -113,6 +114,24 @@ def newest_checkpoint(
         except Exception as e:  # a torn or foreign file: fall back to an older one
             notes.append(f"checkpoint {path.name} does not load ({type(e).__name__}); skipped")
     return None, None, notes
+
+
+def finished_epochs(run_dir: Path) -> list[int]:
+    """Epochs a run has finished: an ``epoch`` event in metrics.jsonl, or their predictions or
+    model on disk (a damaged log still leaves the files to protect)."""
+    done = set(prediction_epochs(run_dir)) | set(model_epochs(run_dir))
+    with contextlib.suppress(OSError):
+        for line in (run_dir / METRICS).read_bytes().splitlines():
+            if b'"epoch"' not in line:
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            epoch = event.get("epoch") if isinstance(event, dict) else None
+            if event.get("kind") == "epoch" and isinstance(epoch, int):
+                done.add(epoch)
+    return sorted(done)
 
 
 def run_dir_of(args: argparse.Namespace) -> Path:
@@ -270,6 +289,17 @@ class RunSession:
             )
             return decision, None
         path, state, notes = newest_checkpoint(run_dir / CHECKPOINTS, self._suffixes[0], load)
+        finished = finished_epochs(run_dir)
+        if path is None and finished:
+            # starting again from epoch 1 would write over the run's predictions and models
+            decision["error"] = (
+                f"run {args.name!r} has finished epochs {finished[0]}..{finished[-1]} but no "
+                f"checkpoint in {run_dir / CHECKPOINTS} loads, so it cannot be resumed (training "
+                "again from epoch 1 would overwrite its predictions and models); restore its "
+                "checkpoints, or train under another --name"
+            )
+            decision["notes"] = notes
+            return decision, None
         decision.update(resume=True, notes=notes, checkpoint=str(path) if path else None)
         decision["saved_args"] = state.get("args") if state else info.get("hparams")
         return decision, state

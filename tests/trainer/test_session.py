@@ -176,3 +176,28 @@ def test_the_session_and_options_import_no_framework(python) -> None:
     out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True,
                          cwd=REPO, env=env)  # fmt: skip
     assert out.stdout.strip() == "[]"
+
+
+def test_resume_with_no_checkpoint_left_refuses_instead_of_retraining(tmp_path: Path, capsys):
+    session = session_for(tmp_path)
+    assert session.run(lambda: toy_train(session, fail_at=3)) == 1
+    run = tmp_path / "runs" / "toy"
+    for path in (run / "checkpoints").iterdir():
+        path.unlink()
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "run.lock"}
+    capsys.readouterr()
+    for flag in ("--resume", "--resume-or-start"):
+        session = session_for(tmp_path, flag)
+        assert session.run(lambda s=session: toy_train(s)) == 2
+        err = capsys.readouterr().err
+        assert "has finished epochs 1..2 but no checkpoint" in err and "--name" in err
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "run.lock"}
+    assert after == before  # no epoch trained again, no status written
+
+
+def test_resume_of_a_run_with_no_finished_epoch_starts_it(tmp_path: Path) -> None:
+    session = session_for(tmp_path)
+    assert session.run(lambda: toy_train(session, fail_at=1)) == 1
+    session = session_for(tmp_path, "--resume")
+    assert session.run(lambda: toy_train(session)) == 0
+    assert [e["epoch"] for e in events(tmp_path) if e["kind"] == "epoch"] == [1, 2, 3]
