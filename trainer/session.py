@@ -128,9 +128,10 @@ def finished_epochs(run_dir: Path) -> list[int]:
                 event = json.loads(line)
             except ValueError:
                 continue
-            epoch = event.get("epoch") if isinstance(event, dict) else None
-            if event.get("kind") == "epoch" and isinstance(epoch, int):
-                done.add(epoch)
+            if not isinstance(event, dict) or event.get("kind") != "epoch":
+                continue
+            if isinstance(event.get("epoch"), int):
+                done.add(event["epoch"])
     return sorted(done)
 
 
