@@ -40,6 +40,7 @@ app = Dash(
 server = app.server
 access.register(server)  # token, peers, request size: before every route
 api.register(server)
+access.register_callbacks(app)  # malformed callback bodies: 400, not a 500 from inside Dash
 
 if not any(p["path"] == "/confusion" for p in dash.page_registry.values()):
     # until the confusion explorer's page exists, /confusion says so instead of a 404
