@@ -182,8 +182,9 @@ class BufferedWorker(TornadoWorker):
     hangs is bounded by its own limits (the model's time budget)."""
 
     def run(self) -> None:
+        if not self.alive:  # stopped while the app was loading: gtornado's run would not stop
+            return
         self.ioloop = IOLoop.current()
-        self.alive = True
         self.server_alive = False
         self.callbacks = [PeriodicCallback(self.watchdog, 1000),
                           PeriodicCallback(self.heartbeat, 1000)]  # fmt: skip
