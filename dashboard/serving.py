@@ -9,8 +9,8 @@ instead, where a slow connection costs a socket and a few bytes, not a thread:
 - the request line and headers must arrive within ``EPOCHSCOPE_HEADER_SECONDS`` (10 s; also
   how long an idle kept-alive connection stays open), the body within
   ``EPOCHSCOPE_BODY_SECONDS`` (120 s), or the connection is closed;
-- a body over ``EPOCHSCOPE_MAX_REQUEST_MB`` is refused (413) from its Content-Length, before it
-  is read, and one sent chunked is kept no further than the limit;
+- a body over ``EPOCHSCOPE_MAX_REQUEST_MB`` is not read (its Content-Length says so) or, sent
+  chunked, kept no further than the limit: the app answers from its size (token first, 413);
 - the bodies being received by one worker hold at most ``EPOCHSCOPE_BUFFER_MB`` (256) together;
   a request that would go over gets a 503;
 - only whole requests reach the app, on ``--threads`` threads (gunicorn's own setting).
@@ -89,10 +89,8 @@ class _Request(httputil.HTTPMessageDelegate):
         )
         length = headers.get("Content-Length", "")
         declared = int(length) if length.isdigit() else 0
-        limit = self.front.limit
-        if declared > limit:
-            self._refuse(413, f"the request is over the {limit / 2**20:.0f} MB limit "
-                         "(EPOCHSCOPE_MAX_REQUEST_MB)")  # fmt: skip
+        if declared > self.front.limit:
+            self._oversize(declared)
         elif not self._hold(declared):
             self._refuse(503, "the server is receiving too much at once: try again shortly")
 
@@ -103,6 +101,18 @@ class _Request(httputil.HTTPMessageDelegate):
             return False
         self.held = n
         return True
+
+    def _oversize(self, size: int) -> None:
+        """A body over the limit is not kept: the app sees its size with no body and answers
+        (its token check first, then the 413); tornado closes the connection after."""
+        assert self.request is not None
+        self.refused = (413, "over the request limit")
+        self.chunks = []
+        self._release()
+        self.request.headers["Content-Length"] = str(size)
+        self.request.headers.pop("Transfer-Encoding", None)
+        self.request.body = b""
+        IOLoop.current().spawn_callback(self._serve)
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer now; tornado closes the connection instead of reading the rest."""
@@ -122,24 +132,16 @@ class _Request(httputil.HTTPMessageDelegate):
             return
         self.size += len(chunk)
         if self.size > self.front.limit:
-            self.chunks = []  # chunked, over the limit: keep nothing more, answer 413 at the end
-            self._release()
-            return
-        if not self._hold(self.size):
+            self._oversize(self.size)  # sent chunked: kept no further than the limit
+        elif not self._hold(self.size):
             self.chunks = []
             self._refuse(503, "the server is receiving too much at once: try again shortly")
-            return
-        self.chunks.append(chunk)
+        else:
+            self.chunks.append(chunk)
 
     def finish(self) -> None:
         if self.refused or self.request is None:
             self._release()
-            return
-        if self.size > self.front.limit:
-            self.chunks = []
-            self._release()
-            self._refuse(413, f"the request is over the {self.front.limit / 2**20:.0f} MB limit "
-                         "(EPOCHSCOPE_MAX_REQUEST_MB)")  # fmt: skip
             return
         self.request.body = b"".join(self.chunks)
         self.chunks = []
@@ -198,7 +200,7 @@ class BufferedWorker(TornadoWorker):
             decompress_request=False,
             idle_connection_timeout=header_seconds(),
             body_timeout=body_seconds(),
-            max_body_size=2 * limit,  # chunked bodies between the two are read, then 413
+            max_body_size=2 * limit,  # read (not kept) while the app's answer goes out
             max_header_size=64 * 1024,
         )
         self.server_alive = True
