@@ -20,10 +20,10 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from dashboard import config, model_limits
+from dashboard import config, model_limits, runs
 from epochscope.predictions import softmax, top_k
 from epochscope.preprocess import apply_draft, draft_size, prepare, to_rgb, upright
-from epochscope.reader import model_path, read_classes, read_run_info
+from epochscope.reader import model_path
 from epochscope.records import Preprocess
 
 try:  # HEIC/HEIF photos from phones; optional, a light wheel
@@ -249,13 +249,13 @@ class Classifier:
     def for_run(
         cls, run_dir: str | os.PathLike[str], epoch: int, cache: SessionCache = SESSIONS
     ) -> Classifier:
-        run_dir = Path(run_dir)
-        pre = read_run_info(run_dir).preprocess
+        run = runs.run(run_dir)
+        pre = run.info.preprocess
         if pre is None:
-            raise LookupError(f"run {run_dir.name!r} records no preprocessing: it has no model")
-        path = model_path(run_dir, epoch)
-        key = cache.key(path)
-        return cls(cache.get(path), pre, read_classes(run_dir), key, cache)
+            raise LookupError(f"run {run.name!r} records no preprocessing: it has no model")
+        classes = list(zip(range(run.num_classes), run.wnids, run.names, strict=True))
+        path = model_path(run.path, epoch)
+        return cls(cache.get(path), pre, classes, cache.key(path), cache)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         """The model on ``batch``, stopped (ModelTimeout) once it overruns its budget."""

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 from PIL import Image
 
 from assets.catalogue import Band
+from dashboard.confusion.bands import band_colour
+from epochscope.analysis.bands import visible_runs
 
-from .bands import band_colour, visible_runs
 from .render import BACKGROUND, PLOTLY_COLORSCALE, Rendered
 
 # The server renders for the plot area's exact pixel size: PLOT_PX square until the page has
@@ -298,20 +298,6 @@ def matrix_spec(
         "hovermode": "closest",
     }
     return {"data": [hover, scale], "layout": layout}, grid
-
-
-def matrix_figure(
-    rendered: Rendered,
-    num_classes: int,
-    x_range: Sequence[float],
-    y_range: Sequence[float],
-    bands: Sequence[Band] = (),
-    title: str = "",
-    **kw: Any,
-) -> tuple[go.Figure, HoverGrid]:
-    """``matrix_spec`` as a go.Figure (not validated again: see there)."""
-    spec, grid = matrix_spec(rendered, num_classes, x_range, y_range, bands, title, **kw)
-    return go.Figure(spec, _validate=False), grid
 
 
 def highlight_shapes(
