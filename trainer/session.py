@@ -290,14 +290,18 @@ class RunSession:
             )
             return decision, None
         path, state, notes = newest_checkpoint(run_dir / CHECKPOINTS, self._suffixes[0], load)
-        finished = finished_epochs(run_dir)
-        if path is None and finished:
-            # starting again from epoch 1 would write over the run's predictions and models
+        start = state["epoch"] + 1 if state else 1
+        again = [e for e in finished_epochs(run_dir) if e >= start]
+        if len(again) > 1:
+            # A crash can leave one finished epoch without its checkpoint (killed between its
+            # records and the checkpoint): that one is trained again. More means checkpoints
+            # were lost, and training again would write over predictions and models.
+            since = f"epoch {start - 1}'s" if state else "any"
             decision["error"] = (
-                f"run {args.name!r} has finished epochs {finished[0]}..{finished[-1]} but no "
-                f"checkpoint in {run_dir / CHECKPOINTS} loads, so it cannot be resumed (training "
-                "again from epoch 1 would overwrite its predictions and models); restore its "
-                "checkpoints, or train under another --name"
+                f"run {args.name!r} has finished epochs {again[0]}..{again[-1]} but no checkpoint "
+                f"after {since} in {run_dir / CHECKPOINTS} loads, so resuming would train them "
+                "again over their predictions and models; restore the checkpoints, or train "
+                "under another --name"
             )
             decision["notes"] = notes
             return decision, None

@@ -190,14 +190,19 @@ def test_resume_with_no_checkpoint_left_refuses_instead_of_retraining(tmp_path: 
         session = session_for(tmp_path, flag)
         assert session.run(lambda s=session: toy_train(s)) == 2
         err = capsys.readouterr().err
-        assert "has finished epochs 1..2 but no checkpoint" in err and "--name" in err
+        assert "has finished epochs 1..2 but no checkpoint after any" in err and "--name" in err
     after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "run.lock"}
     assert after == before  # no epoch trained again, no status written
 
 
-def test_resume_of_a_run_with_no_finished_epoch_starts_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fail_at", [1, 2])
+def test_resume_trains_again_only_what_a_crash_can_leave(tmp_path: Path, fail_at: int) -> None:
+    """No finished epoch, or one finished epoch whose checkpoint a kill prevented: resumed."""
     session = session_for(tmp_path)
-    assert session.run(lambda: toy_train(session, fail_at=1)) == 1
+    assert session.run(lambda: toy_train(session, fail_at=fail_at)) == 1
+    for path in (tmp_path / "runs" / "toy").glob("checkpoints/*"):
+        path.unlink()  # epoch 1 finished (fail_at=2), killed before its checkpoint
     session = session_for(tmp_path, "--resume")
     assert session.run(lambda: toy_train(session)) == 0
-    assert [e["epoch"] for e in events(tmp_path) if e["kind"] == "epoch"] == [1, 2, 3]
+    epochs = [e["epoch"] for e in events(tmp_path) if e["kind"] == "epoch"]
+    assert epochs == [1, 2, 3] if fail_at == 1 else [1, 1, 2, 3]
