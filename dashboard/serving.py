@@ -11,8 +11,8 @@ instead, where a slow connection costs a socket and a few bytes, not a thread:
   ``EPOCHSCOPE_BODY_SECONDS`` (120 s), or the connection is closed;
 - a body over ``EPOCHSCOPE_MAX_REQUEST_MB`` is not read (its Content-Length says so) or, sent
   chunked, kept no further than the limit: the app answers from its size (token first, 413);
-- the bodies being received by one worker hold at most ``EPOCHSCOPE_BUFFER_MB`` (256) together;
-  a request that would go over gets a 503;
+- the bodies being received by one worker hold at most ``EPOCHSCOPE_BUFFER_MB`` (96 MB: three
+  at the request limit) together; a request that would go over gets a 503;
 - only whole requests reach the app, on ``--threads`` threads (gunicorn's own setting).
 
 The Procfile's ``web`` and ``python -m dashboard`` both run it (``serve``); TLS belongs to a
@@ -49,8 +49,9 @@ def body_seconds() -> float:
 
 
 def buffer_bytes() -> int:
-    """Request bodies one worker holds while they arrive, together (default 256 MB)."""
-    return int(config.number("EPOCHSCOPE_BUFFER_MB", 256, 0.01) * 2**20)
+    """Request bodies one worker holds while they arrive, together (default 96 MB: three at the
+    request limit; a worker decodes two photos at a time, so more would only wait)."""
+    return int(config.number("EPOCHSCOPE_BUFFER_MB", 96, 0.01) * 2**20)
 
 
 class _Budget:
