@@ -1,7 +1,7 @@
 """The Dash app: a shell (nav, run picker, location) around the pages in dashboard/pages.
 
 ``gunicorn dashboard.app:server`` serves it (RUNS_DIR from the environment);
-``python -m dashboard --runs-dir RUNS`` runs the development server.
+``python -m dashboard --runs-dir RUNS`` serves it the same way (dashboard/serving.py).
 """
 
 from __future__ import annotations
