@@ -103,7 +103,9 @@ def _error_analysis(run_dir: Path, last: int, repeats: int) -> dict:
 
     def fresh(fn):
         def call():
-            data.POINTS.clear()  # histograms stay: the slider's neighbours are usually cached
+            # what each view derives is computed again; histograms stay (the slider's
+            # neighbours are usually cached)
+            data.run(run_dir).forget("points", "difference_points", "difference", "cells")
             return fn()
 
         return call

@@ -308,6 +308,11 @@ class Run:
         keep what they derive from a Run here too, so one bound covers it all."""
         return self._memo.get(key, compute)
 
+    def forget(self, *kinds: str) -> None:
+        """Drop memoised results of the given kinds (the first item of their memo key):
+        ``run.forget("points")`` makes the next frame place its cells again."""
+        self._memo.discard(lambda key: not (isinstance(key, tuple) and key[0] in kinds))
+
     def predictions(self, epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(top5 int64 [N, 5], prob float32 [N, 5]) of an epoch (default: the last), checked
         against the run's classes and validation set."""

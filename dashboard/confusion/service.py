@@ -54,6 +54,32 @@ class MatrixView:
 MODE_LABEL = {"top5": "top-5", "top1": "top-1"}
 
 
+def order_options(run: Run) -> list[dict[str, str]]:
+    """The class orders a run can be shown in, as radio options; the hierarchy order first,
+    named after the run's hierarchy, and only when it has one."""
+    options = [{"label": "index", "value": "index"}, {"label": "clustered", "value": "cluster"}]
+    if run.hierarchy is not None:
+        options.insert(0, {"label": run.order_label("wordnet"), "value": "wordnet"})
+    return options
+
+
+def class_columns(run: Run, columns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The per-class table's columns without those that would be empty or repeat another: no
+    band column without bands, no wnid column where the ids are the names."""
+    drop = set()
+    if not run.has_bands:
+        drop.add("band")
+    if run.wnids == run.names:
+        drop.add("wnid")
+    return [c for c in columns if c["id"] not in drop]
+
+
+def slot_names(run: Run, kind: OrderKind) -> list[str]:
+    """Class names in display order (the axes name classes when they are legible)."""
+    return run.memo(("slot_names", run.effective_order(kind)),
+                    lambda: [run.names[i] for i in run.order(kind)])  # fmt: skip
+
+
 def bands_for(run: Run, kind: OrderKind) -> list:
     return band_runs(run.bands, run.order(kind)) if run.has_bands else []
 
@@ -129,6 +155,7 @@ def matrix_view(
         size=(w, h),
         colour=colour,
         highlight=slot,
+        slot_names=slot_names(run, kind),
     )
     return MatrixView(fig, grid, x, y, time.perf_counter() - t0, len(rendered.image), acc)
 

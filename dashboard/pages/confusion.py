@@ -610,7 +610,8 @@ def classes_table(run: str | None, epoch: int | None, since: int | None, band: s
         other, rows = None, service.class_table(opened, epoch, since)  # said beside the matrix
     if band:
         rows = [r for r in rows if r["band"] == band]
-    columns = CLASS_COLUMNS + (COMPARE_COLUMNS if other is not None else [])
+    columns = service.class_columns(opened, CLASS_COLUMNS)
+    columns += COMPARE_COLUMNS if other is not None else []
     return rows, columns, None
 
 
@@ -629,14 +630,34 @@ def quick_sorts(_worst: int, _improved: int):
 
 @callback(
     Output("confusion-relatedness", "figure"),
+    Output("confusion-relatedness", "style"),
     Input("confusion-run", "value"),
     Input("confusion-epoch", "max"),
+    State("confusion-relatedness", "style"),
 )
 @tolerant
-def relatedness_chart(run: str | None, _last: int | None):
+def relatedness_chart(run: str | None, _last: int | None, style: dict | None):
+    """Drawn only for a run with a hierarchy (WordNet or its own): without one there is no
+    relatedness to measure."""
     opened = _open_run(run)
     epochs, values = opened.relatedness_series()
-    return relatedness_figure(epochs, values)
+    shown = {**(style or {}), "display": "block" if opened.relations is not None else "none"}
+    return relatedness_figure(epochs, values), shown
+
+
+@callback(
+    Output("confusion-order", "options"),
+    Output("confusion-order", "value"),
+    Input("confusion-run", "value"),
+    State("confusion-order", "value"),
+)
+@tolerant
+def order_options(run: str | None, kind: str | None):
+    """The hierarchy order is offered under the name of the run's hierarchy (WordNet's or its
+    own), and not at all for a run without one (its matrix starts clustered)."""
+    options = service.order_options(_open_run(run))
+    values = [o["value"] for o in options]
+    return options, kind if kind in values else values[0]
 
 
 # --- exports ------------------------------------------------------------------------------------
