@@ -1,4 +1,6 @@
-"""``python -m dashboard --runs-dir RUNS``: the development server (gunicorn for production)."""
+"""``python -m dashboard --runs-dir RUNS``: serve the dashboard with the Procfile's production
+server (gunicorn with dashboard.serving's worker); ``--debug``: Dash's development server with
+its debugger, for the person at this machine's keyboard only."""
 
 from __future__ import annotations
 
@@ -33,7 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a folder the confusion drill-down may show images from (repeatable; "
                    "adds to $EPOCHSCOPE_DATA_ROOTS); runs whose data root lies elsewhere show "
                    "no thumbnails")  # fmt: skip
-    p.add_argument("--debug", action="store_true", help="Dash debug mode (reloader, dev tools)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes (default 1; the Procfile runs 2)")  # fmt: skip
+    p.add_argument("--debug", action="store_true",
+                   help="Dash's development server in debug mode (reloader, dev tools, a Python "
+                   "console in the browser): loopback only, and never with a token")  # fmt: skip
     return p
 
 
@@ -49,11 +55,18 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["EPOCHSCOPE_TOKEN"] = args.token
     if args.allow_open:
         os.environ["EPOCHSCOPE_ALLOW_OPEN"] = "1"
-    from dashboard import exposure
+    from dashboard import config, exposure
 
     problem = exposure.refusal([args.host])
     if problem:
         print(problem, file=sys.stderr)
+        return 2
+    if args.debug and (config.token() is not None or config.allow_open()
+                       or not exposure.is_loopback(args.host)):  # fmt: skip
+        # Werkzeug's debugger runs any Python typed into the page, and asks for no token
+        print("error: --debug serves a Python console to whoever opens the page, so it runs "
+              "only on a loopback --host (127.0.0.1) without --token, $EPOCHSCOPE_TOKEN or "
+              "--allow-open; leave out --debug to serve others", file=sys.stderr)  # fmt: skip
         return 2
     if not os.path.isdir(args.runs_dir):
         os.makedirs(args.runs_dir, exist_ok=True)
@@ -64,11 +77,16 @@ def main(argv: list[str] | None = None) -> int:
         roots = [os.path.abspath(r) for r in args.data_root]
         old = os.environ.get("EPOCHSCOPE_DATA_ROOTS")
         os.environ["EPOCHSCOPE_DATA_ROOTS"] = os.pathsep.join([*([old] if old else []), *roots])
-    from dashboard.app import app  # after the environment is set
-
     print(f"Epochscope dashboard: http://{args.host}:{args.port}/  (runs: {args.runs_dir})")
-    print(f"Epochscope {exposure.describe([args.host])}", flush=True)
-    app.run(host=args.host, port=args.port, debug=args.debug)
+    if args.debug:
+        from dashboard.app import app  # after the environment is set
+
+        print(f"Epochscope {exposure.describe([args.host])}; debug mode", flush=True)
+        app.run(host=args.host, port=args.port, debug=True)
+        return 0
+    from dashboard import serving
+
+    serving.serve(args.host, args.port, workers=max(1, args.workers))
     return 0
 
 

@@ -1,7 +1,7 @@
 """The Dash app: a shell (nav, run picker, location) around the pages in dashboard/pages.
 
 ``gunicorn dashboard.app:server`` serves it (RUNS_DIR from the environment);
-``python -m dashboard --runs-dir RUNS`` runs the development server.
+``python -m dashboard --runs-dir RUNS`` serves it the same way (dashboard/serving.py).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ app = Dash(
 server = app.server
 access.register(server)  # token, peers, request size: before every route
 api.register(server)
+access.register_callbacks(app)  # malformed callback bodies: 400, not a 500 from inside Dash
 
 app.layout = html.Div(
     [

@@ -115,3 +115,22 @@ def data_roots() -> list[Path]:
         if part and os.path.isabs(part):
             roots.append(Path(part))
     return roots
+
+
+ALLOWED_HOSTS_ENV = "EPOCHSCOPE_ALLOWED_HOSTS"
+
+
+def allowed_hosts() -> list[str]:
+    """Host names the dashboard answers to besides loopback names and IP addresses
+    ($EPOCHSCOPE_ALLOWED_HOSTS, comma-separated; ``.example.org`` also allows its subdomains,
+    ``*`` any name). A request for another name is refused: a foreign page cannot reach the
+    dashboard by DNS rebinding."""
+    return [
+        h.strip().lower() for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()
+    ]
+
+
+def max_reply_bytes() -> int:
+    """Largest callback reply sent ($EPOCHSCOPE_MAX_REPLY_MB, default 32); a bigger one is
+    refused with a 413 instead of being sent."""
+    return int(number("EPOCHSCOPE_MAX_REPLY_MB", 32, 0.01) * 2**20)

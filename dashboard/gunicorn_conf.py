@@ -1,6 +1,7 @@
-"""gunicorn hooks (``gunicorn -c python:dashboard.gunicorn_conf``, as the Procfile does; the
-repository's gunicorn.conf.py loads them too): refuse to bind an exposed address without a
-token, and log who may use the server."""
+"""gunicorn settings and hooks (``gunicorn -c python:dashboard.gunicorn_conf``, as the Procfile
+does; the repository's gunicorn.conf.py loads them too): the worker class that reads whole
+requests with deadlines (dashboard/serving.py), a refusal to bind an exposed address without a
+token, and a log line of who may use the server."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ import sys
 from typing import Any
 
 from dashboard import exposure
+from dashboard.serving import WORKER_CLASS
+
+#: slow clients cost a socket, not a thread (docs/reliability.md, "Serving"); a command line's
+#: --worker-class still wins
+worker_class = WORKER_CLASS
 
 
 def _hosts(server: Any) -> list[str]:

@@ -20,8 +20,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from dashboard import config, runs
-from epochscope.layout import read_regular
+from dashboard import config, model_limits, runs
 from epochscope.predictions import softmax, top_k
 from epochscope.preprocess import apply_draft, draft_size, prepare, to_rgb, upright
 from epochscope.reader import model_path
@@ -159,30 +158,60 @@ def _short(e: BaseException) -> str:
 
 
 # --- models ------------------------------------------------------------------------------------
+def model_seconds() -> float:
+    """Time one classification may take ($EPOCHSCOPE_MODEL_SECONDS, default 5)."""
+    return config.number("EPOCHSCOPE_MODEL_SECONDS", 5.0, 0.01)
+
+
+class ModelTimeout(ImageError):
+    """The model overran its time budget: it was stopped, and is refused until its file changes."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 409)
+
+
+ModelKey = tuple[str, int, int]
+
+
 class SessionCache:
-    """onnxruntime sessions keyed by model path and mtime, least recently used dropped first."""
+    """onnxruntime sessions keyed by model path and mtime, least recently used dropped first.
+
+    A model file is checked (``model_limits``) before onnxruntime sees it, and loaded from
+    those same bytes; a model that overran its time budget stays refused until its file
+    changes (another mtime or size)."""
 
     def __init__(self, size: int = SESSION_CACHE_SIZE) -> None:
         self.size = max(1, size)
-        self._sessions: OrderedDict[tuple[str, int, int], ort.InferenceSession] = OrderedDict()
+        self._sessions: OrderedDict[ModelKey, ort.InferenceSession] = OrderedDict()
+        self._refused: dict[ModelKey, str] = {}
         self._lock = threading.Lock()
 
-    def get(self, path: Path) -> ort.InferenceSession:
+    @staticmethod
+    def key(path: Path) -> ModelKey:
         st = path.stat()
-        key = (str(path), st.st_mtime_ns, st.st_size)
+        return (str(path), st.st_mtime_ns, st.st_size)
+
+    def get(self, path: Path) -> ort.InferenceSession:
+        key = self.key(path)
         with self._lock:
+            if key in self._refused:
+                raise ValueError(self._refused[key])
             if key in self._sessions:
                 self._sessions.move_to_end(key)
                 return self._sessions[key]
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(_env_number("EPOCHSCOPE_ORT_THREADS", 2))
+        opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        # the bounded reader: a regular file inside its run (models/..), at most its cap
-        model = read_regular(path, within=path.parent.parent)
         try:
+            # the bounded reader: a regular file inside its run (models/..), checked, loaded
+            # from those same bytes
+            data = model_limits.check_model_file(path, within=path.parent.parent)
             session = ort.InferenceSession(
-                model, sess_options=opts, providers=["CPUExecutionProvider"]
+                data, sess_options=opts, providers=["CPUExecutionProvider"]
             )
+        except model_limits.ModelRefused as e:
+            raise ValueError(f"the model {path.name} is refused: {e}") from None
         except Exception as e:  # onnxruntime raises its own exception types
             raise ValueError(f"cannot load the model {path.name}: {e}") from None
         with self._lock:
@@ -191,6 +220,14 @@ class SessionCache:
             while len(self._sessions) > self.size:
                 self._sessions.popitem(last=False)
         return session
+
+    def refuse(self, key: ModelKey, message: str) -> None:
+        """Drop the session of ``key`` and answer ``message`` for it until its file changes."""
+        with self._lock:
+            self._sessions.pop(key, None)
+            self._refused[key] = message
+            while len(self._refused) > 64:  # old files' entries: forget the oldest
+                self._refused.pop(next(iter(self._refused)))
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -206,6 +243,9 @@ class Classifier:
     session: ort.InferenceSession
     pre: Preprocess
     classes: list[tuple[int, str, str]]
+    key: ModelKey | None = None
+    cache: SessionCache | None = None
+    seconds: float | None = None  # the time budget of one run; None: model_seconds()
 
     @classmethod
     def for_run(
@@ -216,10 +256,40 @@ class Classifier:
         if pre is None:
             raise LookupError(f"run {run.name!r} records no preprocessing: it has no model")
         classes = list(zip(range(run.num_classes), run.wnids, run.names, strict=True))
-        return cls(cache.get(model_path(run.path, epoch)), pre, classes)
+        path = model_path(run.path, epoch)
+        return cls(cache.get(path), pre, classes, cache.key(path), cache)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        """The model on ``batch``, stopped (ModelTimeout) once it overruns its budget."""
+        budget = model_seconds() if self.seconds is None else self.seconds
+        options = ort.RunOptions()
+        options.log_severity_level = 4  # the stop is reported below, once
+        stopped = threading.Event()
+
+        def stop() -> None:
+            stopped.set()
+            options.terminate = True
+
+        timer = threading.Timer(budget, stop)
+        timer.daemon = True
+        timer.start()
+        try:
+            return self.session.run([self.pre.output], {self.pre.input_name: batch}, options)[0]
+        except Exception:
+            if not stopped.is_set():
+                raise
+            message = (
+                f"the model was stopped after its {budget:g} s limit (EPOCHSCOPE_MODEL_SECONDS); "
+                "it is refused until its file changes"
+            )
+            if self.cache is not None and self.key is not None:
+                self.cache.refuse(self.key, message)
+            raise ModelTimeout(message) from None
+        finally:
+            timer.cancel()
 
     def predict(self, batch: np.ndarray, k: int = 5) -> list[list[dict[str, Any]]]:
-        logits = self.session.run([self.pre.output], {self.pre.input_name: batch})[0]
+        logits = self._run(batch)
         if logits.ndim != 2 or logits.shape[1] != len(self.classes):
             raise ValueError(
                 f"the model gives {logits.shape} outputs for {len(self.classes)} classes"

@@ -80,6 +80,76 @@ def tiny_onnx_model(path: Path, num_classes: int, seed: int) -> None:
     path.write_bytes(model.SerializeToString())
 
 
+def _write_model(path: Path, graph: Any) -> None:
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(model.SerializeToString())
+
+
+def loop_onnx_model(path: Path, num_classes: int, steps: int = 10**15) -> None:
+    """A hostile "classifier": its logits come out of a Loop of ``steps`` additions."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    shape = [1, num_classes]
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Add", ["acc_in", "one"], ["acc_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, shape)],
+        [numpy_helper.from_array(np.ones(shape, np.float32), "one")],
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+         helper.make_node("Loop", ["steps", "cond", "zero"], ["acc"], body=body),
+         helper.make_node("Identity", ["acc"], ["logits"])],
+        "loop",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, None, None])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, shape)],
+        [numpy_helper.from_array(np.array(steps, np.int64), "steps"),
+         numpy_helper.from_array(np.array(True), "cond"),
+         numpy_helper.from_array(np.zeros(shape, np.float32), "zero")],
+    )  # fmt: skip
+    _write_model(path, graph)
+
+
+def slow_onnx_model(path: Path, num_classes: int, side: int = 2048, matmuls: int = 200) -> None:
+    """A "classifier" of plain operators (no control flow) that computes for minutes: a chain
+    of ``matmuls`` products of a side x side matrix grown from one number by Expand."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+        helper.make_node("ReduceMean", ["pooled"], ["seed"], keepdims=0),
+        helper.make_node("Expand", ["seed", "square"], ["m0"]),
+    ]
+    for n in range(matmuls):
+        nodes.append(helper.make_node("MatMul", [f"m{n}", "m0"], [f"m{n + 1}"]))
+    nodes += [
+        helper.make_node("ReduceMean", [f"m{matmuls}"], ["total"], keepdims=0),
+        helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+        helper.make_node("Add", ["weights", "nothing"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "slow",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, None, None])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, num_classes])],
+        [numpy_helper.from_array(np.array([side, side], np.int64), "square"),
+         numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+         numpy_helper.from_array(np.arange(num_classes, dtype=np.float32)[None], "weights")],
+    )  # fmt: skip
+    _write_model(path, graph)
+
+
 def epoch_event(epoch: int, t: float, acc: float) -> dict:
     return {
         "kind": "epoch", "time": t, "epoch": epoch, "train_loss": 2.0 / epoch,

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shlex
 import signal
@@ -58,7 +59,7 @@ from epochscope.layout import (
     epochs_in,
 )
 from epochscope.lock import RunLockedError
-from epochscope.reader import read_run_json
+from epochscope.reader import model_epochs, prediction_epochs, read_run_json
 from epochscope.records import DataInfo, EpochEvent, Preprocess, RunInfo, StatusEvent, StepEvent
 from epochscope.writer import NullWriter, RunWriter, prune_epochs
 from trainer import recipe
@@ -113,6 +114,25 @@ def newest_checkpoint(
         except Exception as e:  # a torn or foreign file: fall back to an older one
             notes.append(f"checkpoint {path.name} does not load ({type(e).__name__}); skipped")
     return None, None, notes
+
+
+def finished_epochs(run_dir: Path) -> list[int]:
+    """Epochs a run has finished: an ``epoch`` event in metrics.jsonl, or their predictions or
+    model on disk (a damaged log still leaves the files to protect)."""
+    done = set(prediction_epochs(run_dir)) | set(model_epochs(run_dir))
+    with contextlib.suppress(OSError):
+        for line in (run_dir / METRICS).read_bytes().splitlines():
+            if b'"epoch"' not in line:
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(event, dict) or event.get("kind") != "epoch":
+                continue
+            if isinstance(event.get("epoch"), int):
+                done.add(event["epoch"])
+    return sorted(done)
 
 
 def run_dir_of(args: argparse.Namespace) -> Path:
@@ -270,6 +290,21 @@ class RunSession:
             )
             return decision, None
         path, state, notes = newest_checkpoint(run_dir / CHECKPOINTS, self._suffixes[0], load)
+        start = state["epoch"] + 1 if state else 1
+        again = [e for e in finished_epochs(run_dir) if e >= start]
+        if len(again) > 1:
+            # A crash can leave one finished epoch without its checkpoint (killed between its
+            # records and the checkpoint): that one is trained again. More means checkpoints
+            # were lost, and training again would write over predictions and models.
+            since = f"epoch {start - 1}'s" if state else "any"
+            decision["error"] = (
+                f"run {args.name!r} has finished epochs {again[0]}..{again[-1]} but no checkpoint "
+                f"after {since} in {run_dir / CHECKPOINTS} loads, so resuming would train them "
+                "again over their predictions and models; restore the checkpoints, or train "
+                "under another --name"
+            )
+            decision["notes"] = notes
+            return decision, None
         decision.update(resume=True, notes=notes, checkpoint=str(path) if path else None)
         decision["saved_args"] = state.get("args") if state else info.get("hparams")
         return decision, state

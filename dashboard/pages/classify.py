@@ -7,6 +7,7 @@ from typing import Any
 import dash
 from dash import Input, Output, State, callback, clientside_callback, dcc, html
 from dash.exceptions import PreventUpdate
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from dashboard import config, inference, runs
 from dashboard.classify_view import classify_uploads, demo_notice, result_card
@@ -43,6 +44,37 @@ def layout(**_query: Any) -> html.Div:
     )
 
 
+#: entries of the "skipped" list a request may hold (the browser sums up the rest in one)
+MAX_SKIPPED = 32
+#: characters of a file name or a reason the page shows
+MAX_TEXT = 300
+
+
+def bounded(uploads: Any) -> Any:
+    """The classifier's request within its documented limits, or a 413 saying which one: at
+    most EPOCHSCOPE_MAX_FILES photos and names, MAX_SKIPPED skipped files, MAX_TEXT
+    characters per name or reason. Each entry makes a result card; without these limits a
+    2 MB request made a 67 MB reply."""
+    if not isinstance(uploads, dict):
+        return uploads
+    limits = {"contents": config.max_files(), "names": config.max_files(), "skipped": MAX_SKIPPED}
+    for key, most in limits.items():
+        value = uploads.get(key)
+        if value is not None and not isinstance(value, list):
+            raise RequestEntityTooLarge(f"the classifier's '{key}' must be a list")
+        if value is not None and len(value) > most:
+            raise RequestEntityTooLarge(
+                f"the classifier takes at most {most} entries in '{key}', not {len(value)}"
+            )
+    texts = [*(uploads.get("names") or []), *(t for s in uploads.get("skipped") or [] for t in
+                                              (s if isinstance(s, list) else [s]))]  # fmt: skip
+    if any(not isinstance(t, str) or len(t) > MAX_TEXT for t in texts):
+        raise RequestEntityTooLarge(
+            f"the classifier's file names and reasons are strings of at most {MAX_TEXT} characters"
+        )
+    return uploads
+
+
 # The browser keeps at most MAX_FILES photos whose base64 fits one request under the request
 # limit, and names the ones it left out: the server would answer such a request with a 413.
 clientside_callback(
@@ -50,8 +82,14 @@ clientside_callback(
     function(contents, names) {
         if (!contents) { return window.dash_clientside.no_update; }
         var maxFiles = MAX_FILES, maxChars = MAX_CHARS, maxFile = MAX_FILE;
+        var maxSkipped = MAX_SKIPPED;
         var kept = [], keptNames = [], skipped = [], total = 0;
         for (var i = 0; i < contents.length; i++) {
+            if (skipped.length == maxSkipped - 1 && i < contents.length - 1) {
+                skipped.push(["and " + (contents.length - i) + " more files",
+                              "not sent: too many files at once"]);
+                break;
+            }
             var name = (names && names[i]) || ("file " + (i + 1));
             var size = contents[i].length;
             if (kept.length >= maxFiles) {
@@ -69,6 +107,7 @@ clientside_callback(
         return {contents: kept, names: keptNames, skipped: skipped};
     }
     """.replace("MAX_FILES", str(config.max_files()))
+    .replace("MAX_SKIPPED", str(MAX_SKIPPED))
     # room for the rest of the callback's JSON
     .replace("MAX_CHARS", str(config.max_request_bytes() - 64 * 1024))
     .replace("MAX_FILE", str(inference.MAX_UPLOAD_BYTES)),
@@ -123,8 +162,12 @@ def epoch_choices(run: str | None, _n: int | None, options: list | None, current
     Input("classify-epoch", "value"),
     State("classify-run", "value"),
 )
-@tolerant
 def classify(uploads: dict | None, epoch: int | None, run: str | None):
+    return _classify(bounded(uploads), epoch, run)  # a request over the limits: 413
+
+
+@tolerant
+def _classify(uploads: dict | None, epoch: int | None, run: str | None):
     if not isinstance(uploads, dict):
         return html.P("No photos yet.", className="hint")
     contents = uploads.get("contents") or []

@@ -9,6 +9,7 @@ here; the start-up tests run ``python -m dashboard`` and the Procfile's ``web`` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -53,7 +55,7 @@ def site(tmp_path_factory, request) -> dict:
     server = gunicorn(
         runs,
         env={"EPOCHSCOPE_TOKEN": TOKEN, "EPOCHSCOPE_DATA_ROOTS": str(data),
-             "EPOCHSCOPE_TRUSTED_PROXIES": "1"},
+             "EPOCHSCOPE_TRUSTED_PROXIES": "1", "EPOCHSCOPE_ALLOWED_HOSTS": "dash.example.org"},
     )  # fmt: skip
     base = server.__enter__()
     request.addfinalizer(lambda: server.__exit__(None, None, None))
@@ -520,3 +522,179 @@ def test_a_pickled_prediction_file_is_refused(site) -> None:
     with pytest.raises(ValueError):
         load_predictions(run, 1)
     assert not marker.exists()
+
+
+# --- foreign pages: host names, origins, forwarded requests (issue 22) ---------------------------
+@pytest.fixture(scope="module")
+def open_site(tmp_path_factory, request) -> dict:
+    """No token, no trusted proxy: the default of a dashboard on 127.0.0.1."""
+    root = tmp_path_factory.mktemp("open")
+    make_fake_run(root / "runs", "fake", epochs_done=1)
+    env = {"EPOCHSCOPE_HEADER_SECONDS": "2"}
+    server = gunicorn(root / "runs", workers=2, env=env)
+    base = server.__enter__()
+    request.addfinalizer(lambda: server.__exit__(None, None, None))
+    return {"base": base, "port": int(base.rsplit(":", 1)[1])}
+
+
+def test_a_dns_rebinding_host_name_is_refused(open_site, site) -> None:
+    """A page on attacker.example whose name now resolves to 127.0.0.1 sends its own name."""
+    port = open_site["port"]
+    for method, path in ROUTES:
+        data = b"{}" if method == "POST" else None
+        reply = http(open_site["base"] + path, data, {"Host": f"attacker.example:{port}"},
+                     method=method)  # fmt: skip
+        assert reply.status == 403, (path, reply.status)
+        assert b"EPOCHSCOPE_ALLOWED_HOSTS" in reply.body
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "127.0.0.1"):
+        assert http(open_site["base"] + "/", headers={"Host": host}).status == 200, host
+    # a name of one's own is served once allowed; others still are not, token or no token
+    base = site["base"]
+    assert http(base + "/", headers={"Host": "dash.example.org", **BEARER}).status == 200
+    assert http(base + "/", headers={"Host": "evil.example.org", **BEARER}).status == 403
+
+
+def test_a_post_from_a_foreign_origin_is_refused(open_site) -> None:
+    base, port = open_site["base"], open_site["port"]
+    client = DashClient(base)
+    values = {"shell-runs.value": ["fake"]}
+    for origin in ("http://attacker.example", f"http://attacker.example:{port}", "null"):
+        reply = http(base + "/_dash-update-component", client.body("shell-nav-0.href", values, []),
+                     {"Content-Type": "application/json", "Origin": origin})  # fmt: skip
+        assert reply.status == 403, (origin, reply.status)
+        photo = classify(base, b"not a photo", "x.jpg", {"Origin": origin})
+        assert photo.status == 403 and "another origin" in photo.json()["error"]
+    cross = {"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}
+    body = client.body("shell-nav-0.href", values, [])
+    assert http(base + "/_dash-update-component", body, cross).status == 403
+    same = {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}"}
+    assert http(base + "/_dash-update-component", body, same).status == 200
+    assert http(base + "/_dash-update-component", body, {"Content-Type": "application/json"}
+                ).status == 200  # no Origin: not a browser's cross-site request  # fmt: skip
+
+
+def test_a_request_forwarded_by_an_untrusted_proxy_is_not_this_machine(open_site) -> None:
+    """A reverse proxy on this machine makes every request come from 127.0.0.1."""
+    base = open_site["base"]
+    for header in ({"X-Forwarded-For": "203.0.113.7"}, {"Forwarded": "for=203.0.113.7"},
+                   {"X-Real-IP": "203.0.113.7"}):  # fmt: skip
+        for method, path in ROUTES:
+            reply = http(base + path, b"{}" if method == "POST" else None, header, method=method)
+            assert reply.status == 403, (header, path, reply.status)
+        assert b"EPOCHSCOPE_TRUSTED_PROXIES" in http(base + "/", headers=header).body
+    assert http(base + "/").status == 200
+
+
+# --- malformed callback bodies and amplification (issue 22) --------------------------------------
+MALFORMED = [
+    b"{}", b"[]", b"null", b"not json", b"[" * 100_000, b'{"output": "nope.children"}',
+    b'{"output": "shell-nav-0.href...shell-nav-1.href", "outputs": {}, "inputs": []}',
+    b'{"output": "classify-results.children", "outputs": {}, "inputs": 5, "state": []}',
+    b'{"output": "classify-results.children", "outputs": 1, "inputs": [1, 2], "state": [3]}',
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("body", MALFORMED, ids=range(len(MALFORMED)))
+def test_a_malformed_callback_body_gets_400(site, body: bytes) -> None:
+    headers = {"Content-Type": "application/json", **BEARER}
+    reply = http(site["base"] + "/_dash-update-component", body, headers)
+    assert reply.status == 400, (reply.status, reply.body[:300])
+
+
+def _classify_call(site, uploads: dict) -> Any:
+    client = DashClient(site["base"], BEARER)
+    values = {"classify-uploads.data": uploads, "classify-epoch.value": 1,
+              "classify-run.value": "fake"}  # fmt: skip
+    return client.call("classify-results.children", values, ["classify-uploads.data"])
+
+
+def test_the_classifier_page_refuses_lists_over_its_limits(site) -> None:
+    """A 2.3 MB request made a 67 MB reply in 23 s: one result card per entry it was sent."""
+    skipped = [[f"photo {i}.jpg", "not sent: x"] for i in range(60_000)]
+    reply = _classify_call(site, {"contents": [], "names": [], "skipped": skipped})
+    assert reply.status == 413 and b"at most 32 entries in 'skipped'" in reply.body, reply
+    assert reply.seconds < 5 and len(reply.body) < 1000
+    too_many = {"contents": ["data:image/png;base64,AAAA"] * 17, "names": ["a"] * 17}
+    assert _classify_call(site, too_many).status == 413
+    long_name = {"contents": [], "skipped": [["x" * 10_000, "y"]]}
+    assert _classify_call(site, long_name).status == 413
+    within = {"contents": [], "skipped": [[f"p{i}.jpg", "not sent"] for i in range(32)]}
+    reply = _classify_call(site, within)
+    assert reply.status == 200 and reply.body.count(b"p31.jpg") == 1
+
+
+def test_a_reply_over_the_reply_limit_is_refused(monkeypatch) -> None:
+    from flask import Flask
+
+    server = Flask("reply-limit")
+    access.register(server)
+
+    @server.get("/api/big")
+    def big():
+        return "x" * 200_000
+
+    monkeypatch.setenv("EPOCHSCOPE_MAX_REPLY_MB", "0.1")
+    reply = server.test_client().get("/api/big")
+    assert reply.status_code == 413 and b"EPOCHSCOPE_MAX_REPLY_MB" in reply.data
+    monkeypatch.setenv("EPOCHSCOPE_MAX_REPLY_MB", "1")
+    assert server.test_client().get("/api/big").status_code == 200
+
+
+# --- the debugger, and the server python -m dashboard runs (issue 22) ----------------------------
+@pytest.mark.parametrize(
+    "argv", [["--token", "T"], ["--host", "0.0.0.0", "--allow-open"], ["--allow-open"]]
+)
+def test_debug_is_refused_beyond_the_keyboard(tmp_path: Path, argv: list[str]) -> None:
+    rc, out, _ = _start([sys.executable, "-m", "dashboard", "--debug", "--port",
+                         str(free_port()), *argv], {}, tmp_path)  # fmt: skip
+    assert rc == 2, out
+    assert "error: --debug serves a Python console" in out
+
+
+def test_python_m_dashboard_serves_with_the_production_server(tmp_path: Path) -> None:
+    port = free_port()
+    rc, _, proc = _start([sys.executable, "-m", "dashboard", "--port", str(port)], {}, tmp_path,
+                         wait=3)  # fmt: skip
+    assert rc is None
+    try:
+        _wait_listening(port, proc)
+    finally:
+        out = _stop(proc)
+    assert "Using worker: dashboard.serving.BufferedWorker" in out, out
+    assert "development server" not in out.lower(), out
+
+
+# --- slow clients (issue 22) ---------------------------------------------------------------------
+@pytest.mark.slow
+def test_slow_clients_do_not_starve_the_server(open_site) -> None:
+    """16 connections that send a header line every second (more than the 2 x 4 threads of the
+    gthread worker this replaced, which froze): a user is still answered at once, and each
+    slow connection is closed at the header deadline (EPOCHSCOPE_HEADER_SECONDS=2 here)."""
+    import socket
+
+    port = open_site["port"]
+    slow = []
+    for _ in range(16):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        slow.append(s)
+    try:
+        times = []
+        for n in range(8):
+            for s in slow:
+                with contextlib.suppress(OSError):
+                    s.sendall(f"X-Slow-{n}: 1\r\n".encode())
+            times.append(http(open_site["base"] + "/_dash-layout", timeout=10).seconds)
+            time.sleep(0.5)
+        assert max(times) < 2, times
+        closed = 0
+        for s in slow:
+            s.settimeout(5)
+            try:
+                closed += s.recv(1024) == b""
+            except (ConnectionResetError, TimeoutError):
+                closed += 1
+        assert closed == len(slow)
+    finally:
+        for s in slow:
+            s.close()

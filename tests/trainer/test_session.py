@@ -176,3 +176,33 @@ def test_the_session_and_options_import_no_framework(python) -> None:
     out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True,
                          cwd=REPO, env=env)  # fmt: skip
     assert out.stdout.strip() == "[]"
+
+
+def test_resume_with_no_checkpoint_left_refuses_instead_of_retraining(tmp_path: Path, capsys):
+    session = session_for(tmp_path)
+    assert session.run(lambda: toy_train(session, fail_at=3)) == 1
+    run = tmp_path / "runs" / "toy"
+    for path in (run / "checkpoints").iterdir():
+        path.unlink()
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "run.lock"}
+    capsys.readouterr()
+    for flag in ("--resume", "--resume-or-start"):
+        session = session_for(tmp_path, flag)
+        assert session.run(lambda s=session: toy_train(s)) == 2
+        err = capsys.readouterr().err
+        assert "has finished epochs 1..2 but no checkpoint after any" in err and "--name" in err
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "run.lock"}
+    assert after == before  # no epoch trained again, no status written
+
+
+@pytest.mark.parametrize("fail_at", [1, 2])
+def test_resume_trains_again_only_what_a_crash_can_leave(tmp_path: Path, fail_at: int) -> None:
+    """No finished epoch, or one finished epoch whose checkpoint a kill prevented: resumed."""
+    session = session_for(tmp_path)
+    assert session.run(lambda: toy_train(session, fail_at=fail_at)) == 1
+    for path in (tmp_path / "runs" / "toy").glob("checkpoints/*"):
+        path.unlink()  # epoch 1 finished (fail_at=2), killed before its checkpoint
+    session = session_for(tmp_path, "--resume")
+    assert session.run(lambda: toy_train(session)) == 0
+    epochs = [e["epoch"] for e in events(tmp_path) if e["kind"] == "epoch"]
+    assert epochs == [1, 2, 3] if fail_at == 1 else [1, 1, 2, 3]

@@ -213,3 +213,19 @@ def test_predict_rejects_a_non_image(tiny_run, tmp_path):
                    str(fake), check=False)  # fmt: skip
     assert proc.returncode == 2 and "not a readable image" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_resume_of_a_run_whose_checkpoints_are_gone_exits_2(tiny_run, demo_data, tmp_path):
+    """The real CLI: the run's 3 epochs stay as they were, nothing is trained again."""
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_run, runs / "tiny")
+    shutil.rmtree(runs / "tiny" / "checkpoints")
+    files = [p for p in (runs / "tiny").rglob("*") if p.is_file() and p.name != "run.lock"]
+    before = {p: p.read_bytes() for p in files}
+    proc = run_cli("trainer", "train", "--data", str(demo_data), "--runs-dir", str(runs),
+                   "--name", "tiny", *TINY_TRAIN_ARGS, "--resume", check=False)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "has finished epochs 1..3 but no checkpoint" in proc.stderr
+    files = [p for p in (runs / "tiny").rglob("*") if p.is_file() and p.name != "run.lock"]
+    assert {p: p.read_bytes() for p in files} == before
