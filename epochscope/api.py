@@ -365,6 +365,13 @@ class Run:
             self._monitor.epoch = epoch + 1
         return record
 
+    def warn(self, message: str) -> None:
+        """Say something the run will miss, without stopping: an :class:`EpochscopeWarning` and
+        a ``warning`` event in the run (the dashboard lists them)."""
+        self._check_open()
+        self._writer.event("warning", max(self.current_epoch, 1), message=str(message)[:2000])
+        warnings.warn(message, EpochscopeWarning, stacklevel=2)
+
     # --- the end --------------------------------------------------------------------------
     def finish(self, state: str = "finished", error: BaseException | None = None) -> None:
         """Write the final status (``finished``, ``failed`` or ``stopped``) and release the run.

@@ -62,13 +62,23 @@ def logits_module(cpu: Any, example: Any, num_classes: int | None) -> Any:
     return cpu
 
 
+#: the TorchScript exporter's deprecation notices, silenced by message only: warnings.catch_warnings
+#: is process-wide, so a background export inside one would hide the user's own warnings
+_NOTICES = (
+    r"You are using the legacy TorchScript-based ONNX export",
+    r"The feature will be removed\. Please remove usage of this function",
+)
+
+
 def export(cpu: Any, example: Any) -> bytes:
-    """ONNX bytes of a module already made by :func:`eval_copy` / :func:`logits_module`."""
+    """ONNX bytes of a module already made by :func:`eval_copy` / :func:`logits_module`. Safe on
+    a background thread: it changes no warning filter but two message-specific ones."""
     import torch
 
+    for notice in _NOTICES:
+        warnings.filterwarnings("ignore", message=notice, category=DeprecationWarning)
     buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+    with torch.no_grad():
         torch.onnx.export(
             cpu,
             (example,),
