@@ -169,7 +169,7 @@ def import_tensorboard(ns: argparse.Namespace) -> Path:
     def write(runs_dir: Path) -> Path:
         run = epochscope.init(
             name, runs_dir, classes=["?"], epochs=n_epochs, arch="tensorboard",
-            hparams={"logdir": folder}, if_exists="resume",
+            hparams={"imported_from": "tensorboard", "logdir": folder}, if_exists="resume",
         )  # fmt: skip
         with run:
             by_epoch: dict[int, list[int]] = defaultdict(list)

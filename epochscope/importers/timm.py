@@ -220,7 +220,8 @@ def import_timm(ns: argparse.Namespace) -> Path:
             name, runs_dir, classes=classes, val_images=samples, image_size=size,
             mean=_triple(args.get("mean"), epochscope.records.IMAGENET_MEAN),
             std=_triple(args.get("std"), epochscope.records.IMAGENET_STD),
-            hparams={k: v for k, v in args.items() if isinstance(v, str | int | float | bool)},
+            hparams={"imported_from": "timm", **{k: v for k, v in args.items()
+                                                  if isinstance(v, str | int | float | bool)}},
             epochs=int(args.get("epochs") or len(rows)), arch=str(args.get("model") or "timm"),
             batch_size=int(args.get("batch_size") or 0), if_exists="resume",
         )  # fmt: skip
