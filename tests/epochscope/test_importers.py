@@ -259,3 +259,17 @@ def test_timm_topk_rows_are_matched_by_relative_path(tmp_path: Path) -> None:
     assert paths == [f"{c}/{j:04d}.png" for c in ("cat", "dog", "fox") for j in range(2)]
     assert top5[:, 0].tolist() == [0, 0, 2, 2, 2, 2]  # every dog taken for a fox
     assert labels.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_resume_swaps_the_whole_run_in_and_leaves_no_temporary_folder(tmp_path: Path) -> None:
+    _import_tb(FIXTURES / "tb-add-scalars", tmp_path, "--name", "again")
+    before = _table(tmp_path / "again")
+    out = _import_tb(FIXTURES / "tb-add-scalars", tmp_path, "--name", "again", "--resume")
+    assert "imported" in out.stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["again"]  # no .import-* left behind
+    events = reader.MetricsCache().get(tmp_path / "again").events
+    states = [e["state"] for e in events if e["kind"] == "status"]
+    assert states == ["started", "finished", "resumed", "finished"]
+    after = _table(tmp_path / "again")
+    assert list(after) == [1, 2, 3]
+    assert [after[e]["val_loss"] for e in after] == [before[e]["val_loss"] for e in before]
