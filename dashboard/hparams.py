@@ -21,7 +21,8 @@ def run_hparams(run_dir: Path) -> dict[str, Any]:
     info = runs.info(run_dir)
     if info is None:
         return {}
-    out = {k: getattr(info, k) for k in TOP_LEVEL}
+    # 0 epochs or batch size: not recorded (an imported or own-loop run that did not say)
+    out = {k: v for k in TOP_LEVEL if (v := getattr(info, k)) not in (0, None, "")}
     out.update(info.hparams)
     return out
 
@@ -35,18 +36,31 @@ def show(value: Any) -> str:
     return str(value)
 
 
+#: settings shown first (after those that differ): what a reader looks for in any run
+WELL_KNOWN = (
+    "engine", "arch", "model", "width", "epochs", "batch_size", "world_size", "lr",
+    "learning_rate", "opt", "optimizer", "momentum", "weight_decay", "sched", "lr_schedule",
+    "warmup_epochs", "image_size", "img_size", "smoothing", "label_smoothing", "aa", "mixup",
+    "cutmix", "amp", "dataset", "num_classes", "seed",
+)  # fmt: skip
+#: a table longer than this folds the settings that are neither differing nor well known
+FOLD_AFTER = 12
+
+
 @dataclass(frozen=True)
 class HparamRow:
     name: str
     values: list[str]  # one per run, in the runs' order
     differs: bool
+    folded: bool = False  # shown under "N more settings"
 
 
 def hparam_rows(
     by_run: Mapping[str, Mapping[str, Any]], only_differing: bool = False
 ) -> list[HparamRow]:
-    """One row per setting any run has, sorted by name; differing rows first when several runs
-    are shown. A setting one run lacks counts as differing."""
+    """One row per setting any run has: differing rows first when several runs are shown, then
+    the well-known settings, then the rest by name (``folded`` when there are more than
+    FOLD_AFTER rows). A setting one run lacks counts as differing."""
     names = sorted({k for hp in by_run.values() for k in hp})
     rows = []
     for name in names:
@@ -54,7 +68,14 @@ def hparam_rows(
         differs = len(by_run) > 1 and len(set(values)) > 1
         if differs or not only_differing:
             rows.append(HparamRow(name, values, differs))
-    return sorted(rows, key=lambda r: (not r.differs, r.name))
+    rank = {k: i for i, k in enumerate(WELL_KNOWN)}
+    rows.sort(key=lambda r: (not r.differs, rank.get(r.name, len(rank)), r.name))
+    if len(rows) > FOLD_AFTER:
+        rows = [
+            HparamRow(r.name, r.values, r.differs, not r.differs and r.name not in rank)
+            for r in rows
+        ]
+    return rows
 
 
 # keys the search text leaves out: paths and commands that would match almost any query

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import socket
 import sys
+import threading
 import time
 import traceback
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from epochscope import thumbnails
+from epochscope.export import check_onnx, eval_copy, example_of, export, logits_module
 from epochscope.gather import gather_logits, rank_and_world, to_numpy
 from epochscope.hierarchy import as_taxonomy
 from epochscope.layout import HIERARCHY_TSV, RUN_JSON, THUMBNAILS, check_run_name
@@ -36,8 +40,6 @@ from epochscope.reader import (
 from epochscope.records import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    ONNX_INPUT,
-    ONNX_OUTPUT,
     DataInfo,
     Preprocess,
     RunInfo,
@@ -46,7 +48,14 @@ from epochscope.writer import NullWriter, RunWriter
 
 ENGINE = "epochscope-api"
 VERSION = "0.1.0"
-ONNX_OPSET = 17
+#: what init does when the run already exists (``if_exists=``)
+IF_EXISTS = ("error", "resume", "replace", "new")
+#: validation images the first log_model runs through the exported model (the self-check)
+CHECK_IMAGES = 32
+
+
+class EpochscopeWarning(UserWarning):
+    """Something the run will miss or get wrong unless a setting changes; training goes on."""
 
 
 class Run:
@@ -62,9 +71,20 @@ class Run:
         predicted: set[int],
         steps_per_epoch: int | None,
         paths: list[str] | None = None,
+        *,
+        epoch_base: int = 1,
+        preprocess: Preprocess | None = None,
+        check_images: Any = None,
     ) -> None:
         self._writer = writer
         self._paths = paths  # val image paths relative to data.root, when files
+        self.epoch_base = epoch_base  # the number the caller's first epoch has (0 or 1)
+        self._preprocess = preprocess
+        self._check_images = check_images  # a few val images (paths or arrays) for log_model
+        self._check_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # top-1, margin
+        self._checked = False
+        self._export: threading.Thread | None = None
+        self._export_error: BaseException | None = None
         self.wnids = wnids
         self.labels = labels  # None until the first log_predictions gives them
         self.image_size = image_size
@@ -130,7 +150,7 @@ class Run:
         epoch axis; without it, it is learnt from the first epoch."""
         self._check_open()
         step = _int_arg(step, "step", 0)
-        epoch = self.current_epoch if epoch is None else _int_arg(epoch, "epoch", 1)
+        epoch = self.current_epoch if epoch is None else self._epoch_arg(epoch)
         self._epoch_steps += 1
         k = self._epoch_steps if epoch_step is None else _int_arg(epoch_step, "epoch_step", 1)
         if steps_per_epoch is not None:
@@ -158,7 +178,7 @@ class Run:
         order (DistributedSampler's padding dropped) and writes. Every rank must call it then.
         """
         self._check_open()
-        epoch = _int_arg(epoch, "epoch", 1)
+        epoch = self._epoch_arg(epoch)
         if indices is not None:
             n = len(self.labels) if self.labels is not None else None
             if n is None and labels is None:
@@ -191,39 +211,96 @@ class Run:
                 "images: pass every validation image once, in validation order"
             )
         if epoch in self._done:
-            raise ValueError(f"epoch {epoch} was already logged (log predictions before log_epoch)")
+            raise ValueError(
+                f"epoch {self._shown(epoch)} was already logged (log predictions before log_epoch)"
+            )
         if epoch in self._logits:
-            raise ValueError(f"epoch {epoch}: predictions were already logged")
+            raise ValueError(f"epoch {self._shown(epoch)}: predictions were already logged")
         lse = log_sum_exp(logits)
         top5, prob = top5_from_logits(logits, lse)
         self._writer.write_predictions(epoch, top5, prob)
         self._predicted.add(epoch)
+        if not self._checked and self._check_images is not None:
+            k = min(CHECK_IMAGES, len(top5))
+            self._check_rows[epoch] = (top5[:k, 0].astype(np.int64), prob[:k, 0] - prob[:k, 1])
         # what log_epoch needs, not the logits: accuracies and the mean cross-entropy
         top1_acc, top5_acc = accuracy(top5, self.labels)
         true = np.take_along_axis(logits, self.labels[:, None], axis=1).astype(np.float32)
         loss = float(np.mean(lse - true)) if len(true) else 0.0
         self._logits[epoch] = (top1_acc, top5_acc, loss)
 
-    def log_model(self, epoch: int, model: Any, example_input: Any = None) -> None:
+    def log_model(
+        self, epoch: int, model: Any, example_input: Any = None, *, check: bool = True
+    ) -> None:
         """The epoch's model for the dashboard's photo classifier: a torch module (exported to
         ONNX, input ``input`` [batch, 3, S, S] with a dynamic batch, output ``logits``) or ONNX
-        bytes with those names. ``example_input`` defaults to one zero image of image_size."""
+        bytes with those names. ``example_input`` defaults to one zero image of image_size.
+
+        A torch module is copied to the CPU here and exported on a background thread (joined by
+        the next log_model and by finish), so the export does not hold up training. The first
+        call after this epoch's log_predictions (``check=True``) runs the exported model on a
+        few validation images prepared as the dashboard will (image_size, resize_size, mean,
+        std) and warns (:class:`EpochscopeWarning`) naming the setting when it disagrees with
+        the logged predictions."""
         self._check_open()
-        epoch = _int_arg(epoch, "epoch", 1)
+        epoch = self._epoch_arg(epoch)
         if epoch in self._done:
-            raise ValueError(f"epoch {epoch} was already logged (log the model before log_epoch)")
+            raise ValueError(
+                f"epoch {self._shown(epoch)} was already logged (log the model before log_epoch)"
+            )
         if not self.is_writer:
             return
+        self._join_export()
         if isinstance(model, bytes | bytearray | memoryview):
             data = bytes(model)
-        elif hasattr(model, "state_dict") and callable(model):
-            data = onnx_bytes(model, example_input, self.image_size, self.num_classes)
-        else:
+            check_onnx(data, self.num_classes)
+            self._writer.write_model(epoch, data)
+            self._self_check(epoch, data, check)
+            return
+        if not (hasattr(model, "state_dict") and callable(model)):
             raise ValueError(
                 f"model must be a torch.nn.Module or ONNX bytes, not {type(model).__name__}"
             )
-        check_onnx(data, self.num_classes)
-        self._writer.write_model(epoch, data)
+        example = example_of(example_input, self.image_size)
+        cpu = logits_module(eval_copy(model), example, self.num_classes)  # raises here
+        if check and not self._checked and epoch in self._check_rows:
+            data = export(cpu, example)  # the first one in line: the check needs it now
+            check_onnx(data, self.num_classes)
+            self._writer.write_model(epoch, data)
+            self._self_check(epoch, data, check)
+            return
+
+        def work() -> None:
+            try:
+                data = export(cpu, example)
+                check_onnx(data, self.num_classes)
+                self._writer.write_model(epoch, data)
+            except BaseException as e:  # raised in the caller's thread by _join_export
+                self._export_error = e
+
+        self._export = threading.Thread(target=work, name="epochscope-export", daemon=True)
+        self._export.start()
+
+    def _join_export(self) -> None:
+        if self._export is not None:
+            self._export.join()
+            self._export = None
+        if self._export_error is not None:
+            error, self._export_error = self._export_error, None
+            raise error
+
+    def _self_check(self, epoch: int, data: bytes, check: bool) -> None:
+        rows = self._check_rows.pop(epoch, None)
+        if not check or self._checked or rows is None or self._preprocess is None:
+            return
+        self._checked = True
+        self._check_rows.clear()
+        from epochscope.selfcheck import disagreement
+
+        message = disagreement(data, self._check_images, rows, self._preprocess)
+        if message:
+            self._writer.event("warning", epoch, message=message[:2000])
+            warnings.warn(message, EpochscopeWarning, stacklevel=3)
 
     def log_epoch(
         self,
@@ -245,11 +322,14 @@ class Run:
         ``epoch_seconds`` defaults to the time since the previous epoch (or :func:`init`).
         Epochs must increase: an epoch logged twice is refused."""
         self._check_open()
-        epoch = _int_arg(epoch, "epoch", 1)
+        epoch = self._epoch_arg(epoch)
         if epoch in self._done:
-            raise ValueError(f"epoch {epoch} was already logged")
+            raise ValueError(f"epoch {self._shown(epoch)} was already logged")
         if epoch < self.last_epoch:
-            raise ValueError(f"epoch {epoch} comes before the last epoch logged, {self.last_epoch}")
+            raise ValueError(
+                f"epoch {self._shown(epoch)} comes before the last epoch logged, "
+                f"{self._shown(self.last_epoch)}"
+            )
         now = time.time()
         from_predictions = self._logits.pop(epoch, None)
         if from_predictions is not None:
@@ -285,6 +365,13 @@ class Run:
             self._monitor.epoch = epoch + 1
         return record
 
+    def warn(self, message: str) -> None:
+        """Say something the run will miss, without stopping: an :class:`EpochscopeWarning` and
+        a ``warning`` event in the run (the dashboard lists them)."""
+        self._check_open()
+        self._writer.event("warning", max(self.current_epoch, 1), message=str(message)[:2000])
+        warnings.warn(message, EpochscopeWarning, stacklevel=2)
+
     # --- the end --------------------------------------------------------------------------
     def finish(self, state: str = "finished", error: BaseException | None = None) -> None:
         """Write the final status (``finished``, ``failed`` or ``stopped``) and release the run.
@@ -294,6 +381,11 @@ class Run:
         self.finished = True
         if self._monitor is not None:
             self._monitor.stop()
+        try:
+            self._join_export()
+        except Exception as e:  # the last model could not be written: the run says so
+            if error is None:
+                state, error = "failed", e
         try:
             fields: dict[str, Any] = {"state": state, "pid": os.getpid()}
             if error is not None:
@@ -331,6 +423,22 @@ class Run:
     def _check_open(self) -> None:
         if self.finished:
             raise RuntimeError(f"run {self.name!r} is finished; start another with init")
+
+    def _epoch_arg(self, epoch: Any) -> int:
+        """The caller's epoch number (counted from epoch_base) as the run's 1-based one."""
+        try:
+            return _int_arg(epoch, "epoch", self.epoch_base) - self.epoch_base + 1
+        except ValueError:
+            if self.epoch_base == 1 and epoch == 0:
+                raise ValueError(
+                    "epoch must be an integer >= 1, not 0: to count epochs from 0, pass "
+                    "epoch_base=0 to epochscope.init"
+                ) from None
+            raise
+
+    def _shown(self, epoch: int) -> int:
+        """A run epoch as the caller numbers it."""
+        return epoch + self.epoch_base - 1
 
     def _set_labels(self, labels: Any, n: int) -> None:
         labels = _labels_arg(labels, self.num_classes, "labels")
@@ -370,6 +478,9 @@ def init(
     devices: bool | str = False,
     device_interval: float = 5.0,
     resume: bool = False,
+    if_exists: str = "error",
+    epoch_base: int = 1,
+    labels_later: bool = False,
 ) -> Run:
     """Start (or with ``resume=True`` continue) run ``name`` in ``runs_dir``.
 
@@ -384,8 +495,23 @@ def init(
     confusion matrix). ``devices``: True (or "cuda"/"cpu") samples device memory and use into
     the run. Under torch.distributed only rank 0 writes; the other ranks get a Run that writes
     nothing. Errors (ValueError, RunLockedError, FileExistsError) name the argument at fault.
+
+    ``epochs``: how many epochs the run will have (the dashboard shows "epoch k of N").
+    ``epoch_base``: the number your loop gives its first epoch, 1 (default) or 0; every
+    ``epoch`` argument is then counted from it. ``if_exists``: when run ``name`` exists,
+    ``"error"`` (default), ``"resume"`` (add to it; ``resume=True`` says the same),
+    ``"replace"`` (start over: the old run is deleted) or ``"new"`` (a new name, ``name-2``,
+    ``name-3``...; :attr:`Run.name` tells which). ``labels_later=True``: ``val_images`` are paths
+    without labels on purpose, the labels come with the first ``log_predictions(labels=...)``;
+    without it such paths are refused here rather than after a whole epoch.
     """
     check_run_name(name)
+    if if_exists not in IF_EXISTS:
+        raise ValueError(f"if_exists must be one of {', '.join(IF_EXISTS)}, not {if_exists!r}")
+    if resume:
+        if_exists = "resume"
+    if epoch_base not in (0, 1) or isinstance(epoch_base, bool):
+        raise ValueError(f"epoch_base must be 0 or 1 (your first epoch's number), not {epoch_base}")
     wnids, names = _classes_arg(classes)
     root, samples, images = _val_arg(val_images, data_root)
     labels = None
@@ -396,6 +522,11 @@ def init(
         if labels is not None and not np.array_equal(given, labels):
             raise ValueError("val_labels differ from the labels in val_images")
         labels = given
+    if samples is not None and labels is None and not labels_later:
+        raise ValueError(
+            "val_images: paths without labels; pass (path, label) pairs, an ImageFolder, or "
+            "val_labels=[...] with them (or labels_later=True and log_predictions(labels=...))"
+        )
     paths = [p for p, _ in samples] if samples is not None else None
     n_val = len(samples) if samples is not None else len(images) if images is not None else None
     if labels is not None and n_val is not None and len(labels) != n_val:
@@ -416,21 +547,37 @@ def init(
     epochs = _int_arg(epochs, "epochs", 0) if epochs is not None else 0
 
     rank, world = rank_and_world()
+    if if_exists == "new" and rank == 0:
+        name = _free_name(Path(runs_dir), name)
+    elif if_exists == "new" and world > 1:
+        import torch.distributed as dist
+
+        box = [None]
+        dist.broadcast_object_list(box, src=0)
+        name = str(box[0])
     run_dir = Path(runs_dir) / name
     writer: RunWriter | NullWriter = RunWriter(run_dir) if rank == 0 else NullWriter(run_dir)
     done: set[int] = set()
     predicted: set[int] = set()
     if rank == 0:
+        if if_exists == "new" and world > 1:
+            import torch.distributed as dist
+
+            dist.broadcast_object_list([name], src=0)
         exists = (run_dir / RUN_JSON).is_file()
-        if exists and not resume:
+        if exists and if_exists == "error":
             raise FileExistsError(
-                f"name: run {name!r} already exists in {Path(runs_dir)}; pass resume=True to "
-                "continue it, or choose another name"
+                f"name: run {name!r} already exists in {Path(runs_dir)}; pass "
+                "if_exists='resume' (or resume=True) to continue it, if_exists='replace' to "
+                "start over, if_exists='new' for a fresh name, or choose another name"
             )
         try:
             writer.acquire()
         except RunLockedError as e:
             raise RunLockedError(f"name: run {name!r} is being written: {e}") from None
+        if exists and if_exists == "replace":
+            _clear_run(run_dir)
+            exists = False
         try:
             if exists:
                 labels = _resume_checks(run_dir, wnids, labels)
@@ -487,7 +634,13 @@ def init(
             writer.close()
             raise
     # unlabelled paths: val_index.tsv is written when log_predictions brings the labels
-    run = Run(writer, wnids, labels, image_size, done, predicted, steps_per_epoch, paths)
+    check_images: Any = None
+    if images is not None:
+        check_images = images[:CHECK_IMAGES]
+    elif paths is not None:
+        check_images = [str(Path(root) / p) for p in paths[:CHECK_IMAGES]]
+    run = Run(writer, wnids, labels, image_size, done, predicted, steps_per_epoch, paths,
+              epoch_base=epoch_base, preprocess=pre, check_images=check_images)  # fmt: skip
     if devices and rank == 0:
         from epochscope.devices import DeviceMonitor
 
@@ -617,6 +770,28 @@ def _resume_checks(run_dir: Path, wnids: list[str], labels: np.ndarray | None) -
     return saved_labels if labels is None else labels
 
 
+def _free_name(runs_dir: Path, name: str) -> str:
+    """``name``, or ``name-2``, ``name-3``, ... : the first no run has."""
+    if not (runs_dir / name).exists():
+        return name
+    for n in range(2, 100_000):
+        candidate = f"{name[: 64 - len(str(n)) - 1]}-{n}"
+        if not (runs_dir / candidate).exists():
+            return candidate
+    raise FileExistsError(f"name: no free name {name}-N in {runs_dir}")
+
+
+def _clear_run(run_dir: Path) -> None:
+    """Delete what a run wrote, keeping run.lock (held by this writer now)."""
+    for child in run_dir.iterdir():
+        if child.name == "run.lock":
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
 def _events(run_dir: Path) -> list[dict[str, Any]]:
     log = MetricsLog(run_dir / "metrics.jsonl")
     log.refresh()
@@ -635,94 +810,3 @@ def _device_names(devices: bool | str) -> list[dict[str, Any]]:
 
     kind = devices if isinstance(devices, str) else _default_device()
     return device_names(kind)
-
-
-# --- models and losses ----------------------------------------------------------------------------
-def onnx_bytes(model: Any, example_input: Any, image_size: int, num_classes: int) -> bytes:
-    """A torch module as ONNX (input ``input``, output ``logits``, dynamic batch), exported
-    from a CPU float32 copy in eval mode, so training state is untouched."""
-    import copy
-    import io
-    import warnings
-
-    import torch
-
-    if isinstance(model, torch.nn.parallel.DistributedDataParallel | torch.nn.DataParallel):
-        model = model.module
-    cpu = copy.deepcopy(model).to("cpu").float().eval()
-    if example_input is None:
-        example = torch.zeros(1, 3, image_size, image_size)
-    else:
-        example = torch.as_tensor(to_numpy(example_input)).float()
-    with torch.no_grad():
-        out = cpu(example)
-    if not isinstance(out, torch.Tensor):  # Hugging Face style: a dict or tuple with logits
-        cpu = _LogitsOnly(cpu)
-        with torch.no_grad():
-            out = cpu(example)
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != num_classes:
-        shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(
-            f"model must return logits [batch, {num_classes}] for example_input, got {shape}"
-        )
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(
-            cpu,
-            (example,),
-            buf,
-            input_names=[ONNX_INPUT],
-            output_names=[ONNX_OUTPUT],
-            dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},
-            opset_version=ONNX_OPSET,
-            dynamo=False,
-        )
-    return buf.getvalue()
-
-
-def _LogitsOnly(model: Any) -> Any:  # a class made on first use: torch is imported lazily
-    """``model`` whose output dict (``logits``) or tuple (first item) becomes the logits."""
-    import torch
-
-    class LogitsOnly(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            out = self.inner(x)
-            if isinstance(out, dict) or hasattr(out, "keys"):
-                return out["logits"]
-            return out[0] if isinstance(out, tuple | list) else out
-
-    return LogitsOnly(model).eval()
-
-
-def check_onnx(data: bytes, num_classes: int) -> None:
-    """Refuse ONNX bytes the classifier page could not use (names, output width), when the
-    ``onnx`` package is there to read them; without it the bytes are written as given."""
-    if not data:
-        raise ValueError("model: empty ONNX bytes")
-    try:
-        import onnx
-    except ImportError:
-        return
-    try:
-        proto = onnx.load_model_from_string(data)
-    except Exception as e:
-        raise ValueError(f"model: not an ONNX model ({type(e).__name__})") from None
-    initialisers = {i.name for i in proto.graph.initializer}
-    inputs = [i.name for i in proto.graph.input if i.name not in initialisers]
-    outputs = [o.name for o in proto.graph.output]
-    if inputs != [ONNX_INPUT] or ONNX_OUTPUT not in outputs:
-        raise ValueError(
-            f"model: the ONNX graph must take one input {ONNX_INPUT!r} and give {ONNX_OUTPUT!r}; "
-            f"it takes {inputs} and gives {outputs}"
-        )
-    out = next(o for o in proto.graph.output if o.name == ONNX_OUTPUT)
-    dims = out.type.tensor_type.shape.dim
-    if len(dims) == 2 and dims[1].HasField("dim_value") and dims[1].dim_value != num_classes:
-        raise ValueError(
-            f"model: {ONNX_OUTPUT!r} has {dims[1].dim_value} columns but classes has {num_classes}"
-        )

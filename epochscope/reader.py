@@ -480,11 +480,13 @@ def lock_held(run_dir: str | os.PathLike[str]) -> bool:
 
 
 def run_state(run_dir: str | os.PathLike[str], events: Iterable[dict[str, Any]]) -> str:
-    """running, finished, failed or stopped (running only while run.lock is held)."""
+    """running, finished, failed, stopped or crashed (running only while run.lock is held;
+    crashed: the last status says running but no process holds the lock, so the writer died
+    without writing how it ended)."""
     status = last_status(events)
     state = status["state"] if status else "started"
     if state in RUNNING_STATES:
-        return "running" if lock_held(run_dir) else "stopped"
+        return "running" if lock_held(run_dir) else "crashed"
     return state if state in ("finished", "failed", "stopped") else "stopped"
 
 
@@ -699,7 +701,7 @@ def make_summary(
     best = max(scored, key=lambda p: (p[1], -p[0]))[0] if scored else None
     state = state or "started"
     if state in RUNNING_STATES:
-        state = "running" if lock_held(run_dir) else "stopped"  # the only per-poll probe
+        state = "running" if lock_held(run_dir) else "crashed"  # the only per-poll probe
     elif state not in ("finished", "failed", "stopped"):
         state = "stopped"
     return RunSummary(

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from epochscope.export import onnx_bytes
 from epochscope.layout import CHECKPOINTS, epoch_file
 from epochscope.predictions import pad5
 from epochscope.writer import RunWriter
@@ -41,7 +42,6 @@ from trainer.distributed import (
     init_distributed,
     shutdown,
 )
-from trainer.export import onnx_bytes
 from trainer.models import create_model, list_models
 from trainer.options import UsageError, parse_args, validate
 from trainer.schedules import Schedule, build_scheduler

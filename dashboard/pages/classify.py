@@ -29,6 +29,8 @@ def layout(**_query: Any) -> html.Div:
                 ],
                 className="classify-pickers",
             ),
+            # chosen runs the classifier cannot use: why, and how to give them a model
+            html.Div(id="classify-why", className="classify-why"),
             dcc.Upload(
                 id="classify-upload",
                 multiple=True,
@@ -132,6 +134,59 @@ def run_choices(selected: list[str] | None, current: str | None):
     return [{"label": n, "value": n} for n in names], value
 
 
+def why_no_model(run: str, run_dir: Any, state: str) -> str:
+    """Why run ``run`` has no model for the classifier, and how to give it one."""
+    info = runs.info(run_dir)
+    if info is None:
+        return f"{run}: its run.json cannot be read, so it has no model to classify with."
+    source = info.hparams.get("imported_from")
+    if source == "tensorboard":
+        return (
+            f"{run} was imported from a TensorBoard log, which holds scalars but no model, so "
+            "it cannot classify. To classify, log the model from your training code: "
+            f"run = epochscope.init({run!r}, RUNS, classes=..., if_exists='resume') and "
+            "run.log_model(epoch, model) for a new epoch (docs/api.md)."
+        )
+    if source == "timm":
+        return (
+            f"{run} was imported from timm without a checkpoint, so it has no model. Import it "
+            "again with --checkpoint OUTPUT_DIR/model_best.pth.tar --val-dir VAL --name NEW "
+            "(needs timm installed): the checkpoint is exported for the classifier."
+        )
+    if state == "running":
+        return f"{run} has no model yet: the first is written at the end of its first epoch."
+    if info.engine == "epochscope-api":
+        return (
+            f"{run} was logged without a model: call run.log_model(epoch, model) before "
+            "run.log_epoch(epoch) (a torch module or ONNX bytes; docs/api.md). Integrations "
+            "log it unless log_model=False."
+        )
+    return f"{run} has no model: no epoch of it finished with one."
+
+
+@callback(
+    Output("classify-why", "children"),
+    Input("shell-runs", "value"),
+    Input("classify-interval", "n_intervals"),
+)
+@tolerant
+def models_missing(selected: list[str] | None, _n: int | None):
+    runs_dir = config.runs_dir()
+    chosen = set(selected or [])
+    notes = []
+    for summary in list_runs(runs_dir):
+        if summary.name not in chosen:
+            continue
+        try:
+            run_dir = safe_run_dir(runs_dir, summary.name)
+            if model_epochs(run_dir):
+                continue
+        except (ValueError, LookupError):
+            continue
+        notes.append(html.P(why_no_model(summary.name, run_dir, summary.state), className="hint"))
+    return notes
+
+
 @callback(
     Output("classify-epoch", "options"),
     Output("classify-epoch", "value"),
@@ -175,7 +230,10 @@ def _classify(uploads: dict | None, epoch: int | None, run: str | None):
     if not contents and not skipped:
         return html.P("No photos yet.", className="hint")
     if not run or epoch is None:
-        return html.P("This run has no model yet.", className="error")
+        return html.P(
+            "No chosen run has a model to classify with (why: above the photos).",
+            className="error",
+        )
     try:
         run_dir = safe_run_dir(config.runs_dir(), run)
         if epoch not in model_epochs(run_dir):

@@ -72,11 +72,11 @@ def _duration(seconds: float | None) -> str:
 
 
 def progress_card(p: dict[str, Any]) -> html.Div:
-    total = p["epochs"] if p["epochs"] is not None else "?"
+    epoch = f"epoch {p['epoch']} of {p['epochs']}" if p["epochs"] else f"epoch {p['epoch']}"
     parts = [
         html.Strong(p["run"]),
         html.Span(p["state"], className=f"badge state-{p['state']}"),
-        html.Span(f"epoch {p['epoch']} of {total}", className="training-epoch"),
+        html.Span(epoch, className="training-epoch"),
     ]
     if p["step"] and p["steps_per_epoch"]:
         parts.append(html.Span(f"step {p['step']} of {p['steps_per_epoch']}"))
@@ -90,8 +90,21 @@ def progress_card(p: dict[str, Any]) -> html.Div:
     return html.Div(parts, className="progress-card")
 
 
+#: panels drawn even before their first point ("no data yet"); the others only once a run has
+#: data for them (a run without device samples or throughput gets no empty chart)
+ALWAYS_DRAWN = ("accuracy",)
+
+
+def panel_styles(empty: list[str]) -> list[dict[str, str]]:
+    """The graphs' styles: hidden when no chosen run has data for them."""
+    return [
+        {"display": "none"} if p in empty and p not in ALWAYS_DRAWN else {} for p in figures.PANELS
+    ]
+
+
 @callback(
     [Output(f"training-graph-{panel}", "figure") for panel in figures.PANELS],
+    [Output(f"training-graph-{panel}", "style") for panel in figures.PANELS],
     Output("training-progress", "children"),
     Output("training-errors", "children"),
     Output("training-state", "data"),
@@ -116,7 +129,8 @@ def update_training(_n: int | None, runs: list[str] | None, state: dict | None):
         else dash.no_update
     )
     errors = "; ".join(update.errors) if update.full else dash.no_update
-    return *figs, progress, errors, update.state
+    styles = panel_styles(list(update.state.get("empty", [])))
+    return *figs, *styles, progress, errors, update.state
 
 
 def _prediction_epochs_by_run(runs: list[str]) -> dict[str, list[int]]:
@@ -176,8 +190,9 @@ def update_mistakes(_n: int | None, runs: list[str] | None, key: dict | None):
     return graphs, new_key
 
 
-def hparams_table(runs: list[str]) -> html.Table | html.P:
-    """Settings of the chosen runs side by side; a differing value's row is marked."""
+def hparams_table(runs: list[str]) -> html.Div | html.P:
+    """Settings of the chosen runs side by side: those that differ (marked) and the well-known
+    ones first, the rest folded under "N more settings"."""
     by_run = {}
     for run in runs:
         try:
@@ -187,15 +202,30 @@ def hparams_table(runs: list[str]) -> html.Table | html.P:
     if not by_run:
         return html.P("No run chosen.", className="hint")
     head = html.Tr([html.Th("setting"), *(html.Th(r) for r in by_run)])
-    body = [
-        html.Tr(
-            [html.Td(row.name), *(html.Td(v) for v in row.values)],
-            className="hparam-differs" if row.differs else None,
-            title="differs between the runs" if row.differs else None,
+
+    def table(rows: list) -> html.Table:
+        body = [
+            html.Tr(
+                [html.Td(row.name), *(html.Td(v) for v in row.values)],
+                className="hparam-differs" if row.differs else None,
+                title="differs between the runs" if row.differs else None,
+            )
+            for row in rows
+        ]
+        return html.Table([html.Thead(head), html.Tbody(body)], className="hparams")
+
+    rows = hparam_rows(by_run)
+    shown = [r for r in rows if not r.folded]
+    folded = [r for r in rows if r.folded]
+    parts: list[Any] = [table(shown)]
+    if folded:
+        parts.append(
+            html.Details(
+                [html.Summary(f"{len(folded)} more settings"), table(folded)],
+                className="hparams-more",
+            )
         )
-        for row in hparam_rows(by_run)
-    ]
-    return html.Table([html.Thead(head), html.Tbody(body)], className="hparams")
+    return html.Div(parts)
 
 
 @callback(Output("training-hparams", "children"), Input("shell-runs", "value"))

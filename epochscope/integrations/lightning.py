@@ -4,9 +4,16 @@ The callback collects each validation epoch's logits (what ``validation_step`` r
 logits tensor, or a dict with ``"logits"``; else it runs the module on the batch's inputs), with
 the batch's labels, gathers them across ranks in validation order, and logs the predictions, the
 model as ONNX, and the epoch's numbers from ``trainer.callback_metrics``. Batches are
-``(inputs, labels)`` or ``(inputs, labels, dataset_indices)``. Under DDP without indices, the
-rows are placed as Lightning's unshuffled DistributedSampler deals them (rank r gets r, r + W,
-...), which needs a validation loader that is not shuffled.
+``(inputs, labels)`` or ``(inputs, labels, dataset_indices)``. Without indices the rows must
+come in the same order every epoch (under DDP they are placed as Lightning's unshuffled
+DistributedSampler deals them: rank r gets r, r + W, ...): a shuffled validation loader gets one
+warning naming the fix, its predictions are skipped, and training goes on.
+
+Per-epoch numbers are what they say: ``train_loss`` is the mean of the epoch's training-step
+losses (weighted by batch size), ``lr`` the learning rate the epoch trained with (read at its
+start, before an epoch-interval scheduler steps), and a training metric logged per step only
+(``self.log`` in ``training_step`` defaults to ``on_step=True, on_epoch=False``: its value at
+epoch end is the last batch's) is left out of the epoch's numbers, with a warning.
 """
 
 from __future__ import annotations
@@ -49,6 +56,10 @@ class EpochscopeCallback(pl.Callback):
         self._indices: list[torch.Tensor] = []
         self._seen = 0
         self._example: torch.Tensor | None = None
+        self._loss_sum: torch.Tensor | None = None
+        self._loss_n = 0
+        self._epoch_lr: float | None = None
+        self._warned: set[str] = set()
 
     # --- fit ------------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -69,13 +80,23 @@ class EpochscopeCallback(pl.Callback):
             self.run.finish("stopped" if stopped else "failed", None if stopped else exception)
 
     # --- steps ----------------------------------------------------------------------------
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._loss_sum, self._loss_n = None, 0
+        lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
+        self._epoch_lr = float(lrs[0]) if lrs else None
+
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
         batch_idx: int,
     ) -> None:  # fmt: skip
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+            n = _batch_size(batch)
+            part = loss.detach().float() * n  # summed on its device: no sync per step
+            self._loss_sum = part if self._loss_sum is None else self._loss_sum + part
+            self._loss_n += n
         if self.run is None or trainer.global_step % max(1, trainer.log_every_n_steps):
             return
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
         self.run.log_step(
             trainer.global_step,
@@ -89,6 +110,7 @@ class EpochscopeCallback(pl.Callback):
     # --- validation -----------------------------------------------------------------------
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._logits, self._labels, self._indices, self._seen = [], [], [], 0
+        self._has_indices = False
 
     def on_validation_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
@@ -106,6 +128,7 @@ class EpochscopeCallback(pl.Callback):
         self._logits.append(logits.detach().float().cpu())
         self._labels.append(y.detach().cpu())
         if len(batch) > 2:
+            self._has_indices = True
             self._indices.append(torch.as_tensor(batch[2]).cpu())
         else:  # an unshuffled DistributedSampler: rank r holds rows r, r + W, r + 2W, ...
             rank, world = rank_and_world()
@@ -117,6 +140,17 @@ class EpochscopeCallback(pl.Callback):
         if trainer.sanity_checking or self.run is None or not self._logits:
             return
         epoch = trainer.current_epoch + 1
+        if not self._has_indices and _shuffled(trainer):
+            self._warn_once(
+                "shuffled",
+                "EpochscopeCallback: the validation DataLoader is shuffled (shuffle=True), so its "
+                "rows come in a new order each epoch and cannot be matched to the validation "
+                "images; this run's predictions are skipped. Fix: shuffle=False for the "
+                "validation loader (or batches of (inputs, labels, dataset_indices)).",
+            )
+            if self.log_model and self.run.is_writer:
+                self.run.log_model(epoch, pl_module, self._example)
+            return
         logits = torch.cat(self._logits)
         labels = torch.cat(self._labels)
         indices = torch.cat(self._indices)
@@ -128,7 +162,16 @@ class EpochscopeCallback(pl.Callback):
             self.run.log_predictions(epoch, logits, labels=labels_all, indices=indices)
         else:
             order = torch.argsort(indices)
-            self.run.log_predictions(epoch, logits[order], labels=labels[order])
+            try:
+                self.run.log_predictions(epoch, logits[order], labels=labels[order])
+            except ValueError as e:  # rows in another order than before: skipped, said once
+                self._warn_once(
+                    "order",
+                    f"EpochscopeCallback: epoch {epoch}'s predictions are skipped: {e}. The "
+                    "validation rows must come in the same order every epoch: use an "
+                    "unshuffled validation DataLoader, or batches of (inputs, labels, "
+                    "dataset_indices).",
+                )
         if self.log_model and self.run.is_writer:
             self.run.log_model(epoch, pl_module, self._example)
 
@@ -136,15 +179,64 @@ class EpochscopeCallback(pl.Callback):
         if self.run is None:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if _scalar(v)}
+        last_batch, forked = _step_only_metrics(trainer)
+        for k in last_batch | forked:
+            metrics.pop(k, None)
         train_loss = next((metrics.pop(k) for k in TRAIN_LOSS_KEYS if k in metrics), None)
+        if self._loss_n:  # the epoch's mean training-step loss, measured here
+            train_loss = float(self._loss_sum) / self._loss_n  # type: ignore[arg-type]
         val_loss = next((metrics.pop(k) for k in VAL_LOSS_KEYS if k in metrics), None)
         extra = {_key(k): v for k, v in metrics.items() if _key(k) not in _RESERVED}
-        lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
+        dropped = sorted(k for k in last_batch if k not in TRAIN_LOSS_KEYS)
+        if dropped:
+            self._warn_once(
+                "step-only",
+                f"EpochscopeCallback: {', '.join(dropped)} logged per step only, so at epoch end "
+                "it holds the last batch's value; left out of the epoch's numbers. For an epoch "
+                "mean log it with self.log(..., on_epoch=True).",
+            )
         self.run.log_epoch(trainer.current_epoch + 1, train_loss=train_loss, val_loss=val_loss,
-                           lr=lrs[0] if lrs else None, **extra)  # fmt: skip
+                           lr=self._epoch_lr, **extra)  # fmt: skip
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned and self.run is not None:
+            self._warned.add(key)
+            if self.run.is_writer:
+                self.run.warn(message)
 
 
 _RESERVED = {"epoch", "kind", "time", "val_top1", "val_top5", "epoch_seconds", "lr"}
+
+
+def _batch_size(batch: Any) -> int:
+    y = batch[1] if isinstance(batch, list | tuple) and len(batch) > 1 else None
+    return len(y) if isinstance(y, torch.Tensor) and y.ndim >= 1 else 1
+
+
+def _shuffled(trainer: pl.Trainer) -> bool:
+    """True when the first validation loader's sampler deals rows in a random order."""
+    loader = trainer.val_dataloaders
+    loader = loader[0] if isinstance(loader, list | tuple) else loader
+    sampler = getattr(loader, "sampler", None)
+    if isinstance(sampler, torch.utils.data.RandomSampler):
+        return True
+    if isinstance(sampler, torch.utils.data.DistributedSampler):
+        return bool(sampler.shuffle)
+    inner = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
+    return isinstance(inner, torch.utils.data.RandomSampler)
+
+
+def _step_only_metrics(trainer: pl.Trainer) -> tuple[set[str], set[str]]:
+    """(names the training hooks logged with on_epoch=False, whose callback_metrics value is
+    the last batch's; the ``NAME_step`` twins of those logged both per step and per epoch).
+    Read from Lightning's result collection; empty if that moved."""
+    try:
+        metas = [m.meta for m in trainer.fit_loop.epoch_loop._results.values()]
+        only = {m.name for m in metas if not m.on_epoch}
+        forked = {f"{m.name}_step" for m in metas if m.on_epoch and m.on_step}
+    except AttributeError:
+        return set(), set()
+    return only, forked
 
 
 def _key(name: str) -> str:

@@ -7,13 +7,20 @@ the predictions (callbacks alone never receive them)::
 ``compute_metrics`` receives the whole evaluation set's logits in order, already gathered across
 processes by the Trainer (padding dropped); wrap your own with ``cb.wrap(your_fn)``. Each
 evaluation then logs the predictions, the model as ONNX (input ``input``: the model's first
-argument, e.g. ``pixel_values``) and the epoch's numbers (``eval_*`` metrics, the last training
-loss); training logs become step events. Use ``eval_strategy="epoch"``.
+argument, e.g. ``pixel_values``) and the epoch's numbers (``eval_*`` metrics; ``train_loss``: the
+mean of the epoch's logged training losses, weighted by the steps each covers); training logs
+become step events. Use ``eval_strategy="epoch"``.
+
+Without ``compute_metrics=cb.compute_metrics`` the callback warns when training starts (it finds
+the Trainer that calls it) and still logs every evaluation's ``eval_*`` numbers per epoch; only
+the predictions (confusion matrix) and the model are missing then.
 """
 
 from __future__ import annotations
 
 import math
+import sys
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -46,7 +53,10 @@ class EpochscopeTrainerCallback(TrainerCallback):
         self.run: epochscope.Run | None = None
         self._pending: tuple[np.ndarray, np.ndarray] | None = None
         self._train_loss: float | None = None
+        self._losses: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])  # sum, steps
+        self._last_log_step = 0
         self._user_metrics: Callable[[Any], dict] | None = None
+        self._no_predictions_said = False
 
     # --- what the Trainer calls with the predictions ------------------------------------------
     def compute_metrics(self, eval_pred: Any) -> dict[str, float]:
@@ -69,11 +79,35 @@ class EpochscopeTrainerCallback(TrainerCallback):
         kwargs = {"epochs": epochs, "arch": type(model).__name__ if model is not None else "",
                   "hparams": hparams, **self.init_kwargs}  # fmt: skip
         self.run = epochscope.init(self.name, self.runs_dir, classes=self.classes, **kwargs)
+        if not self.run.is_writer:
+            return
+        trainer = _calling_trainer()
+        wired = getattr(getattr(trainer, "compute_metrics", None), "__self__", None) is self
+        if trainer is not None and not wired:
+            self._no_predictions_said = True
+            self.run.warn(
+                "EpochscopeTrainerCallback: the Trainer has no compute_metrics=cb.compute_metrics "
+                "(or cb.wrap(your_fn)), so callbacks never see the predictions: the run gets each "
+                "evaluation's eval_* numbers but no confusion matrix and no model. Pass "
+                "compute_metrics=cb.compute_metrics to Trainer(...)."
+            )
+        strategy = str(getattr(args, "eval_strategy", "epoch")).rsplit(".", 1)[-1].lower()
+        if strategy == "no":
+            self.run.warn(
+                "EpochscopeTrainerCallback: eval_strategy is 'no', so no epoch is ever evaluated "
+                "and the run will have no epochs; pass eval_strategy='epoch' to TrainingArguments."
+            )
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any):
         if self.run is None or not logs or "loss" not in logs:
             return
         self._train_loss = float(logs["loss"])
+        # HF's "loss" is the mean since its last log: weight it by the steps it covers
+        steps = max(1, state.global_step - self._last_log_step)
+        self._last_log_step = state.global_step
+        box = self._losses[self._epoch(state, during=True)]
+        box[0] += self._train_loss * steps
+        box[1] += steps
         lr = logs.get("learning_rate")
         self.run.log_step(
             state.global_step, loss=self._train_loss, lr=float(lr) if lr is not None else None,
@@ -85,16 +119,26 @@ class EpochscopeTrainerCallback(TrainerCallback):
         self, args: Any, state: Any, control: Any, metrics: dict | None = None, model: Any = None,
         **kw: Any,
     ):  # fmt: skip
-        if self.run is None or self._pending is None:
+        if self.run is None:
             return
-        logits, labels = self._pending
-        self._pending = None
+        pending, self._pending = self._pending, None
         epoch = self._epoch(state)
         if epoch in self.run.epochs_logged:
             return  # a second evaluation in one epoch (eval_steps): the first one counts
-        self.run.log_predictions(epoch, logits, labels=labels.astype(np.int64))
-        if self.log_model and model is not None and self.run.is_writer:
-            self.run.log_model(epoch, model, self._example(kw))
+        if pending is not None:
+            logits, labels = pending
+            self.run.log_predictions(epoch, logits, labels=labels.astype(np.int64))
+            if self.log_model and model is not None and self.run.is_writer:
+                self.run.log_model(epoch, model, self._example(kw))
+        elif not self._no_predictions_said and self.run.is_writer:
+            self._no_predictions_said = True
+            self.run.warn(
+                "EpochscopeTrainerCallback: this evaluation gave no predictions (compute_metrics "
+                "is not cb.compute_metrics): the run gets the eval_* numbers only. Pass "
+                "compute_metrics=cb.compute_metrics to Trainer(...)."
+            )
+        total, steps = self._losses.pop(epoch, (0.0, 0.0))
+        train_loss = total / steps if steps else self._train_loss
         metrics = dict(metrics or {})
         val_loss = metrics.pop("eval_loss", None)
         extra = {}
@@ -102,7 +146,7 @@ class EpochscopeTrainerCallback(TrainerCallback):
             key = "val_" + k.removeprefix("eval_")
             if isinstance(v, int | float) and math.isfinite(v) and key not in _RESERVED:
                 extra[key] = float(v)
-        self.run.log_epoch(epoch, train_loss=self._train_loss, val_loss=val_loss, **extra)
+        self.run.log_epoch(epoch, train_loss=train_loss, val_loss=val_loss, **extra)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any):
         if self.run is not None:
@@ -124,6 +168,20 @@ class EpochscopeTrainerCallback(TrainerCallback):
         batch = next(iter(loader))
         first = batch.get("pixel_values") if isinstance(batch, dict) else batch[0]
         return first[:1].cpu() if first is not None else None
+
+
+def _calling_trainer() -> Any:
+    """The ``transformers.Trainer`` whose callback handler is calling us (callbacks are not
+    given it), found up the stack; None if not there."""
+    frame = sys._getframe(1)
+    for _ in range(12):
+        if frame is None:
+            return None
+        owner = frame.f_locals.get("self")
+        if hasattr(owner, "callback_handler") and hasattr(owner, "compute_metrics"):
+            return owner
+        frame = frame.f_back
+    return None
 
 
 def _steps_per_epoch(state: Any, args: Any) -> int | None:

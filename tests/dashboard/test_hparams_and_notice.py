@@ -62,3 +62,26 @@ def test_synthetic_from_run_json_or_marker(tmp_path: Path) -> None:
 def test_the_trainer_records_demo_data_as_synthetic(tiny_run: Path) -> None:
     info = json.loads((tiny_run / "run.json").read_text())
     assert info["data"]["synthetic"] is True
+
+
+def test_long_tables_show_differing_and_well_known_settings_and_fold_the_rest() -> None:
+    many = {f"opt_{i:03d}": i for i in range(150)}  # a timm args.yaml has about 150
+    rows = hparam_rows({"a": {**many, "lr": 0.1, "model": "r50"}, "b": {**many, "lr": 0.2}})
+    shown = [r.name for r in rows if not r.folded]
+    assert shown == [
+        "model",
+        "lr",
+    ]  # only the differing ones (model missing in b), in WELL_KNOWN order
+    rows = hparam_rows({"a": {**many, "lr": 0.1, "batch_size": 64, "seed": 1}})
+    assert [r.name for r in rows if not r.folded] == ["batch_size", "lr", "seed"]
+    assert sum(r.folded for r in rows) == 150
+    short = hparam_rows({"a": {"lr": 0.1, "zeta": 1}})
+    assert not any(r.folded for r in short)  # a short table folds nothing
+
+
+def test_settings_a_run_did_not_record_are_not_shown_as_zero(tmp_path: Path) -> None:
+    import epochscope
+
+    epochscope.init("own", tmp_path, classes=["a", "b"]).finish()  # no epochs, no batch size
+    hp = run_hparams(tmp_path / "own")
+    assert "batch_size" not in hp and "epochs" not in hp and hp["engine"] == "epochscope-api"

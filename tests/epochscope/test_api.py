@@ -349,3 +349,115 @@ def test_under_torch_distributed_rank_zero_gathers_and_writes(tmp_path: Path) ->
     assert np.array_equal(top5, top5_from_logits(all_logits)[0])
     assert reader.read_run_info(runs / "ddp").world_size == 2
     assert len([e for e in _events(runs / "ddp") if e["kind"] == "epoch"]) == 1
+
+
+# --- fails early, numbers epochs as the caller does, agrees with the user's model ---------------
+def test_paths_without_labels_are_refused_at_init(tmp_path: Path) -> None:
+    from PIL import Image
+
+    files = []
+    for cls in ("a", "b"):
+        (tmp_path / "val" / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "val" / cls / "0.png")
+        files.append(str(tmp_path / "val" / cls / "0.png"))
+    with pytest.raises(ValueError, match=r"val_images: paths without labels.*val_labels="):
+        epochscope.init("nolabels", tmp_path / "runs", classes=["a", "b"], val_images=files)
+    assert not (tmp_path / "runs" / "nolabels").exists()
+    # with the labels beside them, or said to come later, they are taken
+    epochscope.init("withlabels", tmp_path / "runs", classes=["a", "b"], val_images=files,
+                    val_labels=[0, 1]).finish()  # fmt: skip
+    with epochscope.init("later", tmp_path / "runs", classes=["a", "b"], val_images=files,
+                         labels_later=True) as run:  # fmt: skip
+        run.log_predictions(1, np.eye(2), labels=[0, 1])
+        run.log_epoch(1)
+    assert reader.read_val_index(tmp_path / "runs" / "later")[1] == ["a/0.png", "b/0.png"]
+
+
+def test_epochs_counted_from_zero_are_said_at_init(tmp_path: Path) -> None:
+    labels = np.arange(10) % 7
+    run = epochscope.init("zero", tmp_path, classes=CLASSES, val_labels=labels)
+    with pytest.raises(ValueError, match="epoch_base=0"):
+        run.log_step(1, loss=1.0, epoch=0)
+    run.finish()
+    with epochscope.init("zero0", tmp_path, classes=CLASSES, val_labels=labels, epochs=2,
+                         epoch_base=0) as run:  # fmt: skip
+        for epoch in (0, 1):
+            run.log_predictions(epoch, _logits(10, 7, epoch))
+            run.log_epoch(epoch, train_loss=1.0)
+        with pytest.raises(ValueError, match="epoch 1 was already logged"):
+            run.log_epoch(1)
+    assert list(reader.epoch_table(_events(tmp_path / "zero0"))) == [1, 2]
+    assert reader.prediction_epochs(tmp_path / "zero0") == [1, 2]
+    assert reader.read_run_info(tmp_path / "zero0").epochs == 2
+
+
+def test_start_over_or_a_fresh_name_instead_of_rm_rf(tmp_path: Path) -> None:
+    labels = np.arange(10) % 7
+    for _ in range(2):
+        with epochscope.init("again", tmp_path, classes=CLASSES, val_labels=labels,
+                             if_exists="replace") as run:  # fmt: skip
+            run.log_predictions(1, _logits(10, 7, 1))
+            run.log_epoch(1)
+    states = [e["state"] for e in _events(tmp_path / "again") if e["kind"] == "status"]
+    assert states == ["started", "finished"]  # the first run is gone, not appended to
+    names = []
+    for _ in range(2):
+        with epochscope.init("again", tmp_path, classes=CLASSES, if_exists="new") as run:
+            names.append(run.name)
+    assert names == ["again-2", "again-3"]
+    with pytest.raises(ValueError, match="if_exists must be one of"):
+        epochscope.init("again", tmp_path, classes=CLASSES, if_exists="overwrite")
+
+
+def _pixel_model_run(tmp_path: Path, name: str, **kw) -> list[str]:
+    """32 px photos and a model that reads every pixel where it is (a linear layer on the
+    flattened image), logged as a user would: returns the warnings."""
+    import warnings
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    images = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(40) % 10
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    x = torch.tensor(((images / 255.0 - mean) / std).transpose(0, 3, 1, 2), dtype=torch.float32)
+    with torch.no_grad():
+        logits = model(x)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with epochscope.init(name, tmp_path, classes=[f"c{i}" for i in range(10)],
+                             val_images=images, val_labels=labels, image_size=32,
+                             epochs=2, **kw) as run:  # fmt: skip
+            for epoch in (1, 2):
+                run.log_predictions(epoch, logits)
+                run.log_model(epoch, model)
+                run.log_epoch(epoch)
+    assert (tmp_path / name / "models" / "epoch-0002.onnx").is_file()  # exported off-thread
+    return [
+        str(w.message) for w in caught if issubclass(w.category, epochscope.api.EpochscopeWarning)
+    ]
+
+
+def test_model_self_check_warns_for_the_default_resize_of_32px_photos(tmp_path: Path) -> None:
+    warned = _pixel_model_run(tmp_path, "r36")
+    assert len(warned) == 1  # the first log_model only
+    assert "resize_size=36" in warned[0] and "pass resize_size=32 to epochscope.init" in warned[0]
+    recorded = [e for e in _events(tmp_path / "r36") if e["kind"] == "warning"]
+    assert len(recorded) == 1 and "resize_size=32" in recorded[0]["message"]
+
+
+def test_model_self_check_is_silent_when_the_preprocessing_matches(tmp_path: Path) -> None:
+    assert _pixel_model_run(tmp_path, "r32", resize_size=32) == []
+
+
+def test_a_writer_that_died_reads_as_crashed(tmp_path: Path) -> None:
+    code = textwrap.dedent(f"""
+        import os, epochscope
+        run = epochscope.init("dies", {str(tmp_path)!r}, classes=["a", "b"], val_labels=[0, 1])
+        run.log_predictions(1, [[1.0, 0.0], [0.0, 1.0]])
+        run.log_epoch(1)
+        os._exit(1)  # as a kill or a crash of the interpreter: no status written
+    """)
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=False, timeout=120)
+    assert epochscope.open_run(tmp_path / "dies").summary.state == "crashed"
+    assert reader.run_state(tmp_path / "dies", _events(tmp_path / "dies")) == "crashed"

@@ -133,3 +133,144 @@ def test_timm_output_with_a_topk_file(tmp_path: Path) -> None:
                    "--runs-dir", str(runs), check=False)  # fmt: skip
     assert proc.returncode == 2 and "resume" in proc.stderr
     assert np.array_equal(reader.load_predictions(run_dir, 3)[0], top5)
+
+
+# --- what the real tools write (tests/fixtures, made by make_fixtures.py) ---------------------
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def _import_tb(folder: Path, runs: Path, *extra: str, check: bool = True):
+    return run_cli("epochscope", "import", "tensorboard", str(folder), "--runs-dir", str(runs),
+                   *extra, check=check)  # fmt: skip
+
+
+def test_add_scalars_train_and_val_stay_separate_series(tmp_path: Path) -> None:
+    out = _import_tb(FIXTURES / "tb-add-scalars", tmp_path, "--name", "adds")
+    assert "Loss/train -> train_loss" in out.stdout and "Loss/val -> val_loss" in out.stdout
+    table = _table(tmp_path / "adds")
+    assert [table[e]["train_loss"] for e in (1, 2, 3)] == pytest.approx([2.0, 1.5, 1.0])
+    assert [table[e]["val_loss"] for e in (1, 2, 3)] == pytest.approx([2.5, 2.1, 1.7])
+    assert table[3]["val_top1"] == pytest.approx(0.5)
+
+
+def test_step_indexed_tag_beside_epoch_indexed_keeps_every_step(tmp_path: Path) -> None:
+    out = _import_tb(FIXTURES / "tb-steps-and-epochs", tmp_path, "--name", "mixed")
+    assert "Loss/train -> step loss (237 points)" in out.stdout
+    events = reader.MetricsCache().get(tmp_path / "mixed").events
+    steps = [e for e in events if e["kind"] == "step"]
+    assert len(steps) == 237
+    assert [s["step"] for s in steps] == list(range(237))
+    # placed by when they were written: 119 before the first validation point, 118 after
+    assert [sum(s["epoch"] == e for s in steps) for e in (1, 2)] == [119, 118]
+    assert list(_table(tmp_path / "mixed")) == [1, 2]
+
+
+def test_lightning_logger_folder_gets_a_name_from_its_path(tmp_path: Path) -> None:
+    logdir = FIXTURES / "lightning-project" / "lightning_logs" / "version_0"
+    out = _import_tb(logdir, tmp_path)
+    assert (tmp_path / "lightning-project-lightning_logs-version_0" / "run.json").is_file()
+    assert "train_loss -> step loss" in out.stdout and "epoch -> not imported" in out.stdout
+    # the project folder holds one run per version_N: refused, naming the folder to import
+    proc = _import_tb(logdir.parent.parent, tmp_path / "r2", check=False)
+    assert proc.returncode == 2 and "import each run's folder" in proc.stderr
+    assert str(logdir) in proc.stderr
+
+
+def test_a_failed_import_leaves_no_run_and_the_retry_names_the_flag(tmp_path: Path) -> None:
+    from PIL import Image
+
+    _timm_output(tmp_path / "out" / "r18")
+    val = tmp_path / "val"
+    rows = ["filename,index"]
+    for c in ("cat", "dog", "fox"):
+        (val / c).mkdir(parents=True)
+        Image.new("RGB", (16, 16)).save(val / c / "0000.png")
+        rows.append(f'{c}/0000.png,"[7 1 0]"')  # class 7 of 3: refused while writing
+    (tmp_path / "bad.csv").write_text("\n".join(rows) + "\n")
+    runs = tmp_path / "runs"
+    proc = run_cli("epochscope", "import", "timm", str(tmp_path / "out" / "r18"), "--runs-dir",
+                   str(runs), "--topk", str(tmp_path / "bad.csv"), "--val-dir", str(val),
+                   check=False)  # fmt: skip
+    assert proc.returncode == 2 and "outside 0..2" in proc.stderr
+    assert list(runs.iterdir()) == []  # no failed run, no temporary folder
+    run_cli("epochscope", "import", "timm", str(tmp_path / "out" / "r18"), "--runs-dir", str(runs))
+    again = run_cli("epochscope", "import", "timm", str(tmp_path / "out" / "r18"), "--runs-dir",
+                    str(runs), check=False)  # fmt: skip
+    assert (
+        again.returncode == 2 and "--resume" in again.stderr and "resume=True" not in again.stderr
+    )
+    assert [p.name for p in runs.iterdir()] == ["r18"]
+
+
+def _val_with_shared_names(val: Path) -> None:
+    """An ImageFolder where every class folder has a 0000.png, as many datasets do."""
+    from PIL import Image
+
+    for i, c in enumerate(("cat", "dog", "fox")):
+        (val / c).mkdir(parents=True)
+        for j in range(2):
+            Image.new("RGB", (16, 16), (80 * i, 0, 0)).save(val / c / f"{j:04d}.png")
+
+
+def _timm_topk(args: list[str], tmp_path: Path, csv_text: str):
+    _timm_output(tmp_path / "out" / "r18")
+    _val_with_shared_names(tmp_path / "val")
+    (tmp_path / "topk.csv").write_text(csv_text)
+    return run_cli("epochscope", "import", "timm", str(tmp_path / "out" / "r18"), "--runs-dir",
+                   str(tmp_path / "runs"), "--topk", str(tmp_path / "topk.csv"), "--val-dir",
+                   str(tmp_path / "val"), *args, check=False)  # fmt: skip
+
+
+def test_timm_topk_without_class_indices_is_refused_with_the_flags(tmp_path: Path) -> None:
+    # inference.py's default: filename, label (names), prob; no --include-index
+    text = "filename,label,prob\n" + "".join(
+        f'{c}/{j:04d}.png,"[\'cat\' \'dog\']","[0.6 0.4]"\n' for c in ("cat", "dog", "fox")
+        for j in range(2)
+    )  # fmt: skip
+    proc = _timm_topk([], tmp_path, text)
+    assert proc.returncode == 2
+    assert "holds no class indices" in proc.stderr and "--include-index --fullname" in proc.stderr
+    assert "has no row" not in proc.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_timm_topk_with_repeated_file_names_is_refused(tmp_path: Path) -> None:
+    # --include-index without --fullname: six rows, three of them "0000.png"
+    text = "filename,index\n" + "".join(
+        f'{j:04d}.png,"[{i} 0 1]"\n' for i in range(3) for j in range(2)
+    )
+    proc = _timm_topk([], tmp_path, text)
+    assert proc.returncode == 2
+    assert "twice" in proc.stderr and "--fullname" in proc.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_timm_topk_rows_are_matched_by_relative_path(tmp_path: Path) -> None:
+    # --fullname --include-index --topk 3, rows in an order of their own
+    rows = [(c, j, (i + 1) % 3 if c == "dog" else i) for i, c in enumerate(("cat", "dog", "fox"))
+            for j in range(2)]  # fmt: skip
+    text = "filename,index,prob\n" + "".join(
+        f'{c}/{j:04d}.png,"[{top} {(top + 1) % 3} {(top + 2) % 3}]","[0.5 0.3 0.2]"\n'
+        for c, j, top in reversed(rows)
+    )
+    proc = _timm_topk([], tmp_path, text)
+    assert proc.returncode == 0, proc.stderr
+    top5, _ = reader.load_predictions(tmp_path / "runs" / "r18", 3)
+    labels, paths = reader.read_val_index(tmp_path / "runs" / "r18")
+    assert paths == [f"{c}/{j:04d}.png" for c in ("cat", "dog", "fox") for j in range(2)]
+    assert top5[:, 0].tolist() == [0, 0, 2, 2, 2, 2]  # every dog taken for a fox
+    assert labels.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_resume_swaps_the_whole_run_in_and_leaves_no_temporary_folder(tmp_path: Path) -> None:
+    _import_tb(FIXTURES / "tb-add-scalars", tmp_path, "--name", "again")
+    before = _table(tmp_path / "again")
+    out = _import_tb(FIXTURES / "tb-add-scalars", tmp_path, "--name", "again", "--resume")
+    assert "imported" in out.stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["again"]  # no .import-* left behind
+    events = reader.MetricsCache().get(tmp_path / "again").events
+    states = [e["state"] for e in events if e["kind"] == "status"]
+    assert states == ["started", "finished", "resumed", "finished"]
+    after = _table(tmp_path / "again")
+    assert list(after) == [1, 2, 3]
+    assert [after[e]["val_loss"] for e in after] == [before[e]["val_loss"] for e in before]

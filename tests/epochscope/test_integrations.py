@@ -230,3 +230,153 @@ def test_lightning_callback_under_ddp_gathers_in_order(tmp_path: Path) -> None:
     labels, _ = reader.read_val_index(runs / "ddp")
     assert labels.tolist() == expected["labels"].tolist()
     assert reader.read_run_info(runs / "ddp").world_size == 2
+
+
+# --- numbers that are what they say; problems that warn instead of ending training -------------
+def _lightning_module(losses: list[tuple[int, float]] | None = None):
+    """A LightningModule as Lightning's docs write one: per-step self.log in training_step."""
+    import lightning.pytorch as pl
+    import torch
+
+    class Docs(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                           torch.nn.Linear(3, 3))  # fmt: skip
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, _):
+            x, y = batch
+            logits = self(x)
+            loss = torch.nn.functional.cross_entropy(logits, y)
+            self.log("train_loss", loss)  # on_step=True, on_epoch=False: Lightning's default
+            self.log("train_acc", (logits.argmax(1) == y).float().mean())
+            if losses is not None:
+                losses.append((self.current_epoch + 1, float(loss) * len(y), len(y)))
+            return loss
+
+        def validation_step(self, batch, _):
+            x, y = batch
+            logits = self(x)
+            self.log("val_loss", torch.nn.functional.cross_entropy(logits, y))
+            return logits
+
+        def configure_optimizers(self):
+            opt = torch.optim.SGD(self.parameters(), lr=0.4)
+            return [opt], [torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)]
+
+    return Docs()
+
+
+def _fit(tmp_path: Path, name: str, module, val_shuffle: bool) -> list[str]:
+    import warnings
+
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from epochscope.api import EpochscopeWarning
+    from epochscope.integrations.lightning import EpochscopeCallback
+
+    # 100 training images in batches of 16: the last batch holds 4
+    train = DataLoader(TensorDataset(*_data(100, 0)), batch_size=16, shuffle=True)
+    val = DataLoader(TensorDataset(*_data(30, 1)), batch_size=8, shuffle=val_shuffle)
+    callback = EpochscopeCallback(name, str(tmp_path), classes=CLASSES, image_size=8,
+                                  resize_size=8, mean=(0, 0, 0), std=(1, 1, 1))  # fmt: skip
+    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=False, callbacks=[callback],
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, log_every_n_steps=2)  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(module, train, val)
+    return [str(w.message) for w in caught if issubclass(w.category, EpochscopeWarning)]
+
+
+@pytest.mark.slow
+def test_lightning_shuffled_validation_loader_warns_and_training_goes_on(tmp_path: Path) -> None:
+    pytest.importorskip("lightning")
+    warned = _fit(tmp_path, "shuffled", _lightning_module(), val_shuffle=True)
+    shuffled = [w for w in warned if "shuffled" in w]
+    assert len(shuffled) == 1 and "shuffle=False" in shuffled[0]
+    run_dir = tmp_path / "shuffled"
+    assert list(reader.epoch_table(_events(run_dir))) == [1, 2, 3]  # training went on
+    assert reader.prediction_epochs(run_dir) == []  # no predictions matched to wrong images
+    assert reader.last_status(_events(run_dir))["state"] == "finished"
+    assert any("shuffle=False" in e.get("message", "") for e in _events(run_dir))
+
+
+@pytest.mark.slow
+def test_lightning_epoch_numbers_are_epoch_means_and_the_epochs_own_lr(tmp_path: Path) -> None:
+    pytest.importorskip("lightning")
+    losses: list[tuple[int, float, int]] = []
+    warned = _fit(tmp_path, "means", _lightning_module(losses), val_shuffle=False)
+    table = reader.epoch_table(_events(tmp_path / "means"))
+    for epoch in (1, 2, 3):
+        mine = [(total, n) for e, total, n in losses if e == epoch]
+        mean = sum(t for t, _ in mine) / sum(n for _, n in mine)
+        assert table[epoch]["train_loss"] == pytest.approx(mean, rel=1e-5)
+    # StepLR halves the lr after each epoch: epoch k trained with 0.4 / 2**(k-1)
+    assert [table[e]["lr"] for e in (1, 2, 3)] == pytest.approx([0.4, 0.2, 0.1])
+    # train_acc was logged per step only: its last-batch value is not passed off as the epoch's
+    assert all("train_acc" not in row for row in table.values())
+    assert any("train_acc logged per step only" in w and "on_epoch=True" in w for w in warned)
+    assert reader.prediction_epochs(tmp_path / "means") == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_hf_trainer_without_compute_metrics_warns_and_logs_eval_loss(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    import warnings
+
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    from epochscope.api import EpochscopeWarning
+    from epochscope.integrations.transformers import EpochscopeTrainerCallback
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self, n: int, seed: int) -> None:
+            self.x, self.y = _data(n, seed)
+
+        def __len__(self) -> int:
+            return len(self.y)
+
+        def __getitem__(self, i: int) -> dict:
+            return {"pixel_values": self.x[i], "labels": self.y[i]}
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                           torch.nn.Linear(3, 3))  # fmt: skip
+
+        def forward(self, pixel_values, labels=None):
+            logits = self.net(pixel_values)
+            out = {"logits": logits}
+            if labels is not None:
+                out["loss"] = torch.nn.functional.cross_entropy(logits, labels)
+            return out
+
+    callback = EpochscopeTrainerCallback("hf-bare", str(tmp_path), classes=CLASSES, image_size=8)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "hf-out"), num_train_epochs=2, per_device_train_batch_size=16,
+        per_device_eval_batch_size=8, eval_strategy="epoch", save_strategy="no",
+        logging_steps=2, learning_rate=0.5, report_to=[], use_cpu=True, disable_tqdm=True,
+    )  # fmt: skip
+    trainer = Trainer(model=Tiny(), args=args, train_dataset=Images(96, 0),
+                      eval_dataset=Images(30, 1), callbacks=[callback])  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    warned = [str(w.message) for w in caught if issubclass(w.category, EpochscopeWarning)]
+    assert len(warned) == 1 and "compute_metrics=cb.compute_metrics" in warned[0]
+    events = _events(tmp_path / "hf-bare")
+    table = reader.epoch_table(events)
+    assert list(table) == [1, 2] and all("val_loss" in table[e] for e in (1, 2))
+    assert reader.prediction_epochs(tmp_path / "hf-bare") == []
+    # the epoch's train loss is the mean of its logged losses (6 steps, logged every 2)
+    logged = [h for h in trainer.state.log_history if "loss" in h and "eval_loss" not in h]
+    first = [h["loss"] for h in logged if h["step"] <= 6]
+    assert len(first) == 3 and table[1]["train_loss"] == pytest.approx(np.mean(first), rel=1e-5)

@@ -127,14 +127,14 @@ def test_list_runs_states(tmp_path: Path) -> None:
     finally:
         os.close(lock_fd)
     assert runs["alive"].state == "running"
-    assert runs["dead"].state == "stopped"
+    assert runs["dead"].state == "crashed"
     assert runs["done"].state == "finished"
     assert runs["broke"].state == "failed" and runs["broke"].error == "CUDA out of memory"
     assert runs["done"].epochs_done == 2 and runs["done"].epochs_total == 5
     assert runs["done"].best_val_top5 == pytest.approx(0.45)
     assert "2/5" in runs["done"].label()
-    # once the holder is gone the lock is free: the same run now reads as stopped
-    assert rundir.list_runs(tmp_path, summaries=_fresh_summaries())[0].state == "stopped"
+    # once the holder is gone the lock is free: the writer died, the run reads as crashed
+    assert rundir.list_runs(tmp_path, summaries=_fresh_summaries())[0].state == "crashed"
 
 
 @pytest.mark.parametrize(

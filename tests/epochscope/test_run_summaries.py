@@ -75,7 +75,7 @@ def test_a_running_run_is_probed_each_poll_without_a_file_change(tmp_path: Path)
         assert reader.list_runs(tmp_path, summaries=cache)[0].state == "running"
     finally:
         lock.release()
-    assert reader.list_runs(tmp_path, summaries=cache)[0].state == "stopped"
+    assert reader.list_runs(tmp_path, summaries=cache)[0].state == "crashed"
 
 
 def test_new_and_removed_runs_appear_and_go(tmp_path: Path) -> None:

@@ -144,3 +144,37 @@ def test_framework_examples_write_whole_runs(script: str, demo_data: Path, tmp_p
     data.clear()
     assert data.run(run_dir).has_bands  # the demo's wnids: WordNet bands
     assert epochscope.open_run(run_dir).summary.state == "finished"
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_own_loop_run_gets_only_the_views_it_has_data_for(
+    tmp_path: Path, dashboard_server, browser_page, output_dir: Path
+) -> None:
+    """An own-loop run with no devices, no throughput, no steps and no model: those charts are
+    not drawn, and the classifier page says why the run cannot classify and how to fix it."""
+    runs = tmp_path / "runs"
+    classes = [f"class{i}" for i in range(10)]
+    labels = np.arange(50) % 10
+    rng = np.random.default_rng(0)
+    with epochscope.init("own", runs, classes=classes, val_labels=labels, epochs=3) as run:
+        for epoch in (1, 2, 3):
+            run.log_predictions(epoch, rng.normal(size=(50, 10)).astype(np.float32))
+            run.log_epoch(epoch, train_loss=2.0 / epoch, lr=0.1)
+    base = dashboard_server(runs)
+    page = browser_page
+    page.goto(f"{base}/?run=own")
+    _wait(lambda: page.evaluate(POINTS_JS, ["training-graph-accuracy", "own/val_top5"]) == 3,
+          60, "three epoch points")  # fmt: skip
+    for panel in ("accuracy", "loss", "lr"):
+        assert page.locator(f"#training-graph-{panel}").is_visible(), panel
+    for panel in ("throughput", "devices", "steps"):
+        assert not page.locator(f"#training-graph-{panel}").is_visible(), panel
+    card = page.locator(".progress-card").first.inner_text()
+    assert "epoch 3 of 3" in card
+    page.screenshot(path=str(output_dir / "own-loop-training.png"), full_page=True)
+
+    page.goto(f"{base}/classify?run=own")
+    why = page.wait_for_selector("#classify-why p", timeout=30_000).inner_text()
+    assert "own was logged without a model" in why and "run.log_model(epoch, model)" in why
+    page.screenshot(path=str(output_dir / "own-loop-classify.png"), full_page=True)

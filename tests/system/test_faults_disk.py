@@ -91,8 +91,8 @@ def test_full_disk_for_events_too_says_so_on_stderr(engine: str, demo_data: Path
     assert proc.returncode == 1
     assert "could not write the 'failed' status" in proc.stderr
     assert "No space left on device" in proc.stderr
-    # no status event could be written: the dashboard sees a dead trainer, shown as stopped
-    assert run_state(run, events_of(run)) == "stopped"
+    # no status event could be written: the dashboard sees a dead trainer, shown as crashed
+    assert run_state(run, events_of(run)) == "crashed"
     assert not list((run / "predictions").glob("epoch-0002.npz"))
     load_every_file(run)
     finished_after_resume(demo_data, tmp_path, "nolog", *ENGINE_ARGS[engine])

@@ -117,7 +117,7 @@ def test_small_stem_model_exports_to_onnx_and_matches_torch():
     import numpy as np
     import onnxruntime as ort
 
-    from trainer.export import onnx_bytes
+    from epochscope.export import onnx_bytes
 
     model = create_model("resnet18_v2", num_classes=10, width=0.25, stem="small").eval()
     session = ort.InferenceSession(onnx_bytes(model, 32), providers=["CPUExecutionProvider"])
