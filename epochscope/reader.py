@@ -44,6 +44,7 @@ from epochscope.layout import (
     safe_run_dir,
 )
 from epochscope.lock import lock_is_held
+from epochscope.predictions import LABEL_ARRAYS
 from epochscope.records import EVENT_TYPES, RUNNING_STATES, RunInfo
 from epochscope.tsv import read_tsv
 
@@ -150,6 +151,53 @@ def load_predictions(
     if num_classes is not None and top5.size and (top5.min() < -1 or top5.max() >= num_classes):
         raise ValueError(f"{path}: class indices outside 0..{num_classes - 1}")
     return top5.astype(np.int64), prob.astype(np.float32)
+
+
+def load_label_stats(
+    run_dir: str | os.PathLike[str], epoch: int, num_rows: int | None = None
+) -> dict[str, np.ndarray] | None:
+    """The arrays an epoch's predictions file holds beside top5 and prob for label issues and
+    calibration (``p_label``, ``margin``, ``entropy``, ``confidence``, ``confidence_scaled``:
+    float32 [N]; ``temperature``: 0-d float32), or None when the file has none of them (written
+    before they existed: :data:`LABEL_STATS_MISSING` says so to a user). Only these arrays are
+    read; a file with some of them, or with wrong shapes or values, is refused."""
+    path = predictions_path(run_dir, check_epoch(epoch))
+    if not path.is_file():
+        raise LookupError(f"run {Path(run_dir).name!r} has no predictions for epoch {epoch}")
+    names = (*LABEL_ARRAYS, "temperature")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            present = [n for n in names if n in npz.files]
+            if not present:
+                return None
+            if len(present) != len(names):
+                missing = ", ".join(n for n in names if n not in present)
+                raise ValueError(f"{path}: label arrays incomplete, missing {missing}")
+            arrays = {n: npz[n] for n in names}
+    except FileNotFoundError:
+        raise LookupError(f"run {Path(run_dir).name!r} has no epoch {epoch} predictions") from None
+    except ValueError:
+        raise
+    except Exception as e:  # a torn or foreign file
+        raise ValueError(f"{path} is not a readable predictions file: {e}") from None
+    n = len(arrays["p_label"]) if num_rows is None else num_rows
+    for name in LABEL_ARRAYS:
+        a = arrays[name]
+        if a.shape != (n,) or not np.issubdtype(a.dtype, np.floating):
+            raise ValueError(f"{path}: {name} {list(a.shape)} must be {n} floats")
+        arrays[name] = a.astype(np.float32, copy=False)
+    t = arrays["temperature"]
+    if t.shape != () or not np.isfinite(t) or float(t) <= 0:
+        raise ValueError(f"{path}: temperature must be one positive number, not {t!r}")
+    arrays["temperature"] = t.astype(np.float32)
+    return arrays
+
+
+#: what a view says about an epoch whose predictions file lacks the label arrays
+LABEL_STATS_MISSING = (
+    "this epoch's predictions file has no label scores or temperature: it was written before "
+    "Epochscope stored them; epochs trained or logged since have them"
+)
 
 
 # --- metrics.jsonl, read incrementally ---------------------------------------------------------

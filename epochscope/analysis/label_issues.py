@@ -1,0 +1,156 @@
+"""Likely mislabeled validation images, from what a predictions file stores: numpy only.
+
+Per image a predictions file holds ``p_label`` (softmax probability of the given label),
+``margin`` (``p_label`` minus the best other class's probability) and the top-5 classes and
+probabilities (docs/run-directory.md). From these:
+
+- label quality scores as cleanlab's ``get_label_quality_scores`` computes them on the full
+  probabilities: ``self_confidence`` = ``p_label``; ``normalized_margin`` = (margin + 1) / 2.
+  Low quality: the given label is likely wrong.
+- confident learning (Northcutt et al. 2021, cleanlab's ``filter_by="confident_learning"``):
+  per-class thresholds t_j = the mean ``p_label`` of the images labelled j; an image is flagged
+  when some class reaches its threshold, the class guessed (the confident one, or the top-1
+  when several are) is not its label, and the model does not rank its label first. A class
+  outside an image's top five has a probability at most the fifth's, so the flag is exact
+  wherever the fifth probability lies below every threshold; ``exact`` says where it does.
+- stability over epochs: an image's score is its mean (1 - quality) over the epochs given, so an
+  image doubted epoch after epoch ranks above one doubted once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+METHODS = ("self_confidence", "normalized_margin")
+#: cleanlab's slack when comparing a probability with a threshold or the given label's
+FLOAT_SLACK = 1e-6
+
+
+@dataclass(frozen=True)
+class EpochScores:
+    """One epoch's stored arrays that label issues need (rows in val_index order)."""
+
+    top5: np.ndarray  # int [N, 5], -1 padded
+    prob: np.ndarray  # float [N, 5]
+    p_label: np.ndarray  # float [N]
+    margin: np.ndarray  # float [N]
+
+
+def label_quality(
+    p_label: np.ndarray, margin: np.ndarray, method: str = "self_confidence"
+) -> np.ndarray:
+    """Per image quality in [0, 1] (cleanlab's ``get_label_quality_scores`` with
+    ``adjust_pred_probs=False``): low means the given label is likely wrong."""
+    if method == "self_confidence":
+        return np.asarray(p_label, dtype=np.float64)
+    if method == "normalized_margin":
+        return (np.asarray(margin, dtype=np.float64) + 1.0) / 2.0
+    raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+
+
+def suggested_labels(top5: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The most probable class other than the given label (-1 with a single class)."""
+    top5 = np.asarray(top5)
+    first = top5[:, 0]
+    return np.where(first == labels, top5[:, 1], first).astype(np.int64)
+
+
+def confident_thresholds(p_label: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per class the mean probability of that class over the images labelled with it
+    (cleanlab's ``get_confident_thresholds``); a class no image is labelled with gets +inf:
+    never confidently guessed."""
+    y = np.asarray(labels, dtype=np.int64)
+    sums = np.bincount(y, weights=np.asarray(p_label, np.float64), minlength=num_classes)
+    counts = np.bincount(y, minlength=num_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = sums / counts
+    return np.where(counts > 0, t, np.inf)
+
+
+def confident_flags(
+    top5: np.ndarray,
+    prob: np.ndarray,
+    p_label: np.ndarray,
+    margin: np.ndarray,
+    labels: np.ndarray,
+    thresholds: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(flagged, exact) per image: confident learning's off-diagonal images, from the top five.
+
+    ``exact`` is False where a class outside the top five could still reach its threshold (the
+    fifth probability is not below the smallest threshold); there the flag uses the five."""
+    top5 = np.asarray(top5, dtype=np.int64)
+    prob = np.asarray(prob, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    valid = top5 >= 0
+    t = np.where(valid, thresholds[np.where(valid, top5, 0)], np.inf)
+    # the given label's own probability is stored exactly: use it in place of the rounded one
+    p = np.where(top5 == y[:, None], np.asarray(p_label, np.float64)[:, None], prob)
+    confident = valid & (p >= t - FLOAT_SLACK)
+    n_conf = confident.sum(axis=1)
+    first_conf = top5[np.arange(len(top5)), confident.argmax(axis=1)]
+    guess = np.where(n_conf > 1, top5[:, 0], first_conf)
+    # cleanlab's _reduce_issues: not an issue when the given label is (within slack) the top-1
+    flagged = (n_conf > 0) & (guess != y) & (np.asarray(margin) < -FLOAT_SLACK)
+    min_t = float(np.min(thresholds)) if len(thresholds) else np.inf
+    every_class = valid.sum(axis=1) >= len(thresholds)  # five classes or fewer
+    exact = every_class | (prob[:, -1] < min_t - FLOAT_SLACK)
+    return flagged, exact
+
+
+def label_issues(
+    epochs: Sequence[EpochScores],
+    labels: np.ndarray,
+    num_classes: int,
+    *,
+    method: str = "self_confidence",
+    limit: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Validation images ranked by how likely their given label is wrong, most likely first.
+
+    ``epochs``: the stored arrays of one or more epochs, the epoch shown last (e.g. the last
+    three up to it). Returns arrays ``index`` (val_index row), ``label``, ``suggested`` (the best
+    other class at the last epoch), ``score`` (mean over the epochs of 1 - quality: 0..1, higher
+    is more likely wrong), ``quality`` (the last epoch's), ``flagged`` (confident learning at
+    the last epoch), ``flagged_epochs`` (in how many of the epochs) and ``exact``. Order:
+    flagged images first (the set cleanlab's ``find_label_issues`` returns), then by score;
+    ties by index. ``limit`` keeps the first rows."""
+    if not epochs:
+        raise ValueError("label_issues needs the arrays of at least one epoch")
+    y = np.asarray(labels, dtype=np.int64)
+    doubt = np.zeros(len(y))
+    flagged_epochs = np.zeros(len(y), dtype=np.int64)
+    for ep in epochs:
+        if len(ep.p_label) != len(y) or len(ep.top5) != len(y):
+            raise ValueError(f"{len(ep.p_label)} scores for {len(y)} labels: one per image")
+        quality = label_quality(ep.p_label, ep.margin, method)
+        doubt += 1.0 - quality
+        thresholds = confident_thresholds(ep.p_label, y, num_classes)
+        flagged, exact = confident_flags(ep.top5, ep.prob, ep.p_label, ep.margin, y, thresholds)
+        flagged_epochs += flagged
+    score = doubt / len(epochs)
+    # lexsort: the last key is the primary one
+    order = np.lexsort((np.arange(len(y)), -score, ~flagged))
+    if limit is not None:
+        order = order[: max(0, int(limit))]
+    last = epochs[-1]
+    return {
+        "index": order.astype(np.int64),
+        "label": y[order],
+        "suggested": suggested_labels(last.top5, y)[order],
+        "score": score[order],
+        "quality": quality[order],
+        "flagged": flagged[order],
+        "flagged_epochs": flagged_epochs[order],
+        "exact": exact[order],
+    }
+
+
+def precision_at_k(ranked: np.ndarray, truly_wrong: np.ndarray, k: int) -> float:
+    """Share of the first ``k`` ranked indices that are in ``truly_wrong`` (a planted set)."""
+    if k <= 0:
+        return 0.0
+    return float(np.isin(np.asarray(ranked)[:k], np.asarray(truly_wrong)).sum() / k)
