@@ -28,6 +28,7 @@ DOCS = fixtures.REPO / "docs"
 SECTIONS = {
     "trainer": "bench.trainer_bench",
     "api": "bench.api_bench",
+    "labels": "bench.labels_bench",
     "loader": "bench.loader_bench",
     "recipe": "bench.recipe_bench",
     "confusion": "bench.confusion_bench",

@@ -108,6 +108,16 @@ KEYS: tuple[Key, ...] = (
         note="demo epoch-2 img/s: trainer's threads (cores - workers) / one per core"),
     Key("mxnet_vs_pytorch", "engines", ("mxnet_vs_pytorch",), "x",
         note="epoch-2 training img/s, same model, data, threads"),
+    Key("label_stats_vs_eval", "labels", ("cost", "vs_eval_default_224"), "x", "<=", 0.05,
+        note="label scores + temperature fit of 50,000 x 1,000 logits / evaluating 50,000 "
+        "images with the trainer's default model (ResNet-18 v2, 224 px), CPU"),
+    Key("label_stats_vs_demo_eval", "labels", ("cost", "vs_eval_demo_32"), "x",
+        note="the same / evaluating with the demo preset's model (quarter width, 32 px)"),
+    Key("label_stats_s", "labels", ("cost", "label_stats_s"), "s",
+        note="label_stats on 50,000 x 1,000 float32 logits"),
+    Key("labels_read_ms", "labels", ("read", "read_ms"), "ms", "<=", 100,
+        note="one epoch, 50,000 x 1,000, from the stored file: label issues ranked, "
+        "calibration (bins, ECE, scaled, per class)"),
 )  # fmt: skip
 
 # the keys a run must produce (the others may be skipped, e.g. without .venv-mxnet)

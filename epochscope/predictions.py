@@ -85,7 +85,6 @@ def accuracy(top5: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
 #: per-image arrays of a predictions file computed from the full logits (docs/run-directory.md);
 #: with the scalar ``temperature`` they are what label issues and calibration read
 LABEL_ARRAYS = ("p_label", "margin", "entropy", "confidence", "confidence_scaled")
-_CHUNK_ELEMENTS = 1 << 18
 
 
 def label_stats(
@@ -111,23 +110,22 @@ def label_stats(
         raise ValueError(f"labels must be class indices in 0..{z.shape[1] - 1}")
     n, classes = z.shape
     out = {k: np.empty(n, dtype=np.float32) for k in LABEL_ARRAYS}
-    per = max(1, _CHUNK_ELEMENTS // max(classes, 1))
-    for start in range(0, n, per):
-        c = np.asarray(z[start : start + per], dtype=np.float32)
-        stop = start + len(c)
-        rows = np.arange(len(c))
-        yy = y[start:stop]
-        d = c - c.max(axis=1, keepdims=True)
+
+    def visit(start: int, d: np.ndarray, yy: np.ndarray) -> None:
+        # d: a chunk's logits minus their row maximum, at temperature 1
+        stop = start + len(d)
+        rows = np.arange(len(d))
         e = np.exp(d)
         s0 = e.sum(axis=1, dtype=np.float64)
         s1 = np.einsum("ij,ij->i", e, d, dtype=np.float64)
         e_y = e[rows, yy].astype(np.float64)
         e[rows, yy] = -1.0  # the given label out: the best other class is the maximum left
-        other = e.max(axis=1).astype(np.float64) if classes > 1 else np.zeros(len(c))
+        other = e.max(axis=1).astype(np.float64) if classes > 1 else np.zeros(len(d))
         out["p_label"][start:stop] = e_y / s0
         out["margin"][start:stop] = (e_y - np.maximum(other, 0.0)) / s0
         out["entropy"][start:stop] = np.log(s0) - s1 / s0
         out["confidence"][start:stop] = 1.0 / s0
-    temperature, scaled = fit_temperature(z, y, reduce=reduce)
+
+    temperature, scaled = fit_temperature(z, y, reduce=reduce, visit=visit)
     out["confidence_scaled"][:] = scaled
     return {**out, "temperature": np.array(temperature, dtype=np.float32)}

@@ -112,8 +112,17 @@ def grouped_ece(
 
 
 # --- temperature ----------------------------------------------------------------------------------
+#: ``visit(start, d, y)``: a chunk of rows from ``start``, ``d`` = logits minus the row maximum
+#: (float32), ``y`` their labels; called once per chunk on the first pass over every row
+Visit = Callable[[int, np.ndarray, np.ndarray], None]
+
+
 def _newton_sums(
-    logits: np.ndarray, labels: np.ndarray, beta: float, rows: np.ndarray | None = None
+    logits: np.ndarray,
+    labels: np.ndarray,
+    beta: float,
+    rows: np.ndarray | None = None,
+    visit: Visit | None = None,
 ) -> tuple[list[float], np.ndarray]:
     """[NLL sum, gradient sum, curvature sum, count] at beta = 1/T over ``rows`` (all when
     None), and the top-1 softmax probability of each of those rows at that temperature."""
@@ -123,13 +132,17 @@ def _newton_sums(
     nll = grad = curv = 0.0
     top = np.empty(n, dtype=np.float64)
     per = max(1, _CHUNK_ELEMENTS // max(classes, 1))
+    b = np.float32(beta)
     for start in range(0, n, per):
         z = np.asarray(z_all[start : start + per], dtype=np.float32)
         stop = start + len(z)
         y = y_all[start:stop]
         d = z - z.max(axis=1, keepdims=True)  # <= 0, 0 at the maximum
+        if visit is not None:
+            visit(start, d, y)
         d_y = np.take_along_axis(d, y[:, None], axis=1)[:, 0].astype(np.float64)
-        e = np.exp(d * np.float32(beta))
+        e = np.multiply(d, b)
+        np.exp(e, out=e)
         s0 = e.sum(axis=1, dtype=np.float64)
         e *= d
         s1 = e.sum(axis=1, dtype=np.float64)  # sum exp(beta d) d
@@ -149,6 +162,7 @@ def fit_temperature(
     reduce: Reduce | None = None,
     subsample: int = 8192,
     tolerance: float = 2e-3,
+    visit: Visit | None = None,
 ) -> tuple[float, np.ndarray]:
     """(T, top-1 softmax probability of every row at T): T minimises the validation NLL.
 
@@ -157,15 +171,18 @@ def fit_temperature(
     beta = 1/T run on an evenly spaced subsample of ``subsample`` rows (per rank) to
     convergence, then on every row until a step changes beta by less than ``tolerance``
     (relative): the returned T is the one the probabilities were computed at, so it lies within
-    about that step of the optimum."""
+    about that step of the optimum. ``visit`` sees every chunk of the first full pass (so a
+    caller computes its own per-row figures without another pass over the logits)."""
     z = np.asarray(logits)
     y = np.asarray(labels, dtype=np.int64)
     if z.ndim != 2 or y.shape != (len(z),):
         raise ValueError(f"logits {z.shape} must be [N, classes] and labels {y.shape} [N]")
     total = reduce or (lambda values: values)
 
-    def step(beta: float, rows: np.ndarray | None) -> tuple[float, float, np.ndarray]:
-        sums, top = _newton_sums(z, y, beta, rows)
+    def step(
+        beta: float, zz: np.ndarray, yy: np.ndarray, fn: Visit | None = None
+    ) -> tuple[float, float, np.ndarray]:
+        sums, top = _newton_sums(zz, yy, beta, visit=fn)
         _, grad, curv, n = total(sums)
         if n == 0 or curv <= 1e-12:  # nothing to fit, or every softmax one-hot
             return beta, 0.0, top
@@ -178,14 +195,15 @@ def fit_temperature(
     beta = 1.0
     if len(z) > subsample or reduce is not None:
         rows = np.linspace(0, max(len(z) - 1, 0), min(subsample, len(z))).astype(np.int64)
+        zs, ys = z[rows], y[rows]  # one copy for every step
         for _ in range(50):
-            beta, change, _ = step(beta, rows)
+            beta, change, _ = step(beta, zs, ys)
             if change < 1e-6:
                 break
     top = np.ones(len(z))
-    for _ in range(20):
+    for i in range(20):
         at = beta
-        beta, change, top = step(at, None)
+        beta, change, top = step(at, z, y, visit if i == 0 else None)
         if change < tolerance:
             beta = at
             break
@@ -249,3 +267,15 @@ def ece_over_epochs(
         out["ece_scaled"].append(ece(cs, correct, n_bins))
         out["temperature"].append(float(t))
     return out
+
+
+def jsonable(tree: object) -> object:
+    """:func:`calibration`'s result (or any part of it) with arrays as lists and numpy scalars
+    as Python numbers: what ``json.dumps`` and a JSON reply take."""
+    if isinstance(tree, dict):
+        return {k: jsonable(v) for k, v in tree.items()}
+    if isinstance(tree, np.ndarray):
+        return tree.tolist()
+    if isinstance(tree, np.generic):
+        return tree.item()
+    return tree

@@ -25,6 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 
 METHODS = ("self_confidence", "normalized_margin")
+#: how many epochs up to the one shown the ranking averages over by default
+STABILITY_EPOCHS = 3
+#: the columns of the Python, HTTP and CSV forms, in order
+COLUMNS = ("index", "path", "label", "suggested", "score")
 #: cleanlab's slack when comparing a probability with a threshold or the given label's
 FLOAT_SLACK = 1e-6
 
@@ -55,7 +59,8 @@ def suggested_labels(top5: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The most probable class other than the given label (-1 with a single class)."""
     top5 = np.asarray(top5)
     first = top5[:, 0]
-    return np.where(first == labels, top5[:, 1], first).astype(np.int64)
+    second = top5[:, 1] if top5.shape[1] > 1 else np.full(len(top5), -1)
+    return np.where(first == labels, second, first).astype(np.int64, copy=False)
 
 
 def confident_thresholds(p_label: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -82,16 +87,18 @@ def confident_flags(
 
     ``exact`` is False where a class outside the top five could still reach its threshold (the
     fifth probability is not below the smallest threshold); there the flag uses the five."""
-    top5 = np.asarray(top5, dtype=np.int64)
-    prob = np.asarray(prob, dtype=np.float64)
-    y = np.asarray(labels, dtype=np.int64)
+    top5 = np.asarray(top5)
+    prob = np.asarray(prob)
+    y = np.asarray(labels)
     valid = top5 >= 0
-    t = np.where(valid, thresholds[np.where(valid, top5, 0)], np.inf)
+    t = np.asarray(thresholds, dtype=np.float64)[np.maximum(top5, 0)]
+    t[~valid] = np.inf
     # the given label's own probability is stored exactly: use it in place of the rounded one
-    p = np.where(top5 == y[:, None], np.asarray(p_label, np.float64)[:, None], prob)
-    confident = valid & (p >= t - FLOAT_SLACK)
+    is_label = top5 == y[:, None]
+    p = np.where(is_label, np.asarray(p_label, np.float64)[:, None], prob)
+    confident = p >= t - FLOAT_SLACK
     n_conf = confident.sum(axis=1)
-    first_conf = top5[np.arange(len(top5)), confident.argmax(axis=1)]
+    first_conf = np.take_along_axis(top5, confident.argmax(axis=1)[:, None], axis=1)[:, 0]
     guess = np.where(n_conf > 1, top5[:, 0], first_conf)
     # cleanlab's _reduce_issues: not an issue when the given label is (within slack) the top-1
     flagged = (n_conf > 0) & (guess != y) & (np.asarray(margin) < -FLOAT_SLACK)
@@ -132,8 +139,8 @@ def label_issues(
         flagged, exact = confident_flags(ep.top5, ep.prob, ep.p_label, ep.margin, y, thresholds)
         flagged_epochs += flagged
     score = doubt / len(epochs)
-    # lexsort: the last key is the primary one
-    order = np.lexsort((np.arange(len(y)), -score, ~flagged))
+    # flagged first (score is in 0..1), then by score; a stable sort keeps ties by index
+    order = np.argsort(-(score + 2.0 * flagged), kind="stable")
     if limit is not None:
         order = order[: max(0, int(limit))]
     last = epochs[-1]
@@ -147,6 +154,39 @@ def label_issues(
         "flagged_epochs": flagged_epochs[order],
         "exact": exact[order],
     }
+
+
+def stability_window(epochs: Sequence[int], epoch: int, size: int = STABILITY_EPOCHS) -> list[int]:
+    """The epochs a ranking for ``epoch`` averages over: the last ``size`` of ``epochs`` (those
+    whose files hold the label arrays) up to and including ``epoch``, ascending."""
+    if epoch not in epochs:
+        raise LookupError(f"epoch {epoch} has no label arrays")
+    return [e for e in sorted(epochs) if e <= epoch][-max(1, size) :]
+
+
+def issue_rows(
+    issues: dict[str, np.ndarray],
+    paths: Sequence[str] | None = None,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, list]:
+    """:func:`label_issues`' arrays as plain columns (lists) for a DataFrame, JSON or CSV:
+    :data:`COLUMNS` first (``path`` from ``paths``, val_index.tsv's, "" without), then
+    ``label_name`` and ``suggested_name`` with ``class_names``, ``flagged`` and
+    ``flagged_epochs``."""
+    index = issues["index"].tolist()
+    cols: dict[str, list] = {
+        "index": index,
+        "path": [paths[i] for i in index] if paths is not None else [""] * len(index),
+        "label": issues["label"].tolist(),
+        "suggested": issues["suggested"].tolist(),
+        "score": [round(float(v), 6) for v in issues["score"]],
+    }
+    if class_names is not None:
+        cols["label_name"] = [class_names[i] for i in cols["label"]]
+        cols["suggested_name"] = [class_names[i] if i >= 0 else "" for i in cols["suggested"]]
+    cols["flagged"] = issues["flagged"].tolist()
+    cols["flagged_epochs"] = issues["flagged_epochs"].tolist()
+    return cols
 
 
 def precision_at_k(ranked: np.ndarray, truly_wrong: np.ndarray, k: int) -> float:

@@ -264,3 +264,28 @@ def test_trainer_evaluation_stores_the_arrays(tiny_run: Path) -> None:
         assert (got["margin"][right] >= 0).all() and (got["margin"][~right] <= 0).all()
         assert 0.01 <= float(got["temperature"]) <= 100
         assert (got["entropy"] >= 0).all()
+
+
+def test_rows_and_json_forms_for_the_views(tmp_path: Path) -> None:
+    import json
+
+    from epochscope.analysis.label_issues import COLUMNS, issue_rows, stability_window
+
+    z, labels, _ = _noisy(400, 5, seed=4)
+    stats = label_stats(z, labels)
+    top5, prob = top5_from_logits(z)
+    issues = label_issues([EpochScores(top5, prob, stats["p_label"], stats["margin"])], labels, 5)
+    paths = [f"c/{i}.jpg" for i in range(400)]
+    rows = issue_rows(issues, paths, [f"class{i}" for i in range(5)])
+    assert tuple(rows)[: len(COLUMNS)] == COLUMNS
+    first = issues["index"][0]
+    assert rows["path"][0] == f"c/{first}.jpg" and rows["label_name"][0] == f"class{labels[first]}"
+    json.dumps(rows)
+    report = cal.calibration(top5[:, 0], labels, stats["confidence"], stats["confidence_scaled"],
+                             float(stats["temperature"]), groups=labels)  # fmt: skip
+    text = json.dumps(cal.jsonable(report), allow_nan=False)
+    assert json.loads(text)["bins"]["count"] == report["bins"]["count"].tolist()
+    assert stability_window([1, 2, 3, 5, 6], 5) == [2, 3, 5]
+    assert stability_window([4], 4) == [4]
+    with pytest.raises(LookupError):
+        stability_window([1, 2], 3)
