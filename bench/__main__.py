@@ -31,6 +31,7 @@ SECTIONS = {
     "labels": "bench.labels_bench",
     "loader": "bench.loader_bench",
     "recipe": "bench.recipe_bench",
+    "planted": "bench.planted_bench",
     "confusion": "bench.confusion_bench",
     "dashboard": "bench.dashboard_bench",
     "growth": "bench.growth_bench",
@@ -39,7 +40,7 @@ SECTIONS = {
     "engines": "bench.engines_bench",
     "gpu": "bench.gpu_bench",
 }
-NEEDS_CACHE = {"loader", "recipe", "dashboard", "growth", "threads", "engines"}
+NEEDS_CACHE = {"loader", "recipe", "planted", "dashboard", "growth", "threads", "engines"}
 
 
 def parser() -> argparse.ArgumentParser:
