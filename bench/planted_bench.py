@@ -32,10 +32,18 @@ REAL_PHOTOS = Path(
 MOVED_PREFIX = "moved-from-"
 
 
-def plant(src: Path, dst: Path, train_per_class: int | None, share: float, seed: int) -> int:
-    """Link the photos of ``src`` into ``dst`` (``train_per_class`` training images per class,
-    all when None; every validation image), moving ``share`` of the validation images into
-    another class's folder under a name starting with :data:`MOVED_PREFIX`; returns how many."""
+def plant(
+    src: Path,
+    dst: Path,
+    train_per_class: int | None,
+    share: float,
+    seed: int,
+    val_per_class: int | None = None,
+) -> int:
+    """Link the photos of ``src`` into ``dst`` (``train_per_class`` training and
+    ``val_per_class`` validation images per class, all when None), moving ``share`` of the
+    validation images into another class's folder under a name starting with
+    :data:`MOVED_PREFIX`; returns how many."""
     rng = np.random.default_rng(seed)
     classes = sorted(p.name for p in (src / "val").iterdir() if p.is_dir())
     for c in classes:
@@ -43,7 +51,7 @@ def plant(src: Path, dst: Path, train_per_class: int | None, share: float, seed:
         (dst / "val" / c).mkdir(parents=True)
         for f in sorted((src / "train" / c).iterdir())[:train_per_class]:
             os.symlink(f, dst / "train" / c / f.name)
-    val = [(c, f) for c in classes for f in sorted((src / "val" / c).iterdir())]
+    val = [(c, f) for c in classes for f in sorted((src / "val" / c).iterdir())[:val_per_class]]
     moved = set(rng.choice(len(val), round(share * len(val)), replace=False).tolist())
     for i, (c, f) in enumerate(val):
         if i in moved:
@@ -69,12 +77,19 @@ def onnx_probabilities(run_dir: Path, epoch: int, paths: list[str], data_root: P
     return softmax(logits)
 
 
-def measure(work: Path, *, train_per_class: int | None, epochs: int, width: float = 0.25) -> dict:
+def measure(
+    work: Path,
+    *,
+    train_per_class: int | None,
+    epochs: int,
+    width: float = 0.25,
+    val_per_class: int | None = None,
+) -> dict:
     """Plant, train, rank; the figures (shares are precision at k)."""
     from cleanlab.filter import find_label_issues
 
     data = work / "photos"
-    k = plant(REAL_PHOTOS, data, train_per_class, share=0.05, seed=0)
+    k = plant(REAL_PHOTOS, data, train_per_class, 0.05, 0, val_per_class)
     runs = work / "runs"
     cmd = [sys.executable, "-m", "trainer", "train", "--data", str(data), "--runs-dir",
            str(runs), "--name", "planted", "--arch", "resnet18_v2", "--width", str(width),
@@ -132,5 +147,5 @@ def run(quick: bool = False, cache: Path | None = None) -> dict:
         return {"skipped": f"no real photos at {REAL_PHOTOS} (set EPOCHSCOPE_REAL_PHOTOS)"}
     with tempfile.TemporaryDirectory() as tmp:
         if quick:
-            return measure(Path(tmp), train_per_class=20, epochs=1)
+            return measure(Path(tmp), train_per_class=20, epochs=1, val_per_class=20)
         return measure(Path(tmp), train_per_class=None, epochs=6)
