@@ -187,7 +187,8 @@ def load_label_stats(
             raise ValueError(f"{path}: {name} {list(a.shape)} must be {n} floats")
         arrays[name] = a.astype(np.float32, copy=False)
     t = arrays["temperature"]
-    if t.shape != () or not np.isfinite(t) or float(t) <= 0:
+    # NaN: no validation image had finite logits (a diverged model), nothing to fit
+    if t.shape != () or not np.issubdtype(t.dtype, np.floating) or float(t) <= 0:
         raise ValueError(f"{path}: temperature must be one positive number, not {t!r}")
     arrays["temperature"] = t.astype(np.float32)
     return arrays

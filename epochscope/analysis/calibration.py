@@ -126,10 +126,22 @@ def _newton_sums(
 ) -> tuple[list[float], np.ndarray]:
     """[NLL sum, gradient sum, curvature sum, count] at beta = 1/T over ``rows`` (all when
     None), and the top-1 softmax probability of each of those rows at that temperature."""
+    with np.errstate(invalid="ignore"):  # rows of NaN or infinite logits give NaN, left out
+        return _sums(logits, labels, beta, rows, visit)
+
+
+def _sums(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    beta: float,
+    rows: np.ndarray | None,
+    visit: Visit | None,
+) -> tuple[list[float], np.ndarray]:
     z_all = logits if rows is None else logits[rows]
     y_all = labels if rows is None else labels[rows]
     n, classes = z_all.shape
     nll = grad = curv = 0.0
+    count = n
     top = np.empty(n, dtype=np.float64)
     per = max(1, _CHUNK_ELEMENTS // max(classes, 1))
     b = np.float32(beta)
@@ -148,11 +160,15 @@ def _newton_sums(
         s1 = e.sum(axis=1, dtype=np.float64)  # sum exp(beta d) d
         s2 = np.einsum("ij,ij->i", e, d, dtype=np.float64)  # sum exp(beta d) d^2
         mean = s1 / s0
+        top[start:stop] = 1.0 / s0
+        ok = np.isfinite(s2) & np.isfinite(d_y)  # rows with NaN or infinite logits: left out
+        if not ok.all():
+            s0, s2, mean, d_y = s0[ok], s2[ok], mean[ok], d_y[ok]
+            count -= int((~ok).sum())
         nll += float((np.log(s0) - beta * d_y).sum())
         grad += float((mean - d_y).sum())
         curv += float((s2 / s0 - mean * mean).sum())
-        top[start:stop] = 1.0 / s0
-    return [nll, grad, curv, float(n)], top
+    return [nll, grad, curv, float(count)], top
 
 
 def fit_temperature(
@@ -171,19 +187,23 @@ def fit_temperature(
     beta = 1/T run on an evenly spaced subsample of ``subsample`` rows (per rank) to
     convergence, then on every row until a step changes beta by less than ``tolerance``
     (relative): the returned T is the one the probabilities were computed at, so it lies within
-    about that step of the optimum. ``visit`` sees every chunk of the first full pass (so a
-    caller computes its own per-row figures without another pass over the logits)."""
+    about that step of the optimum. Rows with NaN or infinite logits are left out of the fit
+    (their probability is NaN); T is NaN when no row is left. ``visit`` sees every chunk of the
+    first full pass (so a caller computes its own per-row figures without another pass)."""
     z = np.asarray(logits)
     y = np.asarray(labels, dtype=np.int64)
     if z.ndim != 2 or y.shape != (len(z),):
         raise ValueError(f"logits {z.shape} must be [N, classes] and labels {y.shape} [N]")
     total = reduce or (lambda values: values)
 
+    counted = [0.0]
+
     def step(
         beta: float, zz: np.ndarray, yy: np.ndarray, fn: Visit | None = None
     ) -> tuple[float, float, np.ndarray]:
         sums, top = _newton_sums(zz, yy, beta, visit=fn)
         _, grad, curv, n = total(sums)
+        counted[0] = n
         if n == 0 or curv <= 1e-12:  # nothing to fit, or every softmax one-hot
             return beta, 0.0, top
         new = beta - grad / curv
@@ -207,6 +227,8 @@ def fit_temperature(
         if change < tolerance:
             beta = at
             break
+    if counted[0] == 0:  # no row with finite logits (on any rank): no temperature to give
+        return float("nan"), top
     return float(1.0 / beta), top
 
 
@@ -231,8 +253,18 @@ def calibration(
     """One epoch's calibration from a predictions file's arrays: ``ece``, ``ece_scaled``,
     ``temperature``, ``accuracy``, ``count``, ``bins`` and ``bins_scaled`` (dicts of
     :func:`reliability_bins` arrays) and, with ``groups`` (class or band per image),
-    ``groups`` / ``groups_scaled`` (:func:`grouped_ece`)."""
+    ``groups`` / ``groups_scaled`` (:func:`grouped_ece`). Images with a NaN confidence (their
+    logits were not finite) are left out; ``count`` says how many were counted."""
     correct = np.asarray(top1) == np.asarray(labels)
+    confidence, confidence_scaled = np.asarray(confidence), np.asarray(confidence_scaled)
+    finite = np.isfinite(confidence) & np.isfinite(confidence_scaled)
+    if not finite.all():  # images whose logits were not finite (a diverged model) do not count
+        correct, confidence, confidence_scaled = (
+            correct[finite],
+            confidence[finite],
+            confidence_scaled[finite],
+        )
+        groups = None if groups is None else np.asarray(groups)[finite]
     out: dict[str, object] = {
         "temperature": float(temperature),
         "count": int(correct.size),

@@ -296,3 +296,27 @@ def test_rows_and_json_forms_for_the_views(tmp_path: Path) -> None:
     assert stability_window([4], 4) == [4]
     with pytest.raises(LookupError):
         stability_window([1, 2], 3)
+
+
+def test_rows_without_finite_logits_are_left_out_not_guessed(tmp_path: Path) -> None:
+    """A diverged model's NaN or infinite logits: those images get NaN scores, the temperature
+    is fitted on the others, and with none left it is NaN (stored and read back as such)."""
+    z, labels, _ = _noisy(500, 10, seed=6, scale=3.0)
+    bad = z.copy()
+    bad[3, 2], bad[9, 0] = np.nan, np.inf
+    stats = label_stats(bad, labels)
+    keep = np.ones(500, bool)
+    keep[[3, 9]] = False
+    assert np.isnan(stats["p_label"][~keep]).all() and np.isfinite(stats["p_label"][keep]).all()
+    alone = label_stats(z[keep], labels[keep])
+    assert float(stats["temperature"]) == pytest.approx(float(alone["temperature"]), rel=3e-3)
+    report = cal.calibration(bad.argmax(axis=1), labels, stats["confidence"],
+                             stats["confidence_scaled"], float(stats["temperature"]))  # fmt: skip
+    assert report["count"] == 498
+    none = label_stats(np.full((4, 3), np.nan, np.float32), np.zeros(4, np.int64))
+    assert np.isnan(none["temperature"])
+    writer = RunWriter(tmp_path / "r")
+    writer.acquire()
+    writer.write_predictions(1, np.zeros((4, 3), np.int64), np.zeros((4, 3)), **none)
+    writer.close()
+    assert np.isnan(reader.load_label_stats(tmp_path / "r", 1)["temperature"])
