@@ -117,7 +117,8 @@ def measure_read(n: int, classes: int, repeats: int) -> dict:
 
 
 def run(quick: bool = False) -> dict:
-    torch.set_num_threads(cpu_threads(0))
+    # as the trainer bench: the demo setup's threads beside one loader worker (numpy is one thread)
+    torch.set_num_threads(cpu_threads(DEMO_PRESET["workers"]))
     if quick:
         return {
             "cost": measure_cost(2000, 100, repeats=2, eval_batches=1, eval_batch=2),

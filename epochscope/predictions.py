@@ -117,7 +117,7 @@ def label_stats(
         rows = np.arange(len(d))
         e = np.exp(d)
         s0 = e.sum(axis=1, dtype=np.float64)
-        s1 = np.einsum("ij,ij->i", e, d, dtype=np.float64)
+        s1 = np.einsum("ij,ij->i", e, d).astype(np.float64)  # float32: the entropy's 1e-6
         e_y = e[rows, yy].astype(np.float64)
         e[rows, yy] = -1.0  # the given label out: the best other class is the maximum left
         other = e.max(axis=1).astype(np.float64) if classes > 1 else np.zeros(len(d))
