@@ -27,11 +27,11 @@ import plotly.graph_objects as go
 from bench.harness import stat, time_call
 from dashboard.confusion import data, service
 from dashboard.confusion.figure import PLOT_PX, matrix_spec
-from dashboard.confusion.histogram import confusion
-from dashboard.confusion.ordering import cluster_order, index_order, positions
-from dashboard.confusion.per_class import class_stats, table_rows
 from dashboard.confusion.render import place, render, warm_up
 from dashboard.confusion.synthetic import write_run
+from epochscope.analysis.confusion import confusion
+from epochscope.analysis.ordering import cluster_order, index_order, positions
+from epochscope.analysis.per_class import class_stats, table_rows
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -64,7 +64,7 @@ def _first_render_in_fresh_process() -> dict:
     code = (
         "import time, numpy as np\n"
         "from dashboard.confusion.render import warm_up, render, place\n"
-        "from dashboard.confusion.histogram import confusion\n"
+        "from epochscope.analysis.confusion import confusion\n"
         "t = time.perf_counter(); warm_up(); w = time.perf_counter() - t\n"
         "rng = np.random.default_rng(0); labels = rng.integers(0, 1000, 50000)\n"
         "top5 = rng.integers(0, 1000, (50000, 5))\n"
@@ -90,8 +90,8 @@ def _error_analysis(run_dir: Path, last: int, repeats: int) -> dict:
     The difference reply (run A minus the same run at another epoch, full view) against the
     plain full-view reply, both with nothing cached but the predictions.
     """
-    meta = data.run_meta(run_dir)
-    tops = {e: data.predictions(run_dir, e)[0] for e in (1, last - 1, last)}
+    meta = data.run(run_dir)
+    tops = {e: data.run(run_dir).predictions(e)[0] for e in (1, last - 1, last)}
 
     def table() -> str:
         now, prev, since = (class_stats(meta.labels, tops[e], 1000) for e in (last, last - 1, 1))
@@ -99,21 +99,25 @@ def _error_analysis(run_dir: Path, last: int, repeats: int) -> dict:
         return json.dumps(rows)
 
     full = ((0, 1000), (0, 1000))
-    other = service.Compare(run_dir, last - 1)
+    other = service.Compare(data.run(run_dir), last - 1)
 
     def fresh(fn):
         def call():
-            data.POINTS.clear()  # histograms stay: the slider's neighbours are usually cached
+            # what each view derives is computed again; histograms stay (the slider's
+            # neighbours are usually cached)
+            data.run(run_dir).forget("points", "difference_points", "difference", "cells")
             return fn()
 
         return call
 
     def plain() -> str:
-        v = service.matrix_view(run_dir, last, "top5", "wordnet", "eq_hist", *full)
+        v = service.matrix_view(data.run(run_dir), last, "top5", "wordnet", "eq_hist", *full)
         return service.figure_json(v.figure)
 
     def diff() -> str:
-        v = service.matrix_view(run_dir, last, "top5", "wordnet", "eq_hist", *full, compare=other)
+        v = service.matrix_view(
+            data.run(run_dir), last, "top5", "wordnet", "eq_hist", *full, compare=other
+        )
         return service.figure_json(v.figure)
 
     diff()  # the other epoch's histogram, once
@@ -139,7 +143,7 @@ def run(quick: bool = False) -> dict:
         last = epochs
 
         def view(x, y, epoch=last):
-            v = service.matrix_view(run_dir, epoch, "top5", "wordnet", "eq_hist", x, y)
+            v = service.matrix_view(data.run(run_dir), epoch, "top5", "wordnet", "eq_hist", x, y)
             return service.figure_json(v.figure)
 
         full, zoom = ((0, 1000), (0, 1000)), ((400, 500), (400, 500))
@@ -147,7 +151,7 @@ def run(quick: bool = False) -> dict:
         results["reply_zoomed_250k"] = _ms(time_call(lambda: view(*zoom), repeats))
         results["reply_bytes_full_250k"] = len(view(*full).encode())
         results["reply_bytes_zoomed_250k"] = len(view(*zoom).encode())
-        conf = data.epoch_confusion(run_dir, last, "top5")
+        conf = data.run(run_dir).confusion(last, "top5")
         results["points_250k_nonempty_cells"] = len(conf.counts)
 
         # a dense go.Heatmap of the same matrix, as the comparison the issue asks for
@@ -162,7 +166,7 @@ def run(quick: bool = False) -> dict:
         switch = []
         for e in range(1, epochs + 1):
             data.clear()
-            data.run_meta(run_dir)  # the run's classes and labels stay cached between epochs
+            data.run(run_dir)  # the run's classes and labels stay cached between epochs
             t0 = time.perf_counter()
             view(*full, epoch=e)
             switch.append(time.perf_counter() - t0)

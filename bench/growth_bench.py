@@ -17,9 +17,9 @@ from pathlib import Path
 from bench import fixtures
 from bench.confusion_bench import _big_points, _reply
 from bench.harness import stat, time_call
-from dashboard.confusion.histogram import confusion
-from dashboard.confusion.ordering import index_order, positions
 from dashboard.confusion.render import place, warm_up
+from epochscope.analysis.confusion import confusion
+from epochscope.analysis.ordering import index_order, positions
 
 
 def epoch_growth(

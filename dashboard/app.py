@@ -41,22 +41,6 @@ server = app.server
 access.register(server)  # token, peers, request size: before every route
 api.register(server)
 
-if not any(p["path"] == "/confusion" for p in dash.page_registry.values()):
-    # until the confusion explorer's page exists, /confusion says so instead of a 404
-    dash.register_page(
-        "confusion_placeholder",
-        path="/confusion",
-        name="Confusion",
-        layout=html.Div(
-            [
-                html.H2("Confusion explorer"),
-                html.P("Not built yet. Meanwhile, see the training curves."),
-                dcc.Link("Back to training", href="/"),
-            ],
-            className="page",
-        ),
-    )
-
 app.layout = html.Div(
     [
         dcc.Location(id="shell-location"),

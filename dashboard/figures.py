@@ -17,6 +17,7 @@ from dash import Patch
 from plotly.subplots import make_subplots
 
 from epochscope.reader import best_epoch, epoch_table
+from epochscope.records import clean_number
 
 __all__ = ["best_epoch", "build_figure", "patch_figure", "run_series"]
 
@@ -56,10 +57,6 @@ def run_color(run_index: int) -> str:
     return COLORS[run_index % len(COLORS)]
 
 
-def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-
-
 def _points(rows: Iterable[tuple[Any, Any]]) -> tuple[list[Any], list[Any]]:
     xs, ys = [], []
     for x, y in rows:
@@ -94,7 +91,7 @@ def epoch_series(
         lines = [("lr_epoch", "lr at epoch end", "lr", 1)]
     out = []
     for suffix, label, key, col in lines:
-        xs, ys = _points((ev.get("epoch"), _num(ev.get(key))) for ev in epochs)
+        xs, ys = _points((ev.get("epoch"), clean_number(ev.get(key))) for ev in epochs)
         split = "train" if suffix.startswith("train") or suffix == "img_per_s" else "val"
         mode = "markers" if panel == "lr" else "lines+markers"
         style = {
@@ -124,7 +121,11 @@ def best_marker(run: str, color: str, table: dict[int, dict[str, Any]]) -> Serie
 
 def fractional_epoch(ev: dict[str, Any]) -> float | None:
     """Where a step event lies on the epoch axis: epoch 3, step 50 of 100 -> 2.5."""
-    e, k, n = ev.get("epoch"), _num(ev.get("epoch_step")), _num(ev.get("steps_per_epoch"))
+    e, k, n = (
+        ev.get("epoch"),
+        clean_number(ev.get("epoch_step")),
+        clean_number(ev.get("steps_per_epoch")),
+    )
     if not isinstance(e, int) or k is None or not n:
         return None
     return round(e - 1 + k / n, 6)
@@ -132,8 +133,8 @@ def fractional_epoch(ev: dict[str, Any]) -> float | None:
 
 def step_series(run: str, color: str, steps: Sequence[dict[str, Any]]) -> dict[str, list[Series]]:
     """Step-level loss (panel 'steps') and learning rate (panel 'lr')."""
-    loss = _points((fractional_epoch(ev), _num(ev.get("loss"))) for ev in steps)
-    lr = _points((fractional_epoch(ev), _num(ev.get("lr"))) for ev in steps)
+    loss = _points((fractional_epoch(ev), clean_number(ev.get("loss"))) for ev in steps)
+    lr = _points((fractional_epoch(ev), clean_number(ev.get("lr"))) for ev in steps)
     line = {"mode": "lines", "line": {"color": color, "width": 1}, "legendgroup": run}
     return {
         "steps": [Series(f"{run}/step_loss", f"{run} loss", *loss, line)],
@@ -147,7 +148,7 @@ def device_series(
     """Memory (MiB) and utilisation (%) per device over minutes since the run started."""
     by_device: dict[int, list[dict[str, Any]]] = {}
     for ev in devices:
-        if isinstance(ev.get("index"), int) and _num(ev.get("time")) is not None:
+        if isinstance(ev.get("index"), int) and clean_number(ev.get("time")) is not None:
             by_device.setdefault(ev["index"], []).append(ev)
     out = []
     for index, evs in sorted(by_device.items()):
@@ -156,8 +157,8 @@ def device_series(
         dash = ("solid", "dot", "dash", "dashdot", "longdash")[index % 5]
         style = {"mode": "lines", "line": {"color": color, "dash": dash}, "legendgroup": run}
         minutes = [round((ev["time"] - t0) / 60.0, 4) for ev in evs]
-        mem = [_num(ev.get("mem_used_mib")) for ev in evs]
-        util = [_num(ev.get("util_pct")) for ev in evs]
+        mem = [clean_number(ev.get("mem_used_mib")) for ev in evs]
+        util = [clean_number(ev.get("util_pct")) for ev in evs]
         for what, values, col in (("mem", mem, 1), ("util", util, 2)):
             xs, ys = _points(zip(minutes, values, strict=True))
             name = f"{label} {'memory' if what == 'mem' else 'util'}"

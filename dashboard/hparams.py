@@ -4,38 +4,25 @@ marked, and the text the run picker searches (``lr=0.1 arch=resnet18_v2 ...``)."
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from epochscope.layout import RUN_JSON
-from epochscope.reader import read_run_info
+from dashboard import runs
 
 # run.json's top-level settings shown beside ``hparams`` (hparams wins where both name a key)
 TOP_LEVEL = ("engine", "arch", "width", "epochs", "batch_size", "world_size")
-_CACHE: dict[str, tuple[int, dict[str, Any]]] = {}
 
 
 def run_hparams(run_dir: Path) -> dict[str, Any]:
-    """A run's settings: ``hparams`` plus the top-level ones, {} when run.json is unreadable.
-    Cached by run.json's modification time (the picker asks every two seconds)."""
-    path = Path(run_dir) / RUN_JSON
-    try:
-        mtime = os.stat(path).st_mtime_ns
-    except OSError:
-        return {}
-    hit = _CACHE.get(str(path))
-    if hit and hit[0] == mtime:
-        return hit[1]
-    try:
-        info = read_run_info(run_dir)
-    except (LookupError, ValueError, OSError):
+    """A run's settings: ``hparams`` plus the top-level ones, {} when run.json is unreadable
+    (read once per snapshot of the run: dashboard.runs)."""
+    info = runs.info(run_dir)
+    if info is None:
         return {}
     out = {k: getattr(info, k) for k in TOP_LEVEL}
     out.update(info.hparams)
-    _CACHE[str(path)] = (mtime, out)
     return out
 
 

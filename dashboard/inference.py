@@ -20,10 +20,10 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from dashboard import config
+from dashboard import config, runs
 from epochscope.predictions import softmax, top_k
 from epochscope.preprocess import apply_draft, draft_size, prepare, to_rgb, upright
-from epochscope.reader import model_path, read_classes, read_run_info
+from epochscope.reader import model_path
 from epochscope.records import Preprocess
 
 try:  # HEIC/HEIF photos from phones; optional, a light wheel
@@ -208,11 +208,12 @@ class Classifier:
     def for_run(
         cls, run_dir: str | os.PathLike[str], epoch: int, cache: SessionCache = SESSIONS
     ) -> Classifier:
-        run_dir = Path(run_dir)
-        pre = read_run_info(run_dir).preprocess
+        run = runs.run(run_dir)
+        pre = run.info.preprocess
         if pre is None:
-            raise LookupError(f"run {run_dir.name!r} records no preprocessing: it has no model")
-        return cls(cache.get(model_path(run_dir, epoch)), pre, read_classes(run_dir))
+            raise LookupError(f"run {run.name!r} records no preprocessing: it has no model")
+        classes = list(zip(range(run.num_classes), run.wnids, run.names, strict=True))
+        return cls(cache.get(model_path(run.path, epoch)), pre, classes)
 
     def predict(self, batch: np.ndarray, k: int = 5) -> list[list[dict[str, Any]]]:
         logits = self.session.run([self.pre.output], {self.pre.input_name: batch})[0]

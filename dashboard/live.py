@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,16 +18,16 @@ from typing import Any
 import plotly.graph_objects as go
 from dash import Patch
 
-from dashboard import figures
+from dashboard import figures, runs
 from epochscope.reader import (
     METRICS_CACHE,
     MetricsCache,
     epoch_table,
     last_status,
-    read_run_info,
     run_state,
     safe_run_dir,
 )
+from epochscope.records import clean_number
 
 
 @dataclass
@@ -47,10 +46,8 @@ class Update:
 
 
 def _t0(run_dir: Path, events: list[dict[str, Any]]) -> float:
-    try:
-        started = read_run_info(run_dir).started
-    except (LookupError, ValueError):
-        started = None
+    info = runs.info(run_dir)
+    started = info.started if info is not None else None
     if started:
         return float(started)
     times = [ev["time"] for ev in events[:1] if isinstance(ev.get("time"), int | float)]
@@ -68,20 +65,8 @@ def _after(event: dict[str, Any], epoch: int) -> bool:
     return isinstance(e, int) and e > epoch
 
 
-def _number(value: Any) -> float | None:
-    """A finite, plausible number from an event, else None (a damaged log's null, list or
-    400-digit integer must not reach a format string)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        value = float(value)
-    except OverflowError:
-        return None
-    return value if math.isfinite(value) and abs(value) < 1e15 else None
-
-
 def _count(value: Any) -> int | None:
-    number = _number(value)
+    number = clean_number(value)
     return int(number) if number is not None and number >= 0 else None
 
 
@@ -91,10 +76,8 @@ def progress_of(run: str, run_dir: Path, events: list[dict[str, Any]]) -> dict[s
     The ETA is reckoned at the time of the last event (not now), so a poll with no new events
     has nothing new to say and sends nothing.
     """
-    try:
-        total = read_run_info(run_dir).epochs or None
-    except (LookupError, ValueError):
-        total = None
+    info = runs.info(run_dir)
+    total = (info.epochs or None) if info is not None else None
     table = epoch_table(events)
     done = max(table, default=0)
     state = run_state(run_dir, events)
@@ -102,12 +85,14 @@ def progress_of(run: str, run_dir: Path, events: list[dict[str, Any]]) -> dict[s
     step = next((ev for ev in reversed(events) if ev.get("kind") == "step"), None)
     eta = None
     if state == "running" and total:
-        secs = [s for ev in list(table.values())[-3:] if (s := _number(ev.get("epoch_seconds")))]
+        secs = [
+            s for ev in list(table.values())[-3:] if (s := clean_number(ev.get("epoch_seconds")))
+        ]
         if secs:
             per_epoch = sorted(secs)[len(secs) // 2]
-            times = [_number(ev.get("time")) or 0.0 for ev in table.values()]
-            epoch_end = max([*times, _number(status.get("time")) or 0.0])
-            latest = (_number(events[-1].get("time")) if events else None) or epoch_end
+            times = [clean_number(ev.get("time")) or 0.0 for ev in table.values()]
+            epoch_end = max([*times, clean_number(status.get("time")) or 0.0])
+            latest = (clean_number(events[-1].get("time")) if events else None) or epoch_end
             eta = max(0.0, per_epoch * (total - done) - (latest - epoch_end))
     last = table[done] if done else {}
     return {
@@ -118,8 +103,8 @@ def progress_of(run: str, run_dir: Path, events: list[dict[str, Any]]) -> dict[s
         "step": _count(step.get("epoch_step")) if step and _after(step, done) else None,
         "steps_per_epoch": _count(step.get("steps_per_epoch")) if step else None,
         "eta_s": None if eta is None else round(eta),
-        "val_top1": _number(last.get("val_top1")),
-        "val_top5": _number(last.get("val_top5")),
+        "val_top1": clean_number(last.get("val_top1")),
+        "val_top5": clean_number(last.get("val_top5")),
         "error": str(status.get("error"))[:500] if state == "failed" else None,
     }
 

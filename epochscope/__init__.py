@@ -4,12 +4,12 @@ dashboard reads (docs/run-directory.md), and the public API to log your own trai
 torch and the frameworks are imported by the functions that need them.
 """
 
-from epochscope.api import Run, init
+from epochscope.api import Run as RunLogger
+from epochscope.api import init
 from epochscope.gather import gather_logits
 from epochscope.hierarchy import Taxonomy
 from epochscope.layout import SCHEMA, SchemaError, check_run_name, epoch_file, epoch_of
 from epochscope.lock import RunLockedError, lock_is_held
-from epochscope.notebook import RunView, open_run
 from epochscope.records import (
     DataInfo,
     DeviceEvent,
@@ -20,6 +20,7 @@ from epochscope.records import (
     StepEvent,
     WarningEvent,
 )
+from epochscope.run import Run, RunCache, open_run
 from epochscope.writer import NullWriter, RunWriter
 
 __version__ = "0.1.0"
@@ -32,9 +33,10 @@ __all__ = [
     "NullWriter",
     "Preprocess",
     "Run",
+    "RunCache",
     "RunInfo",
     "RunLockedError",
-    "RunView",
+    "RunLogger",
     "RunWriter",
     "SchemaError",
     "StatusEvent",

@@ -190,10 +190,10 @@ class Taxonomy:
 
 def read_hierarchy(run_dir: str | os.PathLike[str]) -> Taxonomy | None:
     """The run's hierarchy.tsv, or None when it has none; ValueError when it is malformed."""
-    path = Path(run_dir) / HIERARCHY_TSV
-    if not path.is_file():
+    try:  # no stat first: a Run reads each file once
+        return Taxonomy.read(Path(run_dir) / HIERARCHY_TSV)
+    except LookupError:
         return None
-    return Taxonomy.read(path)
 
 
 def as_taxonomy(hierarchy: object) -> Taxonomy:

@@ -45,7 +45,7 @@ from epochscope.layout import (
 )
 from epochscope.lock import lock_is_held
 from epochscope.predictions import LABEL_ARRAYS
-from epochscope.records import EVENT_TYPES, RUNNING_STATES, RunInfo
+from epochscope.records import EVENT_TYPES, RUNNING_STATES, RunInfo, clean_number
 from epochscope.tsv import read_tsv
 
 log = logging.getLogger(__name__)
@@ -129,15 +129,16 @@ def load_predictions(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(top5 int64 [N, 5], prob float32 [N, 5]) of an epoch, shapes and ranges checked."""
     path = predictions_path(run_dir, check_epoch(epoch))
-    if not path.is_file():
-        raise LookupError(f"run {Path(run_dir).name!r} has no predictions for epoch {epoch}")
+    try:  # one open, no stat first: never a FIFO or a device
+        f = os.fdopen(open_regular(path), "rb")
+    except LookupError:
+        name = Path(run_dir).name
+        raise LookupError(f"run {name!r} has no predictions for epoch {epoch}") from None
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with f, np.load(f, allow_pickle=False) as npz:
             if "top5" not in npz or "prob" not in npz:
                 raise ValueError(f"{path}: expected arrays 'top5' and 'prob'")
             top5, prob = npz["top5"], npz["prob"]
-    except FileNotFoundError:  # removed since the check above
-        raise LookupError(f"run {Path(run_dir).name!r} has no epoch {epoch} predictions") from None
     except Exception as e:  # a torn or foreign file: BadZipFile, EOFError, pickled objects, ...
         log.warning("%s does not load: %s: %s", path, type(e).__name__, e)
         raise ValueError(f"{path} is not a readable predictions file: {e}") from None
@@ -162,11 +163,14 @@ def load_label_stats(
     before they existed: :data:`LABEL_STATS_MISSING` says so to a user). Only these arrays are
     read; a file with some of them, or with wrong shapes or values, is refused."""
     path = predictions_path(run_dir, check_epoch(epoch))
-    if not path.is_file():
-        raise LookupError(f"run {Path(run_dir).name!r} has no predictions for epoch {epoch}")
     names = (*LABEL_ARRAYS, "temperature")
+    try:  # one open, no stat first: never a FIFO or a device (as load_predictions)
+        f = os.fdopen(open_regular(path), "rb")
+    except LookupError:
+        name = Path(run_dir).name
+        raise LookupError(f"run {name!r} has no predictions for epoch {epoch}") from None
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with f, np.load(f, allow_pickle=False) as npz:
             present = [n for n in names if n in npz.files]
             if not present:
                 return None
@@ -174,11 +178,11 @@ def load_label_stats(
                 missing = ", ".join(n for n in names if n not in present)
                 raise ValueError(f"{path}: label arrays incomplete, missing {missing}")
             arrays = {n: npz[n] for n in names}
-    except FileNotFoundError:
-        raise LookupError(f"run {Path(run_dir).name!r} has no epoch {epoch} predictions") from None
-    except ValueError:
-        raise
-    except Exception as e:  # a torn or foreign file
+    except ValueError as e:
+        if str(e).startswith(f"{path}:"):
+            raise
+        raise ValueError(f"{path} is not a readable predictions file: {e}") from None
+    except Exception as e:  # a torn or foreign file: BadZipFile, EOFError, ...
         raise ValueError(f"{path} is not a readable predictions file: {e}") from None
     n = len(arrays["p_label"]) if num_rows is None else num_rows
     for name in LABEL_ARRAYS:
@@ -403,11 +407,7 @@ def last_status(events: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
 
 def best_epoch(table: dict[int, dict[str, Any]], key: str = "val_top5") -> int | None:
     """The epoch with the highest ``key`` (the earliest on ties), or None."""
-    scored = [
-        (e, ev[key])
-        for e, ev in table.items()
-        if isinstance(ev.get(key), int | float) and not isinstance(ev.get(key), bool)
-    ]
+    scored = [(e, v) for e, ev in table.items() if (v := clean_number(ev.get(key))) is not None]
     if not scored:
         return None
     return max(scored, key=lambda p: (p[1], -p[0]))[0]
@@ -461,37 +461,6 @@ def arch_label(info: RunInfo) -> str:
     if isinstance(stem, str) and stem not in ("imagenet", "auto", ""):
         label += f" {stem[:40]} stem"
     return label
-
-
-def summarize_run(run_dir: Path, cache: MetricsCache = METRICS_CACHE) -> RunSummary:
-    info: RunInfo | None = None
-    problem = None
-    try:
-        info = read_run_info(run_dir)
-    except (LookupError, ValueError) as e:
-        problem = str(e)
-    events = cache.get(run_dir).events
-    table = epoch_table(events)
-    best = best_epoch(table)
-    status = last_status(events)
-    state = run_state(run_dir, events)
-    return RunSummary(
-        name=run_dir.name,
-        state=state,
-        engine=info.engine if info else "?",
-        arch=arch_label(info) if info else "?",
-        epochs_done=max(table, default=0),
-        epochs_total=info.epochs if info and info.epochs else None,
-        best_val_top5=float(table[best]["val_top5"]) if best is not None else None,
-        best_epoch=best,
-        started=info.started if info and info.started else None,
-        error=(
-            str(status["error"])[:500]
-            if state == "failed" and status and status.get("error") is not None
-            else None
-        ),
-        problem=problem,
-    )
 
 
 # --- run summaries, cached per run and refreshed only when its files change -------------------
@@ -573,7 +542,7 @@ class _Digest:
                     e = int(fast.group(1))
                     if 1 <= e <= MAX_EPOCH:
                         v = None if values[0] == b"null" else float(values[0])
-                        self.val_top5[e] = v if v is not None and abs(v) < 1e300 else None
+                        self.val_top5[e] = clean_number(v)
                     continue
             try:
                 event = parse_event_line(line, path)
@@ -583,9 +552,7 @@ class _Digest:
                 continue
             kind = event["kind"]
             if kind == "epoch" and (e := event_epoch(event)) is not None:
-                v = event.get("val_top5")
-                ok = isinstance(v, int | float) and not isinstance(v, bool) and v == v
-                self.val_top5[e] = float(v) if ok and abs(v) < 1e300 else None
+                self.val_top5[e] = clean_number(event.get("val_top5"))
             elif kind == "status" and isinstance(event.get("state"), str):
                 self.state = event["state"][:40]
                 error = event.get("error")
@@ -636,7 +603,9 @@ class SummaryCache:
         key = (info_sig, digest.signature)
         if cached.summary is None or cached.summary_key != key or digest.state in RUNNING_STATES:
             # only a run whose log says it runs is probed again (its lock) with no file change
-            cached.summary = _summary_of(run_dir, cached.info, cached.problem, digest)
+            cached.summary = make_summary(
+                run_dir, cached.info, cached.problem, digest.val_top5, digest.state, digest.error
+            )
             cached.summary_key = key
         return cached.summary
 
@@ -644,12 +613,20 @@ class SummaryCache:
         return len(self._runs)
 
 
-def _summary_of(
-    run_dir: Path, info: RunInfo | None, problem: str | None, digest: _Digest
+def make_summary(
+    run_dir: Path,
+    info: RunInfo | None,
+    problem: str | None,
+    val_top5: dict[int, float | None],
+    state: str | None,
+    error: str | None,
 ) -> RunSummary:
-    scored = [(e, v) for e, v in digest.val_top5.items() if v is not None]
+    """The one way a run's picker line is built, from run.json and what its log says (val
+    top-5 per epoch, the last status): by :class:`SummaryCache` from its digest, and by
+    ``epochscope.Run.summary`` from the whole log."""
+    scored = [(e, v) for e, v in val_top5.items() if v is not None]
     best = max(scored, key=lambda p: (p[1], -p[0]))[0] if scored else None
-    state = digest.state or "started"
+    state = state or "started"
     if state in RUNNING_STATES:
         state = "running" if lock_held(run_dir) else "stopped"  # the only per-poll probe
     elif state not in ("finished", "failed", "stopped"):
@@ -658,13 +635,13 @@ def _summary_of(
         name=run_dir.name,
         state=state,
         engine=info.engine if info else "?",
-        arch=info.arch if info else "?",
-        epochs_done=max(digest.val_top5, default=0),
+        arch=arch_label(info) if info else "?",
+        epochs_done=max(val_top5, default=0),
         epochs_total=info.epochs if info and info.epochs else None,
-        best_val_top5=digest.val_top5[best] if best is not None else None,
+        best_val_top5=val_top5[best] if best is not None else None,
         best_epoch=best,
         started=info.started if info and info.started else None,
-        error=digest.error if state == "failed" else None,
+        error=error if state == "failed" else None,
         problem=problem,
     )
 
@@ -709,23 +686,16 @@ CANDIDATES = _Candidates()
 
 
 def list_runs(
-    runs_dir: str | os.PathLike[str],
-    cache: MetricsCache | None = None,
-    summaries: SummaryCache = SUMMARIES,
+    runs_dir: str | os.PathLike[str], summaries: SummaryCache = SUMMARIES
 ) -> list[RunSummary]:
     """Every run in ``runs_dir`` (folders with a valid name and run.json), newest first.
 
-    Summaries come from ``summaries`` (cached per run, see :class:`SummaryCache`); with a
-    ``cache`` given each run is summarised afresh from its MetricsLog instead (the uncached
-    path, kept as the benchmark's reference)."""
+    Summaries come from ``summaries``, cached per run (see :class:`SummaryCache`)."""
     root = Path(runs_dir)
     runs = []
     for run_dir in CANDIDATES.get(root):
         try:
-            if cache is not None:
-                if (run_dir / RUN_JSON).is_file():
-                    runs.append(summarize_run(run_dir, cache))
-            elif (summary := summaries.summary(run_dir)) is not None:
+            if (summary := summaries.summary(run_dir)) is not None:
                 runs.append(summary)
         except Exception as e:  # one damaged run, whatever the damage, hides only itself
             log.warning("skipping %s: %s: %s", run_dir.name, type(e).__name__, str(e)[:300])

@@ -29,6 +29,19 @@ def resize_size_for(image_size: int) -> int:
     return int(image_size * 256 / 224)
 
 
+def clean_number(value: Any) -> float | None:
+    """A finite, plausible number from a log or a file, else None: the one way every reader
+    cleans numbers (a damaged log's null, bool, list, NaN or 400-digit integer must not reach a
+    figure or a format string)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and abs(number) < 1e15 else None
+
+
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{what} must be a number, not {value!r}")

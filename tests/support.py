@@ -97,6 +97,8 @@ def make_fake_run(
     state: str | None = "finished",
     image_size: int = 8,
     started: float = 1_764_000_000.0,
+    width: float = 1.0,
+    hparams: dict | None = None,
 ) -> Path:
     """A run directory as the trainer writes it, with tiny ONNX models per epoch."""
     run = runs_dir / name
@@ -104,14 +106,14 @@ def make_fake_run(
     n = len(FAKE_CLASSES)
     info = {
         "schema": 1, "name": name, "engine": "pytorch", "engine_version": "test",
-        "arch": "tiny_linear", "width": 1.0, "epochs": epochs_total, "batch_size": 4,
+        "arch": "tiny_linear", "width": width, "epochs": epochs_total, "batch_size": 4,
         "data": {"root": "/nowhere", "layout": "imagenet-folders", "num_classes": n,
                  "num_train": 40, "num_val": 20},
         "preprocess": {"image_size": image_size, "resize_size": image_size + 2,
                        "interpolation": "bilinear", "mean": [0.485, 0.456, 0.406],
                        "std": [0.229, 0.224, 0.225], "input_name": "input",
                        "input_layout": "NCHW", "input_dtype": "float32", "output": "logits"},
-        "hparams": {"lr": 0.1}, "world_size": 1,
+        "hparams": hparams or {"lr": 0.1}, "world_size": 1,
         "devices": [{"index": 0, "kind": "cpu", "name": "cpu"}],
         "command": "test", "host": "test", "started": started,
     }  # fmt: skip

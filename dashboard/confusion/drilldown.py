@@ -21,10 +21,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from epochscope.analysis.confusion import Confusion, Mode, guesses
 from epochscope.preprocess import apply_draft
 from epochscope.thumbnails import read_thumbnail
-
-from .histogram import Confusion, Mode, guesses
 
 MAX_IMAGE_BYTES = 20 << 20  # a larger "thumbnail" source is not worth reading in a callback
 MAX_IMAGE_PIXELS = 64_000_000

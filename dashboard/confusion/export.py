@@ -17,11 +17,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from assets.catalogue import Band
+from dashboard.confusion.bands import band_colour
+from epochscope.analysis.bands import band_runs, visible_runs
+from epochscope.analysis.confusion import MODES, Mode
+from epochscope.analysis.ordering import ORDERS, OrderKind
+from epochscope.run import Run
 
 from . import data
-from .bands import band_colour, band_runs, visible_runs
-from .histogram import MODES, Mode
-from .ordering import ORDERS, OrderKind
 from .render import COLOUR_STOPS, SCALES, Points, Scale, render_full_resolution
 
 LEFT, TOP, RIGHT, BOTTOM = 160, 175, 30, 50
@@ -132,7 +134,7 @@ def sample_epochs(epochs: Sequence[int], max_frames: int) -> list[int]:
 
 
 def run_frames(
-    run_dir: Path,
+    run: Run,
     epochs: Sequence[int],
     mode: Mode = "top5",
     kind: OrderKind = "wordnet",
@@ -143,13 +145,11 @@ def run_frames(
     max_size: int = 1000,
 ) -> list[Image.Image]:
     """One composed image per epoch of the same view (the whole matrix by default)."""
-    return list(
-        iter_frames(run_dir, epochs, mode, kind, scale, x_range, y_range, min_size, max_size)
-    )
+    return list(iter_frames(run, epochs, mode, kind, scale, x_range, y_range, min_size, max_size))
 
 
 def iter_frames(
-    run_dir: Path,
+    run: Run,
     epochs: Sequence[int],
     mode: Mode = "top5",
     kind: OrderKind = "wordnet",
@@ -160,13 +160,12 @@ def iter_frames(
     max_size: int = 1000,
 ) -> Iterator[Image.Image]:
     """``run_frames`` one at a time, rendered only when asked for."""
-    meta = data.run_meta(run_dir)
-    c = meta.num_classes
+    c = run.num_classes
     xr, yr = x_range or (0, c), y_range or (0, c)
-    bands = band_runs(meta.bands, data.order(run_dir, kind)) if meta.has_bands else []
+    bands = band_runs(run.bands, run.order(kind)) if run.has_bands else []
     for e in epochs:
-        pts = data.points(run_dir, e, mode, kind)
-        title = f"{run_dir.name} · epoch {e} · {_mode_label(mode)} · {kind} order"
+        pts = data.points(run, e, mode, kind)
+        title = f"{run.name} · epoch {e} · {_mode_label(mode)} · {run.order_label(kind)}"
         yield view_image(pts, bands, xr, yr, title, scale, min_size, max_size)
 
 
@@ -175,7 +174,7 @@ GIF_EXPORTS = threading.BoundedSemaphore(1)
 
 
 def bounded_gif(
-    run_dir: Path,
+    run: Run,
     epochs: Sequence[int],
     mode: Mode,
     kind: OrderKind,
@@ -195,7 +194,7 @@ def bounded_gif(
     if not GIF_EXPORTS.acquire(timeout=wait):
         raise TimeoutError("another GIF export is running in this worker")
     try:
-        frames = iter_frames(run_dir, chosen, mode, kind, scale, x_range, y_range, size, size)
+        frames = iter_frames(run, chosen, mode, kind, scale, x_range, y_range, size, size)
         return gif_bytes(frames), chosen
     finally:
         GIF_EXPORTS.release()
@@ -227,7 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run_dir = args.run_dir.resolve()
-    epochs = data.epochs(run_dir)
+    try:
+        run = Run(run_dir)
+    except LookupError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    epochs = run.epochs
     if not epochs:
         print(f"error: {run_dir} has no predictions/epoch-*.npz", file=sys.stderr)
         return 1
@@ -237,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: no predictions for epoch {epoch}", file=sys.stderr)
             return 1
         (frame,) = run_frames(
-            run_dir,
+            run,
             [epoch],
             args.mode,
             args.order,
@@ -250,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.gif:
         chosen = sample_epochs(epochs, args.gif_frames)
         frames = iter_frames(
-            run_dir,
+            run,
             chosen,
             args.mode,
             args.order,

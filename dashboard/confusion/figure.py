@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 from PIL import Image
 
 from assets.catalogue import Band
+from dashboard.confusion.bands import band_colour
+from epochscope.analysis.bands import visible_runs
 
-from .bands import band_colour, visible_runs
 from .render import BACKGROUND, PLOTLY_COLORSCALE, Rendered
 
 # The server renders for the plot area's exact pixel size: PLOT_PX square until the page has
@@ -119,6 +119,31 @@ def _png_uri(rgba: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def class_ticks(
+    slot_names: Sequence[str], lo: float, hi: float, min_px: float, pixels: int = PLOT_PX
+) -> dict[str, Any] | None:
+    """Axis tick labels naming each visible class, when every slot is at least ``min_px`` on
+    screen (a 10-class run, or a zoom into a large one); None when they would not be legible."""
+    first, last = max(math.floor(min(lo, hi)), 0), min(math.ceil(max(lo, hi)), len(slot_names))
+    if last <= first or pixels / max(abs(hi - lo), 1e-9) < min_px:
+        return None
+    slots = range(first, last)
+    return {
+        "tickmode": "array",
+        "tickvals": [s + 0.5 for s in slots],
+        "ticktext": [_short(slot_names[s]) for s in slots],
+        "showticklabels": True,
+        "ticks": "outside",
+        "ticklen": STRIP_PX + 2 * GAP_PX,
+        "tickcolor": "rgba(0,0,0,0)",
+        "tickfont": {"size": 10},
+    }
+
+
+def _short(name: str, most: int = 24) -> str:
+    return name if len(name) <= most else name[: most - 1] + "…"
+
+
 def band_ticks(
     bands: Sequence[Band], lo: float, hi: float, min_px: float, pixels: int = PLOT_PX
 ) -> dict[str, Any]:
@@ -187,6 +212,7 @@ def matrix_spec(
     size: tuple[int, int] = (PLOT_PX, PLOT_PX),
     colour: ColourKey | None = None,
     highlight: float | None = None,
+    slot_names: Sequence[str] = (),
 ) -> tuple[dict[str, Any], HoverGrid]:
     """The figure for a rendered view as a plain Plotly dict; axes are display slots, y grows
     downwards.
@@ -269,13 +295,19 @@ def matrix_spec(
             "zeroline": False,
             "side": "top",
             "tickangle": -45,
-            **band_ticks(bands, x0, x1, min_px=12, pixels=w),
+            **(
+                class_ticks(slot_names, x0, x1, min_px=14, pixels=w)
+                or band_ticks(bands, x0, x1, min_px=12, pixels=w)
+            ),
         },
         "yaxis": {
             "range": [y1, y0],
             "showgrid": False,
             "zeroline": False,
-            **band_ticks(bands, y0, y1, min_px=11, pixels=h),
+            **(
+                class_ticks(slot_names, y0, y1, min_px=12, pixels=h)
+                or band_ticks(bands, y0, y1, min_px=11, pixels=h)
+            ),
         },
         "images": [
             {
@@ -298,20 +330,6 @@ def matrix_spec(
         "hovermode": "closest",
     }
     return {"data": [hover, scale], "layout": layout}, grid
-
-
-def matrix_figure(
-    rendered: Rendered,
-    num_classes: int,
-    x_range: Sequence[float],
-    y_range: Sequence[float],
-    bands: Sequence[Band] = (),
-    title: str = "",
-    **kw: Any,
-) -> tuple[go.Figure, HoverGrid]:
-    """``matrix_spec`` as a go.Figure (not validated again: see there)."""
-    spec, grid = matrix_spec(rendered, num_classes, x_range, y_range, bands, title, **kw)
-    return go.Figure(spec, _validate=False), grid
 
 
 def highlight_shapes(

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .histogram import Confusion
+from epochscope.analysis.confusion import Confusion
 
 Scale = Literal["linear", "log", "eq_hist"]
 SCALES: tuple[Scale, ...] = ("eq_hist", "log", "linear")

@@ -8,10 +8,10 @@ import dash
 from dash import Input, Output, State, callback, clientside_callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dashboard import config, inference
+from dashboard import config, inference, runs
 from dashboard.classify_view import classify_uploads, demo_notice, result_card
 from dashboard.shell import tolerant
-from epochscope.reader import list_runs, model_epochs, read_run_info, safe_run_dir
+from epochscope.reader import list_runs, model_epochs, safe_run_dir
 
 dash.register_page(__name__, path="/classify", name="Classify", title="Epochscope: classify")
 
@@ -147,10 +147,8 @@ def classify(uploads: dict | None, epoch: int | None, run: str | None):
     names = uploads.get("names")
     if not isinstance(names, list) or len(names) != len(results):
         names = [f"file {i + 1}" for i in range(len(results))]
-    try:
-        notice = demo_notice(read_run_info(run_dir).data)
-    except (LookupError, ValueError):
-        notice = None
+    info = runs.info(run_dir)
+    notice = demo_notice(info.data) if info is not None else None
     cards = [result_card(str(n), r) for n, r in zip(names, results, strict=True)]
     cards += [result_card(str(n), {"error": str(why)}) for n, why in skipped]
     return [html.P(f"Run {run}, epoch {epoch}", className="classify-caption"), notice, *cards]

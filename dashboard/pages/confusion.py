@@ -8,7 +8,6 @@ components are laid out in pages/confusion_layout.py.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import dash
@@ -17,7 +16,6 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import config
 from dashboard.confusion import data, export, service
-from dashboard.confusion.difference import ClassMismatch
 from dashboard.confusion.figure import HoverGrid, plot_size
 from dashboard.confusion.relatedness import relatedness_figure
 from dashboard.confusion.render import SCALES, warm_up
@@ -30,7 +28,9 @@ from dashboard.pages.confusion_layout import (
 )
 from dashboard.pages.confusion_layout import layout as _layout
 from dashboard.shell import tolerant
+from epochscope.analysis.difference import ClassMismatch
 from epochscope.reader import list_runs, prediction_epochs, safe_run_dir
+from epochscope.run import Run
 
 dash.register_page(
     __name__, path="/confusion", name="Confusion", title="Epochscope: confusion explorer"
@@ -53,27 +53,28 @@ def layout(**query: Any) -> html.Div:
 
 
 # --- helpers: inputs to run directories --------------------------------------------------------
-def _run_dir(run: str | None) -> Path:
+def _open_run(run: str | None) -> Run:
+    """The Run of a run name from the page (once per callback: every read goes through it)."""
     if not run:
         raise PreventUpdate
     try:
-        return safe_run_dir(config.runs_dir(), run)
+        return data.run(safe_run_dir(config.runs_dir(), run))
     except (ValueError, LookupError):
         raise PreventUpdate from None
 
 
-def _context(run: str, kind: str, run_dir: Path) -> list[Any]:
-    return [run, kind, data.run_meta(run_dir).num_classes]
+def _context(run: str, kind: str, opened: Run) -> list[Any]:
+    return [run, kind, opened.num_classes]
 
 
 def _compare(compare: str | None, compare_epoch: int | None) -> service.Compare | None:
     """The other side of a difference view, when one is chosen and has that epoch."""
     if not compare or compare_epoch is None:
         return None
-    run_dir = _run_dir(compare)
-    if compare_epoch not in data.epochs(run_dir):
+    opened = _open_run(compare)
+    if compare_epoch not in opened.epochs:
         return None
-    return service.Compare(run_dir, int(compare_epoch))
+    return service.Compare(opened, int(compare_epoch))
 
 
 def _view_options(options: list[str] | None) -> dict[str, Any]:
@@ -123,7 +124,7 @@ def run_choices(selected: list[str] | None, wanted: dict | None, current: str | 
 def epoch_choices(
     run: str | None, _n: int | None, old_max: int | None, current: int | None, wanted: dict | None
 ):
-    epochs = data.epochs(_run_dir(run))
+    epochs = _open_run(run).epochs
     if not epochs:
         raise PreventUpdate
     last = epochs[-1]
@@ -176,7 +177,7 @@ def compare_epochs(
 ):
     if not compare:
         return [], None
-    epochs = data.epochs(_run_dir(compare))
+    epochs = _open_run(compare).epochs
     options = [{"label": str(e), "value": e} for e in epochs]
     asked = (wanted or {}).get("compare_epoch")
     if current in epochs and dash.ctx.triggered_id != "confusion-compare":
@@ -280,12 +281,12 @@ def update_matrix(
     share: float | None,
     previous: dict | None,
 ):
-    run_dir = _run_dir(run)
-    if epoch is None or epoch not in data.epochs(run_dir) or scale not in SCALES:
+    opened = _open_run(run)
+    if epoch is None or epoch not in opened.epochs or scale not in SCALES:
         raise PreventUpdate
     if not viewport:
         raise PreventUpdate  # the browser's size comes first (a fraction of a second)
-    context = _context(run, kind, run_dir)
+    context = _context(run, kind, opened)
     trigger = dash.ctx.triggered_id
     from_graph = trigger == "confusion-graph"
     if from_graph and relayout and not any(k.startswith(("xaxis", "yaxis")) for k in relayout):
@@ -297,12 +298,12 @@ def update_matrix(
     other, problem = _compare(compare, compare_epoch), ""
     if other is not None:
         try:
-            data.same_classes(run_dir, other.run_dir)
+            opened.check_same_classes(other.run)
         except ClassMismatch as e:
             other, problem = None, str(e)
     size = plot_size(viewport["w"], viewport["h"], share or 1.0)
     view = service.matrix_view(
-        run_dir, epoch, mode, kind, scale, x, y, size=size, compare=other,
+        opened, epoch, mode, kind, scale, x, y, size=size, compare=other,
         highlight=selected, **_view_options(options),
     )  # fmt: skip
     state = {
@@ -311,7 +312,7 @@ def update_matrix(
         "y": list(y),
         "grid": view.grid.to_dict(),
         "epoch": epoch,
-        "compare": [other.run_dir.name, other.epoch] if other else None,
+        "compare": [other.run.name, other.epoch] if other else None,
         "size": list(size),
         "hide_diagonal": _view_options(options)["hide_diagonal"],
     }
@@ -327,7 +328,7 @@ def _state_compare(view: dict) -> service.Compare | None:
     if not view.get("compare"):
         return None
     name, epoch = view["compare"]
-    return service.Compare(_run_dir(name), int(epoch))
+    return service.Compare(_open_run(name), int(epoch))
 
 
 def _cell(event: dict | None, view: dict | None, run: str | None, mode: str, kind: str,
@@ -339,15 +340,15 @@ def _cell(event: dict | None, view: dict | None, run: str | None, mode: str, kin
         return None, None
     grid = HoverGrid(**view["grid"])
     cell = service.cell_at(
-        _run_dir(run), view["epoch"], mode, kind, grid, point["x"], point["y"],
+        _open_run(run), view["epoch"], mode, kind, grid, point["x"], point["y"],
         compare=_state_compare(view), **_view_options(options),
     )  # fmt: skip
     return cell, point
 
 
-def _cell_text(run_dir: Path, cell: service.Cell, mode: str, norm: str, view: dict) -> list:
-    t = service.describe_class(run_dir, cell.true)
-    p = service.describe_class(run_dir, cell.pred)
+def _cell_text(opened: Run, cell: service.Cell, mode: str, norm: str, view: dict) -> list:
+    t = service.describe_class(opened, cell.true)
+    p = service.describe_class(opened, cell.pred)
     what = "have it in their top-5" if mode == "top5" else "are predicted as it"
     lines = [
         html.Div([html.B("true: "), f"{t['name']} ({t['wnid']})", html.Small(f" {t['band']}")]),
@@ -357,7 +358,7 @@ def _cell_text(run_dir: Path, cell: service.Cell, mode: str, norm: str, view: di
     ]
     if cell.other is not None:  # a difference view: both sides and the change
         b, b_epoch = view["compare"]
-        a = f"{run_dir.name} epoch {view['epoch']}"
+        a = f"{opened.name} epoch {view['epoch']}"
         lines += [
             html.Div(f"A ({a}): count {cell.count} of {cell.images} ({cell.share:.0%})"),
             html.Div(
@@ -401,7 +402,7 @@ def hover(hover_data: dict | None, view: dict | None, run: str | None, mode: str
     if cell is None:
         return False, dash.no_update, dash.no_update
     norm = _view_options(options)["norm"]
-    text = _cell_text(_run_dir(run), cell, mode, norm, view)
+    text = _cell_text(_open_run(run), cell, mode, norm, view)
     return (
         True,
         point.get("bbox"),
@@ -424,17 +425,17 @@ def hover(hover_data: dict | None, view: dict | None, run: str | None, mode: str
 @tolerant
 def select_class(text: str | None, active: dict | None, rows: list[dict] | None,
                  run: str | None, kind: str):  # fmt: skip
-    run_dir = _run_dir(run)
+    opened = _open_run(run)
     if dash.ctx.triggered_id == "confusion-classes":
         if not active or not rows or active["row"] >= len(rows):
             raise PreventUpdate
         return rows[active["row"]]["index"], dash.no_update, ""
-    found = service.find_classes(run_dir, text or "")
+    found = service.find_classes(opened, text or "")
     if not found:
         return dash.no_update, dash.no_update, f"no class matches {text!r}" if text else ""
     index = found[0]
-    x, y = service.zoom_to_class(run_dir, kind, index)
-    name = service.describe_class(run_dir, index)["name"]
+    x, y = service.zoom_to_class(opened, kind, index)
+    name = service.describe_class(opened, index)["name"]
     more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
     return index, {"run": run, "x": list(x), "y": list(y), "class": index}, f"{name}{more}"
 
@@ -463,7 +464,7 @@ def drill_down(
     kind: str,
     options: list[str] | None,
 ):
-    run_dir = _run_dir(run)
+    opened = _open_run(run)
     if not view:
         raise PreventUpdate
     epoch = view["epoch"]
@@ -471,14 +472,14 @@ def drill_down(
     if trigger == "confusion-selected":
         if selected is None:
             raise PreventUpdate
-        images = service.drill_class(run_dir, epoch, int(selected))
-        t = service.describe_class(run_dir, int(selected))
+        images = service.drill_class(opened, epoch, int(selected))
+        t = service.describe_class(opened, int(selected))
         head = html.Div(
             [html.B(t["name"]), f" ({t['wnid']}) · epoch {epoch} · {len(images)} image(s),"
              " wrong first guesses first"],
             id="confusion-drill-head",
         )  # fmt: skip
-        return [head, *_thumbnail_note(run_dir), *(_image_card(im, int(selected), -1)
+        return [head, *_thumbnail_note(opened), *(_image_card(im, int(selected), -1)
                                                    for im in images)]  # fmt: skip
     if trigger == "confusion-pairs":
         if not active or not table_rows or active["row"] >= len(table_rows):
@@ -490,8 +491,8 @@ def drill_down(
         if cell is None:
             raise PreventUpdate
         true, pred = cell.true, cell.pred
-    images = service.drill(run_dir, epoch, mode, true, pred)
-    t, p = service.describe_class(run_dir, true), service.describe_class(run_dir, pred)
+    images = service.drill(opened, epoch, mode, true, pred)
+    t, p = service.describe_class(opened, true), service.describe_class(opened, pred)
     head = html.Div(
         [
             html.B(t["name"]),
@@ -501,12 +502,12 @@ def drill_down(
         ],
         id="confusion-drill-head",
     )
-    return [head, *_thumbnail_note(run_dir), *(_image_card(im, true, pred) for im in images)]
+    return [head, *_thumbnail_note(opened), *(_image_card(im, true, pred) for im in images)]
 
 
-def _thumbnail_note(run_dir: Path) -> list[html.P]:
+def _thumbnail_note(opened: Run) -> list[html.P]:
     """Why a run's images show no thumbnails, when its data root is not allowed."""
-    note = service.thumbnail_source(run_dir).note
+    note = service.thumbnail_source(opened).note
     return [html.P(note, id="confusion-drill-note", className="hint")] if note else []
 
 
@@ -560,7 +561,7 @@ def _image_card(im: service.DrillImage, true: int, pred: int) -> html.Div:
 )
 @tolerant
 def band_options(run: str | None):
-    options = [{"label": b, "value": b} for b in service.band_names(_run_dir(run))]
+    options = [{"label": b, "value": b} for b in service.band_names(_open_run(run))]
     return options, options
 
 
@@ -577,11 +578,11 @@ def band_options(run: str | None):
 @tolerant
 def pairs_table(run: str | None, epoch: int | None, mode: str, band: str | None,
                 options: list[str] | None):  # fmt: skip
-    run_dir = _run_dir(run)
-    if epoch is None or epoch not in data.epochs(run_dir):
+    opened = _open_run(run)
+    if epoch is None or epoch not in opened.epochs:
         raise PreventUpdate
     how = _view_options(options)
-    rows = service.pairs(run_dir, epoch, mode, band, **how)
+    rows = service.pairs(opened, epoch, mode, band, **how)
     return rows, None, PAIR_COLUMNS_ROW if how["norm"] == "row" else PAIR_COLUMNS
 
 
@@ -599,17 +600,18 @@ def pairs_table(run: str | None, epoch: int | None, mode: str, band: str | None,
 @tolerant
 def classes_table(run: str | None, epoch: int | None, since: int | None, band: str | None,
                   compare: str | None, compare_epoch: int | None):  # fmt: skip
-    run_dir = _run_dir(run)
-    if epoch is None or epoch not in data.epochs(run_dir):
+    opened = _open_run(run)
+    if epoch is None or epoch not in opened.epochs:
         raise PreventUpdate
     other = _compare(compare, compare_epoch)
     try:
-        rows = service.class_table(run_dir, epoch, since, other)
+        rows = service.class_table(opened, epoch, since, other)
     except ClassMismatch:
-        other, rows = None, service.class_table(run_dir, epoch, since)  # said beside the matrix
+        other, rows = None, service.class_table(opened, epoch, since)  # said beside the matrix
     if band:
         rows = [r for r in rows if r["band"] == band]
-    columns = CLASS_COLUMNS + (COMPARE_COLUMNS if other is not None else [])
+    columns = service.class_columns(opened, CLASS_COLUMNS)
+    columns += COMPARE_COLUMNS if other is not None else []
     return rows, columns, None
 
 
@@ -628,14 +630,34 @@ def quick_sorts(_worst: int, _improved: int):
 
 @callback(
     Output("confusion-relatedness", "figure"),
+    Output("confusion-relatedness", "style"),
     Input("confusion-run", "value"),
     Input("confusion-epoch", "max"),
+    State("confusion-relatedness", "style"),
 )
 @tolerant
-def relatedness_chart(run: str | None, _last: int | None):
-    run_dir = _run_dir(run)
-    epochs, values = data.relatedness_series(run_dir)
-    return relatedness_figure(epochs, values)
+def relatedness_chart(run: str | None, _last: int | None, style: dict | None):
+    """Drawn only for a run with a hierarchy (WordNet or its own): without one there is no
+    relatedness to measure."""
+    opened = _open_run(run)
+    epochs, values = opened.relatedness_series()
+    shown = {**(style or {}), "display": "block" if opened.relations is not None else "none"}
+    return relatedness_figure(epochs, values), shown
+
+
+@callback(
+    Output("confusion-order", "options"),
+    Output("confusion-order", "value"),
+    Input("confusion-run", "value"),
+    State("confusion-order", "value"),
+)
+@tolerant
+def order_options(run: str | None, kind: str | None):
+    """The hierarchy order is offered under the name of the run's hierarchy (WordNet's or its
+    own), and not at all for a run without one (its matrix starts clustered)."""
+    options = service.order_options(_open_run(run))
+    values = [o["value"] for o in options]
+    return options, kind if kind in values else values[0]
 
 
 # --- exports ------------------------------------------------------------------------------------
@@ -656,21 +678,21 @@ def export_view(_png: int, _gif: int, view: dict | None, run: str | None, mode: 
                 scale: str):  # fmt: skip
     """The current view as a PNG, or every epoch of it as a GIF (one callback: the two differ
     only in which epochs and how large)."""
-    run_dir = _run_dir(run)
+    opened = _open_run(run)
     if not view:
         raise PreventUpdate
     gif = dash.ctx.triggered_id == "confusion-export-gif"
     if gif:
         try:
             data_gif, _ = export.bounded_gif(
-                run_dir, data.epochs(run_dir), mode, kind, scale, tuple(view["x"]),
+                opened, opened.epochs, mode, kind, scale, tuple(view["x"]),
                 tuple(view["y"]), max_frames=config.gif_max_frames(),
             )  # fmt: skip
         except TimeoutError:
             raise PreventUpdate from None  # a GIF is being made in this worker: click again
         return dash.no_update, dcc.send_bytes(data_gif, f"{run}-{mode}-{kind}-epochs.gif")
     frames = export.run_frames(
-        run_dir, [view["epoch"]], mode, kind, scale, tuple(view["x"]), tuple(view["y"]),
+        opened, [view["epoch"]], mode, kind, scale, tuple(view["x"]), tuple(view["y"]),
         min_size=1000, max_size=2000,
     )  # fmt: skip
     name = f"{run}-epoch{view['epoch']:04d}-{mode}-{kind}.png"

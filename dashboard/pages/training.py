@@ -10,8 +10,8 @@ from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboard import config, figures, live
+from dashboard.confusion import data
 from dashboard.confusion.band_chart import band_accuracy_figure
-from dashboard.confusion.data import epoch_band_accuracy, relatedness_series
 from dashboard.confusion.relatedness import relatedness_figure
 from dashboard.hparams import hparam_rows, run_hparams
 from dashboard.shell import selection, tolerant
@@ -146,30 +146,28 @@ def update_mistakes(_n: int | None, runs: list[str] | None, key: dict | None):
         if not epochs:
             continue
         try:
-            done, values = relatedness_series(safe_run_dir(config.runs_dir(), run))
+            run_view = data.run(safe_run_dir(config.runs_dir(), run))
+            done, values = run_view.relatedness_series()  # empty without a hierarchy
+            per_epoch = [run_view.band_accuracy(e) for e in run_view.epochs]
         except Exception as e:  # mid-replacement or damaged: this run only, the next poll retries
             log.warning("mistakes of %s: %s: %s", run, type(e).__name__, str(e)[:200])
             continue
-        title = f"{run}: are the mistakes related to the true class?"
-        graphs.append(
-            dcc.Graph(
-                id={"type": "training-mistakes-graph", "run": run},
-                figure=relatedness_figure(done, values, title=title),
-                config={"displaylogo": False},
-                className="graph",
+        if done:
+            title = f"{run}: are the mistakes related to the true class?"
+            graphs.append(
+                dcc.Graph(
+                    id={"type": "training-mistakes-graph", "run": run},
+                    figure=relatedness_figure(done, values, title=title),
+                    config={"displaylogo": False},
+                    className="graph",
+                )
             )
-        )
-        try:
-            run_dir = safe_run_dir(config.runs_dir(), run)
-            per_epoch = [epoch_band_accuracy(run_dir, e) for e in done]
-        except (ValueError, LookupError, OSError):
-            continue
         if any(per_epoch):
             graphs.append(
                 dcc.Graph(
                     id={"type": "training-bands-graph", "run": run},
                     figure=band_accuracy_figure(
-                        done, per_epoch, f"{run}: top-1 accuracy per band (validation)"
+                        run_view.epochs, per_epoch, f"{run}: top-1 accuracy per band (validation)"
                     ),
                     config={"displaylogo": False},
                     className="graph",

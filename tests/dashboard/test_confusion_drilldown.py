@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from dashboard.confusion.drilldown import most_confused, pair_rows, safe_image_path, thumbnail_uri
-from dashboard.confusion.histogram import confusion
+from epochscope.analysis.confusion import confusion
 
 
 def test_pair_rows_by_rank_then_row() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dashboard.confusion import histogram
-from dashboard.confusion.cache import ByteLRU
-from dashboard.confusion.histogram import confusion, crop
+from epochscope.analysis import confusion as histogram
+from epochscope.analysis.confusion import confusion, crop
+from epochscope.cache import ByteLRU
 
 # 3 images, 4 classes; top-5 with repeats allowed only where a real file could not have them
 LABELS = np.array([0, 1, 1])

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from assets.catalogue import load_catalogue
-from dashboard.confusion import ordering
-from dashboard.confusion.bands import UNKNOWN, band_runs, class_bands, visible_runs
-from dashboard.confusion.histogram import confusion
-from dashboard.confusion.ordering import (
+from epochscope.analysis import ordering
+from epochscope.analysis.bands import UNKNOWN, band_runs, class_bands, visible_runs
+from epochscope.analysis.confusion import confusion
+from epochscope.analysis.ordering import (
     class_order,
     cluster_order,
     is_permutation,

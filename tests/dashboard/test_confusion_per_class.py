@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from dashboard.confusion import data, service
-from dashboard.confusion.cells import cell_values, row_share
-from dashboard.confusion.difference import ClassMismatch, diverging_indices
+from dashboard.confusion.difference import diverging_indices
 from dashboard.confusion.figure import plot_size
-from dashboard.confusion.histogram import confusion
-from dashboard.confusion.per_class import class_stats
 from dashboard.confusion.synthetic import write_run
+from epochscope.analysis.confusion import cell_values, confusion, row_share
+from epochscope.analysis.difference import ClassMismatch
+from epochscope.analysis.per_class import class_stats
 from epochscope.reader import load_predictions, read_classes, read_val_index
 
 
@@ -44,7 +44,7 @@ def test_per_class_numbers_match_a_direct_computation(run: Path) -> None:
     labels, _ = read_val_index(run)
     names = [n for _, _, n in read_classes(run)]
     c = len(names)
-    rows = {r["index"]: r for r in service.class_table(run, 3, since=1)}
+    rows = {r["index"]: r for r in service.class_table(data.run(run), 3, since=1)}
     ref = {e: _direct(labels, load_predictions(run, e, len(labels), c)[0], c) for e in (1, 2, 3)}
     assert len(rows) == c
     for k in range(c):
@@ -70,9 +70,9 @@ def test_class_without_images_reads_as_unknown_not_zero() -> None:
 
 
 def test_band_accuracy_matches_masks(run: Path) -> None:
-    meta = data.run_meta(run)
-    top5, _ = data.predictions(run, 2)
-    got = data.epoch_band_accuracy(run, 2)
+    meta = data.run(run)
+    top5, _ = data.run(run).predictions(2)
+    got = data.run(run).band_accuracy(2)
     hit = top5[:, 0] == meta.labels
     bands = np.array(meta.bands)[meta.labels]
     for band in set(meta.bands) - {""}:
@@ -83,8 +83,8 @@ def test_band_accuracy_matches_masks(run: Path) -> None:
 
 
 def test_row_normalised_and_hidden_diagonal_cells(run: Path) -> None:
-    meta = data.run_meta(run)
-    top5, _ = data.predictions(run, 3)
+    meta = data.run(run)
+    top5, _ = data.run(run).predictions(3)
     conf = confusion(meta.labels, top5, meta.num_classes, "top5")
     dense = conf.dense().astype(float)
     rows, cols, values = cell_values(conf, hide_diagonal=True, norm="row")
@@ -102,13 +102,13 @@ def test_row_normalised_and_hidden_diagonal_cells(run: Path) -> None:
 
 
 def test_difference_of_two_epochs_and_two_runs(run: Path, tmp_path: Path) -> None:
-    meta = data.run_meta(run)
+    meta = data.run(run)
     c = meta.num_classes
     dense = {}
     for e in (1, 3):
-        top5, _ = data.predictions(run, e)
+        top5, _ = data.run(run).predictions(e)
         dense[e] = confusion(meta.labels, top5, c, "top5").dense() / 12.0
-    pts = data.difference_points(run, 3, run, 1, "top5", "index")
+    pts = data.difference_points(data.run(run), 3, data.run(run), 1, "top5", "index")
     got = np.zeros((c, c))
     frame = pts.frame
     got[(frame["y"] - 0.5).astype(int), (frame["x"] - 0.5).astype(int)] = frame["n"]
@@ -116,15 +116,22 @@ def test_difference_of_two_epochs_and_two_runs(run: Path, tmp_path: Path) -> Non
     assert (frame["n"] != 0).all()  # unchanged cells are not drawn
 
     view = service.matrix_view(
-        run, 3, "top5", "wordnet", "eq_hist", (0, c), (0, c), compare=service.Compare(run, 1)
+        data.run(run),
+        3,
+        "top5",
+        "wordnet",
+        "eq_hist",
+        (0, c),
+        (0, c),
+        compare=service.Compare(data.run(run), 1),
     )
     assert "minus" in view.figure["layout"]["title"]["text"]
     # a run with other classes is refused with both names and what differs
     other = write_run(tmp_path / "b", num_classes=20, per_class=5, epochs=1)
     with pytest.raises(ClassMismatch, match=r"cannot compare a with b: .*30 classes.*20"):
-        data.difference_points(run, 3, other, 1, "top5", "index")
+        data.difference_points(data.run(run), 3, data.run(other), 1, "top5", "index")
     with pytest.raises(ClassMismatch):
-        service.class_table(run, 3, compare=service.Compare(other, 1))
+        service.class_table(data.run(run), 3, compare=service.Compare(data.run(other), 1))
 
 
 def test_diverging_colours_are_symmetric() -> None:
@@ -137,13 +144,13 @@ def test_diverging_colours_are_symmetric() -> None:
 
 
 def test_find_classes_and_zoom(run: Path) -> None:
-    meta = data.run_meta(run)
+    meta = data.run(run)
     name, wnid = meta.names[7], meta.wnids[7]
-    assert service.find_classes(run, name.upper())[0] == 7
-    assert service.find_classes(run, wnid) == [7]
-    assert service.find_classes(run, "no such class zzz") == []
-    x, y = service.zoom_to_class(run, "wordnet", 7)
-    slot = data.slot_positions(run, "wordnet")[7]
+    assert service.find_classes(data.run(run), name.upper())[0] == 7
+    assert service.find_classes(data.run(run), wnid) == [7]
+    assert service.find_classes(data.run(run), "no such class zzz") == []
+    x, y = service.zoom_to_class(data.run(run), "wordnet", 7)
+    slot = data.run(run).positions("wordnet")[7]
     assert (
         x == y and x[0] <= slot < x[1] and x[1] - x[0] == 15
     )  # half of 30 classes (24 from 48 on)

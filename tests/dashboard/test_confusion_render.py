@@ -10,7 +10,6 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
-from dashboard.confusion.bands import band_runs
 from dashboard.confusion.figure import (
     FIG_WIDTH,
     HOVER_CELLS,
@@ -19,8 +18,6 @@ from dashboard.confusion.figure import (
     hover_grid,
     matrix_spec,
 )
-from dashboard.confusion.histogram import confusion
-from dashboard.confusion.ordering import index_order, positions
 from dashboard.confusion.render import (
     PALETTE,
     _value_histogram,
@@ -33,6 +30,9 @@ from dashboard.confusion.render import (
     visible_axis,
 )
 from dashboard.confusion.view import clamp, next_view
+from epochscope.analysis.bands import band_runs
+from epochscope.analysis.confusion import confusion
+from epochscope.analysis.ordering import index_order, positions
 
 
 def _points(num_classes: int = 100, seed: int = 0):

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from dashboard import shell
-from epochscope.reader import MetricsCache, list_runs
+from epochscope.reader import list_runs
 from tests.conftest import REPO
 from tests.support import make_fake_run
 
@@ -26,7 +26,7 @@ def test_nav_keeps_the_chosen_runs() -> None:
 def test_default_runs_and_options(tmp_path: Path) -> None:
     make_fake_run(tmp_path, "old", started=1.0)
     make_fake_run(tmp_path, "new", started=2.0)
-    summaries = list_runs(tmp_path, MetricsCache())
+    summaries = list_runs(tmp_path)
     assert shell.default_runs(summaries) == ["new"]
     options = shell.picker_options(summaries)
     assert [o["value"] for o in options] == ["new", "old"]

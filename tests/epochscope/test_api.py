@@ -67,7 +67,7 @@ def test_numpy_loop_writes_a_run_the_readers_accept(tmp_path: Path) -> None:
     assert [(e["epoch"], e["epoch_step"], e["steps_per_epoch"]) for e in steps[:4]] == [
         (1, 1, 3), (1, 2, 3), (1, 3, 3), (2, 1, 3)
     ]  # fmt: skip
-    summary = reader.summarize_run(run_dir, reader.MetricsCache())
+    summary = epochscope.open_run(run_dir).summary
     assert (summary.state, summary.epochs_done, summary.engine) == ("finished", 2, "epochscope-api")
     assert not (run_dir / "run.lock").exists() or not reader.lock_held(run_dir)
 
@@ -174,7 +174,7 @@ def test_an_exception_in_the_with_block_marks_the_run_failed(tmp_path: Path) -> 
     status = reader.last_status(_events(tmp_path / "boom"))
     assert status["state"] == "failed" and status["error"].startswith("ZeroDivisionError")
     assert "1 / 0" in status["traceback"]
-    summary = reader.summarize_run(tmp_path / "boom", reader.MetricsCache())
+    summary = epochscope.open_run(tmp_path / "boom").summary
     assert summary.state == "failed"
 
 
@@ -232,7 +232,7 @@ def test_array_images_become_thumbnails_the_drilldown_shows(tmp_path: Path) -> N
     assert (run_dir / "thumbnails.bin").stat().st_size < 12 * 4000
     assert reader.read_run_info(run_dir).data.root == ""
     data.clear()
-    shown = service.drill(run_dir, 1, "top1", true=0, pred=1)
+    shown = service.drill(data.run(run_dir), 1, "top1", true=0, pred=1)
     assert [im.row for im in shown] == [0, 3, 6, 9]
     uri = shown[1].thumbnail
     im = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))

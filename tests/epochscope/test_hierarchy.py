@@ -83,18 +83,18 @@ def _confused_run(runs: Path, name: str, classes: list[str], hierarchy=None) -> 
 def test_dashboard_uses_the_runs_hierarchy(tmp_path: Path) -> None:
     run_dir = _confused_run(tmp_path, "c20", CLASSES, hierarchy=CIFAR100)
     data.clear()
-    meta = data.run_meta(run_dir)
+    meta = data.run(run_dir)
     assert isinstance(meta.hierarchy, Taxonomy)
     assert meta.bands[:4] == BAND_NAMES
-    order = data.order(run_dir, "wordnet")
+    order = data.run(run_dir).order("wordnet")
     assert [meta.bands[i] for i in order] == [b for b in BAND_NAMES for _ in range(5)]
-    bands = service.bands_for(run_dir, "wordnet")
+    bands = service.bands_for(data.run(run_dir), "wordnet")
     assert [b.name for b in bands] == BAND_NAMES and [b.stop for b in bands] == [5, 10, 15, 20]
-    view = service.matrix_view(run_dir, 2, "top5", "wordnet", "eq_hist", (0, 20), (20, 0))
+    view = service.matrix_view(data.run(run_dir), 2, "top5", "wordnet", "eq_hist", (0, 20), (20, 0))
     assert "hierarchy order" in view.figure["layout"]["title"]["text"]
     assert set(view.figure["layout"]["xaxis"]["ticktext"]) == set(BAND_NAMES)
     assert set(view.figure["layout"]["yaxis"]["ticktext"]) == set(BAND_NAMES)
-    _, values = data.relatedness_series(run_dir)
+    _, values = data.run(run_dir).relatedness_series()
     last = values[-1]
     assert last.source == "hierarchy" and last.wrong > 0
     assert last.same_band > 2 * last.chance_same_band  # the mistakes stay in the superclass
@@ -106,15 +106,15 @@ def test_dashboard_uses_the_runs_hierarchy(tmp_path: Path) -> None:
 def test_without_a_hierarchy_the_default_order_is_clustered(tmp_path: Path) -> None:
     run_dir = _confused_run(tmp_path, "plain", CLASSES)
     data.clear()
-    meta = data.run_meta(run_dir)
+    meta = data.run(run_dir)
     assert meta.hierarchy is None and not meta.has_bands
-    assert data.effective_order(run_dir, "wordnet") == "cluster"
-    assert np.array_equal(data.order(run_dir, "wordnet"), data.order(run_dir, "cluster"))
-    view = service.matrix_view(run_dir, 2, "top5", "wordnet", "eq_hist", (0, 20), (20, 0))
+    assert data.run(run_dir).effective_order("wordnet") == "cluster"
+    assert np.array_equal(data.run(run_dir).order("wordnet"), data.run(run_dir).order("cluster"))
+    view = service.matrix_view(data.run(run_dir), 2, "top5", "wordnet", "eq_hist", (0, 20), (20, 0))
     assert "clustered order" in view.figure["layout"]["title"]["text"]
     # the clustering finds the superclasses from the confusions alone: each band contiguous
     tax = Taxonomy.read(CIFAR100)
-    seq = [tax.band_of(CLASSES[i]) for i in data.order(run_dir, "wordnet")]
+    seq = [tax.band_of(CLASSES[i]) for i in data.run(run_dir).order("wordnet")]
     changes = sum(a != b for a, b in itertools.pairwise(seq))
     assert changes == 3
 
@@ -125,11 +125,11 @@ def test_imagenet_wnids_still_get_wordnet(tmp_path: Path) -> None:
         run.log_predictions(1, np.eye(3))
         run.log_epoch(1)
     data.clear()
-    meta = data.run_meta(tmp_path / "inet")
+    meta = data.run(tmp_path / "inet")
     assert meta.bands == ["cat", "fish", "cat"]
-    assert data.effective_order(tmp_path / "inet", "wordnet") == "wordnet"
-    assert data.order(tmp_path / "inet", "wordnet").tolist() == [1, 0, 2]  # fish before cats
-    _, values = data.relatedness_series(tmp_path / "inet")
+    assert data.run(tmp_path / "inet").effective_order("wordnet") == "wordnet"
+    assert data.run(tmp_path / "inet").order("wordnet").tolist() == [1, 0, 2]  # fish before cats
+    _, values = data.run(tmp_path / "inet").relatedness_series()
     assert values[-1].source == "WordNet"
 
 
@@ -198,8 +198,8 @@ def test_trainer_copies_its_hierarchy_into_the_run(demo_data: Path, tmp_path: Pa
             "--hierarchy", str(groups), *TINY_TRAIN_ARGS, "--epochs", "1")  # fmt: skip
     assert read_hierarchy(runs / "h").band_of(wnids[0]) == "first half"
     data.clear()
-    meta = data.run_meta(runs / "h")
+    meta = data.run(runs / "h")
     assert set(meta.bands) == {"first half", "second half"}  # the run's own, not WordNet's
-    assert [b.name for b in service.bands_for(runs / "h", "wordnet")] == [
+    assert [b.name for b in service.bands_for(data.run(runs / "h"), "wordnet")] == [
         "first half", "second half"
     ]  # fmt: skip

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import epochscope
 from epochscope import reader
 from tests.conftest import run_cli
 
@@ -64,7 +65,7 @@ def test_tensorboard_scalars_become_curves(tmp_path: Path) -> None:
     steps = [e for e in reader.MetricsCache().get(runs / "tb").events if e["kind"] == "step"]
     assert len(steps) == 30 and steps[0]["loss"] == pytest.approx(2.95)
     assert [s["epoch"] for s in steps[:11]] == [1] * 10 + [2]  # steps 1-10 lead to epoch 1
-    assert reader.summarize_run(runs / "tb", reader.MetricsCache()).state == "finished"
+    assert epochscope.open_run(runs / "tb").summary.state == "finished"
 
 
 def test_event_file_reader_checks_crcs(tmp_path: Path) -> None:

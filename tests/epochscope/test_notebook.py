@@ -10,7 +10,7 @@ import pytest
 
 import epochscope
 from dashboard.confusion import data
-from dashboard.confusion.histogram import confusion
+from epochscope.analysis.confusion import confusion
 
 CLASSES = [("n02123045", "tabby"), ("n01440764", "tench"), ("n02124075", "Egyptian cat")]
 
@@ -29,19 +29,19 @@ def _run(tmp_path: Path) -> Path:
 def test_open_run_gives_frames_predictions_and_the_histogram(tmp_path: Path) -> None:
     run = epochscope.open_run(_run(tmp_path))
     assert run.state == "finished" and run.epochs == [1, 2] and run.classes[0] == "tabby"
-    m = run.metrics
+    m = run.metrics  # a pandas DataFrame
     assert list(m.index) == [1, 2] and m.loc[2, "train_loss"] == pytest.approx(0.5)
     assert {"val_top1", "val_top5", "val_loss"} <= set(m.columns)
     assert len(run.steps) == 2
     top5, _ = run.predictions()
     assert top5.shape == (30, 5) and (top5[:, 3:] == -1).all()  # three classes: padded
     for mode in ("top5", "top1"):
-        mine = run.confusion(2, mode)
+        mine = run.confusion(2, mode).dense()
         theirs = confusion(run.labels, top5, 3, mode)
         dense = np.zeros((3, 3), np.int64)
         dense[theirs.rows, theirs.cols] = theirs.counts
         assert np.array_equal(mine, dense)
-    assert run.confusion(2, "top1").sum() == 30
+    assert run.confusion(2, "top1").dense().sum() == 30
     with pytest.raises(LookupError, match="not a run directory"):
         epochscope.open_run(tmp_path / "nowhere")
 
@@ -57,10 +57,12 @@ def test_confusion_view_is_a_zoomable_holoviews_matrix_in_the_dashboards_order(
     hv.extension("bokeh")
     assert isinstance(view, hv.DynamicMap)  # rasterize: re-rendered for each zoom
     image = view[()]  # the frame for the full range
-    order = data.order(run_dir, "wordnet")  # fish (tench) before the cats
+    order = data.run(run_dir).order("wordnet")  # fish (tench) before the cats
     assert order.tolist() == [1, 0, 2]
     counts = np.expm1(image.dimension_values(2, flat=False))
-    assert counts.sum() == pytest.approx(epochscope.open_run(run_dir).confusion().sum(), rel=1e-6)
+    assert counts.sum() == pytest.approx(
+        epochscope.open_run(run_dir).confusion().dense().sum(), rel=1e-6
+    )
     fig = hv.render(view, backend="bokeh")
     ticks = fig.xaxis[0].major_label_overrides
     assert set(ticks.values()) == {"fish", "cat"}

@@ -104,6 +104,10 @@ def _fresh_cache() -> MetricsCache:
     return MetricsCache()
 
 
+def _fresh_summaries() -> rundir.SummaryCache:
+    return rundir.SummaryCache()
+
+
 def test_list_runs_states(tmp_path: Path) -> None:
     make_fake_run(tmp_path, "done", state="finished", started=100.0)
     failed = make_fake_run(tmp_path, "broke", state=None, started=300.0)
@@ -116,8 +120,8 @@ def test_list_runs_states(tmp_path: Path) -> None:
     lock_fd = os.open(live_run / "run.lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(lock_fd, fcntl.LOCK_EX)
     try:
-        runs = {r.name: r for r in rundir.list_runs(tmp_path, _fresh_cache())}
-        assert [r.name for r in rundir.list_runs(tmp_path, _fresh_cache())] == [
+        runs = {r.name: r for r in rundir.list_runs(tmp_path, summaries=_fresh_summaries())}
+        assert [r.name for r in rundir.list_runs(tmp_path, summaries=_fresh_summaries())] == [
             "alive", "broke", "dead", "done",
         ]  # fmt: skip
     finally:
@@ -130,7 +134,7 @@ def test_list_runs_states(tmp_path: Path) -> None:
     assert runs["done"].best_val_top5 == pytest.approx(0.45)
     assert "2/5" in runs["done"].label()
     # once the holder is gone the lock is free: the same run now reads as stopped
-    assert rundir.list_runs(tmp_path, _fresh_cache())[0].state == "stopped"
+    assert rundir.list_runs(tmp_path, summaries=_fresh_summaries())[0].state == "stopped"
 
 
 @pytest.mark.parametrize(

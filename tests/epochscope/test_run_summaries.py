@@ -13,6 +13,7 @@ import pytest
 from dashboard import shell
 from epochscope import reader
 from epochscope.lock import RunLock
+from epochscope.run import Run
 from tests.support import epoch_event, make_fake_run
 
 
@@ -23,13 +24,17 @@ def _fresh() -> reader.SummaryCache:
 
 def test_cached_summaries_equal_fresh_ones(tmp_path: Path) -> None:
     for n, state in enumerate(["finished", "failed", None, "stopped"]):
-        make_fake_run(tmp_path, f"r{n}", epochs_done=n + 1, state=state, started=1e9 + n)
+        small = {"width": 0.25, "hparams": {"stem": "small"}} if n == 1 else {}
+        make_fake_run(tmp_path, f"r{n}", epochs_done=n + 1, state=state, started=1e9 + n, **small)
     odd = tmp_path / "r0" / "metrics.jsonl"  # a line not in the writer's format: the slow path
     with odd.open("a") as f:
         f.write('{"epoch": 9, "kind": "epoch", "val_top5": 0.99}\n{"kind":"status","epoch":9,'
                 '"state":"failed","error":"x"}\n')  # fmt: skip
     cached = reader.list_runs(tmp_path, summaries=_fresh())
-    assert cached == reader.list_runs(tmp_path, reader.MetricsCache())
+    fresh = [Run(tmp_path / s.name).summary for s in cached]  # each from its whole log
+    assert cached == fresh
+    # the architecture as the README promises, on both paths (they once differed)
+    assert next(s for s in cached if s.name == "r1").arch == "tiny_linear x0.25 small stem"
     r0 = next(s for s in cached if s.name == "r0")
     assert (r0.epochs_done, r0.best_val_top5, r0.state, r0.error) == (9, 0.99, "failed", "x")
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dashboard.confusion.histogram import confusion
-from dashboard.confusion.ordering import wordnet_order
+from epochscope.analysis.confusion import confusion
+from epochscope.analysis.ordering import wordnet_order
 from epochscope.reader import load_predictions, read_classes, read_val_index
 from tests.support import TO_PAGE_JS
 from tests.support import wait_for as _wait

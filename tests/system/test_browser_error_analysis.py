@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dashboard.confusion.per_class import class_stats
+from epochscope.analysis.per_class import class_stats
 from epochscope.reader import load_predictions, read_classes, read_val_index
 from tests.support import TO_PAGE_JS
 from tests.support import wait_for as _wait

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from epochscope.run import Run
 from tests.support import make_fake_run
 
 pytestmark = pytest.mark.browser
@@ -72,6 +73,11 @@ def test_hparams_table_picker_search_and_band_accuracy(
     _wait(lambda: options.count() >= 1, 10, "the filtered options")
     labels = options.all_inner_texts()
     assert any(t.startswith("b ·") for t in labels) and not any(t.startswith("a ·") for t in labels)
+    # the picker's cached line names the architecture as the Run read afresh does: the tiny run
+    # is a width-0.25, small-stem ResNet (the two summary paths once labelled it differently)
+    fresh = Run(runs / "b").summary.label()
+    assert "resnet18_v2 x0.25 small stem" in fresh
+    assert any(t.startswith(fresh + " · started") for t in labels), (labels, fresh)
 
 
 def test_demo_notice_for_a_demo_run_only(

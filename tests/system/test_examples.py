@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import epochscope
 from epochscope import reader
 from tests.conftest import REPO
 from tests.support import POINTS_JS, TO_PAGE_JS
@@ -88,7 +89,7 @@ def test_plain_loop_run_in_the_dashboard(
     page.goto(f"{base}/confusion?run=plain")
     state = _wait(lambda: page.evaluate(MATRIX_JS), 60, "the matrix")
     assert sorted(state["x"]) == [0, 10] and "epoch 2" in state["title"]
-    order = data.order(plain_run, "wordnet")
+    order = data.run(plain_run).order("wordnet")
     diag = np.bincount(labels[top5[:, 0] == labels], minlength=10)
     hits = np.array([(top5[labels == c] == c).any(axis=1).sum() for c in range(10)])
     best = int(np.argmax(hits))
@@ -141,5 +142,5 @@ def test_framework_examples_write_whole_runs(script: str, demo_data: Path, tmp_p
     from dashboard.confusion import data
 
     data.clear()
-    assert data.run_meta(run_dir).has_bands  # the demo's wnids: WordNet bands
-    assert reader.summarize_run(run_dir, reader.MetricsCache()).state == "finished"
+    assert data.run(run_dir).has_bands  # the demo's wnids: WordNet bands
+    assert epochscope.open_run(run_dir).summary.state == "finished"

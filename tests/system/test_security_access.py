@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 
 from dashboard import access
-from dashboard.confusion import service
+from dashboard.confusion import data, service
 from dashboard.confusion.drilldown import safe_image_path
 from tests.conftest import ENGINE_ARGS, ENGINES, REPO, TINY_TRAIN_ARGS, run_cli
 from tests.support import DashClient, classify, free_port, gunicorn, http, make_fake_run
@@ -384,9 +384,9 @@ def test_a_run_rooted_at_slash_serves_no_thumbnail(site) -> None:
     assert "confusion-drill-note" in text and "not an allowed folder" in text
     assert "--data-root" in text
     run = site["runs"] / "rooted"
-    assert all(im.thumbnail is None for im in service.drill(run, 1, "top5", 0, 5))
+    assert all(im.thumbnail is None for im in service.drill(data.run(run), 1, "top5", 0, 5))
     # allowing "/" on purpose is the operator's choice, and then the images show
-    allowed = service.drill(run, 1, "top5", 0, 5, allowed=[Path("/")])
+    allowed = service.drill(data.run(run), 1, "top5", 0, 5, allowed=[Path("/")])
     assert all(im.thumbnail for im in allowed if im.row < 5)
 
 
@@ -396,7 +396,7 @@ def test_drilldown_thumbnails_come_only_from_the_data_root(site) -> None:
     assert text.count("data:image/jpeg;base64") == 1  # ok.png only
     assert text.count("no image") == 5  # the four escapes, and row 10's missing val/10.png
     assert "confusion-drill-note" not in text
-    images = service.drill(site["run"], 1, "top5", 0, 5, allowed=[site["data"]])
+    images = service.drill(data.run(site["run"]), 1, "top5", 0, 5, allowed=[site["data"]])
     assert [im.path for im in images if im.thumbnail] == ["ok.png"]
 
 

@@ -189,7 +189,7 @@ def test_dashboard_reads_and_classifies_an_mxnet_run(mx_run):
     from dashboard.inference import Classifier, SessionCache
     from epochscope import reader as rundir
 
-    [summary] = rundir.list_runs(mx_run.parent, rundir.MetricsCache())
+    [summary] = rundir.list_runs(mx_run.parent)
     assert (summary.name, summary.engine, summary.state) == ("mx", "mxnet", "finished")
     assert summary.epochs_done == summary.epochs_total == EPOCHS
     info = rundir.read_run_info(mx_run)

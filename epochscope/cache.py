@@ -73,3 +73,9 @@ class ByteLRU:
         with self._lock:
             self._items.clear()
             self._bytes = 0
+
+    def discard(self, keep: Callable[[Hashable], bool]) -> None:
+        """Drop every entry whose key ``keep`` refuses."""
+        with self._lock:
+            for key in [k for k in self._items if not keep(k)]:
+                self._bytes -= self._items.pop(key)[1]

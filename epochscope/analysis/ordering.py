@@ -8,18 +8,18 @@ with neither gets the clustered order under that name, so the default view has s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from scipy import sparse
-from scipy.cluster import hierarchy
-from scipy.sparse import csgraph
-from scipy.spatial.distance import pdist
 
-from assets.catalogue import Catalogue, load_catalogue
+from epochscope.analysis.confusion import Confusion
 from epochscope.hierarchy import Taxonomy
 
-from .histogram import Confusion
+if TYPE_CHECKING:  # imported where used: scipy by the clustered order only; assets.catalogue
+    # imports epochscope
+    from scipy import sparse
+
+    from assets.catalogue import Catalogue
 
 OrderKind = Literal["wordnet", "index", "cluster"]
 ORDERS: tuple[OrderKind, ...] = ("wordnet", "index", "cluster")
@@ -43,6 +43,8 @@ def wordnet_order(
 
     Classes the hierarchy does not know keep their index order after the known ones.
     """
+    from assets.catalogue import load_catalogue
+
     return (catalogue or load_catalogue()).display_order(list(wnids))
 
 
@@ -58,6 +60,8 @@ def is_permutation(order: np.ndarray, n: int) -> bool:
 
 
 def _similarity(conf: Confusion) -> sparse.csr_matrix:
+    from scipy import sparse
+
     """Symmetrised, row-normalised off-diagonal confusions: how much a and b are mixed up."""
     c = conf.num_classes
     off = conf.rows != conf.cols
@@ -78,6 +82,9 @@ def cluster_order(conf: Confusion) -> np.ndarray:
     Cuthill-McKee on the graph of each class's strongest confusions, a bandwidth-reducing
     seriation that stays sparse.
     """
+    from scipy.cluster import hierarchy
+    from scipy.spatial.distance import pdist
+
     c = conf.num_classes
     if c <= 2:
         return index_order(c)
@@ -96,6 +103,9 @@ def cluster_order(conf: Confusion) -> np.ndarray:
 
 
 def _rcm_order(sim: sparse.csr_matrix, keep: int, strong: float = 0.25) -> np.ndarray:
+    from scipy import sparse
+    from scipy.sparse import csgraph
+
     """Reverse Cuthill-McKee over each class's ``keep`` strongest confusions (those at least
     ``strong`` times its strongest)."""
     c = sim.shape[0]
