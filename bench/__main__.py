@@ -28,8 +28,10 @@ DOCS = fixtures.REPO / "docs"
 SECTIONS = {
     "trainer": "bench.trainer_bench",
     "api": "bench.api_bench",
+    "labels": "bench.labels_bench",
     "loader": "bench.loader_bench",
     "recipe": "bench.recipe_bench",
+    "planted": "bench.planted_bench",
     "confusion": "bench.confusion_bench",
     "dashboard": "bench.dashboard_bench",
     "growth": "bench.growth_bench",
@@ -38,7 +40,7 @@ SECTIONS = {
     "engines": "bench.engines_bench",
     "gpu": "bench.gpu_bench",
 }
-NEEDS_CACHE = {"loader", "recipe", "dashboard", "growth", "threads", "engines"}
+NEEDS_CACHE = {"loader", "recipe", "planted", "dashboard", "growth", "threads", "engines"}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -105,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick and args.out.resolve() == DEFAULT_OUT.resolve() and not args.only:
         print(f"bench: wrote {report.write(results, DOCS)}", file=sys.stderr)
     for name, k in results["keys"].items():
-        if "median" in k:
-            print(f"{name:28s} {k['median']:12.3f} {k['unit']:6s} {k['target']:14s} "
+        if "median" in k:  # null where a figure was not finite (e.g. a ratio over zero)
+            value = "-" if k["median"] is None else f"{k['median']:.3f}"
+            print(f"{name:28s} {value:>12s} {k['unit']:6s} {k['target']:14s} "
                   f"{k['verdict']}")  # fmt: skip
     return 1 if failed else 0
 

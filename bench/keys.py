@@ -108,11 +108,27 @@ KEYS: tuple[Key, ...] = (
         note="demo epoch-2 img/s: trainer's threads (cores - workers) / one per core"),
     Key("mxnet_vs_pytorch", "engines", ("mxnet_vs_pytorch",), "x",
         note="epoch-2 training img/s, same model, data, threads"),
+    Key("label_stats_vs_eval", "labels", ("cost", "vs_eval_default_224"), "x", "<=", 0.05,
+        note="label scores + temperature fit of 50,000 x 1,000 logits / evaluating 50,000 "
+        "images with the trainer's default model (ResNet-18 v2, 224 px), CPU"),
+    Key("label_stats_vs_demo_eval", "labels", ("cost", "vs_eval_demo_32"), "x",
+        note="the same / evaluating with the demo preset's model (quarter width, 32 px)"),
+    Key("label_stats_s", "labels", ("cost", "label_stats_s"), "s",
+        note="label_stats on 50,000 x 1,000 float32 logits"),
+    Key("planted_vs_chance", "planted", ("vs_chance",), "x", ">=", 3.0,
+        note="real-photos-10, 5% of val moved to a wrong class, default recipe, 6 epochs: "
+        "moved share of label_issues' top k (k = moved) / k / N"),
+    Key("planted_vs_cleanlab", "planted", ("vs_cleanlab",), "x", ">=", 0.9,
+        note="same share / cleanlab find_label_issues' (by self-confidence) on the ONNX "
+        "model's full probabilities"),
+    Key("labels_read_ms", "labels", ("read", "read_ms"), "ms", "<=", 100,
+        note="one epoch, 50,000 x 1,000, from the stored file: label issues ranked, "
+        "calibration (bins, ECE, scaled, per class)"),
 )  # fmt: skip
 
 # the keys a run must produce (the others may be skipped, e.g. without .venv-mxnet)
-# (and the recipe keys, which need ../shared/data/real-photos-10)
-REQUIRED = tuple(k.name for k in KEYS if k.section not in ("engines", "recipe"))
+# (and the recipe and planted keys, which need ../shared/data/real-photos-10)
+REQUIRED = tuple(k.name for k in KEYS if k.section not in ("engines", "recipe", "planted"))
 
 
 def _dig(tree: Any, path: tuple[str, ...]) -> Any:

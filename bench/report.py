@@ -45,7 +45,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _num(v: float) -> str:
+def _num(v: float | None) -> str:
+    if v is None:  # not finite in the run (e.g. a ratio over zero)
+        return "-"
     if v == 0:
         return "0"
     if abs(v) >= 100:

@@ -30,7 +30,7 @@ from epochscope.gather import gather_logits, rank_and_world, to_numpy
 from epochscope.hierarchy import as_taxonomy
 from epochscope.layout import HIERARCHY_TSV, RUN_JSON, THUMBNAILS, check_run_name
 from epochscope.lock import RunLockedError
-from epochscope.predictions import accuracy, log_sum_exp, top5_from_logits
+from epochscope.predictions import accuracy, label_stats, log_sum_exp, top5_from_logits
 from epochscope.reader import (
     MetricsLog,
     epoch_table,
@@ -170,7 +170,9 @@ class Run:
         indices: Any = None,
     ) -> None:
         """The validation logits ``[N_val, classes]`` of an epoch, rows in validation order
-        (numpy or torch, any device). Written as that epoch's top-5 and probabilities.
+        (numpy or torch, any device). Written as that epoch's top-5 and probabilities, with
+        per image the probability of its label, the margin and the entropy, and the epoch's
+        temperature (docs/run-directory.md).
 
         ``labels``: the true classes ``[N_val]``, needed only when :func:`init` got neither
         labelled ``val_images`` nor ``val_labels``. ``indices``: under torch.distributed, each
@@ -218,7 +220,8 @@ class Run:
             raise ValueError(f"epoch {self._shown(epoch)}: predictions were already logged")
         lse = log_sum_exp(logits)
         top5, prob = top5_from_logits(logits, lse)
-        self._writer.write_predictions(epoch, top5, prob)
+        # label scores, entropy and the temperature: only the full logits have them
+        self._writer.write_predictions(epoch, top5, prob, **label_stats(logits, self.labels))
         self._predicted.add(epoch)
         if not self._checked and self._check_images is not None:
             k = min(CHECK_IMAGES, len(top5))

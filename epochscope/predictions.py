@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 
@@ -78,3 +80,52 @@ def accuracy(top5: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     top1 = float(np.mean(top5[:, 0] == labels))
     top5_hit = float(np.mean((top5 == labels[:, None]).any(axis=1)))
     return top1, top5_hit
+
+
+#: per-image arrays of a predictions file computed from the full logits (docs/run-directory.md);
+#: with the scalar ``temperature`` they are what label issues and calibration read
+LABEL_ARRAYS = ("p_label", "margin", "entropy", "confidence", "confidence_scaled")
+
+
+def label_stats(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    *,
+    reduce: Callable[[list[float]], list[float]] | None = None,
+) -> dict[str, np.ndarray]:
+    """What a predictions file stores beside the top-5, from the full logits ``[N, C]`` and the
+    given labels ``[N]``: per image ``p_label`` (softmax probability of the given label),
+    ``margin`` (``p_label`` minus the largest probability of another class), ``entropy`` (of the
+    softmax, nats), ``confidence`` (top-1 probability, float32 where ``prob`` is float16) and
+    ``confidence_scaled`` (the same at the temperature), all float32, and ``temperature`` (0-d
+    float32) minimising the validation NLL. ``reduce`` sums over the ranks of a distributed job
+    for the temperature (each rank passing its own rows)."""
+    from epochscope.analysis.calibration import fit_temperature
+
+    z = np.asarray(logits)
+    y = np.asarray(labels, dtype=np.int64)
+    if z.ndim != 2 or y.shape != (len(z),):
+        raise ValueError(f"logits {list(z.shape)} must be [N, classes] and labels [N]")
+    if y.size and (y.min() < 0 or y.max() >= z.shape[1]):
+        raise ValueError(f"labels must be class indices in 0..{z.shape[1] - 1}")
+    n, classes = z.shape
+    out = {k: np.empty(n, dtype=np.float32) for k in LABEL_ARRAYS}
+
+    def visit(start: int, d: np.ndarray, yy: np.ndarray) -> None:
+        # d: a chunk's logits minus their row maximum, at temperature 1
+        stop = start + len(d)
+        rows = np.arange(len(d))
+        e = np.exp(d)
+        s0 = e.sum(axis=1, dtype=np.float64)
+        s1 = np.einsum("ij,ij->i", e, d).astype(np.float64)  # float32: the entropy's 1e-6
+        e_y = e[rows, yy].astype(np.float64)
+        e[rows, yy] = -1.0  # the given label out: the best other class is the maximum left
+        other = e.max(axis=1).astype(np.float64) if classes > 1 else np.zeros(len(d))
+        out["p_label"][start:stop] = e_y / s0
+        out["margin"][start:stop] = (e_y - np.maximum(other, 0.0)) / s0
+        out["entropy"][start:stop] = np.log(s0) - s1 / s0
+        out["confidence"][start:stop] = 1.0 / s0
+
+    temperature, scaled = fit_temperature(z, y, reduce=reduce, visit=visit)
+    out["confidence_scaled"][:] = scaled
+    return {**out, "temperature": np.array(temperature, dtype=np.float32)}

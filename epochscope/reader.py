@@ -51,6 +51,7 @@ from epochscope.layout import (
     safe_run_dir,
 )
 from epochscope.lock import lock_is_held
+from epochscope.predictions import LABEL_ARRAYS
 from epochscope.records import EVENT_TYPES, RUNNING_STATES, RunInfo, clean_number
 from epochscope.tsv import read_tsv
 
@@ -205,6 +206,57 @@ def _npy_member(z: zipfile.ZipFile, key: str, path: Path, most: int) -> np.ndarr
         raise ValueError(f"{path}: {name} is {info.file_size} bytes, not what its header says")
     with z.open(info) as member:
         return np.lib.format.read_array(member, allow_pickle=False)
+
+
+def load_label_stats(
+    run_dir: str | os.PathLike[str], epoch: int, num_rows: int | None = None
+) -> dict[str, np.ndarray] | None:
+    """The arrays an epoch's predictions file holds beside top5 and prob for label issues and
+    calibration (``p_label``, ``margin``, ``entropy``, ``confidence``, ``confidence_scaled``:
+    float32 [N]; ``temperature``: 0-d float32), or None when the file has none of them (written
+    before they existed: :data:`LABEL_STATS_MISSING` says so to a user). Only these arrays are
+    read; a file with some of them, or with wrong shapes or values, is refused."""
+    path = predictions_path(run_dir, check_epoch(epoch))
+    names = (*LABEL_ARRAYS, "temperature")
+    try:  # one open, no stat first: never a FIFO, a device or a link out (as load_predictions)
+        f = os.fdopen(open_regular(path, within=run_dir), "rb")
+    except LookupError:
+        name = Path(run_dir).name
+        raise LookupError(f"run {name!r} has no predictions for epoch {epoch}") from None
+    try:
+        with f, np.load(f, allow_pickle=False) as npz:
+            present = [n for n in names if n in npz.files]
+            if not present:
+                return None
+            if len(present) != len(names):
+                missing = ", ".join(n for n in names if n not in present)
+                raise ValueError(f"{path}: label arrays incomplete, missing {missing}")
+            arrays = {n: npz[n] for n in names}
+    except ValueError as e:
+        if str(e).startswith(f"{path}:"):
+            raise
+        raise ValueError(f"{path} is not a readable predictions file: {e}") from None
+    except Exception as e:  # a torn or foreign file: BadZipFile, EOFError, ...
+        raise ValueError(f"{path} is not a readable predictions file: {e}") from None
+    n = len(arrays["p_label"]) if num_rows is None else num_rows
+    for name in LABEL_ARRAYS:
+        a = arrays[name]
+        if a.shape != (n,) or not np.issubdtype(a.dtype, np.floating):
+            raise ValueError(f"{path}: {name} {list(a.shape)} must be {n} floats")
+        arrays[name] = a.astype(np.float32, copy=False)
+    t = arrays["temperature"]
+    # NaN: no validation image had finite logits (a diverged model), nothing to fit
+    if t.shape != () or not np.issubdtype(t.dtype, np.floating) or float(t) <= 0:
+        raise ValueError(f"{path}: temperature must be one positive number, not {t!r}")
+    arrays["temperature"] = t.astype(np.float32)
+    return arrays
+
+
+#: what a view says about an epoch whose predictions file lacks the label arrays
+LABEL_STATS_MISSING = (
+    "this epoch's predictions file has no label scores or temperature: it was written before "
+    "Epochscope stored them; epochs trained or logged since have them"
+)
 
 
 # --- metrics.jsonl, read incrementally ---------------------------------------------------------

@@ -40,7 +40,7 @@ from epochscope.layout import (
     epochs_in,
 )
 from epochscope.lock import RunLock, read_pid
-from epochscope.predictions import pad5
+from epochscope.predictions import LABEL_ARRAYS, pad5
 from epochscope.records import EVENT_TYPES, Event, RunInfo
 from epochscope.tsv import tsv_bytes
 
@@ -209,15 +209,31 @@ class RunWriter:
         rows = ([i, label, path] for i, (path, label) in enumerate(samples))
         return self.write_tsv(VAL_INDEX_TSV, VAL_INDEX_HEADER, rows)
 
-    def write_predictions(self, epoch: int, top5: np.ndarray, prob: np.ndarray) -> Path:
-        """An epoch's top-k class indices and probabilities, best first, k <= 5 (padded)."""
+    def write_predictions(
+        self, epoch: int, top5: np.ndarray, prob: np.ndarray, **label_stats: np.ndarray
+    ) -> Path:
+        """An epoch's top-k class indices and probabilities, best first, k <= 5 (padded), and
+        optionally what :func:`epochscope.predictions.label_stats` computed from the full
+        logits (per image float32 ``[N]`` arrays and the 0-d ``temperature``)."""
         top5, prob = np.asarray(top5), np.asarray(prob)
         if top5.ndim != 2 or top5.shape != prob.shape or top5.shape[1] > 5:
             raise ValueError(f"top5 {top5.shape} and prob {prob.shape} must both be [N, k<=5]")
+        extra = {}
+        for name, value in label_stats.items():
+            value = np.asarray(value, dtype=np.float32)
+            scalar = name == "temperature" and value.shape == ()
+            if scalar or (name in LABEL_ARRAYS and value.shape == (len(top5),)):
+                extra[name] = value
+            else:
+                raise ValueError(
+                    f"predictions array {name!r} {list(value.shape)}: expected one of "
+                    f"{', '.join(LABEL_ARRAYS)} as [{len(top5)}] or a scalar temperature"
+                )
         return self.write_npz(
             f"{PREDICTIONS}/{epoch_file(epoch, PREDICTION_SUFFIX)}",
             top5=pad5(top5, -1).astype(np.int16),
             prob=pad5(prob, 0.0).astype(np.float16),
+            **extra,
         )
 
     def write_model(self, epoch: int, onnx: bytes) -> Path:

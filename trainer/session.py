@@ -59,6 +59,7 @@ from epochscope.layout import (
     epochs_in,
 )
 from epochscope.lock import RunLockedError
+from epochscope.predictions import LABEL_ARRAYS
 from epochscope.reader import model_epochs, prediction_epochs, read_run_json
 from epochscope.records import DataInfo, EpochEvent, Preprocess, RunInfo, StatusEvent, StepEvent
 from epochscope.writer import NullWriter, RunWriter, prune_epochs
@@ -406,7 +407,9 @@ class RunSession:
 
         ``val``: every validation image once, in val_index order: ``top5`` and ``prob`` (top-k
         classes and probabilities, best first, k <= 5), ``loss`` and ``ok`` (readable) per
-        image; None on the other ranks of a distributed job."""
+        image, and when the engine computed them the label arrays of
+        :func:`epochscope.predictions.label_stats` with ``temperature``; None on the other
+        ranks of a distributed job."""
         if self.rank != 0 or val is None:
             return
         new_bad = self._new_bad_images(train.bad, np.asarray(val["ok"], bool))
@@ -419,7 +422,8 @@ class RunSession:
         top5 = np.asarray(val["top5"])
         val_top1 = float(np.mean(top5[:, 0] == labels))
         val_top5 = float(np.mean((top5 == labels[:, None]).any(axis=1)))
-        self.writer.write_predictions(epoch, top5, val["prob"])
+        stats = {k: val[k] for k in (*LABEL_ARRAYS, "temperature") if k in val}
+        self.writer.write_predictions(epoch, top5, val["prob"], **stats)
         self.writer.write_model(epoch, onnx())
         if val_top5 > self._best["val_top5"]:
             self._best = {"epoch": epoch, "val_top5": val_top5}

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from epochscope.export import onnx_bytes
 from epochscope.layout import CHECKPOINTS, epoch_file
-from epochscope.predictions import pad5
+from epochscope.predictions import LABEL_ARRAYS, label_stats, pad5
 from epochscope.writer import RunWriter
 from trainer import background, cluster, fastdata, recipe
 from trainer.data import DataError, Normalize, cpu_threads
@@ -144,13 +144,21 @@ def train_one_epoch(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, loader: DataLoader, normalize: Normalize, *, amp: bool, progress: bool
+    model: nn.Module,
+    loader: DataLoader,
+    normalize: Normalize,
+    *,
+    amp: bool,
+    progress: bool,
+    reduce: Callable[[list[float]], list[float]] | None = None,
 ) -> dict[str, np.ndarray]:
     """This rank's share of the validation predictions: per image its index, top-5 classes and
-    probabilities, loss and whether the file could be read."""
+    probabilities, loss, whether the file could be read, and what
+    :func:`epochscope.predictions.label_stats` computes from the full logits (``reduce`` sums
+    over the ranks for the temperature, which comes back as ``temperature``)."""
     model.eval()
     device = normalize.device
-    out: dict[str, list] = {k: [] for k in ("index", "top5", "prob", "loss", "ok")}
+    out: dict[str, list] = {k: [] for k in ("index", "top5", "prob", "loss", "ok", "logits", "y")}
     bar = _progress_bar(len(loader), "validate", progress)
     for images, labels, indices, ok in loader:
         x = normalize(images)
@@ -166,17 +174,21 @@ def evaluate(
         out["prob"].append(prob)
         out["loss"].append(F.cross_entropy(logits, y, reduction="none"))
         out["ok"].append(ok.numpy())
+        out["logits"].append(logits)
+        out["y"].append(labels.numpy())
         bar.update(1)
     bar.close()
     if not out["index"]:
-        return {k: np.zeros(0) for k in out}
-    on_device = {k: torch.cat(out[k]).cpu().numpy() for k in ("top5", "prob", "loss")}
+        stats = label_stats(np.zeros((0, 1), np.float32), np.zeros(0, np.int64), reduce=reduce)
+        return {**{k: np.zeros(0) for k in ("index", "top5", "prob", "loss", "ok")}, **stats}
+    on_device = {k: torch.cat(out[k]).cpu().numpy() for k in ("top5", "prob", "loss", "logits")}
     return {
         "index": np.concatenate(out["index"]),
         "top5": pad5(on_device["top5"], -1),
         "prob": pad5(on_device["prob"], 0.0),
         "loss": on_device["loss"],
         "ok": np.concatenate(out["ok"]),
+        **label_stats(on_device["logits"], np.concatenate(out["y"]), reduce=reduce),
     }
 
 
@@ -340,11 +352,16 @@ def train(session: RunSession, dist_info: DistInfo) -> None:
 
         val_start = time.perf_counter()
         # the unwrapped model: identical weights on every rank, no collectives needed
-        local = evaluate(model, val_loader, normalize, amp=amp, progress=session.interactive)
+        local = evaluate(
+            model, val_loader, normalize, amp=amp, progress=session.interactive,
+            reduce=lambda sums: all_reduce_sum(sums, device),
+        )  # fmt: skip
         val = gather_predictions(
             local["index"], len(index.val), top5=local["top5"], prob=local["prob"],
-            loss=local["loss"], ok=local["ok"],
+            loss=local["loss"], ok=local["ok"], **{k: local[k] for k in LABEL_ARRAYS},
         )  # fmt: skip
+        if val is not None:  # the same on every rank
+            val["temperature"] = local["temperature"]
         totals = TrainTotals(
             loss_sum, top1, top5, count, images=stats["images"] * world,
             seconds=stats["seconds"], bad=[i for part in train_bad for i in part],

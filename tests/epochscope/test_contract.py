@@ -74,6 +74,14 @@ def test_event_table_matches_the_event_records() -> None:
         assert keys == list(records.event_keys(kind)), kind
 
 
+def test_predictions_table_names_every_stored_label_array() -> None:
+    from epochscope.predictions import LABEL_ARRAYS
+
+    section = DOC.split("## predictions/epoch-NNNN.npz", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `(\w+)` \|", section, re.M))
+    assert rows == {*LABEL_ARRAYS, "temperature"}
+
+
 def test_run_json_example_parses_and_names_the_record_fields() -> None:
     example = _run_json_example()
     assert example["schema"] == layout.SCHEMA

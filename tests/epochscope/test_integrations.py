@@ -153,6 +153,7 @@ def test_hf_trainer_callback_logs_a_whole_run(tmp_path: Path) -> None:
     assert reader.prediction_epochs(run_dir) == reader.model_epochs(run_dir) == [1, 2, 3]
     steps = [e for e in _events(run_dir) if e["kind"] == "step"]
     assert steps and all("loss" in e for e in steps)
+    assert all(reader.load_label_stats(run_dir, e, 30) is not None for e in (1, 2, 3))
     assert reader.last_status(_events(run_dir))["state"] == "finished"
     from dashboard.inference import Classifier
 
@@ -212,7 +213,7 @@ def test_lightning_callback_under_ddp_gathers_in_order(tmp_path: Path) -> None:
 
     import torch
 
-    from epochscope.predictions import top5_from_logits
+    from epochscope.predictions import LABEL_ARRAYS, label_stats, top5_from_logits
 
     script = tmp_path / "ddp.py"
     script.write_text(LIGHTNING_DDP)
@@ -230,6 +231,12 @@ def test_lightning_callback_under_ddp_gathers_in_order(tmp_path: Path) -> None:
     labels, _ = reader.read_val_index(runs / "ddp")
     assert labels.tolist() == expected["labels"].tolist()
     assert reader.read_run_info(runs / "ddp").world_size == 2
+    # label scores and temperature: those of the gathered logits, in the same order
+    stored = reader.load_label_stats(runs / "ddp", 1, num_rows=29)
+    want = label_stats(expected["logits"].numpy(), labels)
+    for name in LABEL_ARRAYS:
+        assert np.allclose(stored[name], want[name], atol=1e-6, equal_nan=True), name
+    assert float(stored["temperature"]) == pytest.approx(float(want["temperature"]), rel=1e-5)
 
 
 # --- numbers that are what they say; problems that warn instead of ending training -------------

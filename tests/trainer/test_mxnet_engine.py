@@ -168,6 +168,11 @@ def test_mxnet_run_writes_the_contract(mx_run):
             assert z["prob"].dtype == np.float16 and z["prob"].shape == (len(val), 5)
             assert np.all(np.diff(z["prob"].astype(np.float32), axis=1) <= 1e-3)
             hit5 = (z["top5"] == labels[:, None]).any(axis=1).mean()
+            # label scores and the temperature from the full logits (the PyTorch engine's too)
+            right = z["top5"][:, 0] == labels
+            assert (z["margin"][right] >= 0).all() and (z["margin"][~right] <= 0).all()
+            assert np.abs(z["confidence"] - z["prob"][:, 0]).max() < 1e-3
+            assert z["temperature"].shape == () and z["temperature"] > 0
         assert event["val_top5"] == pytest.approx(hit5)
         onnx.checker.check_model(str(mx_run / "models" / f"epoch-{epoch:04d}.onnx"))
         for suffix in (".params", ".states.npz", ".json"):

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from epochscope import reader
 from tests.conftest import REPO, TINY_CLASSES, TINY_EPOCHS, TINY_TRAIN_ARGS, run_cli
 from tests.support import check_run_directory, epochs_last_wins, read_events, read_tsv
 from trainer.background import process_alive
@@ -80,6 +81,16 @@ def test_torchrun_two_processes_match_single(tiny_run, demo_data, runs_dir):
     )  # fmt: skip
     info = json.loads((runs_dir / "tiny-ddp" / "run.json").read_text())
     assert info["world_size"] == 2
+    # the label arrays are gathered in the same row order as the top-5, and the temperature
+    # was fitted over both ranks' rows
+    labels, _ = reader.read_val_index(runs_dir / "tiny-ddp")
+    for epoch in reader.prediction_epochs(runs_dir / "tiny-ddp"):
+        top5, prob = reader.load_predictions(runs_dir / "tiny-ddp", epoch)
+        arrays = reader.load_label_stats(runs_dir / "tiny-ddp", epoch, len(labels))
+        assert arrays is not None
+        right = top5[:, 0] == labels
+        assert (arrays["margin"][right] >= 0).all() and (arrays["margin"][~right] <= 0).all()
+        assert np.abs(arrays["confidence"] - prob[:, 0]).max() < 1e-3
 
 
 def _wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) -> None:

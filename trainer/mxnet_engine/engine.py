@@ -19,6 +19,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd
 
+from epochscope.predictions import label_stats
 from trainer import background
 from trainer.devices import device_names
 from trainer.mxnet_engine import checkpoints as ckpt
@@ -231,11 +232,14 @@ def train_one_epoch(
 
 def evaluate(net, norm: Normalizer, batches, n: int) -> dict[str, np.ndarray]:
     """Top-5 classes and probabilities, loss and readability of every validation image, in
-    val_index order."""
+    val_index order, and the label arrays and temperature of
+    :func:`epochscope.predictions.label_stats` from the full logits."""
     top5 = np.full((n, 5), -1, np.int64)
     prob = np.zeros((n, 5), np.float32)
     loss = np.zeros(n, np.float32)
     ok_all = np.ones(n, bool)
+    all_logits: np.ndarray | None = None
+    all_labels = np.zeros(n, np.int64)
     for images, labels, rows, ok in batches:
         (xs,) = norm.split(images)
         outs = [net(x) for x in norm(xs)]
@@ -247,4 +251,11 @@ def evaluate(net, norm: Normalizer, batches, n: int) -> dict[str, np.ndarray]:
         prob[rows, :k] = p.asnumpy()
         loss[rows] = _per_image_loss(logits, y, 0.0).asnumpy()
         ok_all[rows] = ok
-    return {"top5": top5, "prob": prob, "loss": loss, "ok": ok_all}
+        if all_logits is None:
+            all_logits = np.zeros((n, logits.shape[1]), np.float32)
+        all_logits[rows] = logits.asnumpy()
+        all_labels[rows] = labels
+    if all_logits is None:
+        all_logits = np.zeros((n, 1), np.float32)
+    stats = label_stats(all_logits, all_labels)
+    return {"top5": top5, "prob": prob, "loss": loss, "ok": ok_all, **stats}
