@@ -166,7 +166,8 @@ def run(quick: bool = False) -> dict:
         switch = []
         for e in range(1, epochs + 1):
             data.clear()
-            data.run(run_dir)  # the run's classes and labels stay cached between epochs
+            r = data.run(run_dir)  # the run's classes and labels stay read between epochs
+            r.labels, r.names, r.bands  # noqa: B018
             t0 = time.perf_counter()
             view(*full, epoch=e)
             switch.append(time.perf_counter() - t0)

@@ -13,7 +13,7 @@ from dash import Dash, Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboard import access, api, config
-from dashboard.hparams import run_hparams, search_text
+from dashboard.hparams import search_text, settings
 from dashboard.shell import (
     NAV,
     default_runs,
@@ -24,7 +24,8 @@ from dashboard.shell import (
     selection,
     tolerant,
 )
-from epochscope.reader import list_runs
+from epochscope.reader import SUMMARIES, list_runs
+from epochscope.records import RunInfo
 
 HERE = Path(__file__).resolve().parent
 
@@ -71,18 +72,19 @@ app.layout = html.Div(
 )
 
 
-_SEARCHES: dict[Path, tuple[int, str]] = {}
+_SEARCHES: dict[Path, tuple[RunInfo | None, str]] = {}
 
 
 def _search(run_dir: Path) -> str:
-    """The picker's search words of a run, made again only when its hparams changed
-    (run_hparams hands back the same cached dict while run.json is unchanged)."""
-    hp = run_hparams(run_dir)
+    """The picker's search words of a run, made again only when its run.json changed: from
+    the RunInfo the picker's summary cache holds (the same object while the file is
+    unchanged), so a poll over 1,000 runs reads and stats nothing more."""
+    info = SUMMARIES.info(run_dir)
     hit = _SEARCHES.get(run_dir)
-    if hit is not None and hit[0] == id(hp):
+    if hit is not None and hit[0] is info:
         return hit[1]
-    text = search_text(hp)
-    _SEARCHES[run_dir] = (id(hp), text)
+    text = search_text(settings(info))
+    _SEARCHES[run_dir] = (info, text)
     return text
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dashboard import runs
+from epochscope.records import RunInfo
 
 # run.json's top-level settings shown beside ``hparams`` (hparams wins where both name a key)
 TOP_LEVEL = ("engine", "arch", "width", "epochs", "batch_size", "world_size")
@@ -18,7 +19,11 @@ TOP_LEVEL = ("engine", "arch", "width", "epochs", "batch_size", "world_size")
 def run_hparams(run_dir: Path) -> dict[str, Any]:
     """A run's settings: ``hparams`` plus the top-level ones, {} when run.json is unreadable
     (read once per snapshot of the run: dashboard.runs)."""
-    info = runs.info(run_dir)
+    return settings(runs.info(run_dir))
+
+
+def settings(info: RunInfo | None) -> dict[str, Any]:
+    """The settings a run.json records: ``hparams`` plus the top-level ones ({} for None)."""
     if info is None:
         return {}
     # 0 epochs or batch size: not recorded (an imported or own-loop run that did not say)

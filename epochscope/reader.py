@@ -734,6 +734,11 @@ class SummaryCache:
             cached.summary_key = key
         return cached.summary
 
+    def info(self, run_dir: Path) -> RunInfo | None:
+        """The run.json a summary was last made from (read only when it changed), or None."""
+        cached = self._runs.get(run_dir)
+        return cached.info if cached is not None else None
+
     def __len__(self) -> int:
         return len(self._runs)
 

@@ -120,12 +120,20 @@ def _png_uri(rgba: np.ndarray) -> str:
 
 
 def class_ticks(
-    slot_names: Sequence[str], lo: float, hi: float, min_px: float, pixels: int = PLOT_PX
+    slot_names: Sequence[str],
+    lo: float,
+    hi: float,
+    min_px: float,
+    pixels: int = PLOT_PX,
+    bands: Sequence[Band] = (),
 ) -> dict[str, Any] | None:
     """Axis tick labels naming each visible class, when every slot is at least ``min_px`` on
-    screen (a 10-class run, or a zoom into a large one); None when they would not be legible."""
+    screen (a 10-class run, or a zoom into a large one); None when they would not be legible,
+    and for the whole matrix of a run with bands (whose axes name its bands, as the seed's)."""
     first, last = max(math.floor(min(lo, hi)), 0), min(math.ceil(max(lo, hi)), len(slot_names))
     if last <= first or pixels / max(abs(hi - lo), 1e-9) < min_px:
+        return None
+    if bands and first == 0 and last == len(slot_names):
         return None
     slots = range(first, last)
     return {
@@ -296,7 +304,7 @@ def matrix_spec(
             "side": "top",
             "tickangle": -45,
             **(
-                class_ticks(slot_names, x0, x1, min_px=14, pixels=w)
+                class_ticks(slot_names, x0, x1, min_px=14, pixels=w, bands=bands)
                 or band_ticks(bands, x0, x1, min_px=12, pixels=w)
             ),
         },
@@ -305,7 +313,7 @@ def matrix_spec(
             "showgrid": False,
             "zeroline": False,
             **(
-                class_ticks(slot_names, y0, y1, min_px=12, pixels=h)
+                class_ticks(slot_names, y0, y1, min_px=12, pixels=h, bands=bands)
                 or band_ticks(bands, y0, y1, min_px=11, pixels=h)
             ),
         },

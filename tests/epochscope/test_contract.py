@@ -67,7 +67,8 @@ def test_nothing_under_dashboard_imports_trainer() -> None:
 
 
 def test_event_table_matches_the_event_records() -> None:
-    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", DOC, re.M)
+    section = DOC.split("## metrics.jsonl events", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", section, re.M)
     table = {kind: re.findall(r"`(\w+)`", keys) for kind, keys in rows}
     assert set(table) == set(records.EVENT_TYPES)
     for kind, keys in table.items():

@@ -92,12 +92,11 @@ def test_dashboard_uses_the_runs_hierarchy(tmp_path: Path) -> None:
     assert [b.name for b in bands] == BAND_NAMES and [b.stop for b in bands] == [5, 10, 15, 20]
     view = service.matrix_view(data.run(run_dir), 2, "top5", "wordnet", "eq_hist", (0, 20), (20, 0))
     assert "hierarchy order" in view.figure["layout"]["title"]["text"]
-    # 20 classes are few enough to name on the axes (in display order); bands are the strips
-    names = [meta.names[i] for i in order]
-    assert view.figure["layout"]["xaxis"]["ticktext"] == names
-    assert view.figure["layout"]["yaxis"]["ticktext"] == names
-    strips = [im for im in view.figure["layout"]["images"][1:]]
-    assert strips  # the band strips are drawn beside the axes
+    assert set(view.figure["layout"]["xaxis"]["ticktext"]) == set(BAND_NAMES)
+    assert set(view.figure["layout"]["yaxis"]["ticktext"]) == set(BAND_NAMES)
+    # zoomed in, the classes themselves are named (in display order)
+    zoom = service.matrix_view(data.run(run_dir), 2, "top5", "wordnet", "eq_hist", (0, 5), (5, 0))
+    assert zoom.figure["layout"]["xaxis"]["ticktext"] == [meta.names[i] for i in order[:5]]
     _, values = data.run(run_dir).relatedness_series()
     last = values[-1]
     assert last.source == "hierarchy" and last.wrong > 0
