@@ -2,7 +2,8 @@
 
 ```
 RUNS/<run-name>/run.json, classes.tsv, val_index.tsv, metrics.jsonl,
-                predictions/epoch-NNNN.npz, models/epoch-NNNN.onnx, checkpoints/epoch-NNNN.*
+                predictions/epoch-NNNN.npz, embeddings/epoch-NNNN.npz, models/epoch-NNNN.onnx,
+                checkpoints/epoch-NNNN.*
 ```
 """
 
@@ -34,9 +35,11 @@ TRAIN_LOG = "train.log"
 # folders of per-epoch files, and the suffix each holds
 PREDICTIONS = "predictions"
 MODELS = "models"
+EMBEDDINGS = "embeddings"
 CHECKPOINTS = "checkpoints"
 PREDICTION_SUFFIX = ".npz"
 MODEL_SUFFIX = ".onnx"
+EMBEDDING_SUFFIX = ".npz"
 
 #: every fixed name the package knows (the docs test checks the reference names each)
 FILE_NAMES = (
@@ -50,7 +53,7 @@ FILE_NAMES = (
     PID,
     TRAIN_LOG,
 )
-FOLDERS = (PREDICTIONS, MODELS, CHECKPOINTS)
+FOLDERS = (PREDICTIONS, EMBEDDINGS, MODELS, CHECKPOINTS)
 
 # header rows of the TSV files
 CLASSES_HEADER = ("index", "wnid", "name")
@@ -114,6 +117,10 @@ def predictions_path(run_dir: str | os.PathLike[str], epoch: int) -> Path:
     return epoch_path(run_dir, PREDICTIONS, epoch, PREDICTION_SUFFIX)
 
 
+def embeddings_path(run_dir: str | os.PathLike[str], epoch: int) -> Path:
+    return epoch_path(run_dir, EMBEDDINGS, epoch, EMBEDDING_SUFFIX)
+
+
 def model_file(run_dir: str | os.PathLike[str], epoch: int) -> Path:
     return epoch_path(run_dir, MODELS, epoch, MODEL_SUFFIX)
 
@@ -166,6 +173,7 @@ CAPS: dict[str, int] = {
     HIERARCHY_TSV: 16 * MIB,
     METRICS: 4 * MIB,  # one line: the file itself is read in chunks, a longer line is skipped
     f"{PREDICTIONS}/epoch-NNNN{PREDICTION_SUFFIX}": 256 * MIB,
+    f"{EMBEDDINGS}/epoch-NNNN{EMBEDDING_SUFFIX}": 1024 * MIB,
     f"{MODELS}/epoch-NNNN{MODEL_SUFFIX}": 1024 * MIB,
     THUMBNAILS: 4096 * MIB,  # read by seeking to one image, never whole
     DEMO_MARKER: 1 * MIB,

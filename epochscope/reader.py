@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from epochscope.embeddings import MAX_DIMS, MAX_FEATURES, Embeddings, Projection
 from epochscope.layout import (
     CAPS,
     CLASSES_HEADER,
@@ -43,6 +44,7 @@ from epochscope.layout import (
     cap_of,
     check_epoch,
     check_size,
+    embeddings_path,
     epochs_in,
     model_file,
     open_regular,
@@ -180,12 +182,12 @@ def load_predictions(
     return top5.astype(np.int64), prob.astype(np.float32)
 
 
-def _npy_member(z: zipfile.ZipFile, key: str, path: Path, most: int) -> np.ndarray:
-    """Array ``key`` of an npz, its .npy header checked before any data is inflated: [N, 5]
-    with N <= ``most`` rows, a numeric dtype of at most 8 bytes, and a member of that size."""
+def _npy_header(z: zipfile.ZipFile, key: str, path: Path) -> tuple[zipfile.ZipInfo, tuple, Any]:
+    """(member, shape, dtype) of array ``key`` of an npz, from its .npy header alone: numbers
+    of at most 8 bytes, and a member exactly as large as the header says. Nothing inflated."""
     name = key + ".npy"
     if name not in z.namelist():
-        raise ValueError(f"{path}: expected arrays 'top5' and 'prob'")
+        raise ValueError(f"{path}: expected an array {key!r}")
     info = z.getinfo(name)
     with z.open(info) as member:
         version = np.lib.format.read_magic(member)
@@ -196,16 +198,73 @@ def _npy_member(z: zipfile.ZipFile, key: str, path: Path, most: int) -> np.ndarr
         else:
             raise ValueError(f"{path}: {name} has .npy format {version}, not 1.0 or 2.0")
         header = member.tell()
-    if len(shape) != 2 or shape[1] != 5:
-        raise ValueError(f"{path}: {key} is {list(shape)}, must be [N, 5]")
     if dtype.hasobject or dtype.kind not in "iuf" or dtype.itemsize > 8:
         raise ValueError(f"{path}: {key} holds {dtype}, not integers or floats of up to 8 bytes")
-    if shape[0] > most:
-        raise ValueError(f"{path}: {key} declares {shape[0]:,} rows, more than {most:,}")
-    if info.file_size != header + shape[0] * 5 * dtype.itemsize:
+    if info.file_size != header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
         raise ValueError(f"{path}: {name} is {info.file_size} bytes, not what its header says")
+    return info, shape, dtype
+
+
+def _npy_read(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
     with z.open(info) as member:
         return np.lib.format.read_array(member, allow_pickle=False)
+
+
+def _npy_member(z: zipfile.ZipFile, key: str, path: Path, most: int) -> np.ndarray:
+    """Array ``key`` (top5 or prob) of a predictions npz, its .npy header checked before any
+    data is inflated: [N, 5] with N <= ``most`` rows."""
+    if key + ".npy" not in z.namelist():
+        raise ValueError(f"{path}: expected arrays 'top5' and 'prob'")
+    info, shape, _dtype = _npy_header(z, key, path)
+    if len(shape) != 2 or shape[1] != 5:
+        raise ValueError(f"{path}: {key} is {list(shape)}, must be [N, 5]")
+    if shape[0] > most:
+        raise ValueError(f"{path}: {key} declares {shape[0]:,} rows, more than {most:,}")
+    return _npy_read(z, info)
+
+
+def load_embeddings(
+    run_dir: str | os.PathLike[str], epoch: int, num_rows: int | None = None
+) -> Embeddings:
+    """An epoch's stored embeddings (``vectors`` float16 [N, D], the projection's ``mean``
+    [F] and ``components`` [D, F]), each header checked before anything is inflated: D at most
+    :data:`embeddings.MAX_DIMS`, F at most :data:`embeddings.MAX_FEATURES`, N the validation
+    images'. LookupError when the epoch has none."""
+    path = embeddings_path(run_dir, check_epoch(epoch))
+    most = num_rows if num_rows is not None else MAX_PREDICTION_ROWS
+    try:
+        f = os.fdopen(open_regular(path, within=run_dir), "rb")
+    except LookupError:
+        name = Path(run_dir).name
+        raise LookupError(f"run {name!r} has no embeddings for epoch {epoch}") from None
+    try:
+        with f:
+            check_size(path, os.fstat(f.fileno()).st_size, cap_of(path))
+            with zipfile.ZipFile(f) as z:
+                members = {k: _npy_header(z, k, path) for k in ("vectors", "mean", "components")}
+                (_, vs, _), (_, ms, _), (_, cs, _) = members.values()
+                if len(vs) != 2 or not 1 <= vs[1] <= MAX_DIMS or vs[0] > most:
+                    raise ValueError(
+                        f"{path}: vectors {list(vs)} must be [N <= {most:,}, D <= {MAX_DIMS}]"
+                    )
+                if num_rows is not None and vs[0] != num_rows:
+                    raise ValueError(f"{path}: {vs[0]} vectors, expected {num_rows}")
+                if len(ms) != 1 or not 1 <= ms[0] <= MAX_FEATURES or cs != (vs[1], ms[0]):
+                    raise ValueError(
+                        f"{path}: mean {list(ms)} and components {list(cs)} must be [F] and "
+                        f"[{vs[1]}, F] with F <= {MAX_FEATURES}"
+                    )
+                arrays = {k: _npy_read(z, info) for k, (info, _, _) in members.items()}
+    except ValueError as e:
+        log.warning("%s does not load: %s", path, e)
+        raise
+    except Exception as e:  # a torn or foreign file
+        log.warning("%s does not load: %s: %s", path, type(e).__name__, e)
+        raise ValueError(f"{path} is not a readable embeddings file: {e}") from None
+    projection = Projection(
+        arrays["mean"].astype(np.float32), arrays["components"].astype(np.float32)
+    )
+    return Embeddings(arrays["vectors"].astype(np.float16, copy=False), projection)
 
 
 def load_label_stats(

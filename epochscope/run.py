@@ -37,9 +37,12 @@ from epochscope.analysis.ordering import OrderKind, class_order, positions
 from epochscope.analysis.per_class import ClassStats, band_accuracy, class_stats
 from epochscope.analysis.relatedness import Relatedness, Relations, relatedness, relations
 from epochscope.cache import ByteLRU
+from epochscope.embeddings import EMBEDDINGS_MISSING, Embeddings, unit_rows
 from epochscope.hierarchy import Taxonomy, read_hierarchy
 from epochscope.layout import (
     CLASSES_TSV,
+    EMBEDDING_SUFFIX,
+    EMBEDDINGS,
     HIERARCHY_TSV,
     MODEL_SUFFIX,
     MODELS,
@@ -63,7 +66,15 @@ RUN_MEMO_BYTES = int(os.environ.get("EPOCHSCOPE_RUN_MEMO_MB", "256")) * MB
 
 #: the files (and folders) whose change makes a new snapshot, besides each epoch's predictions
 #: file; metrics.jsonl is append-only and read incrementally instead
-SNAPSHOT_FILES = (RUN_JSON, CLASSES_TSV, VAL_INDEX_TSV, HIERARCHY_TSV, PREDICTIONS, MODELS)
+SNAPSHOT_FILES = (
+    RUN_JSON,
+    CLASSES_TSV,
+    VAL_INDEX_TSV,
+    HIERARCHY_TSV,
+    PREDICTIONS,
+    MODELS,
+    EMBEDDINGS,
+)
 
 FileSignature = tuple[int, int, int] | None
 Signature = tuple[tuple[FileSignature, ...], tuple[tuple[int, FileSignature], ...]]
@@ -255,6 +266,11 @@ class Run:
         return [e for e, sig in self.signature[1] if sig is not None]
 
     @cached_property
+    def embedding_epochs(self) -> list[int]:
+        """Epochs with stored validation embeddings, ascending."""
+        return epochs_in(self.path / EMBEDDINGS, EMBEDDING_SUFFIX)
+
+    @cached_property
     def model_epochs(self) -> list[int]:
         """Epochs with an ONNX model, ascending."""
         return epochs_in(self.path / MODELS, MODEL_SUFFIX)
@@ -321,6 +337,32 @@ class Run:
             ("predictions", e),
             lambda: reader.load_predictions(self.path, e, len(self.labels), self.num_classes),
         )
+
+    def embeddings(self, epoch: int | None = None) -> Embeddings:
+        """An epoch's validation embeddings (default: the last epoch that has them): float16
+        vectors [N, D] in val_index order and the projection that made them."""
+        e = self._embedding_epoch(epoch)
+        return self.memo(
+            ("embeddings", e), lambda: reader.load_embeddings(self.path, e, len(self.labels))
+        )
+
+    def unit_embeddings(self, epoch: int | None = None) -> np.ndarray:
+        """float32 [N, D] embeddings of unit length: what a cosine search multiplies."""
+        e = self._embedding_epoch(epoch)
+        return self.memo(("unit_embeddings", e), lambda: unit_rows(self.embeddings(e).vectors))
+
+    def _embedding_epoch(self, epoch: int | None) -> int:
+        have = self.embedding_epochs
+        if not have:
+            raise LookupError(f"run {self.name!r} has no embeddings: {EMBEDDINGS_MISSING}")
+        if epoch is None:
+            return have[-1]
+        if epoch not in have:
+            raise LookupError(
+                f"run {self.name!r} has no embeddings for epoch {epoch} "
+                f"(it has them for epochs {', '.join(map(str, have))})"
+            )
+        return epoch
 
     def confusion(self, epoch: int | None = None, mode: Mode = "top5") -> Confusion:
         """The sparse confusion histogram of an epoch: ``top5`` counts each of the five

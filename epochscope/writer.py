@@ -22,9 +22,12 @@ from typing import Any
 import numpy as np
 
 from epochscope import faults
+from epochscope.embeddings import Embeddings
 from epochscope.layout import (
     CLASSES_HEADER,
     CLASSES_TSV,
+    EMBEDDING_SUFFIX,
+    EMBEDDINGS,
     LOCK,
     METRICS,
     MODEL_SUFFIX,
@@ -234,6 +237,13 @@ class RunWriter:
             top5=pad5(top5, -1).astype(np.int16),
             prob=pad5(prob, 0.0).astype(np.float16),
             **extra,
+        )
+
+    def write_embeddings(self, epoch: int, embeddings: Embeddings) -> Path:
+        """An epoch's validation embeddings (:func:`epochscope.embeddings.embed` of the
+        penultimate features, rows in val_index.tsv order)."""
+        return self.write_npz(
+            f"{EMBEDDINGS}/{epoch_file(epoch, EMBEDDING_SUFFIX)}", **embeddings.arrays()
         )
 
     def write_model(self, epoch: int, onnx: bytes) -> Path:
