@@ -137,6 +137,7 @@ def run_choices(selected: list[str] | None, wanted: dict | None, current: str | 
     Output("labels-suggested", "options"),
     Output("labels-suggested", "value"),
     Output("labels-group", "options"),
+    Output("labels-group", "value"),
     Input("labels-run", "value"),
     State("labels-wanted", "data"),
 )
@@ -152,7 +153,16 @@ def run_options(run: str | None, wanted: dict | None):
     label = asked.get("label") if asked.get("label") in range(opened.num_classes) else None
     sugg = asked.get("suggested") if asked.get("suggested") in range(opened.num_classes) else None
     epoch_options = [{"label": str(e), "value": e} for e in epochs]
-    return (epoch_options, epoch, classes, label, classes, sugg, label_views.group_options(opened))
+    return (
+        epoch_options,
+        epoch,
+        classes,
+        label,
+        classes,
+        sugg,
+        label_views.group_options(opened),
+        "all",
+    )
 
 
 def _card(card: label_views.IssueCard) -> html.Div:
