@@ -65,6 +65,44 @@ def issue_cards(
     return out
 
 
+def issues_view(
+    run: Run,
+    epoch: int,
+    method: str = "self_confidence",
+    label: int | None = None,
+    suggested: int | None = None,
+    allowed: list[Path] | None = None,
+) -> tuple[list[IssueCard], str, str]:
+    """What the likely-mislabeled view shows: (cards, a summary line, "" or what is missing
+    when the epoch's file predates the label arrays)."""
+    how = {"method": method, "label": label, "suggested": suggested}
+    try:
+        cols = labels.issue_columns(run, epoch, limit=CARDS, **how)  # only the rows shown
+    except labels.LabelStatsMissing as e:
+        return [], "", str(e)
+    used = labels.window(run, epoch)
+    cards = issue_cards(run, cols, allowed=allowed)
+    span = f"epochs {used[0]}-{used[-1]}" if len(used) > 1 else f"epoch {used[-1]}"
+    total = labels.issue_count(run, epoch, **how)
+    summary = (
+        f"{total:,} images ranked by {method.replace('_', '-')} over {span}, "
+        f"most likely wrong first; showing {len(cards)} (the CSV has them all)"
+    )
+    return cards, summary, ""
+
+
+def reliability_view(run: Run, epoch: int, group: str | None = "all") -> go.Figure:
+    """The reliability diagram of an epoch over a group option's images (``group_options``),
+    or a figure saying what is missing."""
+    how = parse_group(group, run.num_classes)
+    try:
+        report = labels.reliability(run, epoch, **how)
+    except labels.LabelStatsMissing as e:
+        return message_figure(str(e))
+    what = how.get("band") or (run.names[how["label"]] if "label" in how else "all images")
+    return reliability_figure(report, f"{run.name} · epoch {epoch} · {what}")
+
+
 def issues_csv(columns: dict[str, list]) -> str:
     """The ranking as CSV, a header of the column names, one image a row (for a relabelling
     tool: the given label and the suggested one, by index and by name)."""

@@ -84,6 +84,26 @@ def _finite_or_none(values: list[float]) -> list[float | None]:
     return [v if math.isfinite(v) else None for v in values]
 
 
+def _mask(issues: dict[str, np.ndarray], label: int | None, suggested: int | None) -> np.ndarray:
+    mask = np.ones(len(issues["index"]), dtype=bool)
+    if label is not None:
+        mask &= issues["label"] == label
+    if suggested is not None:
+        mask &= issues["suggested"] == suggested
+    return mask
+
+
+def issue_count(
+    run: Run,
+    epoch: int,
+    method: str = "self_confidence",
+    label: int | None = None,
+    suggested: int | None = None,
+) -> int:
+    """How many images the ranking has (given ``label`` and/or ``suggested`` only)."""
+    return int(_mask(ranking(run, epoch, method), label, suggested).sum())
+
+
 def issue_columns(
     run: Run,
     epoch: int | None = None,
@@ -98,11 +118,7 @@ def issue_columns(
     suggested ``suggested``; the first ``limit`` rows."""
     e = run.epoch(epoch)
     issues = ranking(run, e, method)
-    mask = np.ones(len(issues["index"]), dtype=bool)
-    if label is not None:
-        mask &= issues["label"] == label
-    if suggested is not None:
-        mask &= issues["suggested"] == suggested
+    mask = _mask(issues, label, suggested)
     rows = np.flatnonzero(mask) if label is not None or suggested is not None else None
     if limit is not None:
         rows = (rows if rows is not None else np.arange(len(mask)))[: max(0, int(limit))]

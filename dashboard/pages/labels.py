@@ -223,18 +223,8 @@ def issues_view(
     opened = _open_run(run)
     if epoch not in opened.epochs:
         raise PreventUpdate
-    try:
-        cols = labels.issue_columns(opened, epoch, method=method, label=label, suggested=suggested)
-    except labels.LabelStatsMissing as e:
-        return [], "", str(e)
-    used = labels.window(opened, epoch)
-    cards = label_views.issue_cards(opened, cols)
-    span = f"epochs {used[0]}-{used[-1]}" if len(used) > 1 else f"epoch {used[-1]}"
-    summary = (
-        f"{len(cols['index']):,} images ranked by {method.replace('_', '-')} over {span}, "
-        f"most likely wrong first; showing {len(cards)} (the CSV has them all)"
-    )
-    return [_card(c) for c in cards], summary, ""
+    cards, summary, missing = label_views.issues_view(opened, epoch, method, label, suggested)
+    return [_card(c) for c in cards], summary, missing
 
 
 @callback(
@@ -248,13 +238,7 @@ def reliability_view(run: str | None, epoch: int | None, group: str | None):
     opened = _open_run(run)
     if epoch not in opened.epochs:
         raise PreventUpdate
-    how = label_views.parse_group(group, opened.num_classes)
-    try:
-        report = labels.reliability(opened, epoch, **how)
-    except labels.LabelStatsMissing as e:
-        return label_views.message_figure(str(e))
-    what = how.get("band") or (opened.names[how["label"]] if "label" in how else "all images")
-    return label_views.reliability_figure(report, f"{opened.name} · epoch {epoch} · {what}")
+    return label_views.reliability_view(opened, epoch, group)
 
 
 @callback(
