@@ -3,7 +3,8 @@
 ``Run(path)`` takes a snapshot of the run's files (each small file stat'ed once, read once on
 first use) and keeps what every view needs as cached properties: run info, classes, labels,
 validation paths, hierarchy, bands and orders, epochs and metrics. Per-epoch results
-(predictions, the confusion histogram, per-class statistics, relatedness, differences) are
+(predictions, the confusion histogram, per-class statistics, relatedness, differences, the
+label arrays and what epochscope/labels.py derives from them: label issues, calibration) are
 kept in a byte-bounded memo of the Run, so that :class:`RunCache` can bound a whole worker's
 memory by the bytes of the Runs it holds.
 
