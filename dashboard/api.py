@@ -104,9 +104,12 @@ def similar_upload(
     if not run:
         raise inference.ImageError("no run with a model yet", 404)
     try:
+        wanted = None if epoch in (None, "") else int(epoch)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise inference.ImageError(f"epoch must be a whole number, not {epoch!r}", 400) from None
+    try:
         run_dir = safe_run_dir(runs_dir, run)
         count = similar.check_k(10 if k in (None, "") else k)
-        wanted = None if epoch in (None, "") else int(epoch)  # type: ignore[arg-type]
     except ValueError as e:
         raise inference.ImageError(str(e), 400) from None
     except LookupError as e:
