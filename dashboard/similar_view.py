@@ -48,12 +48,13 @@ def with_thumbnails(run: Run, items: list[dict[str, Any]], root: Any) -> list[di
     return [{**item, "thumb": service.row_thumbnail(run, item["index"], root)} for item in items]
 
 
-def row_neighbours(run: Run, epoch: int, row: int, k: int = K) -> list[dict[str, Any]]:
-    """Validation row ``row``'s k neighbours in the epoch's embeddings, with thumbnails;
-    LookupError when the epoch has no embeddings."""
+def row_neighbours(run: Run, epoch: int, row: int, k: int = K) -> tuple[int, list[dict[str, Any]]]:
+    """(the epoch searched, validation row ``row``'s k neighbours with thumbnails): the epoch's
+    embeddings, else the newest (a keep policy may have pruned the epoch's); LookupError when
+    the run has none."""
     e = similar.search_epoch(run, epoch if epoch in run.embedding_epochs else None, False)
     items = similar.neighbours(run, e, row, k)
-    return with_thumbnails(run, items, service.thumbnail_source(run).root)
+    return e, with_thumbnails(run, items, service.thumbnail_source(run).root)
 
 
 def strip(items: list[dict[str, Any]], title: str, element_id: str | None = None) -> html.Div:
