@@ -413,7 +413,9 @@ class RunSession:
         image, and when the engine computed them the label arrays of
         :func:`epochscope.predictions.label_stats` with ``temperature``, and ``features``
         (the penultimate features [N, F]: stored as the epoch's embeddings) when the engine
-        captured them; None on the other ranks of a distributed job."""
+        captured them, or ``embeddings`` it already computed from them
+        (:class:`epochscope.embeddings.Embeddings`); None on the other ranks of a distributed
+        job."""
         if self.rank != 0 or val is None:
             return
         new_bad = self._new_bad_images(train.bad, np.asarray(val["ok"], bool))
@@ -428,8 +430,11 @@ class RunSession:
         val_top5 = float(np.mean((top5 == labels[:, None]).any(axis=1)))
         stats = {k: val[k] for k in (*LABEL_ARRAYS, "temperature") if k in val}
         self.writer.write_predictions(epoch, top5, val["prob"], **stats)
-        if val.get("features") is not None and len(val["features"]) == len(labels):
-            self.writer.write_embeddings(epoch, embed(val["features"]))
+        embedded = val.get("embeddings")  # an engine may have computed them on its device
+        if embedded is None and val.get("features") is not None:
+            embedded = embed(val["features"])
+        if embedded is not None and len(embedded.vectors) == len(labels):
+            self.writer.write_embeddings(epoch, embedded)
         self.writer.write_model(epoch, onnx())
         if val_top5 > self._best["val_top5"]:
             self._best = {"epoch": epoch, "val_top5": val_top5}

@@ -42,6 +42,7 @@ from trainer.distributed import (
     init_distributed,
     shutdown,
 )
+from trainer.embedding import embed_on
 from trainer.models import create_model, list_models
 from trainer.options import UsageError, parse_args, validate
 from trainer.schedules import Schedule, build_scheduler
@@ -385,6 +386,8 @@ def train(session: RunSession, dist_info: DistInfo) -> None:
         )  # fmt: skip
         if val is not None:  # the same on every rank
             val["temperature"] = local["temperature"]
+            if cuda and val.get("features") is not None:  # the PCA on the GPU: milliseconds
+                val["embeddings"] = embed_on(val.pop("features"), device)
         totals = TrainTotals(
             loss_sum, top1, top5, count, images=stats["images"] * world,
             seconds=stats["seconds"], bad=[i for part in train_bad for i in part],

@@ -293,3 +293,24 @@ def test_image_size_is_limited_to_what_a_classifier_of_the_run_reads() -> None:
     args, explicit = parse_args(["--data", "d", "--name", "n", "--image-size", "897"])
     with pytest.raises(UsageError, match="--image-size must be at most 896"):
         validate(args, explicit, "pytorch", ["resnet18_v2"])
+
+
+def test_embeddings_on_the_device_are_numpys() -> None:
+    """trainer.embedding.embed_on (torch, the GPU's path; here on the CPU) stores what
+    epochscope.embeddings.embed does: the same projection and vectors."""
+    import numpy as np
+    import torch
+
+    from epochscope.embeddings import embed
+    from trainer.embedding import embed_on
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 4, (10, 300))
+    x = np.maximum(centres[np.arange(9000) % 10] + rng.normal(0, 1, (9000, 300)), 0)
+    want, got = embed(x.astype(np.float32)), embed_on(x.astype(np.float32), torch.device("cpu"))
+    assert got.vectors.dtype == np.float16 and got.vectors.shape == want.vectors.shape
+    np.testing.assert_allclose(got.projection.mean, want.projection.mean, atol=1e-5)
+    # the leading components (well separated eigenvalues) agree, signs included
+    np.testing.assert_allclose(got.projection.components[:9], want.projection.components[:9],
+                               atol=1e-3)  # fmt: skip
+    np.testing.assert_allclose(got.vectors[:, :9], want.vectors[:, :9], atol=0.05)
