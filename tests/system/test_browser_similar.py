@@ -1,15 +1,17 @@
-"""Similar images in a real browser: a photo dropped on the classifier page shows its nearest
-validation images (thumbnails, labels, distances) beside its top-5 (gunicorn + Chromium)."""
+"""Similar images in a real browser (gunicorn + Chromium): a photo dropped on the classifier page
+shows its nearest validation images (thumbnails, labels, distances) beside its top-5, and an
+image of the confusion drill-down shows its neighbours."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
 import pytest
 
 from epochscope import reader
-from tests.support import wait_for
+from tests.support import TO_PAGE_JS, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -44,3 +46,24 @@ def test_classifier_page_shows_the_neighbours_of_a_photo(
     assert card.locator(".similar-label").first.inner_text().strip() == names[labels[row]]
     assert f"#{row} " in items.first.get_attribute("title")
     page.screenshot(path=str(output_dir / "classify-similar.png"), full_page=True)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    # the drill-down: a clicked image's "similar" button shows its neighbours in a strip
+    page.goto(f"{base}/confusion?run={tiny_run.name}")
+    page.wait_for_selector("#confusion-graph .js-plotly-plot", timeout=60_000)
+    page.wait_for_selector("#confusion-pairs td", timeout=60_000)  # the matrix is drawn
+    for slot in range(len(names)):  # a diagonal cell with images (top-5 hits of its class)
+        x, y = page.evaluate(TO_PAGE_JS, [slot + 0.5, slot + 0.5])
+        page.mouse.click(x, y)
+        with contextlib.suppress(PlaywrightTimeout):
+            page.wait_for_selector("#confusion-drill .drill-similar", timeout=5_000)
+            break
+    button = page.locator("#confusion-drill .drill-similar").first
+    row = int(button.evaluate("b => JSON.parse(b.id).row"))
+    button.click()
+    page.wait_for_selector("#confusion-similar-strip .similar-item img", timeout=20_000)
+    strip = page.locator("#confusion-similar-strip")
+    assert f"Nearest to #{row} " in strip.inner_text()
+    assert strip.locator(".similar-item").count() == 8
+    assert f"#{row} " not in strip.locator(".similar-item").first.get_attribute("title")
+    page.screenshot(path=str(output_dir / "drill-similar.png"), full_page=True)
