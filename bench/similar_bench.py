@@ -275,5 +275,5 @@ def run_knn(quick: bool = False) -> dict:
         return {"skipped": f"no real photos at {REAL_PHOTOS} (set EPOCHSCOPE_REAL_PHOTOS)"}
     with tempfile.TemporaryDirectory() as tmp:
         if quick:
-            return measure_knn(Path(tmp), 10, 3, epochs=1, val_per_class=10)
+            return measure_knn(Path(tmp), 20, 3, epochs=1, val_per_class=10)
         return measure_knn(Path(tmp), 400, 100, epochs=6)

@@ -114,7 +114,10 @@ def similar_upload(
         raise inference.ImageError(str(e), 400) from None
     except LookupError as e:
         raise inference.ImageError(str(e), 404) from None
-    view = runs.run(run_dir)
+    try:
+        view = runs.run(run_dir)
+    except (LookupError, ValueError, OSError) as e:
+        raise inference.ImageError(f"cannot use run {run!r}: {e}", 409) from None
     if wanted is not None and wanted not in view.model_epochs + view.embedding_epochs:
         raise inference.ImageError(f"run {run!r} has no model for epoch {wanted}", 404)
     try:
@@ -129,9 +132,7 @@ def similar_upload(
     except inference.ImageError:
         raise
     except (LookupError, ValueError, OSError) as e:  # also files replaced or removed just now
-        raise inference.ImageError(
-            f"cannot use run {run!r} epoch {epoch or ''}: {e}", 409
-        ) from None
+        raise inference.ImageError(f"cannot use run {run!r}: {e}", 409) from None
 
 
 def register(server: Flask) -> None:
