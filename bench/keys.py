@@ -130,11 +130,27 @@ KEYS: tuple[Key, ...] = (
     Key("label_page_reply_ms", "labels", ("views", "page_unseen_ms"), "ms", "<=", 300,
         note="the /labels page's two callbacks (24 cards without thumbnails + reliability "
         "diagram, JSON), same epoch never seen"),
+    Key("similar_query_ms", "similar", ("query", "query_ms"), "ms", "<=", 50,
+        note="10 nearest of a vector among a stored epoch's 50,000 x 128 embeddings (exact "
+        "cosine, the answer's rows), Run warm"),
+    Key("similar_query_1m_ms", "similar", ("query_1m", "query_ms"), "ms",
+        note="the exact search alone over 1,000,000 x 128 unit vectors in memory"),
+    Key("embeddings_logging_vs_eval", "similar", ("logging", "vs_eval"), "x", "<=", 1.05,
+        note="(evaluation + PCA, projection and write of 50,000 x 2,048 features) / "
+        "evaluation of 50,000 images with ResNet-50 v1 at 224 px, CPU"),
+    Key("embeddings_mb_per_epoch", "similar", ("logging", "file_mb"), "MB", "<=", 15,
+        note="embeddings/epoch-NNNN.npz of 50,000 images"),
+    Key("similar_knn_minus_top1", "similar_knn", ("knn_minus_top1_points",), "points", ">=", -5,
+        note="real-photos-10, default recipe, 6 epochs on 400 photos per class: on 1,000 "
+        "held-out photos, accuracy of the majority label of the 10 nearest validation images "
+        "minus the model's top-1 accuracy (percentage points)"),
 )  # fmt: skip
 
 # the keys a run must produce (the others may be skipped, e.g. without .venv-mxnet)
 # (and the recipe and planted keys, which need ../shared/data/real-photos-10)
-REQUIRED = tuple(k.name for k in KEYS if k.section not in ("engines", "recipe", "planted"))
+REQUIRED = tuple(
+    k.name for k in KEYS if k.section not in ("engines", "recipe", "planted", "similar_knn")
+)
 
 
 def _dig(tree: Any, path: tuple[str, ...]) -> Any:

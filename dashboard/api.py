@@ -4,6 +4,10 @@
   ``{"run", "epoch", "file", "top5": [{index, wnid, name, probability}]}`` with the same limits
   and messages as the classifier page. The upload is parsed into memory only (werkzeug would
   otherwise spool files over 500 KB to a temporary file).
+- ``POST /api/v1/similar?run=NAME&epoch=E&k=K`` (multipart ``image``; k 1..100, default 10):
+  the k validation images nearest to the photo in the epoch's embedding space, a JSON list of
+  ``{index, path, label, label_name, distance}``, closest first (:mod:`epochscope.similar`);
+  409 when the run has no embeddings or the epoch's model no ``embedding`` output.
 - ``GET /api/v1/label-issues?run=NAME&epoch=E&limit=N&method=M``: the validation images most
   likely mislabeled first, a JSON list of objects with ``Run.label_issues``' fields.
 - ``GET /api/v1/calibration?run=NAME&epoch=E``: ``Run.calibration``'s dict, tables as lists of
@@ -26,8 +30,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import parse_form_data
 
 from dashboard import config, inference, runs
-from epochscope import labels
+from epochscope import labels, similar
 from epochscope.analysis.label_issues import METHODS
+from epochscope.embeddings import EMBEDDINGS_MISSING
 from epochscope.reader import list_runs, model_epochs, prediction_epochs, safe_run_dir
 from epochscope.run import Run
 
@@ -187,6 +192,48 @@ def calibration_reply(args: Any) -> Response:
     return _json(body, opened, epoch)
 
 
+def similar_upload(
+    data: bytes, run: str | None, epoch: str | int | None, k: str | int | None = None
+) -> list[dict[str, Any]]:
+    """The k validation images nearest to one upload; raises inference.ImageError (status
+    attached) for every failure: 409 when the run or its epoch has no embeddings, or the
+    epoch's model no embedding output."""
+    runs_dir = config.runs_dir()
+    run = run or default_run(runs_dir)
+    if not run:
+        raise inference.ImageError("no run with a model yet", 404)
+    try:
+        wanted = None if epoch in (None, "") else int(epoch)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise inference.ImageError(f"epoch must be a whole number, not {epoch!r}", 400) from None
+    try:
+        run_dir = safe_run_dir(runs_dir, run)
+        count = similar.check_k(10 if k in (None, "") else k)
+    except ValueError as e:
+        raise inference.ImageError(str(e), 400) from None
+    except LookupError as e:
+        raise inference.ImageError(str(e), 404) from None
+    try:
+        view = runs.run(run_dir)
+    except (LookupError, ValueError, OSError) as e:
+        raise inference.ImageError(f"cannot use run {run!r}: {e}", 409) from None
+    if wanted is not None and wanted not in view.model_epochs + view.embedding_epochs:
+        raise inference.ImageError(f"run {run!r} has no model for epoch {wanted}", 404)
+    try:
+        chosen = similar.search_epoch(view, wanted, need_model=True)
+        classifier = inference.Classifier.for_run(run_dir, chosen)
+        if not classifier.has_embedding:
+            message = similar.NO_EMBEDDING_OUTPUT.format(epoch=chosen)
+            raise inference.ImageError(f"{message}: {EMBEDDINGS_MISSING}", 409)
+        tensor = inference.decode_for_model(data, classifier.pre)[0]
+        features = classifier.features(tensor[None])[0]
+        return similar.neighbours(view, chosen, similar.embedding_of(view, chosen, features), count)
+    except inference.ImageError:
+        raise
+    except (LookupError, ValueError, OSError) as e:  # also files replaced or removed just now
+        raise inference.ImageError(f"cannot use run {run!r}: {e}", 409) from None
+
+
 def register(server: Flask) -> None:
     """Add the API routes to the Flask server under Dash."""
 
@@ -200,21 +247,30 @@ def register(server: Flask) -> None:
 
     @server.post("/api/v1/classify")
     def classify():  # the Flask view
-        limit = inference.MAX_UPLOAD_BYTES
-        length = request.content_length
-        if length is not None and length > limit + FORM_OVERHEAD:
-            return _error(f"the upload is over the {limit / 2**20:.0f} MB limit", 413)
-        if not (request.mimetype or "").startswith("multipart/form-data"):
-            return _error("send multipart/form-data with the photo in the field 'image'", 415)
-        try:
-            # the slot first: a busy worker answers 503 before reading 20 MB it cannot decode
-            with inference.DECODES.slot():
-                return _classify_form(limit)
-        except inference.ImageError as e:
-            return _error(str(e), e.status)
+        return _upload_view(similar_form=False)
+
+    @server.post("/api/v1/similar")
+    def similar_images():  # the Flask view
+        return _upload_view(similar_form=True)
 
 
-def _classify_form(limit: int):
+def _upload_view(similar_form: bool):
+    """A photo upload's answer: size and type checked before anything is read."""
+    limit = inference.MAX_UPLOAD_BYTES
+    length = request.content_length
+    if length is not None and length > limit + FORM_OVERHEAD:
+        return _error(f"the upload is over the {limit / 2**20:.0f} MB limit", 413)
+    if not (request.mimetype or "").startswith("multipart/form-data"):
+        return _error("send multipart/form-data with the photo in the field 'image'", 415)
+    try:
+        # the slot first: a busy worker answers 503 before reading 20 MB it cannot decode
+        with inference.DECODES.slot():
+            return _classify_form(limit, similar_form)
+    except inference.ImageError as e:
+        return _error(str(e), e.status)
+
+
+def _classify_form(limit: int, similar_form: bool = False):
     try:
         _, form, files = parse_form_data(
             request.environ,
@@ -226,13 +282,14 @@ def _classify_form(limit: int):
     upload = files.get("image")
     if upload is None:
         return _error("no file in the form field 'image'", 400)
+    run = form.get("run") or request.args.get("run")
+    epoch = form.get("epoch") or request.args.get("epoch")
     try:
         data = upload.stream.getvalue()
-        answer = classify_upload(
-            data,
-            form.get("run") or request.args.get("run"),
-            form.get("epoch") or request.args.get("epoch"),
-        )
+        if similar_form:
+            k = form.get("k") or request.args.get("k")
+            return jsonify(similar_upload(data, run, epoch, k))
+        answer = classify_upload(data, run, epoch)
     except inference.ImageError as e:
         return _error(f"{upload.filename or 'image'}: {e}", e.status)
     return jsonify({**answer, "file": upload.filename})

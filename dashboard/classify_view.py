@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from dash import html
 
 from dashboard import config, inference
+from dashboard.similar_view import strip
 from epochscope.reader import is_synthetic_dataset
 from epochscope.records import DataInfo
 
@@ -45,8 +48,10 @@ def classify_uploads(
     contents: list[str],
     max_bytes: int | None = None,
     max_files: int | None = None,
+    similar_to: Callable[[np.ndarray], list[list[dict[str, Any]]]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Per upload: {"thumb": data URL or None, "top5": [...]} or {"error": message}.
+    """Per upload: {"thumb": data URL or None, "top5": [...]} or {"error": message}; with
+    ``similar_to`` (model inputs -> each one's nearest validation images) also "neighbours".
 
     At most ``max_files`` (EPOCHSCOPE_MAX_FILES) are classified, the rest get an error; the
     batch holds one decode slot, and each photo is decoded (exactly as the trainer evaluates)
@@ -83,6 +88,11 @@ def classify_uploads(
             out.append({"thumb": None, "error": str(result)})
         else:
             out.append({"thumb": thumb, "top5": result})
+    where = [n for n, t in enumerate(tensors) if not isinstance(t, inference.ImageError)]
+    if similar_to is not None and where:
+        found = similar_to(np.stack([tensors[n] for n in where]))
+        for n, items in zip(where, found, strict=True):
+            out[n]["neighbours"] = items
     return out
 
 
@@ -121,6 +131,7 @@ def result_card(filename: str, result: dict[str, Any]) -> html.Div:
             )
         )
     path = wordnet_path(result["top5"][0]["wnid"])
+    neighbours = result.get("neighbours")
     return html.Div(
         [
             html.Img(src=result["thumb"], className="classify-thumb", alt=filename),
@@ -134,6 +145,9 @@ def result_card(filename: str, result: dict[str, Any]) -> html.Div:
                 ],
                 className="classify-body",
             ),
+            strip(neighbours, "Most similar validation images (cosine distance)")
+            if neighbours
+            else None,
         ],
         className="classify-card",
     )

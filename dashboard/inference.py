@@ -24,7 +24,8 @@ from dashboard import config, model_limits, runs
 from epochscope.predictions import softmax, top_k
 from epochscope.preprocess import apply_draft, draft_size, prepare, to_rgb, upright
 from epochscope.reader import model_path
-from epochscope.records import Preprocess
+from epochscope.records import ONNX_EMBEDDING, Preprocess
+from epochscope.similar import has_embedding_output
 
 try:  # HEIC/HEIF photos from phones; optional, a light wheel
     import pillow_heif
@@ -259,8 +260,22 @@ class Classifier:
         path = model_path(run.path, epoch)
         return cls(cache.get(path), pre, classes, cache.key(path), cache)
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        """The model on ``batch``, stopped (ModelTimeout) once it overruns its budget."""
+    @property
+    def has_embedding(self) -> bool:
+        """Whether the model gives the ``embedding`` output (models exported before it did, or
+        without a head the export found, classify only)."""
+        return has_embedding_output(self.session)
+
+    def features(self, batch: np.ndarray) -> np.ndarray:
+        """The model's ``embedding`` output [N, F] for ``batch`` (under the same time budget);
+        ValueError when the model has none."""
+        if not self.has_embedding:
+            raise ValueError(f"the model has no {ONNX_EMBEDDING!r} output")
+        return self._run(batch, ONNX_EMBEDDING)
+
+    def _run(self, batch: np.ndarray, output: str | None = None) -> np.ndarray:
+        """The model's ``output`` (default: the logits) on ``batch``, stopped (ModelTimeout)
+        once it overruns its budget."""
         budget = model_seconds() if self.seconds is None else self.seconds
         options = ort.RunOptions()
         options.log_severity_level = 4  # the stop is reported below, once
@@ -274,7 +289,8 @@ class Classifier:
         timer.daemon = True
         timer.start()
         try:
-            return self.session.run([self.pre.output], {self.pre.input_name: batch}, options)[0]
+            names = [output or self.pre.output]
+            return self.session.run(names, {self.pre.input_name: batch}, options)[0]
         except Exception:
             if not stopped.is_set():
                 raise

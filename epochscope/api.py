@@ -25,7 +25,15 @@ from typing import Any
 import numpy as np
 
 from epochscope import thumbnails
-from epochscope.export import check_onnx, eval_copy, example_of, export, logits_module
+from epochscope.embeddings import check_features, embed
+from epochscope.export import (
+    check_onnx,
+    eval_copy,
+    example_of,
+    export,
+    logits_module,
+    with_embedding,
+)
 from epochscope.gather import gather_logits, rank_and_world, to_numpy
 from epochscope.hierarchy import as_taxonomy
 from epochscope.layout import HIERARCHY_TSV, RUN_JSON, THUMBNAILS, check_run_name
@@ -168,11 +176,16 @@ class Run:
         *,
         labels: Any = None,
         indices: Any = None,
+        features: Any = None,
     ) -> None:
         """The validation logits ``[N_val, classes]`` of an epoch, rows in validation order
         (numpy or torch, any device). Written as that epoch's top-5 and probabilities, with
         per image the probability of its label, the margin and the entropy, and the epoch's
         temperature (docs/run-directory.md).
+
+        ``features``: the penultimate features ``[N_val, F]`` (what feeds the final linear
+        layer), rows as the logits'; stored as the epoch's embeddings (a PCA to at most 128
+        dimensions in float16, with its projection), for similar images and the map.
 
         ``labels``: the true classes ``[N_val]``, needed only when :func:`init` got neither
         labelled ``val_images`` nor ``val_labels``. ``indices``: under torch.distributed, each
@@ -188,6 +201,8 @@ class Run:
             if n is None:
                 n = len(to_numpy(labels))
             logits = gather_logits(logits, indices, n)
+            if features is not None:  # every rank passes features, or none does
+                features = gather_logits(features, indices, n)
             if logits is None:  # not rank 0: its rows went to rank 0
                 return
         if not self.is_writer:
@@ -218,10 +233,14 @@ class Run:
             )
         if epoch in self._logits:
             raise ValueError(f"epoch {self._shown(epoch)}: predictions were already logged")
+        if features is not None:  # checked before anything of the epoch is written
+            features = check_features(to_numpy(features), len(self.labels))
         lse = log_sum_exp(logits)
         top5, prob = top5_from_logits(logits, lse)
         # label scores, entropy and the temperature: only the full logits have them
         self._writer.write_predictions(epoch, top5, prob, **label_stats(logits, self.labels))
+        if features is not None:
+            self._writer.write_embeddings(epoch, embed(features))
         self._predicted.add(epoch)
         if not self._checked and self._check_images is not None:
             k = min(CHECK_IMAGES, len(top5))
@@ -266,6 +285,7 @@ class Run:
             )
         example = example_of(example_input, self.image_size)
         cpu = logits_module(eval_copy(model), example, self.num_classes)  # raises here
+        cpu = with_embedding(cpu, example)  # a second output when the features are found
         if check and not self._checked and epoch in self._check_rows:
             data = export(cpu, example)  # the first one in line: the check needs it now
             check_onnx(data, self.num_classes)

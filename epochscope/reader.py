@@ -30,6 +30,8 @@ from epochscope.layout import (
     CLASSES_HEADER,
     CLASSES_TSV,
     DEMO_MARKER,
+    EMBEDDING_SUFFIX,
+    EMBEDDINGS,
     LOCK,
     METRICS,
     METRICS_CHUNK,
@@ -75,6 +77,11 @@ def prediction_epochs(run_dir: str | os.PathLike[str]) -> list[int]:
 def model_epochs(run_dir: str | os.PathLike[str]) -> list[int]:
     """Epochs with a models/epoch-NNNN.onnx file, ascending."""
     return epochs_in(Path(run_dir) / MODELS, MODEL_SUFFIX)
+
+
+def embedding_epochs(run_dir: str | os.PathLike[str]) -> list[int]:
+    """Epochs with an embeddings/epoch-NNNN.npz file, ascending."""
+    return epochs_in(Path(run_dir) / EMBEDDINGS, EMBEDDING_SUFFIX)
 
 
 def model_path(run_dir: str | os.PathLike[str], epoch: int) -> Path:

@@ -17,6 +17,9 @@ from epochscope.layout import SCHEMA, check_run_name, check_schema
 #: names of the ONNX model's input and output (models/epoch-NNNN.onnx)
 ONNX_INPUT = "input"
 ONNX_OUTPUT = "logits"
+#: the optional second output: the features feeding the final linear layer [batch, F], which
+#: the epoch's embedding projection takes (similar images for an uploaded photo)
+ONNX_EMBEDDING = "embedding"
 
 #: ImageNet's per-channel statistics, the default normalisation
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

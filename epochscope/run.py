@@ -535,6 +535,17 @@ class Run:
 
         return confusion_view(self, epoch, mode, order)
 
+    def similar(self, image_or_index: Any, k: int = 10, epoch: int | None = None) -> Any:
+        """The ``k`` validation images nearest to a validation row (an int; itself left out) or
+        to a photo (a path, bytes, PIL image or uint8 array: run through the epoch's ONNX model,
+        which needs onnxruntime), by the cosine of the epoch's embeddings (default: the newest
+        epoch that has them, and a model for a photo). A pandas DataFrame, closest first:
+        ``index``, ``path``, ``label``, ``label_name``, ``distance`` (see
+        :mod:`epochscope.similar`)."""
+        from epochscope.similar import similar
+
+        return similar(self, image_or_index, k, epoch)
+
 
 def open_run(path: str | os.PathLike[str]) -> Run:
     """A run directory as a :class:`Run`; LookupError when it is not one."""

@@ -37,6 +37,7 @@ RUNTIME_OPTIONS = frozenset(
         "device_interval",
         "keep_checkpoints",
         "keep_models",
+        "embeddings",
         "epochs",
     }
 )
@@ -253,6 +254,14 @@ def get_parser(
         default=d(0),
         metavar="K",
         help="ONNX models kept (0: all); the best epoch's is never deleted",
+    )
+    out.add_argument(
+        "--no-embeddings",
+        dest="embeddings",
+        action="store_false",
+        default=d(True),
+        help="PyTorch: do not store each epoch's validation embeddings (the penultimate "
+        "features after a PCA to 128 dimensions, float16; pruned with the models)",
     )
     out.add_argument(
         "--log-interval",

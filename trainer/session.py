@@ -47,9 +47,12 @@ from typing import Any
 
 import numpy as np
 
+from epochscope.embeddings import embed
 from epochscope.hierarchy import as_taxonomy
 from epochscope.layout import (
     CHECKPOINTS,
+    EMBEDDING_SUFFIX,
+    EMBEDDINGS,
     HIERARCHY_TSV,
     METRICS,
     MODEL_SUFFIX,
@@ -408,8 +411,11 @@ class RunSession:
         ``val``: every validation image once, in val_index order: ``top5`` and ``prob`` (top-k
         classes and probabilities, best first, k <= 5), ``loss`` and ``ok`` (readable) per
         image, and when the engine computed them the label arrays of
-        :func:`epochscope.predictions.label_stats` with ``temperature``; None on the other
-        ranks of a distributed job."""
+        :func:`epochscope.predictions.label_stats` with ``temperature``, and ``features``
+        (the penultimate features [N, F]: stored as the epoch's embeddings) when the engine
+        captured them, or ``embeddings`` it already computed from them
+        (:class:`epochscope.embeddings.Embeddings`); None on the other ranks of a distributed
+        job."""
         if self.rank != 0 or val is None:
             return
         new_bad = self._new_bad_images(train.bad, np.asarray(val["ok"], bool))
@@ -424,6 +430,11 @@ class RunSession:
         val_top5 = float(np.mean((top5 == labels[:, None]).any(axis=1)))
         stats = {k: val[k] for k in (*LABEL_ARRAYS, "temperature") if k in val}
         self.writer.write_predictions(epoch, top5, val["prob"], **stats)
+        embedded = val.get("embeddings")  # an engine may have computed them on its device
+        if embedded is None and val.get("features") is not None:
+            embedded = embed(val["features"])
+        if embedded is not None and len(embedded.vectors) == len(labels):
+            self.writer.write_embeddings(epoch, embedded)
         self.writer.write_model(epoch, onnx())
         if val_top5 > self._best["val_top5"]:
             self._best = {"epoch": epoch, "val_top5": val_top5}
@@ -455,8 +466,10 @@ class RunSession:
                 with contextlib.suppress(FileNotFoundError):
                     (folder / epoch_file(epoch, suffix)).unlink()
         if self.args.keep_models:
-            prune_epochs(self.run_dir / MODELS, MODEL_SUFFIX, self.args.keep_models,
-                         protect=self._best["epoch"])  # fmt: skip
+            # an epoch's embeddings go with its model: a photo's neighbours need both
+            for folder, suffix in ((MODELS, MODEL_SUFFIX), (EMBEDDINGS, EMBEDDING_SUFFIX)):
+                prune_epochs(self.run_dir / folder, suffix, self.args.keep_models,
+                             protect=self._best["epoch"])  # fmt: skip
 
     def _new_bad_images(self, train_bad: Sequence[int], val_ok: np.ndarray) -> list[str]:
         """Paths of unreadable images not reported before (train and val share one count)."""

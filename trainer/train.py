@@ -42,6 +42,7 @@ from trainer.distributed import (
     init_distributed,
     shutdown,
 )
+from trainer.embedding import embed_on
 from trainer.models import create_model, list_models
 from trainer.options import UsageError, parse_args, validate
 from trainer.schedules import Schedule, build_scheduler
@@ -151,20 +152,29 @@ def evaluate(
     amp: bool,
     progress: bool,
     reduce: Callable[[list[float]], list[float]] | None = None,
+    features: bool = False,
 ) -> dict[str, np.ndarray]:
     """This rank's share of the validation predictions: per image its index, top-5 classes and
     probabilities, loss, whether the file could be read, and what
     :func:`epochscope.predictions.label_stats` computes from the full logits (``reduce`` sums
-    over the ranks for the temperature, which comes back as ``temperature``)."""
+    over the ranks for the temperature, which comes back as ``temperature``). ``features``:
+    also the penultimate features (float16 [N, F], ``features``) of models that expose them."""
     model.eval()
     device = normalize.device
-    out: dict[str, list] = {k: [] for k in ("index", "top5", "prob", "loss", "ok", "logits", "y")}
+    keys = ("index", "top5", "prob", "loss", "ok", "logits", "y", "features")
+    out: dict[str, list] = {k: [] for k in keys}
+    features = features and has_features(model)
     bar = _progress_bar(len(loader), "validate", progress)
     for images, labels, indices, ok in loader:
         x = normalize(images)
         y = labels.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(x)
+            if features:
+                pooled = torch.flatten(model.pool(model.forward_features(x)), 1)
+                logits = model.fc(pooled)
+                out["features"].append(pooled.half())  # on the device, half the bytes
+            else:
+                logits = model(x)
         logits = logits.float()
         k = min(5, logits.shape[1])
         prob, top = logits.softmax(dim=1).topk(k, dim=1)
@@ -182,7 +192,10 @@ def evaluate(
         stats = label_stats(np.zeros((0, 1), np.float32), np.zeros(0, np.int64), reduce=reduce)
         return {**{k: np.zeros(0) for k in ("index", "top5", "prob", "loss", "ok")}, **stats}
     on_device = {k: torch.cat(out[k]).cpu().numpy() for k in ("top5", "prob", "loss", "logits")}
+    if out["features"]:
+        on_device["features"] = torch.cat(out["features"]).cpu().numpy()
     return {
+        **({"features": on_device["features"]} if "features" in on_device else {}),
         "index": np.concatenate(out["index"]),
         "top5": pad5(on_device["top5"], -1),
         "prob": pad5(on_device["prob"], 0.0),
@@ -190,6 +203,15 @@ def evaluate(
         "ok": np.concatenate(out["ok"]),
         **label_stats(on_device["logits"], np.concatenate(out["y"]), reduce=reduce),
     }
+
+
+def has_features(model: nn.Module) -> bool:
+    """Whether ``model`` is ``fc(flatten(pool(forward_features(x))))``, as the trainer's ResNets:
+    its pooled features are what the epoch's embeddings store."""
+    fc = getattr(model, "fc", None)
+    return (
+        hasattr(model, "forward_features") and hasattr(model, "pool") and isinstance(fc, nn.Linear)
+    )
 
 
 def _hits(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -355,13 +377,17 @@ def train(session: RunSession, dist_info: DistInfo) -> None:
         local = evaluate(
             model, val_loader, normalize, amp=amp, progress=session.interactive,
             reduce=lambda sums: all_reduce_sum(sums, device),
+            features=getattr(args, "embeddings", True),
         )  # fmt: skip
+        extra = {k: local[k] for k in (*LABEL_ARRAYS, "features") if k in local}
         val = gather_predictions(
             local["index"], len(index.val), top5=local["top5"], prob=local["prob"],
-            loss=local["loss"], ok=local["ok"], **{k: local[k] for k in LABEL_ARRAYS},
+            loss=local["loss"], ok=local["ok"], **extra,
         )  # fmt: skip
         if val is not None:  # the same on every rank
             val["temperature"] = local["temperature"]
+            if cuda and val.get("features") is not None:  # the PCA on the GPU: milliseconds
+                val["embeddings"] = embed_on(val.pop("features"), device)
         totals = TrainTotals(
             loss_sum, top1, top5, count, images=stats["images"] * world,
             seconds=stats["seconds"], bad=[i for part in train_bad for i in part],

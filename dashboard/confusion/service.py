@@ -289,15 +289,19 @@ def _drill_images(
     out = []
     for r in rows:
         r = int(r)
-        rel = run.paths[r]
         guesses = [
             (int(k), run.names[int(k)], float(p)) for k, p in zip(top5[r], prob[r], strict=True)
         ]
-        # a file under an allowed root, else the run's own thumbnails.bin (images as arrays)
-        path = safe_image_path(str(root), rel) if root is not None and rel else None
-        thumb = thumbnail_uri(path) or stored_thumbnail_uri(run.path, r)
-        out.append(DrillImage(r, rel, thumb, guesses))
+        out.append(DrillImage(r, run.paths[r], row_thumbnail(run, r, root), guesses))
     return out
+
+
+def row_thumbnail(run: Run, row: int, root: Path | None) -> str | None:
+    """The data URI of validation row ``row``: its file under ``root`` (an allowed root, from
+    :func:`thumbnail_source`), else the run's own thumbnails.bin (images as arrays)."""
+    rel = run.paths[row]
+    path = safe_image_path(str(root), rel) if root is not None and rel else None
+    return thumbnail_uri(path) or stored_thumbnail_uri(run.path, row)
 
 
 def pairs(

@@ -9,7 +9,7 @@ from dash import Input, Output, State, callback, clientside_callback, dcc, html
 from dash.exceptions import PreventUpdate
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from dashboard import config, inference, runs
+from dashboard import config, inference, runs, similar_view
 from dashboard.classify_view import classify_uploads, demo_notice, result_card
 from dashboard.shell import tolerant
 from epochscope.reader import list_runs, model_epochs, safe_run_dir
@@ -241,8 +241,9 @@ def _classify(uploads: dict | None, epoch: int | None, run: str | None):
         classifier = inference.Classifier.for_run(run_dir, epoch)
     except (ValueError, LookupError) as e:
         return html.P(f"Cannot use run {run} epoch {epoch}: {e}", className="error")
+    finder, why_not = similar_view.photo_finder(classifier, runs.run(run_dir), epoch)
     try:
-        results = classify_uploads(classifier, contents) if contents else []
+        results = classify_uploads(classifier, contents, similar_to=finder) if contents else []
     except inference.ImageError as e:  # busy, or a malformed request
         return html.P(f"Cannot classify now: {e}", className="error")
     names = uploads.get("names")
@@ -252,4 +253,6 @@ def _classify(uploads: dict | None, epoch: int | None, run: str | None):
     notice = demo_notice(info.data) if info is not None else None
     cards = [result_card(str(n), r) for n, r in zip(names, results, strict=True)]
     cards += [result_card(str(n), {"error": str(why)}) for n, why in skipped]
-    return [html.P(f"Run {run}, epoch {epoch}", className="classify-caption"), notice, *cards]
+    similar_note = html.P(why_not, className="hint classify-similar-note") if why_not else None
+    caption = html.P(f"Run {run}, epoch {epoch}", className="classify-caption")
+    return [caption, notice, similar_note, *cards]

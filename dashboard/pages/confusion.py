@@ -12,10 +12,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 import dash
-from dash import Input, Output, State, callback, clientside_callback, dcc, html
+from dash import ALL, Input, Output, State, callback, clientside_callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dashboard import config
+from dashboard import config, similar_view
 from dashboard.confusion import data, export, service
 from dashboard.confusion.figure import HoverGrid, plot_size
 from dashboard.confusion.relatedness import relatedness_figure
@@ -551,7 +551,16 @@ def _image_card(im: service.DrillImage, true: int, pred: int) -> html.Div:
         [
             thumb,
             html.Div(
-                [html.Small(f"#{im.row} {im.path}"), html.Ol(guesses, style={"margin": 0})],
+                [
+                    html.Small(f"#{im.row} {im.path}"),
+                    html.Ol(guesses, style={"margin": 0}),
+                    html.Button(
+                        "similar",
+                        id={"type": "drill-similar", "row": im.row},
+                        className="drill-similar",
+                        title="the nearest validation images in this epoch's embeddings",
+                    ),
+                ],
                 style={"fontSize": "0.8rem", "overflow": "hidden"},
             ),
         ],
@@ -563,6 +572,31 @@ def _image_card(im: service.DrillImage, true: int, pred: int) -> html.Div:
             "padding": "0.3rem 0",
         },
     )
+
+
+@callback(
+    Output("confusion-similar", "children"),
+    Input({"type": "drill-similar", "row": ALL}, "n_clicks"),
+    State("confusion-view", "data"),
+    State("confusion-run", "value"),
+    prevent_initial_call=True,
+)
+@tolerant
+def similar_images(clicks: list[int | None], view: dict | None, run: str | None):
+    trigger = dash.ctx.triggered_id
+    if not view or not isinstance(trigger, dict) or not any(clicks or []):
+        raise PreventUpdate
+    opened = _open_run(run)
+    row = int(trigger["row"])
+    if not 0 <= row < len(opened.labels):
+        raise PreventUpdate
+    try:
+        epoch, items = similar_view.row_neighbours(opened, view["epoch"], row)
+    except LookupError as e:
+        return html.P(str(e), className="hint", id="confusion-similar-note")
+    name = opened.names[int(opened.labels[row])]
+    title = f"Nearest to #{row} ({name}) in epoch {epoch}'s embeddings, closest first"
+    return similar_view.strip(items, title, "confusion-similar-strip")
 
 
 # --- side tables and relatedness ----------------------------------------------------------------

@@ -200,6 +200,8 @@ def _side() -> html.Div:
                 className="hint",
                 style={"maxHeight": "30rem", "overflowY": "auto"},
             ),
+            # a clicked image's nearest validation images (its "similar" button)
+            html.Div(id="confusion-similar"),
             html.H4("Most confused pairs", style={"margin": "0.8rem 0 0.2rem"}),
             dcc.Dropdown(id="confusion-band", placeholder="All bands", clearable=True),
             dash_table.DataTable(

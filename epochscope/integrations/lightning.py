@@ -7,7 +7,9 @@ model as ONNX, and the epoch's numbers from ``trainer.callback_metrics``. Batche
 ``(inputs, labels)`` or ``(inputs, labels, dataset_indices)``. Without indices the rows must
 come in the same order every epoch (under DDP they are placed as Lightning's unshuffled
 DistributedSampler deals them: rank r gets r, r + W, ...): a shuffled validation loader gets one
-warning naming the fix, its predictions are skipped, and training goes on.
+warning naming the fix, its predictions are skipped, and training goes on. The validation
+images' features (the input of the classifier head: :mod:`epochscope.integrations.features`)
+are logged with the logits as the epoch's embeddings when the model has such a head.
 
 Per-epoch numbers are what they say: ``train_loss`` is the mean of the epoch's training-step
 losses (weighted by batch size), ``lr`` the learning rate the epoch trained with (read at its
@@ -26,6 +28,7 @@ import torch
 
 import epochscope
 from epochscope.gather import rank_and_world
+from epochscope.integrations.features import NO_HEAD, FeatureTap
 
 #: callback_metrics names taken as the epoch's train and validation loss
 TRAIN_LOSS_KEYS = ("train_loss", "train/loss", "loss", "train_loss_epoch")
@@ -60,6 +63,9 @@ class EpochscopeCallback(pl.Callback):
         self._loss_n = 0
         self._epoch_lr: float | None = None
         self._warned: set[str] = set()
+        self._tap: FeatureTap | None = None
+        self._features: list[torch.Tensor] = []
+        self._features_ok = False
 
     # --- fit ------------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -111,6 +117,12 @@ class EpochscopeCallback(pl.Callback):
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._logits, self._labels, self._indices, self._seen = [], [], [], 0
         self._has_indices = False
+        if self._tap is None:
+            self._tap = FeatureTap(pl_module, len(self.classes))
+            if not self._tap.found:
+                self._warn_once("no-head", self._no_head())
+        self._tap.start()
+        self._features, self._features_ok = [], self._tap.found
 
     def on_validation_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
@@ -127,6 +139,13 @@ class EpochscopeCallback(pl.Callback):
             self._example = x[:1].detach().cpu()
         self._logits.append(logits.detach().float().cpu())
         self._labels.append(y.detach().cpu())
+        if self._features_ok and self._tap is not None:
+            features = self._tap.take(len(y))
+            self._features_ok = features is not None
+            if features is None:
+                self._warn_once("no-head", self._no_head())
+            else:
+                self._features.append(features)
         if len(batch) > 2:
             self._has_indices = True
             self._indices.append(torch.as_tensor(batch[2]).cpu())
@@ -137,6 +156,8 @@ class EpochscopeCallback(pl.Callback):
         self._seen += len(y)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._tap is not None:
+            self._tap.stop()  # before log_model copies the module: no hook travels with it
         if trainer.sanity_checking or self.run is None or not self._logits:
             return
         epoch = trainer.current_epoch + 1
@@ -154,16 +175,22 @@ class EpochscopeCallback(pl.Callback):
         logits = torch.cat(self._logits)
         labels = torch.cat(self._labels)
         indices = torch.cat(self._indices)
+        features = torch.cat(self._features) if self._features_ok and self._features else None
         _, world = rank_and_world()
         if world > 1:
             total = _dataset_len(trainer)
             indices = indices % total  # the sampler's padding repeats the first rows
             labels_all = _gather_labels(labels, indices, total)
-            self.run.log_predictions(epoch, logits, labels=labels_all, indices=indices)
+            self.run.log_predictions(
+                epoch, logits, labels=labels_all, indices=indices, features=features
+            )
         else:
             order = torch.argsort(indices)
             try:
-                self.run.log_predictions(epoch, logits[order], labels=labels[order])
+                self.run.log_predictions(
+                    epoch, logits[order], labels=labels[order],
+                    features=features[order] if features is not None else None,
+                )  # fmt: skip
             except ValueError as e:  # rows in another order than before: skipped, said once
                 self._warn_once(
                     "order",
@@ -197,6 +224,9 @@ class EpochscopeCallback(pl.Callback):
             )
         self.run.log_epoch(trainer.current_epoch + 1, train_loss=train_loss, val_loss=val_loss,
                            lr=self._epoch_lr, **extra)  # fmt: skip
+
+    def _no_head(self) -> str:
+        return NO_HEAD.format(who="EpochscopeCallback", classes=len(self.classes))
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned and self.run is not None:

@@ -11,6 +11,11 @@ argument, e.g. ``pixel_values``) and the epoch's numbers (``eval_*`` metrics; ``
 mean of the epoch's logged training losses, weighted by the steps each covers); training logs
 become step events. Use ``eval_strategy="epoch"``.
 
+The validation images' features (the input of the classifier head, e.g. ``classifier``:
+:mod:`epochscope.integrations.features`) are logged with the logits as the epoch's embeddings
+when the model has such a head and one process evaluates (under several processes the hook's rows
+are one process's share: embeddings are left out, with a warning).
+
 Without ``compute_metrics=cb.compute_metrics`` the callback warns when training starts (it finds
 the Trainer that calls it) and still logs every evaluation's ``eval_*`` numbers per epoch; only
 the predictions (confusion matrix) and the model are missing then.
@@ -29,6 +34,7 @@ from transformers import TrainerCallback
 
 import epochscope
 from epochscope.gather import to_numpy
+from epochscope.integrations.features import NO_HEAD, FeatureTap
 
 _RESERVED = {"epoch", "kind", "time", "val_loss", "val_top1", "val_top5", "epoch_seconds"}
 
@@ -57,6 +63,7 @@ class EpochscopeTrainerCallback(TrainerCallback):
         self._last_log_step = 0
         self._user_metrics: Callable[[Any], dict] | None = None
         self._no_predictions_said = False
+        self._tap: FeatureTap | None = None
 
     # --- what the Trainer calls with the predictions ------------------------------------------
     def compute_metrics(self, eval_pred: Any) -> dict[str, float]:
@@ -81,6 +88,7 @@ class EpochscopeTrainerCallback(TrainerCallback):
         self.run = epochscope.init(self.name, self.runs_dir, classes=self.classes, **kwargs)
         if not self.run.is_writer:
             return
+        self._start_tap(args, model)
         trainer = _calling_trainer()
         wired = getattr(getattr(trainer, "compute_metrics", None), "__self__", None) is self
         if trainer is not None and not wired:
@@ -97,6 +105,28 @@ class EpochscopeTrainerCallback(TrainerCallback):
                 "EpochscopeTrainerCallback: eval_strategy is 'no', so no epoch is ever evaluated "
                 "and the run will have no epochs; pass eval_strategy='epoch' to TrainingArguments."
             )
+
+    def _start_tap(self, args: Any, model: Any) -> None:
+        if model is None or self.run is None:
+            return
+        who = "EpochscopeTrainerCallback"
+        if getattr(args, "world_size", 1) > 1:
+            self.run.warn(
+                f"{who}: {args.world_size} processes evaluate, so the classifier head's inputs "
+                "in each are that process's share of the rows: no validation embeddings are "
+                "stored (similar images need one process); predictions are logged as before"
+            )
+            return
+        self._tap = FeatureTap(model, len(self.classes))
+        if not self._tap.found:
+            self.run.warn(NO_HEAD.format(who=who, classes=len(self.classes)))
+            self._tap = None
+            return
+        self._tap.start()
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any):
+        if self._tap is not None:  # rows of a predict() outside evaluation: not this epoch's
+            self._tap.clear()
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any):
         if self.run is None or not logs or "loss" not in logs:
@@ -127,9 +157,16 @@ class EpochscopeTrainerCallback(TrainerCallback):
             return  # a second evaluation in one epoch (eval_steps): the first one counts
         if pending is not None:
             logits, labels = pending
-            self.run.log_predictions(epoch, logits, labels=labels.astype(np.int64))
+            features = self._tap.take(len(logits)) if self._tap is not None else None
+            self.run.log_predictions(
+                epoch, logits, labels=labels.astype(np.int64), features=features
+            )
             if self.log_model and model is not None and self.run.is_writer:
+                if self._tap is not None:
+                    self._tap.stop()  # the export copies the model: no hook travels with it
                 self.run.log_model(epoch, model, self._example(kw))
+                if self._tap is not None:
+                    self._tap.start()
         elif not self._no_predictions_said and self.run.is_writer:
             self._no_predictions_said = True
             self.run.warn(
@@ -149,6 +186,8 @@ class EpochscopeTrainerCallback(TrainerCallback):
         self.run.log_epoch(epoch, train_loss=train_loss, val_loss=val_loss, **extra)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any):
+        if self._tap is not None:
+            self._tap.stop()
         if self.run is not None:
             self.run.finish()
 

@@ -94,6 +94,8 @@ def test_lightning_callback_logs_a_whole_run(tmp_path: Path) -> None:
     x, _ = _data(4, 2)
     top = Classifier.for_run(run_dir, 3).predict(x.numpy())
     assert [t[0]["name"] for t in top] == [CLASSES[i] for i in trainer.model(x).argmax(1)]
+    # the head's input (the pooled image) of every validation image, as the epoch's embeddings
+    _check_embeddings(run_dir, _data(30, 1)[0].mean(dim=(2, 3)).numpy())
 
 
 @pytest.mark.slow
@@ -162,6 +164,27 @@ def test_hf_trainer_callback_logs_a_whole_run(tmp_path: Path) -> None:
     with torch.no_grad():
         want = trainer.model(x.to(trainer.model.net[2].weight.device))["logits"].argmax(1)
     assert [t[0]["name"] for t in top] == [CLASSES[i] for i in want.cpu()]
+    _check_embeddings(run_dir, _data(30, 1)[0].mean(dim=(2, 3)).numpy())
+
+
+def _check_embeddings(run_dir: Path, features: np.ndarray) -> None:
+    """Every epoch stored embeddings that are the projection of ``features`` [N, F] (rows in
+    validation order), and its model gives the same features as its ``embedding`` output."""
+    import onnxruntime as ort
+
+    from epochscope.embeddings import unit_rows
+
+    assert reader.embedding_epochs(run_dir) == [1, 2, 3]
+    for epoch in (1, 2, 3):
+        stored = reader.load_embeddings(run_dir, epoch, len(features))
+        want = stored.projection(features)
+        assert np.allclose(stored.vectors.astype(np.float32), want, atol=2e-3)
+        data = reader.model_path(run_dir, epoch).read_bytes()
+        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        assert [o.name for o in session.get_outputs()] == ["logits", "embedding"]
+    # neighbours by the stored vectors are those by the features themselves
+    unit = unit_rows(stored.vectors)
+    assert np.allclose(unit @ unit[0], unit_rows(want) @ unit_rows(want)[0], atol=1e-2)
 
 
 LIGHTNING_DDP = """
@@ -237,6 +260,13 @@ def test_lightning_callback_under_ddp_gathers_in_order(tmp_path: Path) -> None:
     for name in LABEL_ARRAYS:
         assert np.allclose(stored[name], want[name], atol=1e-6, equal_nan=True), name
     assert float(stored["temperature"]) == pytest.approx(float(want["temperature"]), rel=1e-5)
+    # embeddings gathered in the same order: the pooled images of rows 0..28
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(29, 3, 8, 8, generator=g) * 0.5
+    x[torch.arange(29), expected["labels"]] += 0.5
+    embedded = reader.load_embeddings(runs / "ddp", 1, 29)
+    want_vectors = embedded.projection(x.mean(dim=(2, 3)).numpy())
+    assert np.allclose(embedded.vectors.astype(np.float32), want_vectors, atol=2e-3)
 
 
 # --- numbers that are what they say; problems that warn instead of ending training -------------

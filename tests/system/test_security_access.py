@@ -88,8 +88,9 @@ def _drill_paths(run: Path, data: Path | None, root: Path, data_root: str | None
 ROUTES = [
     ("GET", "/"), ("GET", "/classify"), ("GET", "/confusion"), ("GET", "/_dash-layout"),
     ("GET", "/_dash-dependencies"), ("POST", "/_dash-update-component"),
-    ("POST", "/api/v1/classify"), ("GET", "/assets/style.css"), ("GET", "/no-such-page"),
-    ("GET", "/_reload-hash"), ("GET", "/_favicon.ico"), ("GET", "/labels"),
+    ("POST", "/api/v1/classify"), ("POST", "/api/v1/similar"), ("GET", "/assets/style.css"),
+    ("GET", "/no-such-page"), ("GET", "/_reload-hash"), ("GET", "/_favicon.ico"),
+    ("GET", "/labels"),
     ("GET", "/api/v1/label-issues?run=fake"), ("GET", "/api/v1/calibration?run=fake"),
 ]  # fmt: skip
 

@@ -206,3 +206,35 @@ def test_resume_trains_again_only_what_a_crash_can_leave(tmp_path: Path, fail_at
     assert session.run(lambda: toy_train(session)) == 0
     epochs = [e["epoch"] for e in events(tmp_path) if e["kind"] == "epoch"]
     assert epochs == [1, 2, 3] if fail_at == 1 else [1, 1, 2, 3]
+
+
+def test_embeddings_are_written_and_pruned_with_the_models(tmp_path: Path) -> None:
+    """An engine's ``features`` become the epoch's embeddings; --keep-models prunes them with
+    the models, never the best epoch's (epoch 1 here: later ones are no better)."""
+    from epochscope import reader
+
+    session = session_for(tmp_path, "--keep-models", "2")
+    rng = np.random.default_rng(0)
+    index = toy_index(tmp_path)
+    features = {e: rng.normal(size=(6, 5)).astype(np.float32) for e in (1, 2, 3)}
+
+    def train() -> None:
+        session.open(SUFFIXES, load)
+        session.begin(index, engine_version="0", world_size=1, devices=[], device_kind="cpu")
+        for epoch in session.epochs():
+            top = np.tile([[0, 1, 2]], (6, 1))
+            val = {"top5": top, "prob": np.full((6, 3), 1 / 3), "loss": np.ones(6),
+                   "ok": np.ones(6, bool), "features": features[epoch]}  # fmt: skip
+
+            def save(writer: RunWriter, epoch: int, meta: dict) -> None:
+                writer.write_json(f"checkpoints/epoch-{epoch:04d}{SUFFIXES[0]}", meta)
+
+            totals = TrainTotals(6.0, 3.0, 12.0, 12, 12, 1.0)
+            session.record_epoch(epoch, totals, val, val_seconds=0.5, lr=0.1,
+                                 onnx=lambda: b"onnx", save=save)  # fmt: skip
+
+    assert session.run(train) == 0
+    run = tmp_path / "runs" / "toy"
+    assert reader.model_epochs(run) == reader.embedding_epochs(run) == [1, 3]
+    stored = reader.load_embeddings(run, 3, 6)
+    assert np.allclose(stored.vectors, stored.projection(features[3]), atol=1e-2)

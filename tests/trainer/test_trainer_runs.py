@@ -240,3 +240,25 @@ def test_resume_of_a_run_whose_checkpoints_are_gone_exits_2(tiny_run, demo_data,
     assert "has finished epochs 1..3 but no checkpoint" in proc.stderr
     files = [p for p in (runs / "tiny").rglob("*") if p.is_file() and p.name != "run.lock"]
     assert {p: p.read_bytes() for p in files} == before
+
+
+def test_embeddings_are_the_onnx_models_features_in_val_order(tiny_run):
+    """Each epoch stores its validation embeddings; the epoch's ONNX model's ``embedding``
+    output on the validation images, through the stored projection, gives them back row for
+    row (the trainer's pooled features, gathered in val_index order)."""
+    import onnxruntime as ort
+
+    from epochscope.preprocess import preprocess
+
+    assert reader.embedding_epochs(tiny_run) == list(range(1, TINY_EPOCHS + 1))
+    info = reader.read_run_info(tiny_run)
+    labels, paths = reader.read_val_index(tiny_run)
+    stored = reader.load_embeddings(tiny_run, TINY_EPOCHS, len(labels))
+    assert stored.vectors.shape == (len(labels), min(128, stored.projection.features))
+    model = reader.model_path(tiny_run, TINY_EPOCHS)
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    batch = np.stack([preprocess(Path(info.data.root) / p, info.preprocess) for p in paths])
+    (features,) = session.run(["embedding"], {"input": batch})
+    mine = stored.projection(features)
+    scale = np.abs(mine).max()
+    assert np.abs(stored.vectors.astype(np.float32) - mine).max() < 0.02 * scale

@@ -293,3 +293,52 @@ def test_image_size_is_limited_to_what_a_classifier_of_the_run_reads() -> None:
     args, explicit = parse_args(["--data", "d", "--name", "n", "--image-size", "897"])
     with pytest.raises(UsageError, match="--image-size must be at most 896"):
         validate(args, explicit, "pytorch", ["resnet18_v2"])
+
+
+def test_embeddings_on_the_device_are_numpys() -> None:
+    """trainer.embedding.embed_on (torch, the GPU's path; here on the CPU) stores what
+    epochscope.embeddings.embed does: the same projection and vectors."""
+    import numpy as np
+    import torch
+
+    from epochscope.embeddings import embed
+    from trainer.embedding import embed_on
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 4, (10, 300))
+    x = np.maximum(centres[np.arange(9000) % 10] + rng.normal(0, 1, (9000, 300)), 0)
+    want, got = embed(x.astype(np.float32)), embed_on(x.astype(np.float32), torch.device("cpu"))
+    assert got.vectors.dtype == np.float16 and got.vectors.shape == want.vectors.shape
+    np.testing.assert_allclose(got.projection.mean, want.projection.mean, atol=1e-5)
+    # the leading components (well separated eigenvalues) agree, signs included
+    np.testing.assert_allclose(got.projection.components[:9], want.projection.components[:9],
+                               atol=1e-3)  # fmt: skip
+    np.testing.assert_allclose(got.vectors[:, :9], want.vectors[:, :9], atol=0.05)
+
+
+def test_evaluate_captures_the_pooled_features_only_when_asked() -> None:
+    """evaluate(features=True) returns the ResNet's pooled features (what fc takes) per image,
+    rows as the logits'; --no-embeddings (features=False) returns none; logits are the same."""
+    import torch
+
+    from trainer.data import Normalize
+    from trainer.models import create_model
+    from trainer.train import evaluate
+
+    torch.manual_seed(0)
+    model = create_model("resnet18_v2", num_classes=5, width=0.25).eval()
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    batches = [
+        (images[:4], torch.tensor([0, 1, 2, 3]), torch.arange(4), torch.ones(4, dtype=bool)),
+        (images[4:], torch.tensor([4, 0]), torch.arange(4, 6), torch.ones(2, dtype=bool)),
+    ]
+    normalize = Normalize(torch.device("cpu"))
+    with_f = evaluate(model, batches, normalize, amp=False, progress=False, features=True)
+    without = evaluate(model, batches, normalize, amp=False, progress=False, features=False)
+    assert "features" not in without
+    assert np.array_equal(with_f["top5"], without["top5"])
+    with torch.no_grad():
+        pooled = torch.flatten(model.pool(model.forward_features(normalize(images))), 1)
+    assert with_f["features"].shape == (6, pooled.shape[1])
+    np.testing.assert_allclose(with_f["features"].astype(np.float32), pooled.numpy(), rtol=2e-3,
+                               atol=2e-3)  # fmt: skip
