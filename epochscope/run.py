@@ -77,6 +77,9 @@ SNAPSHOT_FILES = (
     EMBEDDINGS,
 )
 
+#: band silhouettes by embeddings file, shared by a worker's Runs (a float each)
+_SILHOUETTES = ByteLRU(1 * MB)
+
 FileSignature = tuple[int, int, int] | None
 Signature = tuple[tuple[FileSignature, ...], tuple[tuple[int, FileSignature], ...]]
 
@@ -391,7 +394,10 @@ class Run:
             groups, _ = group_labels(self.labels, of_class)
             return silhouette(self.embeddings(e).vectors, groups)
 
-        return self.memo(("band_silhouette", e), compute)
+        # kept per worker by the embeddings file's identity: a Run is replaced on every new
+        # epoch, and the series would otherwise load every epoch's embeddings again
+        key = ("band_silhouette", maps.layout_key(self.path, e), self.silhouette_groups)
+        return _SILHOUETTES.get(key, compute)
 
     def silhouette_series(self) -> tuple[list[int], list[float | None]]:
         """(epochs with embeddings, :meth:`band_silhouette` of each)."""
