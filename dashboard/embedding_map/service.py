@@ -127,12 +127,8 @@ def map_view(
         return MapView(waiting_spec(msg), "computing", msg)
     w, h = size
     rendered = render_map(pts, colours(run, by), x, y, w, h)
-    what = run.silhouette_groups
     coloured = "band" if by == "band" and run.has_bands else "class"
-    title = (
-        f"{run.name}: embedding map, epoch {e} · {len(pts):,} images, coloured by {coloured}"
-        f" · drag to zoom, double-click for the whole map, click for images ({what})"
-    )
+    title = f"{run.name}: embedding map, epoch {e} · {len(pts):,} images coloured by {coloured}"
     fig, grid = map_spec(rendered, title, size)
     seconds = time.perf_counter() - t0
     return MapView(

@@ -64,7 +64,7 @@ def layout(**query: Any) -> html.Div:
                 [
                     html.Span("epoch", id="map-epoch-label", style={"minWidth": "5rem"}),
                     html.Div(
-                        dcc.Slider(id="map-epoch", min=1, max=1, step=1, value=None),
+                        dcc.Slider(id="map-epoch", min=1, max=1, step=None, value=None),
                         style={"flex": "1"},
                     ),
                 ],
@@ -146,8 +146,10 @@ def epoch_choices(run: str | None, _n: int | None, old_max: int | None, current:
     if not run_changed and last == old_max and current in epochs:
         raise PreventUpdate
     follow = run_changed or current is None or current == old_max or current not in epochs
+    # a mark at every epoch with embeddings (the slider stops only there: kept epochs may
+    # have gaps), a label on every few
     step = max(1, math.ceil(len(epochs) / 15))
-    marks = {e: str(e) for e in epochs[::step]} | {last: str(last)}
+    marks = {e: str(e) if i % step == 0 or e == last else "" for i, e in enumerate(epochs)}
     return epochs[0], last, marks, last if follow else current
 
 
@@ -160,11 +162,14 @@ def _ranges(relayout: dict | None, previous: dict | None, context: list) -> tupl
     for axis in ("xaxis", "yaxis"):
         if not relayout:
             break
+        rng = relayout.get(f"{axis}.range")
+        if isinstance(rng, list | tuple) and len(rng) == 2:
+            lo, hi = rng
+        else:
+            lo, hi = relayout.get(f"{axis}.range[0]"), relayout.get(f"{axis}.range[1]")
         if relayout.get(f"{axis}.autorange"):
             got: tuple = EXTENT
-        elif isinstance(lo := relayout.get(f"{axis}.range[0]"), int | float) and isinstance(
-            hi := relayout.get(f"{axis}.range[1]"), int | float
-        ):
+        elif isinstance(lo, int | float) and isinstance(hi, int | float):
             got = (float(lo), float(hi))
         else:
             continue
@@ -221,7 +226,8 @@ def update_map(
     }
     info = (
         f"{view.drawn:,} of {len(opened.labels):,} images in view · image "
-        f"{view.image_bytes / 1024:.0f} KB, rendered in {view.seconds * 1000:.0f} ms"
+        f"{view.image_bytes / 1024:.0f} KB, rendered in {view.seconds * 1000:.0f} ms · drag to "
+        "zoom, double-click for the whole map, hover for a class, click for its images"
     )
     return view.figure, state, info, f"epoch {epoch}", True
 
