@@ -33,6 +33,7 @@ SECTIONS = {
     "recipe": "bench.recipe_bench",
     "planted": "bench.planted_bench",
     "confusion": "bench.confusion_bench",
+    "map": "bench.map_bench",
     "dashboard": "bench.dashboard_bench",
     "growth": "bench.growth_bench",
     "picker": "bench.runs_picker_bench",

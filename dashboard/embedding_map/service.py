@@ -122,7 +122,7 @@ def map_view(
             return MapView(waiting_spec(msg), "failed", msg)
         msg = (
             f"Laying out the {len(run.labels):,} validation images of epoch {e} "
-            f"({job.seconds:.0f} s so far; about a minute per 50,000 images, once per epoch)"
+            f"({job.seconds:.0f} s so far; a minute or two per 50,000 images, once per epoch)"
         )
         return MapView(waiting_spec(msg), "computing", msg)
     w, h = size
