@@ -169,7 +169,7 @@ def _ranges(relayout: dict | None, previous: dict | None, context: list) -> tupl
             lo, hi = relayout.get(f"{axis}.range[0]"), relayout.get(f"{axis}.range[1]")
         if relayout.get(f"{axis}.autorange"):
             got: tuple = EXTENT
-        elif isinstance(lo, int | float) and isinstance(hi, int | float):
+        elif all(isinstance(v, int | float) and math.isfinite(v) for v in (lo, hi)):
             got = (float(lo), float(hi))
         else:
             continue
@@ -237,6 +237,8 @@ def _point_row(event: dict | None, view: dict | None, run: str | None) -> tuple[
         raise PreventUpdate
     opened = _open_run(run)
     point = event["points"][0]
+    if not all(isinstance(point.get(k), int | float) for k in ("x", "y")):
+        raise PreventUpdate  # a malformed event
     g = view["grid"]
     radius = 0.5 * math.hypot(g["dx"], g["dy"])
     row = service.nearest_row(opened, view["epoch"], point["x"], point["y"], radius)
