@@ -136,6 +136,12 @@ KEYS: tuple[Key, ...] = (
     Key("labels_read_ms", "labels", ("read", "read_ms"), "ms", "<=", 100,
         note="one epoch, 50,000 x 1,000, from the stored file: label issues ranked, "
         "calibration (bins, ECE, scaled, per class)"),
+    Key("label_views_reply_ms", "labels", ("views", "api_unseen_ms"), "ms", "<=", 300,
+        note="GET /api/v1/label-issues (100 rows) + /api/v1/calibration, an epoch of 50,000 x "
+        "1,000 the worker has not seen (3-epoch window read, ranked, binned, JSON)"),
+    Key("label_page_reply_ms", "labels", ("views", "page_unseen_ms"), "ms", "<=", 300,
+        note="the /labels page's two callbacks (24 cards without thumbnails + reliability "
+        "diagram, JSON), same epoch never seen"),
 )  # fmt: skip
 
 # the keys a run must produce (the others may be skipped, e.g. without .venv-mxnet)

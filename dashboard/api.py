@@ -1,25 +1,48 @@
-"""Scoring API: ``POST /api/v1/classify`` (multipart ``image``, optional ``run`` and ``epoch``).
+"""HTTP API under ``/api/v1``.
 
-Answers ``{"run", "epoch", "file", "top5": [{index, wnid, name, probability}]}``, or a 4xx
-``{"error": "..."}`` with the same limits and messages as the classifier page. The upload is
-parsed into memory only (werkzeug would otherwise spool files over 500 KB to a temporary file).
+- ``POST /api/v1/classify`` (multipart ``image``, optional ``run`` and ``epoch``) answers
+  ``{"run", "epoch", "file", "top5": [{index, wnid, name, probability}]}`` with the same limits
+  and messages as the classifier page. The upload is parsed into memory only (werkzeug would
+  otherwise spool files over 500 KB to a temporary file).
+- ``GET /api/v1/label-issues?run=NAME&epoch=E&limit=N&method=M``: the validation images most
+  likely mislabeled first, a JSON list of objects with ``Run.label_issues``' fields.
+- ``GET /api/v1/calibration?run=NAME&epoch=E``: ``Run.calibration``'s dict, tables as lists of
+  row objects.
+
+Errors are ``{"error": "..."}`` with a 4xx status. Every route sits behind the same access
+checks (dashboard/access.py: token, peers, hosts, reply size).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import parse_form_data
 
-from dashboard import config, inference
-from epochscope.reader import list_runs, model_epochs, safe_run_dir
+from dashboard import config, inference, runs
+from epochscope import labels
+from epochscope.analysis.label_issues import METHODS
+from epochscope.reader import list_runs, model_epochs, prediction_epochs, safe_run_dir
+from epochscope.run import Run
 
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields around the file
+#: rows one label-issues reply may hold (the dashboard's CSV export has them all)
+MAX_ISSUES = 10_000
+DEFAULT_ISSUES = 100
+
+
+class ApiError(Exception):
+    """A request the API refuses: the message and the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class _MemoryBuffer(io.BytesIO):
@@ -86,8 +109,94 @@ def classify_upload(data: bytes, run: str | None, epoch: str | int | None) -> di
     return {"run": run, "epoch": epoch, "top5": result}
 
 
+def _whole(name: str, value: str | None, default: int | None, low: int, high: int) -> int | None:
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ApiError(f"{name} must be a whole number, not {value!r:.40}", 400) from None
+    if not low <= number <= high:
+        raise ApiError(f"{name} must be between {low} and {high:,}, not {number:,}", 400)
+    return number
+
+
+def run_and_epoch(run: str | None, epoch: str | None) -> tuple[Run, int]:
+    """The Run (through the worker's RunCache) and epoch a label request names: the newest
+    run with predictions and its last epoch by default; ApiError 400/404 otherwise."""
+    runs_dir = config.runs_dir()
+    if not run:
+        names = [s.name for s in list_runs(runs_dir) if prediction_epochs(runs_dir / s.name)]
+        if not names:
+            raise ApiError("no run with predictions yet", 404)
+        run = names[0]
+    try:
+        opened = runs.run(safe_run_dir(runs_dir, run))
+    except ValueError as e:
+        raise ApiError(str(e), 400) from None
+    except LookupError as e:
+        raise ApiError(str(e), 404) from None
+    if not opened.epochs:
+        raise ApiError(f"run {run!r} has no predictions yet", 404)
+    e = _whole("epoch", epoch, opened.epochs[-1], 0, 10**9)
+    if e not in opened.epochs:
+        raise ApiError(f"run {run!r} has no predictions for epoch {e}", 404)
+    return opened, int(e)  # type: ignore[arg-type]
+
+
+def _json(obj: Any, run: Run, epoch: int) -> Response:
+    # plain json.dumps: keys in the documented order (Flask's provider sorts them)
+    reply = Response(json.dumps(obj, allow_nan=False), mimetype="application/json")
+    reply.headers["Epochscope-Run"] = run.name
+    reply.headers["Epochscope-Epoch"] = str(epoch)
+    return reply
+
+
+def _label_answer(compute: Any) -> Any:
+    """Run a label view's computation, mapping what a run can lack to 4xx answers."""
+    try:
+        return compute()
+    except ApiError as e:
+        return _error(str(e), e.status)
+    except labels.LabelStatsMissing as e:  # a run from before the label arrays
+        return _error(str(e), 409)
+    except LookupError as e:  # a file removed since the run was opened
+        return _error(str(e), 404)
+    except (ValueError, OSError) as e:  # a damaged predictions file
+        return _error(f"cannot read this epoch: {e}", 409)
+
+
+def label_issues_reply(args: Any) -> Response:
+    """``GET /api/v1/label-issues``' answer for query arguments ``args``."""
+    opened, epoch = run_and_epoch(args.get("run"), args.get("epoch"))
+    limit = _whole("limit", args.get("limit"), DEFAULT_ISSUES, 1, MAX_ISSUES)
+    method = args.get("method") or "self_confidence"
+    if method not in METHODS:
+        raise ApiError(f"method must be one of {', '.join(METHODS)}, not {method!r:.40}", 400)
+    cols = labels.issue_columns(opened, epoch, limit=limit, method=method)
+    return _json(labels.records(cols), opened, epoch)
+
+
+def calibration_reply(args: Any) -> Response:
+    """``GET /api/v1/calibration``' answer for query arguments ``args``."""
+    opened, epoch = run_and_epoch(args.get("run"), args.get("epoch"))
+    body = {
+        "run": opened.name,
+        **labels.calibration_json(labels.calibration_columns(opened, epoch)),
+    }
+    return _json(body, opened, epoch)
+
+
 def register(server: Flask) -> None:
     """Add the API routes to the Flask server under Dash."""
+
+    @server.get("/api/v1/label-issues")
+    def label_issues():  # the Flask view
+        return _label_answer(lambda: label_issues_reply(request.args))
+
+    @server.get("/api/v1/calibration")
+    def calibration():  # the Flask view
+        return _label_answer(lambda: calibration_reply(request.args))
 
     @server.post("/api/v1/classify")
     def classify():  # the Flask view

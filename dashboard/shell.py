@@ -23,6 +23,7 @@ NAV = (
     ("Classify a photo", "/classify"),
     ("Confusion", "/confusion"),
     ("Classes", "/classes"),
+    ("Labels", "/labels"),
     ("Map", "/map"),
 )
 

@@ -8,6 +8,7 @@ caller that lists many runs can skip the bad one and keep the rest.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -144,6 +145,30 @@ def read_val_index(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, list[st
     return labels, [r[2] for r in rows]
 
 
+@contextlib.contextmanager
+def _epoch_npz(run_dir: str | os.PathLike[str], path: Path, what: str, epoch: int):
+    """An epoch's npz as a ZipFile, opened once through the bounded reader (never a FIFO, a
+    device or a link out of the run; the file's size cap checked first). LookupError when it
+    is missing; a torn or foreign file becomes one ValueError naming it; a ValueError raised
+    inside (a refused header) is logged and passes through."""
+    try:  # one open, no stat first
+        f = os.fdopen(open_regular(path, within=run_dir), "rb")
+    except LookupError:
+        name = Path(run_dir).name
+        raise LookupError(f"run {name!r} has no {what} for epoch {epoch}") from None
+    try:
+        with f:
+            check_size(path, os.fstat(f.fileno()).st_size, cap_of(path))
+            with zipfile.ZipFile(f) as z:
+                yield z
+    except ValueError as e:  # refused before anything was inflated
+        log.warning("%s does not load: %s", path, e)
+        raise
+    except Exception as e:  # a torn or foreign file: BadZipFile, EOFError, pickled objects, ...
+        log.warning("%s does not load: %s: %s", path, type(e).__name__, e)
+        raise ValueError(f"{path} is not a readable {what} file: {e}") from None
+
+
 def load_predictions(
     run_dir: str | os.PathLike[str],
     epoch: int,
@@ -153,23 +178,9 @@ def load_predictions(
     """(top5 int64 [N, 5], prob float32 [N, 5]) of an epoch, shapes and ranges checked."""
     path = predictions_path(run_dir, check_epoch(epoch))
     most = num_rows if num_rows is not None else MAX_PREDICTION_ROWS
-    try:  # one open, no stat first: never a FIFO, a device or a link out of the run
-        f = os.fdopen(open_regular(path, within=run_dir), "rb")
-    except LookupError:
-        name = Path(run_dir).name
-        raise LookupError(f"run {name!r} has no predictions for epoch {epoch}") from None
-    try:
-        with f:
-            check_size(path, os.fstat(f.fileno()).st_size, cap_of(path))
-            with zipfile.ZipFile(f) as z:
-                top5 = _npy_member(z, "top5", path, most)
-                prob = _npy_member(z, "prob", path, most)
-    except ValueError as e:  # refused before anything was inflated
-        log.warning("%s does not load: %s", path, e)
-        raise
-    except Exception as e:  # a torn or foreign file: BadZipFile, EOFError, pickled objects, ...
-        log.warning("%s does not load: %s: %s", path, type(e).__name__, e)
-        raise ValueError(f"{path} is not a readable predictions file: {e}") from None
+    with _epoch_npz(run_dir, path, "predictions", epoch) as z:
+        top5 = _npy_member(z, "top5", path, most)
+        prob = _npy_member(z, "prob", path, most)
     if top5.ndim != 2 or top5.shape[1] != 5 or prob.shape != top5.shape:
         raise ValueError(f"{path}: top5 {top5.shape} and prob {prob.shape} must both be [N, 5]")
     if not np.issubdtype(top5.dtype, np.integer) or not np.issubdtype(prob.dtype, np.floating):
@@ -232,35 +243,19 @@ def load_embeddings(
     images'. LookupError when the epoch has none."""
     path = embeddings_path(run_dir, check_epoch(epoch))
     most = num_rows if num_rows is not None else MAX_PREDICTION_ROWS
-    try:
-        f = os.fdopen(open_regular(path, within=run_dir), "rb")
-    except LookupError:
-        name = Path(run_dir).name
-        raise LookupError(f"run {name!r} has no embeddings for epoch {epoch}") from None
-    try:
-        with f:
-            check_size(path, os.fstat(f.fileno()).st_size, cap_of(path))
-            with zipfile.ZipFile(f) as z:
-                members = {k: _npy_header(z, k, path) for k in ("vectors", "mean", "components")}
-                (_, vs, _), (_, ms, _), (_, cs, _) = members.values()
-                if len(vs) != 2 or not 1 <= vs[1] <= MAX_DIMS or vs[0] > most:
-                    raise ValueError(
-                        f"{path}: vectors {list(vs)} must be [N <= {most:,}, D <= {MAX_DIMS}]"
-                    )
-                if num_rows is not None and vs[0] != num_rows:
-                    raise ValueError(f"{path}: {vs[0]} vectors, expected {num_rows}")
-                if len(ms) != 1 or not 1 <= ms[0] <= MAX_FEATURES or cs != (vs[1], ms[0]):
-                    raise ValueError(
-                        f"{path}: mean {list(ms)} and components {list(cs)} must be [F] and "
-                        f"[{vs[1]}, F] with F <= {MAX_FEATURES}"
-                    )
-                arrays = {k: _npy_read(z, info) for k, (info, _, _) in members.items()}
-    except ValueError as e:
-        log.warning("%s does not load: %s", path, e)
-        raise
-    except Exception as e:  # a torn or foreign file
-        log.warning("%s does not load: %s: %s", path, type(e).__name__, e)
-        raise ValueError(f"{path} is not a readable embeddings file: {e}") from None
+    with _epoch_npz(run_dir, path, "embeddings", epoch) as z:
+        members = {k: _npy_header(z, k, path) for k in ("vectors", "mean", "components")}
+        (_, vs, _), (_, ms, _), (_, cs, _) = members.values()
+        if len(vs) != 2 or not 1 <= vs[1] <= MAX_DIMS or vs[0] > most:
+            raise ValueError(f"{path}: vectors {list(vs)} must be [N <= {most:,}, D <= {MAX_DIMS}]")
+        if num_rows is not None and vs[0] != num_rows:
+            raise ValueError(f"{path}: {vs[0]} vectors, expected {num_rows}")
+        if len(ms) != 1 or not 1 <= ms[0] <= MAX_FEATURES or cs != (vs[1], ms[0]):
+            raise ValueError(
+                f"{path}: mean {list(ms)} and components {list(cs)} must be [F] and "
+                f"[{vs[1]}, F] with F <= {MAX_FEATURES}"
+            )
+        arrays = {k: _npy_read(z, info) for k, (info, _, _) in members.items()}
     projection = Projection(
         arrays["mean"].astype(np.float32), arrays["components"].astype(np.float32)
     )
@@ -277,26 +272,22 @@ def load_label_stats(
     read; a file with some of them, or with wrong shapes or values, is refused."""
     path = predictions_path(run_dir, check_epoch(epoch))
     names = (*LABEL_ARRAYS, "temperature")
-    try:  # one open, no stat first: never a FIFO, a device or a link out (as load_predictions)
-        f = os.fdopen(open_regular(path, within=run_dir), "rb")
-    except LookupError:
-        name = Path(run_dir).name
-        raise LookupError(f"run {name!r} has no predictions for epoch {epoch}") from None
-    try:
-        with f, np.load(f, allow_pickle=False) as npz:
-            present = [n for n in names if n in npz.files]
-            if not present:
-                return None
-            if len(present) != len(names):
-                missing = ", ".join(n for n in names if n not in present)
-                raise ValueError(f"{path}: label arrays incomplete, missing {missing}")
-            arrays = {n: npz[n] for n in names}
-    except ValueError as e:
-        if str(e).startswith(f"{path}:"):
-            raise
-        raise ValueError(f"{path} is not a readable predictions file: {e}") from None
-    except Exception as e:  # a torn or foreign file: BadZipFile, EOFError, ...
-        raise ValueError(f"{path} is not a readable predictions file: {e}") from None
+    most = num_rows if num_rows is not None else MAX_PREDICTION_ROWS
+    with _epoch_npz(run_dir, path, "predictions", epoch) as z:
+        present = [n for n in names if n + ".npy" in z.namelist()]
+        if not present:
+            return None
+        if len(present) != len(names):
+            missing = ", ".join(n for n in names if n not in present)
+            raise ValueError(f"{path}: label arrays incomplete, missing {missing}")
+        members = {n: _npy_header(z, n, path) for n in names}
+        for name, (_, shape, _) in members.items():  # one per image, a 0-d temperature
+            if name == "temperature":
+                if shape != ():
+                    raise ValueError(f"{path}: temperature {list(shape)} must be one number")
+            elif len(shape) != 1 or shape[0] > most or (num_rows is not None and shape[0] != most):
+                raise ValueError(f"{path}: {name} {list(shape)} must be {most} floats")
+        arrays = {n: _npy_read(z, info) for n, (info, _, _) in members.items()}
     n = len(arrays["p_label"]) if num_rows is None else num_rows
     for name in LABEL_ARRAYS:
         a = arrays[name]

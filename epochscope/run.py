@@ -3,7 +3,8 @@
 ``Run(path)`` takes a snapshot of the run's files (each small file stat'ed once, read once on
 first use) and keeps what every view needs as cached properties: run info, classes, labels,
 validation paths, hierarchy, bands and orders, epochs and metrics. Per-epoch results
-(predictions, the confusion histogram, per-class statistics, relatedness, differences) are
+(predictions, the confusion histogram, per-class statistics, relatedness, differences, the
+label arrays and what epochscope/labels.py derives from them: label issues, calibration) are
 kept in a byte-bounded memo of the Run, so that :class:`RunCache` can bound a whole worker's
 memory by the bytes of the Runs it holds.
 
@@ -494,6 +495,54 @@ class Run:
                 self.confusion(epoch, mode), other.confusion(other_epoch, mode), hide_diagonal
             ),
         )
+
+    # --- label issues and calibration (epochscope/labels.py) ------------------------------------
+    def label_stats(self, epoch: int | None = None) -> dict[str, np.ndarray] | None:
+        """The label arrays of an epoch's predictions file (``p_label``, ``margin``,
+        ``entropy``, ``confidence``, ``confidence_scaled``, ``temperature``), None for a file
+        written before they existed; read once (memoised)."""
+        e = self.epoch(epoch)
+        return self.memo(
+            ("label_stats", e), lambda: reader.load_label_stats(self.path, e, len(self.labels))
+        )
+
+    @property
+    def label_epochs(self) -> list[int]:
+        """Epochs whose predictions file holds the label arrays, ascending (each file read
+        once: the arrays stay in the memo for the views that use them)."""
+        return [e for e in self.epochs if self.label_stats(e) is not None]
+
+    def label_issues(
+        self, epoch: int | None = None, limit: int | None = None, method: str = "self_confidence"
+    ) -> Any:
+        """Validation images most likely mislabeled first (a pandas DataFrame): ``index``,
+        ``path``, ``label``, ``suggested``, ``score`` (0..1, higher: more likely wrong), then
+        ``label_name``, ``suggested_name``, ``flagged`` (confident learning) and
+        ``flagged_epochs``; scored over the last 3 epochs with label arrays up to ``epoch``
+        (default: the last). ``method``: ``self_confidence`` or ``normalized_margin``.
+        LookupError (:class:`epochscope.labels.LabelStatsMissing`) for an epoch written
+        before these arrays existed."""
+        from epochscope import labels
+
+        cols = labels.issue_columns(self, epoch, limit=limit, method=method)
+        return labels.issues_frame(cols)
+
+    def calibration(self, epoch: int | None = None) -> dict[str, Any]:
+        """One epoch's calibration: ``ece``, ``ece_scaled`` (after temperature scaling),
+        ``temperature``, ``accuracy``, ``count``, and DataFrames ``bins`` / ``bins_scaled``
+        (15 equal-width bins of top-1 confidence: lower, upper, accuracy, confidence, count),
+        ``by_band`` and ``by_class`` (count, accuracy, confidence, ece, ece_scaled).
+        LookupError as :meth:`label_issues`."""
+        from epochscope import labels
+
+        return labels.calibration_frames(labels.calibration_columns(self, epoch))
+
+    def ece_series(self) -> dict[str, list]:
+        """ECE before and after temperature scaling, and the temperature, per epoch with label
+        arrays (lists: ``epoch``, ``ece``, ``ece_scaled``, ``temperature``)."""
+        from epochscope import labels
+
+        return labels.ece_series(self)
 
     # --- identity and size --------------------------------------------------------------------
     @property

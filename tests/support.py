@@ -222,6 +222,45 @@ def make_fake_run(
     return run
 
 
+def make_label_run(
+    runs_dir: Path, name: str = "labels", epochs: int = 3, per_class: int = 12, seed: int = 0
+) -> tuple[Path, dict[int, np.ndarray], np.ndarray]:
+    """A run logged through ``epochscope.init`` (so each predictions file holds the label
+    arrays): FAKE_CLASSES, ``per_class`` images each, logits that learn over the epochs, and
+    a tenth of the labels moved to another class. Returns (run directory, logits of each epoch,
+    the given labels)."""
+    import epochscope
+
+    rng = np.random.default_rng(seed)
+    n_classes = len(FAKE_CLASSES)
+    truth = np.arange(per_class * n_classes) % n_classes
+    labels = truth.copy()
+    moved = rng.choice(len(truth), len(truth) // 10, replace=False)
+    labels[moved] = (truth[moved] + rng.integers(1, n_classes, len(moved))) % n_classes
+    samples = [(f"/nowhere/val/{i}.png", int(lab)) for i, lab in enumerate(labels)]
+    logits = {}
+    with epochscope.init(name, runs_dir, classes=FAKE_CLASSES, val_images=samples,
+                         data_root="/nowhere", epochs=epochs) as run:  # fmt: skip
+        for epoch in range(1, epochs + 1):
+            z = rng.normal(0, 1.5, (len(truth), n_classes)).astype(np.float32)
+            z[np.arange(len(truth)), truth] += 1.5 * epoch
+            logits[epoch] = z
+            run.log_predictions(epoch, z)
+            run.log_epoch(epoch, train_loss=1.0 / epoch)
+    return runs_dir / name, logits, labels
+
+
+def strip_label_arrays(run: Path, epoch: int) -> None:
+    """Re-save an epoch's predictions file with its top-5 only, as files were written before
+    the label arrays existed."""
+    path = run / "predictions" / f"epoch-{epoch:04d}.npz"
+    with np.load(path) as npz:
+        kept = {"top5": npz["top5"], "prob": npz["prob"]}
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **kept)
+    os.replace(tmp, path)
+
+
 # --- gunicorn ----------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from urllib.parse import urlencode
 
 import dash
 from dash import Input, Output, State, callback, clientside_callback, dcc, html
@@ -479,8 +480,10 @@ def drill_down(
              " wrong first guesses first"],
             id="confusion-drill-head",
         )  # fmt: skip
-        return [head, *_thumbnail_note(opened), *(_image_card(im, int(selected), -1)
-                                                   for im in images)]  # fmt: skip
+        link = _labels_link(run, epoch, f"Likely mislabeled images of {t['name']}",
+                            label=int(selected))  # fmt: skip
+        return [head, link, *_thumbnail_note(opened), *(_image_card(im, int(selected), -1)
+                                                         for im in images)]  # fmt: skip
     if trigger == "confusion-pairs":
         if not active or not table_rows or active["row"] >= len(table_rows):
             raise PreventUpdate
@@ -502,7 +505,16 @@ def drill_down(
         ],
         id="confusion-drill-head",
     )
-    return [head, *_thumbnail_note(opened), *(_image_card(im, true, pred) for im in images)]
+    link = _labels_link(run, epoch, f"Likely mislabeled: given {t['name']}, more likely "
+                        f"{p['name']}", label=true, suggested=pred)  # fmt: skip
+    return [head, link, *_thumbnail_note(opened),
+            *(_image_card(im, true, pred) for im in images)]  # fmt: skip
+
+
+def _labels_link(run: str, epoch: int, text: str, **classes: int) -> dcc.Link:
+    """A link to the likely-mislabeled view filtered to the class (and suggested class)."""
+    query = urlencode([("run", run), ("epoch", epoch), *classes.items()])
+    return dcc.Link(f"{text} →", href=f"/labels?{query}", id="confusion-drill-labels")
 
 
 def _thumbnail_note(opened: Run) -> list[html.P]:

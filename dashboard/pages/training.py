@@ -9,7 +9,7 @@ import dash
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dashboard import config, figures, live
+from dashboard import config, figures, label_views, live
 from dashboard.confusion import data
 from dashboard.confusion.band_chart import band_accuracy_figure
 from dashboard.confusion.relatedness import relatedness_figure
@@ -17,7 +17,7 @@ from dashboard.embedding_map.silhouette_chart import silhouette_figure
 from dashboard.hparams import hparam_rows, run_hparams
 from dashboard.shell import selection, tolerant
 from epochscope.layout import EMBEDDING_SUFFIX, EMBEDDINGS, epochs_in
-from epochscope.reader import prediction_epochs, safe_run_dir
+from epochscope.reader import LABEL_STATS_MISSING, prediction_epochs, safe_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,31 @@ def update_mistakes(_n: int | None, runs: list[str] | None, key: dict | None):
                     className="graph",
                 )
             )
+        try:
+            ece = run_view.ece_series()  # empty for a run from before the label arrays
+        except Exception as e:  # a damaged label file: this chart only
+            log.warning("calibration of %s: %s: %s", run, type(e).__name__, str(e)[:200])
+            continue
+        graphs.append(ece_panel(run, ece))
     return graphs, new_key
+
+
+def ece_panel(run: str, series: dict[str, list]) -> dcc.Graph | html.P:
+    """The run's ECE over epochs, or why it has none (its files predate the label arrays)."""
+    if not series["epoch"]:
+        return html.P(
+            f"{run}: no calibration curve: {LABEL_STATS_MISSING}.",
+            id={"type": "training-ece-missing", "run": run},
+            className="hint",
+        )
+    return dcc.Graph(
+        id={"type": "training-ece-graph", "run": run},
+        figure=label_views.ece_figure(
+            series, f"{run}: calibration over epochs (ECE, 15 bins; temperature)"
+        ),
+        config={"displaylogo": False},
+        className="graph",
+    )
 
 
 def hparams_table(runs: list[str]) -> html.Div | html.P:

@@ -141,6 +141,31 @@ def test_an_npz_declaring_too_many_rows_is_refused_before_inflating(tmp_path, mo
     assert top5.shape == prob.shape == (20, 5) and top5.dtype == np.int64
 
 
+def test_label_arrays_declaring_too_many_rows_are_refused_before_inflating(tmp_path) -> None:
+    run = make_fake_run(tmp_path, "r", epochs_done=1)
+    npz = run / "predictions" / "epoch-0001.npz"
+    with np.load(npz) as f:
+        kept = {k: f[k] for k in f.files}
+    small = {n: np.zeros(20, np.float32) for n in ("margin", "entropy", "confidence")}
+    big = BytesIO()  # p_label claims 20,000,000 floats (80 MB), deflated to ~80 KB
+    np.lib.format.write_array(big, np.zeros(20_000_000, np.float32))
+    with zipfile.ZipFile(npz, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, a in {**kept, **small, "confidence_scaled": small["margin"],
+                        "temperature": np.float32(1.0)}.items():  # fmt: skip
+            buf = BytesIO()
+            np.lib.format.write_array(buf, np.asarray(a))
+            z.writestr(f"{name}.npy", buf.getvalue())
+        z.writestr("p_label.npy", big.getvalue())
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"p_label \[20000000\] must be 20 floats"):
+            reader.load_label_stats(run, 1, num_rows=20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 << 20, f"{peak / 2**20:.0f} MiB allocated to refuse it"
+
+
 # --- hierarchy: depth capped, distances without every node's ancestors -------------------------
 def _chain(run: Path, depth: int) -> None:
     wnids = [line.split("\t")[1] for line in (run / "classes.tsv").read_text().splitlines()[1:]]

@@ -112,26 +112,29 @@ def test_map_draws_all_points_of_a_1000_class_run_and_zooming_re_renders(
     assert zoomed["meta"]["drawn"] == int(inside.sum()) < n
     page.screenshot(path=str(output_dir / "map-zoomed.png"), full_page=True)
 
-    # 3. hover: the tooltip names the class of the image nearest the hovered cell
-    row = int(np.flatnonzero(inside)[len(np.flatnonzero(inside)) // 2])
+    # 3. hover: the tooltip names the class of the image nearest the hovered cell's centre;
+    # an image near the middle of its cell, so that the pixel under the mouse is in that cell
+    c = zoomed["cells"]
+    cell = np.round((coords - [c["x0"], c["y0"]]) / [c["dx"], c["dy"]])
+    centres = cell * [c["dx"], c["dy"]] + [c["x0"], c["y0"]]
+    off = np.abs((coords - centres) / [c["dx"], c["dy"]]).max(axis=1)
+    row = int(np.flatnonzero(inside)[np.argmin(off[inside])])
+    nearest = int(np.argmin(np.linalg.norm(coords - centres[row], axis=1)))
+    name = run.names[int(run.labels[nearest])]
     px, py = page.evaluate(TO_PAGE_JS, [float(coords[row, 0]), float(coords[row, 1])])
     page.mouse.move(px - 3, py - 3)
     page.mouse.move(px, py)
-    text = _wait(
-        lambda: page.locator("#map-hover-text").all_inner_texts(), 20, "the hover tooltip"
-    )[0]
-    c = zoomed["cells"]
-    ix = round((coords[row, 0] - c["x0"]) / c["dx"])
-    iy = round((coords[row, 1] - c["y0"]) / c["dy"])
-    centre = np.array([c["x0"] + ix * c["dx"], c["y0"] + iy * c["dy"]])
-    nearest = int(np.argmin(np.linalg.norm(coords - centre, axis=1)))
-    assert run.names[int(run.labels[nearest])] in text and f"#{nearest}" in text
+    _wait(
+        lambda: (t := page.locator("#map-hover-text").all_inner_texts())
+        and name in t[0] and f"#{nearest}" in t[0],
+        20, f"the hover tooltip naming {name} (image #{nearest})",
+    )  # fmt: skip
 
     # 4. click: that image and its neighbours on the map, with their labels
     page.mouse.click(px, py)
     page.wait_for_selector("#map-drill .map-image", timeout=20_000)
     assert page.locator("#map-drill .map-image").count() == 12
-    assert run.names[int(run.labels[nearest])] in page.locator("#map-drill-head").inner_text()
+    assert name in page.locator("#map-drill-head").inner_text()
     page.screenshot(path=str(output_dir / "map-drill.png"), full_page=True)
 
     # 5. the slider to epoch 1: its own map, the zoom kept

@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from epochscope.predictions import LABEL_ARRAYS
 from tests.support import DashClient, classify, gunicorn, http, make_fake_run, tiny_onnx_model
 
 JSON = st.recursive(
@@ -135,7 +136,8 @@ def tsv_damage(draw) -> tuple[str, object]:
 
 @st.composite
 def npz_damage(draw) -> tuple[str, object]:
-    kind = draw(st.sampled_from(["bytes", "shape", "dtype", "range", "object", "claim", "nan"]))
+    kind = draw(st.sampled_from(["bytes", "shape", "dtype", "range", "object", "claim", "nan",
+                                 "labels"]))  # fmt: skip
     n = 20
     top5 = np.tile(np.arange(5, dtype=np.int16), (n, 1))
     prob = np.full((n, 5), 0.2, np.float16)
@@ -151,7 +153,35 @@ def npz_damage(draw) -> tuple[str, object]:
         return "bytes", _npz(top5=np.array([{"a": 1}] * 5, dtype=object), prob=prob)
     if kind == "claim":
         return "bytes", _npy_claiming(draw(st.integers(10**6, 10**8)))
+    if kind == "labels":
+        return "bytes", label_npz(draw(st.sampled_from(LABEL_DAMAGES)), n)
     return "bytes", _npz(top5=top5, prob=np.full((n, 5), np.nan, np.float32))
+
+
+LABEL_DAMAGES = ["partial", "short", "temperature", "zero-temperature", "nan", "object", "2d"]
+
+
+def label_npz(what: str, n: int = 20) -> bytes:
+    """A predictions file whose top-5 is sound but whose label arrays (issue 23) are not."""
+    arrays: dict = {name: np.full(n, 0.5, np.float32) for name in LABEL_ARRAYS}
+    arrays["temperature"] = np.float32(1.0)
+    if what == "partial":
+        del arrays["entropy"]
+    elif what == "short":
+        arrays["p_label"] = arrays["p_label"][:7]
+    elif what == "temperature":
+        arrays["temperature"] = np.float32(-1.0)
+    elif what == "zero-temperature":
+        arrays["temperature"] = np.zeros(3, np.float32)
+    elif what == "nan":
+        arrays["confidence"][:] = np.nan
+        arrays["p_label"][::2] = np.inf
+    elif what == "object":
+        arrays["margin"] = np.array([{"a": 1}] * n, dtype=object)
+    elif what == "2d":
+        arrays["confidence_scaled"] = np.zeros((n, 2), np.float32)
+    top5 = np.tile(np.arange(5, dtype=np.int16), (n, 1))
+    return _npz(top5=top5, prob=np.full((n, 5), 0.2, np.float16), **arrays)
 
 
 @st.composite
@@ -284,6 +314,14 @@ def check(site: dict, name: str) -> None:
                              ["confusion-run.value"]).status,
         "relatedness": client.call("confusion-relatedness.figure", {"confusion-run.value": name},
                                    ["confusion-run.value"]).status,
+        "labels cards": client.call("labels-issues.children", {
+            "labels-run.value": name, "labels-epoch.value": 1,
+            "labels-method.value": "self_confidence"}, ["labels-run.value"]).status,
+        "labels reliability": client.call("labels-reliability.figure", {
+            "labels-run.value": name, "labels-epoch.value": 1, "labels-group.value": "all"},
+            ["labels-run.value"]).status,
+        "label-issues api": http(f"{base}/api/v1/label-issues?run={name}&epoch=1").status,
+        "calibration api": http(f"{base}/api/v1/calibration?run={name}").status,
         "api": classify(base, PHOTO, "p.png", run=name).status,
         "api epoch 2": classify(base, PHOTO, "p.png", run=name, epoch=2).status,
     }  # fmt: skip
@@ -312,6 +350,13 @@ def _damaged_runs(site: dict, target: str, how: tuple[str, object]) -> None:
         check(site, name)
     except AssertionError as e:
         raise AssertionError(f"{name}: {target} {how[0]} {str(how[1])[:200]!r}: {e}") from None
+
+
+@pytest.mark.parametrize("what", LABEL_DAMAGES)
+def test_damaged_label_arrays_affect_only_themselves(site, what: str) -> None:
+    """Each way the label arrays can be wrong: the labels page and its API answer 4xx or say
+    what is wrong, never 500, and the good run still answers."""
+    _damaged_runs(site, "predictions/epoch-0001.npz", ("bytes", label_npz(what)))
 
 
 RUNS_QUICK = int(os.environ.get("EPOCHSCOPE_DAMAGE_RUNS", "60"))

@@ -157,6 +157,12 @@ def surfaces(client: DashClient, base: str, run: str, png: bytes) -> dict[str, t
             ["confusion-pairs.active_cell"]),
         "relatedness": ("confusion-relatedness.figure", {"confusion-run.value": run},
                         ["confusion-run.value"]),
+        "labels cards": ("labels-issues.children", {"labels-run.value": run,
+                         "labels-epoch.value": 1, "labels-method.value": "self_confidence"},
+                         ["labels-run.value"]),
+        "labels reliability": ("labels-reliability.figure", {"labels-run.value": run,
+                               "labels-epoch.value": 1, "labels-group.value": "all"},
+                               ["labels-run.value"]),
     }  # fmt: skip
     out: dict[str, tuple] = {
         page: ("GET", f"{base}{page}?run={run}", None, {}) for page in ("/", "/confusion")
@@ -167,6 +173,8 @@ def surfaces(client: DashClient, base: str, run: str, png: bytes) -> dict[str, t
                      client.body(output, values, changed), headers)  # fmt: skip
     body, ctype = multipart({"run": run, "epoch": "1"}, "p.png", png)
     out["api classify"] = ("POST", base + "/api/v1/classify", body, {"Content-Type": ctype})
+    for route in ("label-issues", "calibration"):
+        out[f"api {route}"] = ("GET", f"{base}/api/v1/{route}?run={run}&epoch=1", None, {})
     return out
 
 

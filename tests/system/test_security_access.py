@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 import pytest
@@ -88,7 +89,8 @@ ROUTES = [
     ("GET", "/"), ("GET", "/classify"), ("GET", "/confusion"), ("GET", "/_dash-layout"),
     ("GET", "/_dash-dependencies"), ("POST", "/_dash-update-component"),
     ("POST", "/api/v1/classify"), ("GET", "/assets/style.css"), ("GET", "/no-such-page"),
-    ("GET", "/_reload-hash"), ("GET", "/_favicon.ico"),
+    ("GET", "/_reload-hash"), ("GET", "/_favicon.ico"), ("GET", "/labels"),
+    ("GET", "/api/v1/label-issues?run=fake"), ("GET", "/api/v1/calibration?run=fake"),
 ]  # fmt: skip
 
 
@@ -317,6 +319,17 @@ def test_api_run_names_cannot_leave_runs_dir(site, run: str) -> None:
     assert reply.status in (400, 404), (run, reply.status, reply.body[:200])
     reply = classify(site["base"], photo, "ok.png", headers=BEARER, run="fake", epoch="../1")
     assert reply.status == 400
+
+
+@pytest.mark.parametrize("route", ["label-issues", "calibration"])
+def test_label_api_run_names_cannot_leave_runs_dir(site, route: str) -> None:
+    for run in EVIL_RUNS:
+        reply = http(f"{site['base']}/api/v1/{route}?{urlencode({'run': run})}", headers=BEARER)
+        assert reply.status in (400, 404), (run, reply.status, reply.body[:200])
+        assert "error" in reply.json()
+    # the good run answers: it predates the label arrays, so it says what is missing
+    reply = http(f"{site['base']}/api/v1/{route}?run=fake", headers=BEARER)
+    assert reply.status == 409 and "no label scores" in reply.json()["error"]
 
 
 def test_the_good_run_answers(site) -> None:

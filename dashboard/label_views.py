@@ -1,0 +1,232 @@
+"""The "Likely mislabeled" view, the reliability diagram and the ECE curve: plain functions of
+what ``epochscope.labels`` computes from a Run (no Dash callbacks, no file access but the
+drill-down's allowed thumbnails). The page (pages/labels.py) and the training page call them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from dashboard.confusion.drilldown import safe_image_path, stored_thumbnail_uri, thumbnail_uri
+from dashboard.confusion.service import thumbnail_source
+from epochscope import labels
+from epochscope.analysis.bands import UNKNOWN
+from epochscope.run import Run
+
+#: images shown with thumbnails (the CSV export holds the whole ranking)
+CARDS = 24
+BEFORE, AFTER = "#d62728", "#1f77b4"
+
+
+@dataclass(frozen=True)
+class IssueCard:
+    row: int  # val_index row
+    path: str
+    thumbnail: str | None  # data URI; None when the images are not reachable
+    label: str  # the given label's name
+    suggested: str  # the best other class's name
+    score: float | None
+    band: str
+    flagged: bool
+
+
+def issue_cards(
+    run: Run, columns: dict[str, list], limit: int = CARDS, allowed: list[Path] | None = None
+) -> list[IssueCard]:
+    """The first ``limit`` rows of a ranking (``labels.issue_columns``) as cards, thumbnails
+    from the drill-down's allowed sources only (data root, the run's thumbnails)."""
+    root = thumbnail_source(run, allowed).root
+    out = []
+    for i in range(min(limit, len(columns["index"]))):
+        row, rel = int(columns["index"][i]), columns["path"][i]
+        path = safe_image_path(str(root), rel) if root is not None and rel else None
+        band = run.bands[columns["label"][i]]
+        out.append(
+            IssueCard(
+                row=row,
+                path=rel,
+                thumbnail=thumbnail_uri(path) or stored_thumbnail_uri(run.path, row),
+                label=columns["label_name"][i],
+                suggested=columns["suggested_name"][i],
+                score=columns["score"][i],
+                band=band if band != UNKNOWN else "",
+                flagged=bool(columns["flagged"][i]),
+            )
+        )
+    return out
+
+
+def issues_view(
+    run: Run,
+    epoch: int,
+    method: str = "self_confidence",
+    label: int | None = None,
+    suggested: int | None = None,
+    allowed: list[Path] | None = None,
+) -> tuple[list[IssueCard], str, str]:
+    """What the likely-mislabeled view shows: (cards, a summary line, "" or what is missing
+    when the epoch's file predates the label arrays)."""
+    how = {"method": method, "label": label, "suggested": suggested}
+    try:
+        cols = labels.issue_columns(run, epoch, limit=CARDS, **how)  # only the rows shown
+    except labels.LabelStatsMissing as e:
+        return [], "", str(e)
+    used = labels.window(run, epoch)
+    cards = issue_cards(run, cols, allowed=allowed)
+    span = f"epochs {used[0]}-{used[-1]}" if len(used) > 1 else f"epoch {used[-1]}"
+    total = labels.issue_count(run, epoch, **how)
+    summary = (
+        f"{total:,} images ranked by {method.replace('_', '-')} over {span}, "
+        f"most likely wrong first; showing {len(cards)} (the CSV has them all)"
+    )
+    return cards, summary, ""
+
+
+def reliability_view(run: Run, epoch: int, group: str | None = "all") -> go.Figure:
+    """The reliability diagram of an epoch over a group option's images (``group_options``),
+    or a figure saying what is missing."""
+    how = parse_group(group, run.num_classes)
+    try:
+        report = labels.reliability(run, epoch, **how)
+    except labels.LabelStatsMissing as e:
+        return message_figure(str(e))
+    what = how.get("band") or (run.names[how["label"]] if "label" in how else "all images")
+    return reliability_figure(report, f"{run.name} · epoch {epoch} · {what}")
+
+
+def issues_csv(columns: dict[str, list]) -> str:
+    """The ranking as CSV, a header of the column names, one image a row (for a relabelling
+    tool: the given label and the suggested one, by index and by name)."""
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(list(columns))
+    out.writerows(zip(*columns.values(), strict=True))
+    return buf.getvalue()
+
+
+def group_options(run: Run) -> list[dict[str, str]]:
+    """What the reliability diagram can be drawn over: the whole set, a band, a class."""
+    options = [{"label": "all validation images", "value": "all"}]
+    names, _ = labels.band_ids(run)
+    options += [{"label": f"band: {b}", "value": f"band:{b}"} for b in names]
+    options += [{"label": f"class: {n}", "value": f"class:{i}"} for i, n in enumerate(run.names)]
+    return options
+
+
+def parse_group(value: str | None, num_classes: int) -> dict[str, Any]:
+    """A group option's value as ``reliability``'s keywords ({} for the whole set)."""
+    if value and value.startswith("band:"):
+        return {"band": value[5:]}
+    if value and value.startswith("class:"):
+        try:
+            index = int(value[6:])
+        except ValueError:
+            return {}
+        return {"label": index} if 0 <= index < num_classes else {}
+    return {}
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None or not np.isfinite(v) else f"{v:.1%}"
+
+
+def reliability_figure(report: dict[str, Any], title: str) -> go.Figure:
+    """Reliability diagram of ``analysis.calibration``'s result: per bin of top-1 confidence
+    the accuracy, before and after temperature scaling, against the diagonal of a calibrated
+    model; ECE of both (and the temperature) in the title. Empty bins draw no bar."""
+    fig = go.Figure()
+    for key, name, colour, offset in (
+        ("bins", "before scaling", BEFORE, -0.25),
+        ("bins_scaled", "after temperature scaling", AFTER, 0.25),
+    ):
+        b = report[key]
+        width = float(b["upper"][0] - b["lower"][0]) if len(b["lower"]) else 1.0
+        centre = (np.asarray(b["lower"]) + np.asarray(b["upper"])) / 2
+        count = np.asarray(b["count"])
+        accuracy = np.where(count > 0, b["accuracy"], np.nan)
+        fig.add_trace(
+            go.Bar(
+                x=(centre + offset * width / 2).tolist(),
+                y=[None if np.isnan(a) else float(a) for a in accuracy],
+                width=width * 0.45,
+                name=name,
+                marker_color=colour,
+                meta=key,
+                customdata=np.stack([count, b["confidence"]], axis=1).tolist(),
+                hovertemplate=(
+                    f"{name}<br>confidence %{{customdata[1]:.1%}}<br>accuracy %{{y:.1%}}"
+                    "<br>%{customdata[0]} images<extra></extra>"
+                ),
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            name="calibrated",
+            line={"color": "#888", "dash": "dot"},
+            meta="diagonal",
+        )
+    )
+    t = report.get("temperature")
+    temp = f" (T = {t:.2f})" if t is not None and np.isfinite(t) else ""
+    fig.update_layout(
+        title={
+            "text": f"{title}<br><sub>ECE {_pct(report['ece'])} before, "
+            f"{_pct(report['ece_scaled'])} after temperature scaling{temp} · "
+            f"{report['count']} images, 15 bins</sub>"
+        },
+        xaxis={"title": "top-1 confidence", "range": [0, 1], "tickformat": ".0%"},
+        yaxis={"title": "accuracy", "range": [0, 1], "tickformat": ".0%"},
+        barmode="overlay",
+        height=420,
+        margin={"l": 60, "r": 20, "t": 70, "b": 50},
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return fig
+
+
+def ece_figure(series: dict[str, Sequence[Any]], title: str) -> go.Figure:
+    """ECE over epochs (``labels.ece_series``): before and after temperature scaling, the
+    fitted temperature on a second axis."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    x = list(series["epoch"])
+    for key, name, colour in (("ece", "ECE", BEFORE), ("ece_scaled", "ECE after scaling", AFTER)):
+        fig.add_trace(
+            go.Scatter(x=x, y=list(series[key]), name=name, mode="lines+markers", meta=key,
+                       line={"color": colour}, hovertemplate="epoch %{x}: %{y:.2%}<extra></extra>"),
+            secondary_y=False,
+        )  # fmt: skip
+    fig.add_trace(
+        go.Scatter(x=x, y=list(series["temperature"]), name="temperature", mode="lines+markers",
+                   meta="temperature", line={"color": "#7f7f7f", "dash": "dash"},
+                   hovertemplate="epoch %{x}: T = %{y:.3f}<extra></extra>"),
+        secondary_y=True,
+    )  # fmt: skip
+    fig.update_layout(title=title, height=320, margin={"l": 60, "r": 60, "t": 50, "b": 40},
+                      legend={"orientation": "h", "y": -0.25})  # fmt: skip
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="ECE", tickformat=".0%", rangemode="tozero", secondary_y=False)
+    fig.update_yaxes(title_text="temperature", rangemode="tozero", secondary_y=True)
+    return fig
+
+
+def message_figure(text: str) -> go.Figure:
+    """An empty figure that says why there is nothing to draw."""
+    fig = go.Figure()
+    fig.update_layout(
+        annotations=[{"text": text, "showarrow": False, "xref": "paper", "yref": "paper",
+                      "x": 0.5, "y": 0.5}],
+        xaxis={"visible": False}, yaxis={"visible": False}, height=200,
+    )  # fmt: skip
+    return fig
