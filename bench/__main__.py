@@ -35,6 +35,7 @@ SECTIONS = {
     "planted": "bench.planted_bench",
     "similar_knn": "bench.similar_knn_bench",
     "confusion": "bench.confusion_bench",
+    "map": "bench.map_bench",
     "dashboard": "bench.dashboard_bench",
     "growth": "bench.growth_bench",
     "picker": "bench.runs_picker_bench",

@@ -82,6 +82,18 @@ KEYS: tuple[Key, ...] = (
         note="per-class table: 1000 classes x 50,000 images, 3 epochs' figures, rows, JSON"),
     Key("difference_vs_plain", "confusion", ("difference_over_plain",), "x", "<=", 2.0,
         note="difference matrix reply (A - B, full view) / plain reply, points not cached"),
+    Key("map_reply_ms", "map", ("reply_full",), "ms", "<=", 100,
+        note="embedding map reply from a cached layout: 50,000 points (1,000 classes), every "
+        "point drawn with datashader, figure and JSON"),
+    Key("map_zoom_reply_ms", "map", ("reply_zoomed",), "ms", "<=", 100,
+        note="the same, zoomed to a tenth of the map's width"),
+    Key("map_layout_s", "map", ("layout_s",), "s",
+        note="UMAP layout of one epoch, 50,000 x 128 embeddings, one thread (random_state)"),
+    Key("map_first_view_ms", "map", ("first_view_from_cache",), "ms",
+        note="a fresh worker's first map of an epoch laid out before: cache file read, "
+        "KD-tree, render, JSON"),
+    Key("map_silhouette_ms", "map", ("silhouette_ms",), "ms",
+        note="band silhouette of one epoch (cosine, 5,000-image sample of 50,000)"),
     Key("runs_picker_ms", "picker", ("warm_ms",), "ms", "<=", 50,
         note="run picker poll, 1,000 runs x 100 epochs with steps, nothing changed (warm)"),
     Key("runs_picker_cold_ms", "picker", ("cold_ms",), "ms", "<=", 2000,

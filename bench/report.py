@@ -296,6 +296,34 @@ def _recipe_section(recipe: dict[str, Any] | None, loader: dict[str, Any]) -> li
     return [*lines, ""]
 
 
+def _map_section(m: dict[str, Any] | None) -> list[str]:
+    """The embedding map: which layout library and why, and this run's figures."""
+    lines = [
+        "## Embedding map", "",
+        "The layout library was chosen by timing both candidates on 50,000 x 128 float16 "
+        "vectors of 1,000 clusters on this 2-core machine while other test suites shared it "
+        "(2026-12-03, one run each): umap-learn 0.5.12 (cosine, 15 neighbours, fixed "
+        "random_state, so one thread) took 125.5 s in a fresh process with its spectral start "
+        "and numba's compilation, and 36.9 s for the next layout started from given "
+        "coordinates; openTSNE 1.0.4 (cosine, FFT gradients, 2 threads) took 205 s. UMAP it "
+        "is, started from the embeddings' first two principal components (no spectral step) "
+        "and turned onto them, so that consecutive epochs face the same way.",
+    ]  # fmt: skip
+    if m and "layout_s" in m:
+        lines += [
+            "",
+            f"- This run: {m['points']:,} points x {m['dims']} dimensions laid out in "
+            f"**{m['layout_s']:.1f} s** (numba's compilation, once per process, "
+            f"{m['layout_compile_s']:.1f} s more); a map reply from the cached layout "
+            f"**{m['reply_full']['median']:.1f} ms** for the whole map (every point drawn; "
+            f"{m['reply_bytes'] / 1024:.0f} KB of JSON), {m['reply_zoomed']['median']:.1f} ms "
+            f"zoomed, {m['reply_by_class']['median']:.1f} ms coloured by class; a fresh "
+            f"worker's first view of a cached epoch {m['first_view_from_cache']['median']:.1f} "
+            f"ms; the band silhouette {m['silhouette_ms']:.0f} ms.",
+        ]
+    return [*lines, ""]
+
+
 def write(results: dict[str, Any], docs: Path) -> Path:
     docs.mkdir(parents=True, exist_ok=True)
     plots = plot_growth(results["sections"].get("growth", {}), docs)
@@ -382,6 +410,7 @@ def write(results: dict[str, Any], docs: Path) -> Path:
     lines += _api_section(results["sections"].get("api"))
     lines += ["", *_recipe_section(results["sections"].get("recipe"),
                                    results["sections"].get("loader", {}))]  # fmt: skip
+    lines += _map_section(results["sections"].get("map"))
     lines += ["## How cost grows with work", ""]
     lines += [f"![{p}]({p})" for p in plots]
     lines += ["", *_growth_tables(results["sections"].get("growth", {})), ""]

@@ -24,6 +24,7 @@ NAV = (
     ("Confusion", "/confusion"),
     ("Classes", "/classes"),
     ("Labels", "/labels"),
+    ("Map", "/map"),
 )
 
 

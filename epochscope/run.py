@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from epochscope import reader
+from epochscope import maps, reader
 from epochscope.analysis.bands import UNKNOWN, class_bands, class_groups
 from epochscope.analysis.confusion import Confusion, Mode, Norm, cell_values, confusion
 from epochscope.analysis.difference import check_same_classes, difference_cells
+from epochscope.analysis.embedding_map import group_labels, silhouette
 from epochscope.analysis.ordering import OrderKind, class_order, positions
 from epochscope.analysis.per_class import ClassStats, band_accuracy, class_stats
 from epochscope.analysis.relatedness import Relatedness, Relations, relatedness, relations
@@ -76,6 +77,9 @@ SNAPSHOT_FILES = (
     MODELS,
     EMBEDDINGS,
 )
+
+#: band silhouettes by embeddings file, shared by a worker's Runs (a float each)
+_SILHOUETTES = ByteLRU(1 * MB)
 
 FileSignature = tuple[int, int, int] | None
 Signature = tuple[tuple[FileSignature, ...], tuple[tuple[int, FileSignature], ...]]
@@ -351,6 +355,55 @@ class Run:
         """float32 [N, D] embeddings of unit length: what a cosine search multiplies."""
         e = self._embedding_epoch(epoch)
         return self.memo(("unit_embeddings", e), lambda: unit_rows(self.embeddings(e).vectors))
+
+    def map_layout(self, epoch: int | None = None) -> np.ndarray:
+        """float32 [N, 2] in [-1, 1]: the embedding map of an epoch (default: the last with
+        embeddings), one point per validation image in val_index order. Read from the layout
+        cache, else computed (a minute or more at 50,000 images) by this process, or waited
+        for while another computes it (:mod:`epochscope.maps`)."""
+        e = self._embedding_epoch(epoch)
+        return self.memo(("map_layout", e), lambda: maps.ensure(self, e)[0])
+
+    def cached_map_layout(self, epoch: int | None = None) -> np.ndarray | None:
+        """:meth:`map_layout` when some process already computed it, else None at once."""
+        e = self._embedding_epoch(epoch)
+
+        def read() -> np.ndarray:
+            coords = maps.cached(self, e)
+            if coords is None:
+                raise LookupError("not computed yet")  # not memoised: asked again next time
+            return coords
+
+        try:
+            return self.memo(("map_layout", e), read)
+        except LookupError:
+            return None
+
+    @property
+    def silhouette_groups(self) -> str:
+        """What :meth:`band_silhouette` separates: ``bands``, or ``classes`` without bands."""
+        return "bands" if self.has_bands else "classes"
+
+    def band_silhouette(self, epoch: int | None = None) -> float | None:
+        """The silhouette of the bands (classes in a run without bands) in an epoch's
+        embedding space, cosine distance, on a fixed sample of at most 5,000 images: how far
+        apart the network holds the families. None with fewer than two groups."""
+        e = self._embedding_epoch(epoch)
+
+        def compute() -> float | None:
+            of_class = self.bands if self.has_bands else [str(c) for c in range(self.num_classes)]
+            groups, _ = group_labels(self.labels, of_class)
+            return silhouette(self.embeddings(e).vectors, groups)
+
+        # kept per worker by the embeddings file's identity: a Run is replaced on every new
+        # epoch, and the series would otherwise load every epoch's embeddings again
+        key = ("band_silhouette", maps.layout_key(self.path, e), self.silhouette_groups)
+        return _SILHOUETTES.get(key, compute)
+
+    def silhouette_series(self) -> tuple[list[int], list[float | None]]:
+        """(epochs with embeddings, :meth:`band_silhouette` of each)."""
+        epochs = list(self.embedding_epochs)
+        return epochs, [self.band_silhouette(e) for e in epochs]
 
     def _embedding_epoch(self, epoch: int | None) -> int:
         have = self.embedding_epochs

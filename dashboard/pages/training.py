@@ -13,8 +13,10 @@ from dashboard import config, figures, label_views, live
 from dashboard.confusion import data
 from dashboard.confusion.band_chart import band_accuracy_figure
 from dashboard.confusion.relatedness import relatedness_figure
+from dashboard.embedding_map.silhouette_chart import silhouette_figure
 from dashboard.hparams import hparam_rows, run_hparams
 from dashboard.shell import selection, tolerant
+from epochscope.layout import EMBEDDING_SUFFIX, EMBEDDINGS, epochs_in
 from epochscope.reader import LABEL_STATS_MISSING, prediction_epochs, safe_run_dir
 
 log = logging.getLogger(__name__)
@@ -133,13 +135,16 @@ def update_training(_n: int | None, runs: list[str] | None, state: dict | None):
     return *figs, *styles, progress, errors, update.state
 
 
-def _prediction_epochs_by_run(runs: list[str]) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
+def _prediction_epochs_by_run(runs: list[str]) -> dict[str, list[list[int]]]:
+    """Each run's epochs with predictions and with embeddings: the charts change with them."""
+    out: dict[str, list[list[int]]] = {}
     for run in runs:
         try:
-            out[run] = prediction_epochs(safe_run_dir(config.runs_dir(), run))
+            run_dir = safe_run_dir(config.runs_dir(), run)
+            embedded = epochs_in(run_dir / EMBEDDINGS, EMBEDDING_SUFFIX)
+            out[run] = [prediction_epochs(run_dir), embedded]
         except (ValueError, LookupError, OSError):
-            out[run] = []
+            out[run] = [[], []]
     return out
 
 
@@ -156,13 +161,15 @@ def update_mistakes(_n: int | None, runs: list[str] | None, key: dict | None):
     if new_key == key:
         raise PreventUpdate  # no new prediction file: nothing is sent
     graphs = []
-    for run, epochs in new_key.items():
-        if not epochs:
+    for run, (epochs, embedded) in new_key.items():
+        if not epochs and not embedded:
             continue
         try:
             run_view = data.run(safe_run_dir(config.runs_dir(), run))
             done, values = run_view.relatedness_series()  # empty without a hierarchy
             per_epoch = [run_view.band_accuracy(e) for e in run_view.epochs]
+            # the band silhouette in embedding space, from each epoch's embeddings file
+            sil_epochs, silhouettes = run_view.silhouette_series()
         except Exception as e:  # mid-replacement or damaged: this run only, the next poll retries
             log.warning("mistakes of %s: %s: %s", run, type(e).__name__, str(e)[:200])
             continue
@@ -176,6 +183,19 @@ def update_mistakes(_n: int | None, runs: list[str] | None, key: dict | None):
                     className="graph",
                 )
             )
+        if any(v is not None for v in silhouettes):
+            groups = run_view.silhouette_groups
+            graphs.append(
+                dcc.Graph(
+                    id={"type": "training-silhouette-graph", "run": run},
+                    figure=silhouette_figure(
+                        sil_epochs, silhouettes, groups,
+                        f"{run}: do the {groups} separate in the embedding space? (silhouette)",
+                    ),
+                    config={"displaylogo": False},
+                    className="graph",
+                )
+            )  # fmt: skip
         if any(per_epoch):
             graphs.append(
                 dcc.Graph(

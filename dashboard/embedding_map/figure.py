@@ -1,0 +1,141 @@
+"""The map figure as a plain Plotly dict: the datashader PNG as a layout image under an
+invisible hover grid (Plotly sends hover and click events for a heatmap, never for an image)."""
+
+from __future__ import annotations
+
+import base64
+import textwrap
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dashboard.embedding_map.render import EXTENT, Range, RenderedMap
+
+PLOT_W, PLOT_H = 760, 620
+MARGIN = {"l": 20, "r": 20, "t": 50, "b": 20}
+BACKGROUND = "#0b120e"
+HOVER_CELLS = 100  # hover cells along the longer axis (~10 KB of base64 zeros)
+
+
+@dataclass(frozen=True)
+class HoverGrid:
+    """Invisible hover cells over the visible range: ``nx`` x ``ny`` cells of ``dx`` x ``dy``
+    from (x0, y0), their lower-left corner."""
+
+    x0: float
+    y0: float
+    dx: float
+    dy: float
+    nx: int
+    ny: int
+
+    @property
+    def radius(self) -> float:
+        """How far from a cell's centre its nearest image may lie: the half-diagonal."""
+        return 0.5 * float(np.hypot(self.dx, self.dy))
+
+    def to_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+def hover_grid(x: Range, y: Range, size: tuple[int, int]) -> HoverGrid:
+    w, h = size
+    nx = max(1, round(HOVER_CELLS * w / max(w, h)))
+    ny = max(1, round(HOVER_CELLS * h / max(w, h)))
+    return HoverGrid(x[0], y[0], (x[1] - x[0]) / nx, (y[1] - y[0]) / ny, nx, ny)
+
+
+def _axis(rng: Range) -> dict[str, Any]:
+    return {
+        "range": list(rng),
+        "showgrid": False,
+        "zeroline": False,
+        "showticklabels": False,
+        "ticks": "",
+    }
+
+
+def map_spec(
+    rendered: RenderedMap, title: str, size: tuple[int, int] = (PLOT_W, PLOT_H)
+) -> tuple[dict[str, Any], HoverGrid]:
+    """The figure of a rendered visible range (a dict: validating through go.Figure costs more
+    than the render; tests validate it once)."""
+    w, h = size
+    grid = hover_grid(rendered.x, rendered.y, size)
+    zeros = np.zeros(grid.nx * grid.ny, dtype=np.uint8)
+    hover = {
+        "type": "heatmap",
+        "name": "map-cells",
+        "z": {
+            "dtype": "u1",
+            "bdata": base64.b64encode(zeros.tobytes()).decode("ascii"),
+            "shape": f"{grid.ny}, {grid.nx}",
+        },
+        "x0": grid.x0 + grid.dx / 2,
+        "dx": grid.dx,
+        "y0": grid.y0 + grid.dy / 2,
+        "dy": grid.dy,
+        "opacity": 0,
+        "showscale": False,
+        "hoverinfo": "none",
+        "colorscale": [[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]],
+    }
+    layout = {
+        "width": w + MARGIN["l"] + MARGIN["r"],
+        "height": h + MARGIN["t"] + MARGIN["b"],
+        "margin": MARGIN,
+        "autosize": False,
+        "title": {"text": title, "x": 0.0, "xanchor": "left", "font": {"size": 13}},
+        "plot_bgcolor": BACKGROUND,
+        "paper_bgcolor": "white",
+        "xaxis": _axis(rendered.x),
+        "yaxis": _axis(rendered.y),
+        "images": [
+            {
+                "source": rendered.data_uri(),
+                "xref": "x",
+                "yref": "y",
+                "x": rendered.x[0],
+                "y": rendered.y[1],
+                "sizex": rendered.x[1] - rendered.x[0],
+                "sizey": rendered.y[1] - rendered.y[0],
+                "xanchor": "left",
+                "yanchor": "top",
+                "sizing": "stretch",
+                "layer": "below",
+            }
+        ],
+        "dragmode": "zoom",
+        "hovermode": "closest",
+        "meta": {"drawn": rendered.drawn, "pixels": [rendered.width, rendered.height]},
+    }
+    return {"data": [hover], "layout": layout}, grid
+
+
+def waiting_spec(message: str, size: tuple[int, int] = (PLOT_W, PLOT_H)) -> dict[str, Any]:
+    """An empty map saying why it is empty (no embeddings, being computed, failed)."""
+    w, h = size
+    return {
+        "data": [],
+        "layout": {
+            "width": w + MARGIN["l"] + MARGIN["r"],
+            "height": h + MARGIN["t"] + MARGIN["b"],
+            "margin": MARGIN,
+            "xaxis": _axis(EXTENT),
+            "yaxis": _axis(EXTENT),
+            "plot_bgcolor": "#f4f4f4",
+            "annotations": [
+                {
+                    "text": "<br>".join(textwrap.wrap(message, 90)),
+                    "x": 0.5,
+                    "y": 0.5,
+                    "xref": "paper",
+                    "yref": "paper",
+                    "showarrow": False,
+                    "font": {"size": 13},
+                    "width": w - 40,
+                }
+            ],
+        },
+    }

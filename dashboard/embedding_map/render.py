@@ -1,0 +1,122 @@
+"""Render the visible part of the embedding map to a PNG with datashader: every point drawn.
+
+Each pixel shows how many images fall in it (brighter: more) in the colour of one of them.
+Which one is chosen by a fixed random rank per image (datashader's ``max`` of the rank), so a
+band drawn last does not hide the others where they overlap, and a zoom shows the same colours.
+Coordinates are the layout's ([-1, 1] on both axes, y up).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from dataclasses import dataclass
+
+import datashader as ds
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+Range = tuple[float, float]
+EXTENT: Range = (-1.05, 1.05)  # the whole map, with a margin around the layout's [-1, 1]
+MIN_SPAN = 1e-3  # zooming further shows no more than single points
+_RANK_SEED = 0
+
+
+@dataclass(frozen=True, eq=False)
+class MapPoints:
+    """An epoch's layout ready for datashader, and a KD-tree for 'which image is here'."""
+
+    frame: pd.DataFrame  # x, y float32; r: a fixed random rank per image (float32)
+    by_rank: np.ndarray  # int64 [N]: the image of each rank
+    tree: object  # scipy.spatial.cKDTree over (x, y)
+
+    @property
+    def nbytes(self) -> int:
+        n = len(self.by_rank)
+        return int(self.frame.memory_usage(index=False).sum()) + self.by_rank.nbytes + 40 * n
+
+    def __len__(self) -> int:
+        return len(self.by_rank)
+
+
+def map_points(coords: np.ndarray) -> MapPoints:
+    """MapPoints of a layout float32 [N, 2]."""
+    from scipy.spatial import cKDTree
+
+    xy = np.asarray(coords, dtype=np.float32)
+    n = len(xy)
+    rank = np.random.default_rng(_RANK_SEED).permutation(n)
+    by_rank = np.empty(n, dtype=np.int64)
+    by_rank[rank] = np.arange(n)
+    frame = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "r": rank.astype(np.float32)})
+    return MapPoints(frame, by_rank, cKDTree(xy.astype(np.float64)))
+
+
+def clamp(rng: Range) -> Range:
+    """Ordered, at least MIN_SPAN wide, moved back inside :data:`EXTENT` (and no larger)."""
+    lo, hi = sorted(float(v) for v in rng)
+    full = EXTENT[1] - EXTENT[0]
+    span = min(max(hi - lo, MIN_SPAN), full)
+    mid = (lo + hi) / 2
+    lo, hi = mid - span / 2, mid + span / 2
+    if lo < EXTENT[0]:
+        lo, hi = EXTENT[0], EXTENT[0] + span
+    if hi > EXTENT[1]:
+        lo, hi = EXTENT[1] - span, EXTENT[1]
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class RenderedMap:
+    image: bytes  # PNG (RGBA)
+    x: Range
+    y: Range
+    width: int
+    height: int
+    drawn: int  # images inside the visible range (each counted in some pixel)
+
+    def data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.image).decode("ascii")
+
+
+def aggregate(points: MapPoints, x: Range, y: Range, width: int, height: int):
+    """(count int [h, w], winning rank float [h, w], NaN where empty); row 0 is the bottom."""
+    canvas = ds.Canvas(plot_width=width, plot_height=height, x_range=x, y_range=y)
+    count = canvas.points(points.frame, "x", "y", agg=ds.count())
+    rank = canvas.points(points.frame, "x", "y", agg=ds.max("r"))
+    return np.asarray(count.data), np.asarray(rank.data)
+
+
+def render_map(
+    points: MapPoints,
+    colours: np.ndarray,
+    x: Range,
+    y: Range,
+    width: int,
+    height: int,
+) -> RenderedMap:
+    """PNG of the points in the visible ranges, ``width`` x ``height`` pixels; ``colours``
+    uint8 [N, 3] is each image's colour (its band's or its class's)."""
+    width, height = max(int(width), 1), max(int(height), 1)
+    count, rank = aggregate(points, x, y, width, height)
+    filled = count > 0
+    rgba = np.zeros((height, width, 4), dtype=np.uint8)
+    if filled.any():
+        winners = points.by_rank[rank[filled].astype(np.int64)]
+        rgba[filled, :3] = colours[winners]
+        # alpha from the count on a log scale: one image is visible, a crowd is solid
+        top = math.log1p(float(count.max()))
+        alpha = 0.45 + 0.55 * np.log1p(count[filled].astype(np.float64)) / max(top, 1e-9)
+        rgba[filled, 3] = np.round(np.clip(alpha, 0.0, 1.0) * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    # rows flipped: datashader's row 0 is the lowest y, an image's row 0 its top
+    Image.fromarray(rgba[::-1], mode="RGBA").save(buf, format="PNG", compress_level=1)
+    return RenderedMap(buf.getvalue(), x, y, width, height, int(count.sum()))
+
+
+def warm_up() -> None:
+    """Compile datashader's numba kernels for these reductions now, not on a first view."""
+    pts = map_points(np.array([[0.0, 0.0], [0.5, 0.5]], dtype=np.float32))
+    render_map(pts, np.zeros((2, 3), dtype=np.uint8), EXTENT, EXTENT, 2, 2)

@@ -1,0 +1,330 @@
+"""The embedding map (``/map``): an epoch's validation images laid out in 2-D by what the
+network sees in them, every point drawn with datashader, coloured by band or class.
+
+Callbacks are thin: they route inputs to dashboard.embedding_map.service, which reads the run
+through its Run. A layout not computed yet is computed by a background thread of the worker
+(dashboard.embedding_map.jobs); the page polls while it is.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import dash
+from dash import Input, Output, State, callback, dcc, html
+from dash.exceptions import PreventUpdate
+
+from dashboard import config
+from dashboard.confusion import data
+from dashboard.embedding_map import service
+from dashboard.embedding_map.figure import waiting_spec
+from dashboard.embedding_map.render import EXTENT, clamp
+from dashboard.embedding_map.render import warm_up as _warm_up
+from dashboard.pages.confusion_layout import GRAPH_CONFIG
+from dashboard.shell import tolerant
+from epochscope.embeddings import EMBEDDINGS_MISSING
+from epochscope.reader import list_runs, safe_run_dir
+from epochscope.run import Run
+
+dash.register_page(__name__, path="/map", name="Map", title="Epochscope: embedding map")
+
+POLL_MS = 1000  # while a layout is computed: the page asks again every second
+REFRESH_MS = 5000  # new epochs of a live run join the slider
+
+_warm_up()
+
+
+def layout(**query: Any) -> html.Div:
+    run = query.get("run")
+    return html.Div(
+        [
+            dcc.Store(id="map-wanted", data={"run": run if isinstance(run, str) else None}),
+            html.Div(
+                [
+                    html.Label("Run "),
+                    dcc.Dropdown(id="map-run", clearable=False, style={"minWidth": "16rem"}),
+                    html.Label("Colour by ", style={"marginLeft": "1rem"}),
+                    dcc.RadioItems(
+                        id="map-colour",
+                        options=[
+                            {"label": "band", "value": "band"},
+                            {"label": "class", "value": "class"},
+                        ],
+                        value="band",
+                        inline=True,
+                        inputStyle={"marginRight": "0.25rem"},
+                        labelStyle={"marginRight": "0.8rem"},
+                    ),
+                ],
+                className="controls",
+                style={"display": "flex", "alignItems": "center", "gap": "0.5rem"},
+            ),
+            html.Div(
+                [
+                    html.Span("epoch", id="map-epoch-label", style={"minWidth": "5rem"}),
+                    html.Div(
+                        dcc.Slider(id="map-epoch", min=1, max=1, step=None, value=None),
+                        style={"flex": "1"},
+                    ),
+                ],
+                style={"display": "flex", "alignItems": "center", "gap": "0.5rem"},
+            ),
+            html.Div(
+                [
+                    html.Div(
+                        [
+                            dcc.Graph(
+                                id="map-graph",
+                                figure=waiting_spec("Choose a run with embeddings"),
+                                config=GRAPH_CONFIG,
+                                clear_on_unhover=True,
+                            ),
+                            dcc.Tooltip(id="map-tooltip"),
+                            html.Div(id="map-info", className="hint"),
+                        ]
+                    ),
+                    html.Div(
+                        [html.Div(id="map-legend"), html.Div(id="map-drill")],
+                        style={"flex": "1 1 22rem", "minWidth": "20rem", "maxWidth": "36rem"},
+                    ),
+                ],
+                style={"display": "flex", "gap": "1rem", "flexWrap": "wrap"},
+            ),
+            dcc.Store(id="map-view"),
+            dcc.Interval(id="map-poll", interval=POLL_MS, disabled=True),
+            dcc.Interval(id="map-refresh", interval=REFRESH_MS),
+        ],
+        className="page",
+    )
+
+
+def _open_run(run: str | None) -> Run:
+    if not run:
+        raise PreventUpdate
+    try:
+        return data.run(safe_run_dir(config.runs_dir(), run))
+    except (ValueError, LookupError):
+        raise PreventUpdate from None
+
+
+@callback(
+    Output("map-run", "options"),
+    Output("map-run", "value"),
+    Input("shell-runs", "value"),
+    Input("map-wanted", "data"),
+    State("map-run", "value"),
+)
+@tolerant
+def run_choices(selected: list[str] | None, wanted: dict | None, current: str | None):
+    names = [s.name for s in list_runs(config.runs_dir())]
+    asked = [(wanted or {}).get("run"), *(selected or [])]
+    preferred = [r for r in asked if r in names]
+    value = current if current in names else (preferred or names or [None])[0]
+    if dash.ctx.triggered_id == "shell-runs" and preferred and current not in (selected or []):
+        value = preferred[0]
+    return [{"label": n, "value": n} for n in names], value
+
+
+@callback(
+    Output("map-epoch", "min"),
+    Output("map-epoch", "max"),
+    Output("map-epoch", "marks"),
+    Output("map-epoch", "value"),
+    Input("map-run", "value"),
+    Input("map-refresh", "n_intervals"),
+    State("map-epoch", "max"),
+    State("map-epoch", "value"),
+)
+@tolerant
+def epoch_choices(run: str | None, _n: int | None, old_max: int | None, current: int | None):
+    epochs = _open_run(run).embedding_epochs
+    if not epochs:
+        return 1, 1, {}, None
+    last = epochs[-1]
+    run_changed = dash.ctx.triggered_id == "map-run"
+    if not run_changed and last == old_max and current in epochs:
+        raise PreventUpdate
+    follow = run_changed or current is None or current == old_max or current not in epochs
+    # a mark at every epoch with embeddings (the slider stops only there: kept epochs may
+    # have gaps), a label on every few
+    step = max(1, math.ceil(len(epochs) / 15))
+    marks = {e: str(e) if i % step == 0 or e == last else "" for i, e in enumerate(epochs)}
+    return epochs[0], last, marks, last if follow else current
+
+
+def _ranges(relayout: dict | None, previous: dict | None, context: list) -> tuple:
+    """The visible ranges: a zoom or pan moves the axes it names, a double-click (autorange)
+    shows the whole map, another run starts from the whole map."""
+    x = y = EXTENT
+    if previous and previous.get("context") == context:
+        x, y = tuple(previous["x"]), tuple(previous["y"])
+    for axis in ("xaxis", "yaxis"):
+        if not relayout:
+            break
+        rng = relayout.get(f"{axis}.range")
+        if isinstance(rng, list | tuple) and len(rng) == 2:
+            lo, hi = rng
+        else:
+            lo, hi = relayout.get(f"{axis}.range[0]"), relayout.get(f"{axis}.range[1]")
+        if relayout.get(f"{axis}.autorange"):
+            got: tuple = EXTENT
+        elif all(isinstance(v, int | float) and math.isfinite(v) for v in (lo, hi)):
+            got = (float(lo), float(hi))
+        else:
+            continue
+        if axis == "xaxis":
+            x = got
+        else:
+            y = got
+    return clamp(x), clamp(y)
+
+
+@callback(
+    Output("map-graph", "figure"),
+    Output("map-view", "data"),
+    Output("map-info", "children"),
+    Output("map-epoch-label", "children"),
+    Output("map-poll", "disabled"),
+    Input("map-run", "value"),
+    Input("map-epoch", "value"),
+    Input("map-colour", "value"),
+    Input("map-graph", "relayoutData"),
+    Input("map-poll", "n_intervals"),
+    State("map-view", "data"),
+)
+@tolerant
+def update_map(
+    run: str | None,
+    epoch: int | None,
+    colour: str,
+    relayout: dict | None,
+    _poll: int | None,
+    previous: dict | None,
+):
+    opened = _open_run(run)
+    if colour not in service.COLOUR_BY:
+        raise PreventUpdate
+    if not opened.embedding_epochs:
+        return waiting_spec(EMBEDDINGS_MISSING), None, EMBEDDINGS_MISSING, "epoch", True
+    if epoch is None or epoch not in opened.embedding_epochs:
+        raise PreventUpdate
+    trigger = dash.ctx.triggered_id
+    if trigger == "map-graph" and not any(k.startswith(("xaxis", "yaxis")) for k in relayout or {}):
+        raise PreventUpdate  # autosize and other events that move nothing
+    context = [run]
+    x, y = _ranges(relayout if trigger == "map-graph" else None, previous, context)
+    view = service.map_view(opened, epoch, colour, x, y)  # type: ignore[arg-type]
+    if view.state != "ready":
+        return view.figure, None, view.message, f"epoch {epoch}", view.state != "computing"
+    state = {
+        "context": context,
+        "epoch": epoch,
+        "x": list(view.x),
+        "y": list(view.y),
+        "grid": view.grid.to_dict() if view.grid else None,
+    }
+    info = (
+        f"{view.drawn:,} of {len(opened.labels):,} images in view · image "
+        f"{view.image_bytes / 1024:.0f} KB, rendered in {view.seconds * 1000:.0f} ms · drag to "
+        "zoom, double-click for the whole map, hover for a class, click for its images"
+    )
+    return view.figure, state, info, f"epoch {epoch}", True
+
+
+def _point_row(event: dict | None, view: dict | None, run: str | None) -> tuple[Run, int, dict]:
+    if not event or not view or not view.get("grid") or not event.get("points"):
+        raise PreventUpdate
+    opened = _open_run(run)
+    point = event["points"][0]
+    if not all(isinstance(point.get(k), int | float) for k in ("x", "y")):
+        raise PreventUpdate  # a malformed event
+    g = view["grid"]
+    radius = 0.5 * math.hypot(g["dx"], g["dy"])
+    row = service.nearest_row(opened, view["epoch"], point["x"], point["y"], radius)
+    if row is None:
+        raise PreventUpdate
+    return opened, row, point
+
+
+@callback(
+    Output("map-tooltip", "show"),
+    Output("map-tooltip", "bbox"),
+    Output("map-tooltip", "children"),
+    Input("map-graph", "hoverData"),
+    State("map-view", "data"),
+    State("map-run", "value"),
+)
+@tolerant
+def hover(event: dict | None, view: dict | None, run: str | None):
+    try:
+        opened, row, point = _point_row(event, view, run)
+    except PreventUpdate:
+        return False, dash.no_update, dash.no_update
+    d = service.describe_row(opened, row)
+    band = f" · {d['band']}" if d["band"] else ""
+    return (
+        True,
+        point.get("bbox"),
+        html.Div(
+            [html.B(d["name"]), f"{band} · image #{row}"],
+            id="map-hover-text",
+            style={"fontSize": "0.85rem"},
+        ),
+    )
+
+
+@callback(
+    Output("map-drill", "children"),
+    Input("map-graph", "clickData"),
+    State("map-view", "data"),
+    State("map-run", "value"),
+)
+@tolerant
+def drill_down(event: dict | None, view: dict | None, run: str | None):
+    opened, row, _ = _point_row(event, view, run)
+    epoch = view["epoch"]  # type: ignore[index]
+    rows = service.rows_near(opened, epoch, row)
+    d = service.describe_row(opened, row)
+    head = html.Div(
+        [html.B(d["name"]), f" · image #{row} and its {len(rows) - 1} nearest on the map"],
+        id="map-drill-head",
+    )
+    cards = []
+    for im in service.images(opened, epoch, rows):
+        label = opened.names[int(opened.labels[im.row])]
+        thumb = (
+            html.Img(src=im.thumbnail, style={"width": "72px", "height": "72px",
+                                              "objectFit": "contain"})
+            if im.thumbnail
+            else html.Div("no image", className="hint", style={"width": "72px"})
+        )  # fmt: skip
+        guess = f" · guessed {im.top5[0][1]} {im.top5[0][2]:.0%}" if im.top5 else ""
+        cards.append(
+            html.Div(
+                [thumb, html.Small([html.B(label), f" #{im.row}{guess}"])],
+                className="map-image",
+                style={"display": "flex", "gap": "0.5rem", "borderTop": "1px solid #eee"},
+            )
+        )
+    return [head, *cards]
+
+
+@callback(Output("map-legend", "children"), Input("map-run", "value"), Input("map-colour", "value"))
+@tolerant
+def legend(run: str | None, colour: str):
+    opened = _open_run(run)
+    rows = service.legend(opened)
+    if colour != "band" or not rows:
+        return html.P("Each class its own colour.", className="hint")
+    return html.Ul(
+        [
+            html.Li(
+                [html.Span("■ ", style={"color": c}), f"{name} ({n:,})"],
+                style={"fontSize": "0.8rem", "listStyle": "none"},
+            )
+            for name, c, n in rows
+        ],
+        id="map-legend-list",
+        style={"paddingLeft": 0, "columns": 2},
+    )
