@@ -222,11 +222,7 @@ def test_the_cache_lives_beside_the_runs_or_in_tmp_when_that_is_read_only(
 def test_band_silhouette_rises_over_the_demo_runs_epochs(tiny_run: Path):
     """The seed's "animals separate from objects", measured on a real training run."""
     run = open_run(tiny_run)
-    if not run.embedding_epochs:
-        pytest.skip(
-            "the tiny training run has no embeddings: the trainer writes them once issue 24's "
-            "logging part (branch issue-24a) lands"
-        )
+    assert run.embedding_epochs == run.epochs  # the trainer stores them every epoch
     epochs, values = run.silhouette_series()
     assert run.silhouette_groups == "bands"
     assert len(epochs) >= 2 and all(v is not None for v in values)
