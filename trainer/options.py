@@ -260,7 +260,7 @@ def get_parser(
         dest="embeddings",
         action="store_false",
         default=d(True),
-        help="PyTorch: do not store each epoch's validation embeddings (the penultimate "
+        help="do not store each epoch's validation embeddings (the penultimate "
         "features after a PCA to 128 dimensions, float16; pruned with the models)",
     )
     out.add_argument(

@@ -1,5 +1,6 @@
 """The MXNet engine (issue 9): dispatch, parity with the PyTorch engine's data and options, and a
-tiny real run read by the dashboard. Runs need .venv-mxnet (``make install-mxnet``)."""
+tiny real run read by the dashboard; its validation embeddings and ONNX ``embedding`` output
+(issue 24). Runs need .venv-mxnet (``make install-mxnet``)."""
 
 from __future__ import annotations
 
@@ -206,6 +207,67 @@ def test_dashboard_reads_and_classifies_an_mxnet_run(mx_run):
     onnx_top1 = np.array([r[0]["index"] for r in results])
     assert (onnx_top1 == top5[:, 0]).mean() >= 0.99
     assert len(classifier.classify_images(images[:1])) == 1  # dynamic batch
+
+
+@needs_mxnet
+@pytest.mark.slow
+def test_mxnet_embeddings_are_the_onnx_models_features_in_val_order(mx_run):
+    """Each epoch stores its validation embeddings (pooled features split over two contexts,
+    gathered in val_index order); the epoch's mx.onnx model's ``embedding`` output on the
+    validation images, through the stored projection, gives them back row for row, so a photo
+    lands among them."""
+    import onnxruntime as ort
+
+    from epochscope import open_run
+    from epochscope import reader as rundir
+    from epochscope.preprocess import preprocess
+
+    info = rundir.read_run_info(mx_run)
+    labels, paths = rundir.read_val_index(mx_run)
+    assert rundir.embedding_epochs(mx_run) == list(range(1, EPOCHS + 1))
+    batch = np.stack([preprocess(Path(info.data.root) / p, info.preprocess) for p in paths])
+    for epoch in range(1, EPOCHS + 1):
+        stored = rundir.load_embeddings(mx_run, epoch, len(labels))
+        features = stored.projection.features
+        assert features == 128  # resnet18_v2 at --width 0.25: 512 / 4 channels feed the Dense
+        assert stored.vectors.shape == (len(labels), min(128, features, len(labels)))
+        model = rundir.model_path(mx_run, epoch)
+        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        assert [o.name for o in session.get_outputs()] == ["logits", "embedding"]
+        logits, embedding = session.run(None, {"input": batch})
+        assert logits.shape == (len(labels), 10) and embedding.shape == (len(labels), features)
+        mine = stored.projection(embedding)
+        scale = np.abs(mine).max()
+        assert np.abs(stored.vectors.astype(np.float32) - mine).max() < 0.02 * scale
+
+    # neighbours of a validation row, and of a photo through the model's embedding output
+    run = open_run(mx_run)
+    near = run.similar(3, k=5)
+    assert len(near) == 5 and 3 not in near["index"].tolist()
+    photo = run.similar(Path(info.data.root) / paths[3], k=5)
+    assert photo["index"].iloc[0] == 3 and photo["distance"].iloc[0] < 1e-2
+
+
+@needs_mxnet
+@pytest.mark.slow
+def test_mxnet_embeddings_are_pruned_with_the_models_and_can_be_turned_off(mx_data, tmp_path):
+    args = ("trainer", "train", "--data", str(mx_data), "--runs-dir", str(tmp_path), *RUN_ARGS)
+    run_cli(*args, "--name", "kept", "--epochs", "3", "--keep-models", "1")
+    kept = tmp_path / "kept"
+    from epochscope import reader as rundir
+
+    best = json.loads((kept / "checkpoints" / "epoch-0003.json").read_text())["best"]["epoch"]
+    assert rundir.model_epochs(kept) == rundir.embedding_epochs(kept) == sorted({best, 3})
+
+    run_cli(*args, "--name", "off", "--epochs", "1", "--no-embeddings")
+    off = tmp_path / "off"
+    assert rundir.model_epochs(off) == [1] and rundir.embedding_epochs(off) == []
+    assert not (off / "embeddings").exists()
+    import onnxruntime as ort
+
+    # the model keeps its embedding output, as the PyTorch engine's does
+    model = ort.InferenceSession(str(rundir.model_path(off, 1)), providers=["CPUExecutionProvider"])
+    assert [o.name for o in model.get_outputs()] == ["logits", "embedding"]
 
 
 @needs_mxnet

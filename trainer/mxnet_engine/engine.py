@@ -4,7 +4,8 @@ The seed's way of using several GPUs: one process, a list of contexts, each batc
 them with ``gluon.utils.split_and_load``, gradients reduced by a ``device`` kvstore. What lands
 in the run directory, and when, is :class:`trainer.session.RunSession`'s (shared with the
 PyTorch engine); this module only builds, trains, evaluates, and hands over checkpoints
-(:mod:`trainer.mxnet_engine.checkpoints`) and ``mx.onnx`` models.
+(:mod:`trainer.mxnet_engine.checkpoints`), ``mx.onnx`` models and the validation images'
+pooled features (the session stores them as the epoch's embeddings).
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from trainer import background
 from trainer.devices import device_names
 from trainer.mxnet_engine import checkpoints as ckpt
 from trainer.mxnet_engine.data import MEAN, STD, BatchLoader, DataError, discover, make_pipeline
-from trainer.mxnet_engine.model import DeviceError, build_net, contexts, lr_scheduler, onnx_bytes
+from trainer.mxnet_engine.model import (
+    DeviceError,
+    build_net,
+    contexts,
+    feature_net,
+    lr_scheduler,
+    onnx_bytes,
+)
 from trainer.options import GLUON_ARCHS, UsageError, parse_args, validate
 from trainer.session import EXIT_USAGE, RunSession, TrainTotals, run_dir_of
 
@@ -68,6 +76,8 @@ def train(session: RunSession) -> None:
     if state:
         net.load_parameters(state["params_file"], ctx=devices)
     net.hybridize(static_alloc=True)
+    # evaluation's (logits, pooled features), the same weights: the epoch's embeddings
+    embedder = feature_net(net) if getattr(args, "embeddings", True) else None
     schedule = lr_scheduler(
         args.lr_schedule, lr=args.lr, steps_per_epoch=steps_per_epoch, epochs=args.epochs,
         factor=args.lr_factor, milestones=args.lr_steps, gamma=args.lr_gamma,
@@ -105,7 +115,7 @@ def train(session: RunSession) -> None:
         sync_batchnorm_stats(net, devices)
         val_start = time.perf_counter()
         val_batches = loader.batches("val", 2 * args.batch_size, val_pipe, 0, False)
-        val = evaluate(net, norm, val_batches, len(index.val))
+        val = evaluate(net, norm, val_batches, len(index.val), embedder)
         session.record_epoch(
             epoch, totals, val, val_seconds=time.perf_counter() - val_start,
             lr=trainer.learning_rate, onnx=lambda: onnx_bytes(net, args.image_size, num_classes),
@@ -230,19 +240,32 @@ def train_one_epoch(
     return TrainTotals(loss_sum, top1_sum, top5_sum, count, images_seen, seconds, bad)
 
 
-def evaluate(net, norm: Normalizer, batches, n: int) -> dict[str, np.ndarray]:
+def evaluate(net, norm: Normalizer, batches, n: int, embedder=None) -> dict[str, np.ndarray]:
     """Top-5 classes and probabilities, loss and readability of every validation image, in
     val_index order, and the label arrays and temperature of
-    :func:`epochscope.predictions.label_stats` from the full logits."""
+    :func:`epochscope.predictions.label_stats` from the full logits. With ``embedder`` (a
+    :func:`trainer.mxnet_engine.model.feature_net` of ``net``) also ``features``: each image's
+    pooled features, float16 [n, F], which the session stores as the epoch's embeddings."""
     top5 = np.full((n, 5), -1, np.int64)
     prob = np.zeros((n, 5), np.float32)
     loss = np.zeros(n, np.float32)
     ok_all = np.ones(n, bool)
     all_logits: np.ndarray | None = None
+    all_features: np.ndarray | None = None
     all_labels = np.zeros(n, np.int64)
     for images, labels, rows, ok in batches:
         (xs,) = norm.split(images)
-        outs = [net(x) for x in norm(xs)]
+        if embedder is None:
+            outs = [net(x) for x in norm(xs)]
+        else:
+            pairs = [embedder(x) for x in norm(xs)]
+            outs = [o for o, _ in pairs]
+            # the devices' shares in batch order, as the logits; half the bytes to the host
+            shares = [f.astype("float16").as_in_context(mx.cpu()) for _, f in pairs]
+            features = nd.concat(*shares, dim=0).asnumpy()
+            if all_features is None:
+                all_features = np.zeros((n, features.shape[1]), np.float16)
+            all_features[rows] = features
         logits = nd.concat(*[o.as_in_context(mx.cpu()) for o in outs], dim=0)
         y = nd.array(labels, ctx=mx.cpu())
         k = min(5, logits.shape[1])
@@ -258,4 +281,5 @@ def evaluate(net, norm: Normalizer, batches, n: int) -> dict[str, np.ndarray]:
     if all_logits is None:
         all_logits = np.zeros((n, 1), np.float32)
     stats = label_stats(all_logits, all_labels)
-    return {"top5": top5, "prob": prob, "loss": loss, "ok": ok_all, **stats}
+    out = {"top5": top5, "prob": prob, "loss": loss, "ok": ok_all, **stats}
+    return out if all_features is None else {**out, "features": all_features}

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
 import mxnet as mx
 import numpy as np
+from mxnet import gluon
 from mxnet.gluon.model_zoo.vision import resnet
 
+from epochscope.records import ONNX_EMBEDDING as EMBEDDING_NAME
 from epochscope.records import ONNX_INPUT as INPUT_NAME
 from epochscope.records import ONNX_OUTPUT as OUTPUT_NAME
 from trainer.mxnet_engine.gpus import DeviceError, check_gpu_support, gpu_compute_capabilities
 
-__all__ = ["DeviceError", "build_net", "contexts", "lr_scheduler", "onnx_bytes"]
+__all__ = [
+    "DeviceError",
+    "build_net",
+    "contexts",
+    "feature_net",
+    "logits_and_features",
+    "lr_scheduler",
+    "onnx_bytes",
+]
+# the input variable's name in the graph HybridBlock.export writes
+_DATA = "data"
 
 
 def build_net(version: int, depth: int, num_classes: int, width: float = 1.0):
@@ -74,14 +87,42 @@ def contexts(device: str, num_devices: int) -> list[mx.Context]:
     return [mx.cpu(i) for i in range(max(1, num_devices))]
 
 
+def logits_and_features(net) -> mx.sym.Symbol | None:
+    """``net``'s graph with a second output: the flattened input of its final Dense layer (the
+    pooled features; v1 ResNets feed it the [N, C, 1, 1] pool, which Dense flattens itself).
+    None when the graph does not end in a Dense layer (then logits only)."""
+    logits = net(mx.sym.var(_DATA))  # a Symbol in: the graph, the net's cached op untouched
+    if json.loads(logits.tojson())["nodes"][-1]["op"] != "FullyConnected":
+        return None
+    features = mx.sym.flatten(logits.get_children()[0])  # children: data, weight, bias
+    return mx.sym.Group([logits, features])
+
+
+def feature_net(net) -> gluon.SymbolBlock | None:
+    """A hybridized block giving ``(logits, features)``, sharing ``net``'s parameters (so it
+    sees every update), or None (see :func:`logits_and_features`). The logits are the same
+    graph as ``net``'s, so predictions do not change when embeddings are captured."""
+    grouped = logits_and_features(net)
+    if grouped is None:
+        return None
+    block = gluon.SymbolBlock(grouped, mx.sym.var(_DATA), params=net.collect_params())
+    block.hybridize(static_alloc=True)
+    return block
+
+
 def onnx_bytes(net, image_size: int, num_classes: int) -> bytes:
     """The hybridized net as ONNX (``mx.onnx.export_model``): ``input`` [batch, 3, S, S] float32
-    -> ``logits`` [batch, classes], dynamic batch, weights as initializers only."""
+    -> ``logits`` [batch, classes] and ``embedding`` [batch, F] (when the graph ends in a Dense
+    layer, see :func:`logits_and_features`; as the PyTorch engine, also under
+    ``--no-embeddings``); dynamic batch, weights as initializers only."""
     import onnx
 
+    grouped = logits_and_features(net)
     with tempfile.TemporaryDirectory(prefix="mxnet-onnx-") as tmp:
         prefix = str(Path(tmp) / "net")
         net.export(prefix, epoch=0)
+        if grouped is not None:  # the same weights, a graph with the second output
+            grouped.save(f"{prefix}-symbol.json")
         path = Path(tmp) / "net.onnx"
         mx.onnx.export_model(
             f"{prefix}-symbol.json", f"{prefix}-0000.params",
@@ -96,22 +137,24 @@ def onnx_bytes(net, image_size: int, num_classes: int) -> bytes:
 
 
 def _rename_io(model, num_classes: int) -> None:
-    """The contract's names (``input``, ``logits``), a named batch axis, and no initializers
-    among the graph inputs (the exporter lists every weight as an input too)."""
+    """The contract's names (``input``, ``logits``, ``embedding``), a named batch axis, and no
+    initializers among the graph inputs (the exporter lists every weight as an input too)."""
     g = model.graph
     weights = {t.name for t in g.initializer}
     inputs = [i for i in g.input if i.name not in weights]
     del g.input[:]
     g.input.extend(inputs)
-    rename = {g.input[0].name: INPUT_NAME, g.output[0].name: OUTPUT_NAME}
+    outputs = (OUTPUT_NAME, EMBEDDING_NAME)[: len(g.output)]
+    rename = {g.input[0].name: INPUT_NAME}
+    rename.update({o.name: new for o, new in zip(g.output, outputs, strict=True)})
     for node in g.node:
-        for names in (node.input, node.output):
-            for k, name in enumerate(names):
+        for io in (node.input, node.output):
+            for k, name in enumerate(io):
                 if name in rename:
-                    names[k] = rename[name]
-    g.input[0].name, g.output[0].name = INPUT_NAME, OUTPUT_NAME
-    g.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+                    io[k] = rename[name]
+    for value in (*g.input[:1], *g.output):
+        value.name = rename[value.name]
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
     out_dims = g.output[0].type.tensor_type.shape.dim
-    out_dims[0].dim_param = "batch"
     if len(out_dims) == 2:
         out_dims[1].dim_value = num_classes
