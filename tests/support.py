@@ -603,6 +603,10 @@ def load_every_file(run: Path) -> dict[str, int]:
             suffix = "states"
         elif suffix == "params":  # MXNet's parameters in its own array format
             assert path.read_bytes()[:8] == MXNET_ARRAYS_MAGIC, path
+        elif suffix == "npz" and path.parent.name == "embeddings":
+            with np.load(path, allow_pickle=False) as z:
+                n, d = z["vectors"].shape
+                assert z["components"].shape == (d, *z["mean"].shape) and n > 0, path
         elif suffix == "npz":
             with np.load(path, allow_pickle=False) as z:
                 assert z["top5"].shape == z["prob"].shape, path

@@ -45,7 +45,11 @@ EXIT_BOUND_S = 180  # a trainer that has not reached its fault by now is hung
 
 def file_kinds(engine: str) -> list[str]:
     """Every file an epoch writes, in order: the places a kill inside a write can land."""
-    kinds = ["predictions/epoch-{:04d}.npz", "models/epoch-{:04d}.onnx"]
+    kinds = [
+        "predictions/epoch-{:04d}.npz",
+        "embeddings/epoch-{:04d}.npz",
+        "models/epoch-{:04d}.onnx",
+    ]
     return kinds + [f"checkpoints/epoch-{{:04d}}{s}" for s in CHECKPOINT_FILES[engine]]
 
 

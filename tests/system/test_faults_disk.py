@@ -33,10 +33,10 @@ ARGS = (
 
 
 def nth_write(engine: str, epoch: int, file: int) -> int:
-    """The count of the atomic write of an epoch's ``file``-th file (0: predictions, 1: model,
-    2: the checkpoint's first): run.json, classes.tsv, val_index.tsv come first, then per epoch
-    npz, onnx and the checkpoint's files."""
-    per_epoch = 2 + len(CHECKPOINT_FILES[engine])
+    """The count of the atomic write of an epoch's ``file``-th file (0: predictions, 1:
+    embeddings, 2: model, 3: the checkpoint's first): run.json, classes.tsv, val_index.tsv come
+    first, then per epoch the two npz, onnx and the checkpoint's files."""
+    per_epoch = 3 + len(CHECKPOINT_FILES[engine])
     return 3 + per_epoch * (epoch - 1) + file + 1
 
 
@@ -66,7 +66,7 @@ def finished_after_resume(data: Path, runs: Path, name: str, *extra: str, epochs
 def test_full_disk_at_a_checkpoint_fails_clearly_and_resumes(
     engine: str, demo_data: Path, tmp_path: Path
 ):
-    fault = f"enospc-after:{nth_write(engine, 2, 2)}"
+    fault = f"enospc-after:{nth_write(engine, 2, 3)}"
     proc = train(demo_data, tmp_path, "full", *ENGINE_ARGS[engine], fault=fault)
     run = tmp_path / "full"
     assert proc.returncode == 1
