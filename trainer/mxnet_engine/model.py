@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 from pathlib import Path
 
 import mxnet as mx
@@ -105,7 +106,10 @@ def feature_net(net) -> gluon.SymbolBlock | None:
     grouped = logits_and_features(net)
     if grouped is None:
         return None
-    block = gluon.SymbolBlock(grouped, mx.sym.var(_DATA), params=net.collect_params())
+    with warnings.catch_warnings():
+        # "Cannot decide type for ... data": the input's type is known at the first call
+        warnings.filterwarnings("ignore", "Cannot decide type", UserWarning)
+        block = gluon.SymbolBlock(grouped, mx.sym.var(_DATA), params=net.collect_params())
     block.hybridize(static_alloc=True)
     return block
 
