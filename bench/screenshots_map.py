@@ -24,6 +24,8 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
+
 from bench import fixtures
 from bench.dashboard_bench import CHROMIUM, CHROMIUM_ARGS, gunicorn
 from bench.similar_bench import (
@@ -38,6 +40,7 @@ from epochscope.run import open_run
 
 NAME = "real-photos-map"
 DOCS = fixtures.REPO / "docs"
+VEHICLES = ("airplane", "automobile", "ship", "truck")  # the rest of real-photos-10: animals
 SHOTS = {"first": DOCS / "screenshot-map-real-first.png",
          "last": DOCS / "screenshot-map-real-last.png"}  # fmt: skip
 # the map's image in the page: present once a layout is drawn (tests/system/test_browser_map.py)
@@ -80,6 +83,18 @@ def screenshot(base: str, epoch: int, path: Path, page) -> None:
     page.screenshot(path=str(path), full_page=True)
 
 
+def split(run, epoch: int) -> dict[str, float]:
+    """How far the map splits vehicles from animals: the share of each on its own side of the
+    map's vertical middle (the side most vehicles are on)."""
+    xy = run.map_layout(epoch)
+    vehicle = np.isin(run.labels, [run.names.index(v) for v in VEHICLES if v in run.names])
+    side = xy[:, 0] > 0
+    if side[vehicle].mean() < 0.5:
+        side = ~side
+    return {"vehicles_on_their_side": round(float(side[vehicle].mean()), 3),
+            "animals_on_theirs": round(float((~side[~vehicle]).mean()), 3)}  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.screenshots_map", description=__doc__)
     p.add_argument("--work", type=Path, default=Path("/tmp/map-real"))
@@ -115,6 +130,8 @@ def main() -> None:
         "val_top1": {
             ev["epoch"]: round(ev["val_top1"], 3) for ev in fixtures.epoch_events(run_dir)
         },
+        "split_first_epoch": split(run, first),
+        "split_last_epoch": split(run, last),
         "knn_first_epoch": agreement(held, in_process_query(run_dir, first)),
         "knn_last_epoch": agreement(held, in_process_query(run_dir, last)),
         "train_and_reuse_s": round(trained_s, 1),
