@@ -533,6 +533,7 @@ def test_damaged_runs_affect_only_themselves(site, spec) -> None:
 
 
 @pytest.mark.faults
+@pytest.mark.timeout(1800)  # 520 runs x ~1.3 s of checks (the map's and similar's included)
 @settings(max_examples=520, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))  # fmt: skip
 @given(damage())
