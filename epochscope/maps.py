@@ -11,6 +11,11 @@ recipe gets a new file; the old one of that epoch is removed.
 read-only runs folder), a folder in the system's temporary directory. Run directories are never
 written: they may be read-only, synced, or copied in.
 
+Whenever a layout is written, the cache beside RUNS drops the folders of runs no longer in
+RUNS (:func:`prune`): a layout is written once per epoch, so this costs a directory listing per
+epoch. A cache given by $EPOCHSCOPE_CACHE_DIR, or in the temporary directory, may serve several
+runs folders under the same run names, so it is never pruned.
+
 Exactly one process computes a layout: an exclusive ``flock`` on ``<file>.lock`` is taken
 before computing and the cache is looked at again once it is held, so a second gunicorn worker
 (or a notebook) asking meanwhile waits and then reads what the first wrote, and
@@ -27,6 +32,7 @@ import hashlib
 import io
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -141,6 +147,7 @@ def ensure(run: Run, epoch: int, wait: bool = True) -> tuple[np.ndarray | None, 
         np.save(buf, np.ascontiguousarray(coords, dtype=np.float32), allow_pickle=False)
         atomic_write(path, buf.getvalue())
         _remove_stale(path, epoch)
+        prune(run.path)
         return coords, True
     finally:
         os.close(fd)  # drops the lock
@@ -152,3 +159,26 @@ def _remove_stale(path: Path, epoch: int) -> None:
         if old.name != path.name and not old.name.endswith(".lock"):
             with contextlib.suppress(OSError):
                 old.unlink()
+
+
+def prune(run_dir: str | os.PathLike[str]) -> list[str]:
+    """Remove the cached layouts of runs that are no longer in ``run_dir``'s runs folder (the
+    names removed); only the cache beside that folder, which holds nothing else."""
+    runs = Path(run_dir).resolve().parent
+    root = cache_root(run_dir)
+    if root != runs / CACHE_FOLDER:
+        return []
+    removed = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return []
+    for entry in entries:
+        gone = not os.path.lexists(runs / entry.name)
+        # a folder of ours (not a link): a run computing a layout has its directory in RUNS
+        if gone and entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.name)
+    if removed:
+        log.info("layout cache: removed the layouts of %d runs no longer in %s", len(removed), runs)
+    return removed

@@ -74,6 +74,23 @@ def legend(run: Run) -> list[tuple[str, str, int]]:
     return run.memo(("map_legend",), build)
 
 
+#: a run with at most this many classes lists them in the legend when coloured by class
+CLASS_LEGEND_MAX = 24
+
+
+def class_legend(run: Run) -> list[tuple[str, str, int]]:
+    """(class, colour, images) of every class, index order, when there are few enough to
+    name (:data:`CLASS_LEGEND_MAX`); empty otherwise."""
+    if run.num_classes > CLASS_LEGEND_MAX:
+        return []
+    per_class = np.bincount(run.labels, minlength=run.num_classes)
+    table = class_colours(run.num_classes)
+    return [
+        (run.names[c], "#{:02x}{:02x}{:02x}".format(*table[c]), int(per_class[c]))
+        for c in range(run.num_classes)
+    ]
+
+
 def points(run: Run, epoch: int) -> MapPoints | None:
     """The epoch's layout ready to render, or None while it is not computed yet."""
     coords = run.cached_map_layout(epoch)

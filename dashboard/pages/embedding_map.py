@@ -31,6 +31,7 @@ dash.register_page(__name__, path="/map", name="Map", title="Epochscope: embeddi
 
 POLL_MS = 1000  # while a layout is computed: the page asks again every second
 REFRESH_MS = 5000  # new epochs of a live run join the slider
+PLAY_MS = 1200  # play: the next epoch this long after the last one was drawn (at the earliest)
 
 _warm_up()
 
@@ -62,6 +63,7 @@ def layout(**query: Any) -> html.Div:
             ),
             html.Div(
                 [
+                    html.Button("Play", id="map-play", n_clicks=0),
                     html.Span("epoch", id="map-epoch-label", style={"minWidth": "5rem"}),
                     html.Div(
                         dcc.Slider(id="map-epoch", min=1, max=1, step=None, value=None),
@@ -94,6 +96,7 @@ def layout(**query: Any) -> html.Div:
             dcc.Store(id="map-view"),
             dcc.Interval(id="map-poll", interval=POLL_MS, disabled=True),
             dcc.Interval(id="map-refresh", interval=REFRESH_MS),
+            dcc.Interval(id="map-play-interval", interval=PLAY_MS, disabled=True),
         ],
         className="page",
     )
@@ -151,6 +154,61 @@ def epoch_choices(run: str | None, _n: int | None, old_max: int | None, current:
     step = max(1, math.ceil(len(epochs) / 15))
     marks = {e: str(e) if i % step == 0 or e == last else "" for i, e in enumerate(epochs)}
     return epochs[0], last, marks, last if follow else current
+
+
+def _slider_epochs(marks: dict | None) -> list[int]:
+    """The epochs the slider stops at (its marks' keys come back from the browser as text)."""
+    out = []
+    for key in marks or {}:
+        try:
+            out.append(int(key))
+        except (TypeError, ValueError):
+            continue
+    return sorted(out)
+
+
+@callback(
+    Output("map-play-interval", "disabled"),
+    Output("map-play", "children"),
+    Output("map-epoch", "value", allow_duplicate=True),
+    Input("map-play", "n_clicks"),
+    State("map-play-interval", "disabled"),
+    State("map-epoch", "value"),
+    State("map-epoch", "marks"),
+    prevent_initial_call=True,
+)
+@tolerant
+def toggle_play(_clicks: int, disabled: bool, epoch: int | None, marks: dict | None):
+    epochs = _slider_epochs(marks)
+    if not epochs:
+        raise PreventUpdate
+    if disabled:  # start; from the first epoch when sitting on the last
+        start = epochs[0] if epoch is None or epoch >= epochs[-1] else epoch
+        return False, "Pause", start
+    return True, "Play", dash.no_update
+
+
+@callback(
+    Output("map-epoch", "value", allow_duplicate=True),
+    Output("map-play-interval", "disabled", allow_duplicate=True),
+    Output("map-play", "children", allow_duplicate=True),
+    Input("map-play-interval", "n_intervals"),
+    State("map-epoch", "value"),
+    State("map-epoch", "marks"),
+    State("map-view", "data"),
+    prevent_initial_call=True,
+)
+@tolerant
+def play_step(_n: int, epoch: int | None, marks: dict | None, view: dict | None):
+    epochs = _slider_epochs(marks)
+    if epoch is None or not epochs:
+        raise PreventUpdate
+    if not view or view.get("epoch") != epoch:
+        raise PreventUpdate  # this epoch's map is still being laid out: wait for it
+    later = [e for e in epochs if e > epoch]
+    if not later:
+        return dash.no_update, True, "Play"  # stop at the latest epoch
+    return later[0], dash.no_update, dash.no_update
 
 
 def _ranges(relayout: dict | None, previous: dict | None, context: list) -> tuple:
@@ -314,17 +372,27 @@ def drill_down(event: dict | None, view: dict | None, run: str | None):
 @tolerant
 def legend(run: str | None, colour: str):
     opened = _open_run(run)
-    rows = service.legend(opened)
-    if colour != "band" or not rows:
-        return html.P("Each class its own colour.", className="hint")
-    return html.Ul(
+    rows = service.legend(opened) if colour == "band" else []
+    note = None
+    if not rows:  # coloured by class: by choice, or because the run has no bands
+        rows = service.class_legend(opened)
+        why = "" if colour == "class" else " (this run's classes have no bands)"
+        note = html.P(f"Each class its own colour{why}.", className="hint")
+        if not rows:
+            return note
+    return html.Div(
         [
-            html.Li(
-                [html.Span("■ ", style={"color": c}), f"{name} ({n:,})"],
-                style={"fontSize": "0.8rem", "listStyle": "none"},
-            )
-            for name, c, n in rows
-        ],
-        id="map-legend-list",
-        style={"paddingLeft": 0, "columns": 2},
+            note,
+            html.Ul(
+                [
+                    html.Li(
+                        [html.Span("■ ", style={"color": c}), f"{name} ({n:,})"],
+                        style={"fontSize": "0.8rem", "listStyle": "none"},
+                    )
+                    for name, c, n in rows
+                ],
+                id="map-legend-list",
+                style={"paddingLeft": 0, "columns": 2},
+            ),
+        ]
     )

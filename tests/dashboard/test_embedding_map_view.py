@@ -17,7 +17,7 @@ from PIL import Image
 
 from dashboard.confusion.bands import band_colour
 from dashboard.confusion.synthetic import write_run
-from dashboard.embedding_map import service
+from dashboard.embedding_map import render, service
 from dashboard.embedding_map.jobs import LayoutJobs
 from dashboard.embedding_map.render import EXTENT, clamp, map_points, render_map
 from dashboard.embedding_map.silhouette_chart import silhouette_figure
@@ -65,11 +65,39 @@ def test_a_lone_point_has_its_colour_and_the_image_is_right_side_up():
     xy = np.array([[-0.9, 0.9], [0.9, -0.9]], np.float32)  # top left, bottom right
     colours = np.array([[255, 0, 0], [0, 0, 255]], np.uint8)
     img = np.asarray(Image.open(io.BytesIO(render_map(map_points(xy), colours, EXTENT, EXTENT,
-                                                      100, 100).image)))  # fmt: skip
+                                                      100, 100, spread=0).image)))  # fmt: skip
     filled = np.argwhere(img[..., 3] > 0)
     assert len(filled) == 2
     top = filled[filled[:, 0].argmin()]
     assert tuple(img[top[0], top[1], :3]) == (255, 0, 0) and top[1] < 50
+
+
+def test_a_sparse_view_draws_each_point_as_a_disc_of_its_colour():
+    """1,000 points in the map's pixels are discs (a real-photos-10 run's map); 50,000 are
+    single pixels; where two discs overlap, the higher-ranked point's colour wins, as in a
+    pixel both fall in."""
+    assert render.spread_radius(50_000, 760, 620) == 0
+    assert render.spread_radius(1_000, 760, 620) == render.MAX_SPREAD
+    assert 0 < render.spread_radius(5_000, 760, 620) < render.MAX_SPREAD
+    xy = np.array([[-0.9, 0.9], [0.9, -0.9]], np.float32)
+    colours = np.array([[255, 0, 0], [0, 0, 255]], np.uint8)
+    img = np.asarray(Image.open(io.BytesIO(render_map(map_points(xy), colours, EXTENT, EXTENT,
+                                                      100, 100).image)))  # fmt: skip
+    red = (img[..., 3] > 0) & (img[..., 0] == 255)
+    blue = (img[..., 3] > 0) & (img[..., 2] == 255)
+    disc = sum(dx * dx + dy * dy <= 12 for dx in range(-3, 4) for dy in range(-3, 4))
+    assert red.sum() == blue.sum() == disc  # a disc of radius 3 each, nothing else drawn
+    assert (img[..., 3] > 0).sum() == 2 * disc
+    assert np.argwhere(red)[:, 1].max() < 50 and np.argwhere(blue)[:, 1].min() > 50
+    # two points in neighbouring pixels: one colour where they overlap, the winner's
+    near = map_points(np.array([[0.0, 0.0], [0.05, 0.0]], np.float32))  # ~2 pixels apart
+    img = np.asarray(Image.open(io.BytesIO(render_map(near, colours, EXTENT, EXTENT, 100, 100,
+                                                      spread=3).image)))  # fmt: skip
+    winner = int(near.by_rank[-1])
+    both = img[img[..., 3] > 0][:, :3]
+    assert disc < len(both) < 2 * disc  # the discs overlap
+    assert (both == colours[winner]).all(axis=1).sum() == disc  # the winner's whole disc
+    assert (both == colours[1 - winner]).all(axis=1).sum() == len(both) - disc
 
 
 def test_clamp_keeps_the_view_inside_the_map():
@@ -146,3 +174,18 @@ def test_silhouette_chart():
     fig = silhouette_figure([1, 2, 3], [0.1, None, 0.4], "bands")
     assert list(fig.data[0].y) == [0.1, None, 0.4]
     assert "bands" in fig.layout.title.text
+
+
+def test_a_run_of_few_classes_names_the_colour_of_each(tmp_path: Path):
+    """Coloured by class (a run without bands, like real-photos-10's plain class names): the
+    legend lists every class with the colour its images are drawn in; not at 1,000 classes."""
+    few = open_run(write_run(tmp_path / "few", num_classes=10, per_class=3, epochs=1))
+    legend = service.class_legend(few)
+    assert [name for name, _, _ in legend] == few.names
+    drawn = service.colours(few, "class")
+    for row in (0, 7, 29):
+        name, colour, _ = legend[int(few.labels[row])]
+        assert colour == "#{:02x}{:02x}{:02x}".format(*(int(v) for v in drawn[row])), name
+    assert sum(n for _, _, n in legend) == len(few.labels)
+    many = open_run(write_run(tmp_path / "many", num_classes=100, per_class=1, epochs=1))
+    assert service.class_legend(many) == []

@@ -218,6 +218,35 @@ def test_the_cache_lives_beside_the_runs_or_in_tmp_when_that_is_read_only(
         locked.chmod(0o755)
 
 
+def test_a_written_layout_prunes_the_layouts_of_runs_gone_from_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The cache beside RUNS: a removed run's folder goes when a layout is next written; the
+    runs still there (a symlinked one too) keep theirs. A cache named by EPOCHSCOPE_CACHE_DIR
+    may serve other runs folders: never pruned."""
+    monkeypatch.delenv(maps.CACHE_ENV, raising=False)
+    runs = tmp_path / "runs"
+    run = write_run(runs / "kept", num_classes=20, per_class=2, epochs=1)
+    write_embeddings(run)
+    (tmp_path / "elsewhere").mkdir()
+    (runs / "linked").symlink_to(tmp_path / "elsewhere")
+    cache = runs / maps.CACHE_FOLDER
+    for name in ("kept", "linked", "gone", "also-gone"):
+        (cache / name).mkdir(parents=True)
+        np.save(cache / name / "map-epoch-0001-0.npy", np.zeros((40, 2), np.float32))
+    (cache / "stray-file").write_text("not a run's folder")
+    coords, computed = maps.ensure(open_run(run), 1)  # computes, writes, prunes
+    assert computed and coords.shape == (40, 2)
+    assert sorted(p.name for p in cache.iterdir()) == ["kept", "linked", "stray-file"]
+    assert [p.name for p in (cache / "kept").glob("*.npy")] == [maps.layout_path(run, 1).name]
+    # a shared cache: nothing removed, even for a name not in this runs folder
+    shared = tmp_path / "shared"
+    (shared / "other-runs-folders-run").mkdir(parents=True)
+    monkeypatch.setenv(maps.CACHE_ENV, str(shared))
+    assert maps.prune(run) == []
+    assert (shared / "other-runs-folders-run").is_dir()
+
+
 @pytest.mark.slow  # the session's real tiny training run
 def test_band_silhouette_rises_over_the_demo_runs_epochs(tiny_run: Path):
     """The seed's "animals separate from objects", measured on a real training run."""

@@ -4,7 +4,7 @@ A 1,000-class run of 50,000 validation images (WordNet classes) with embeddings;
 are put in the cache the way the computing worker leaves them (computing them is tested in
 tests/epochscope/test_embedding_map.py, and end to end on a small run below), so that this
 test is about drawing: every point, a zoom that re-renders the visible range, hover, click,
-and the epoch slider.
+the epoch slider and its play button.
 """
 
 from __future__ import annotations
@@ -159,6 +159,19 @@ def test_map_draws_all_points_of_a_1000_class_run_and_zooming_re_renders(
         30, "the whole map again",
     )  # fmt: skip
     assert "coloured by class" in whole["title"]
+
+    # 7. play from epoch 1: each epoch in turn once its map is drawn, stopping at the last
+    page.locator("#map-epoch [role='slider']").first.focus()
+    page.keyboard.press("Home")
+    _wait(lambda: "epoch 1 " in (page.evaluate(STATE_JS) or {}).get("title", ""), 30, "epoch 1")
+    page.click("#map-play")
+    _wait(lambda: page.inner_text("#map-play") == "Pause", 10, "the button to say Pause")
+    last = _wait(
+        lambda: (s := page.evaluate(STATE_JS)) and "epoch 2 " in s["title"] and s,
+        30, "play to reach epoch 2",
+    )  # fmt: skip
+    assert last["meta"]["drawn"] == n
+    _wait(lambda: page.inner_text("#map-play") == "Play", 10, "play to stop at the last epoch")
 
 
 @pytest.mark.slow  # the worker imports UMAP and numba compiles it (~40 s on 2 cores)

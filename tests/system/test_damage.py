@@ -4,7 +4,9 @@ Hypothesis draws damage over every file of a run directory (run.json, metrics.js
 predictions npz, ONNX models, symlinks, odd files such as FIFOs and /dev/zero, permissions) and
 applies each to a copy of a good run, in one RUNS folder beside an undamaged run. After each,
 a real gunicorn answers the pages, the callbacks of every page and the API for that run and
-for the good one: never a 500, and the good run is always listed and drawn.
+for the good one: never a 500, and the good run is always listed and drawn. The embeddings file
+and the run's cached map layout (in the cache folder beside RUNS, outside the run) are damaged
+too: the map of the damaged run says why there is none, the good run's map is still drawn.
 
 ``make test`` runs 60 damaged runs; ``make test-faults`` 520 (``EPOCHSCOPE_DAMAGE_RUNS``).
 """
@@ -24,8 +26,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dashboard.embedding_map.synthetic import write_embeddings
+from epochscope import maps, reader
 from epochscope.predictions import LABEL_ARRAYS
-from tests.support import DashClient, classify, gunicorn, http, make_fake_run, tiny_onnx_model
+from tests.support import (
+    DashClient,
+    classify,
+    gunicorn,
+    http,
+    make_fake_run,
+    multipart,
+    tiny_onnx_model,
+)
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -35,7 +47,9 @@ JSON = st.recursive(
     max_leaves=12,
 )
 FILES = ["run.json", "metrics.jsonl", "classes.tsv", "val_index.tsv",
-         "predictions/epoch-0001.npz", "models/epoch-0001.onnx"]  # fmt: skip
+         "predictions/epoch-0001.npz", "models/epoch-0001.onnx",
+         "embeddings/epoch-0001.npz"]  # fmt: skip
+MAP_CACHE = "map-cache"  # the run's cached layout of epoch 1, outside the run directory
 
 
 def _npz(**arrays) -> bytes:
@@ -44,15 +58,21 @@ def _npz(**arrays) -> bytes:
     return buf.getvalue()
 
 
-def _npy_claiming(rows: int) -> bytes:
-    """An npz whose top5 header claims ``rows`` x 5 int64 but holds a few bytes."""
-    header = f"{{'descr': '<i8', 'fortran_order': False, 'shape': ({rows}, 5), }}"
+def _npy(array: np.ndarray) -> bytes:
+    buf = BytesIO()
+    np.save(buf, array, allow_pickle=True)
+    return buf.getvalue()
+
+
+def _npy_claiming(rows: int, names: tuple[str, ...] = ("top5", "prob"), cols: int = 5) -> bytes:
+    """An npz whose arrays' headers claim ``rows`` x ``cols`` int64 but hold a few bytes."""
+    header = f"{{'descr': '<i8', 'fortran_order': False, 'shape': ({rows}, {cols}), }}"
     header += " " * (63 - len(header) % 64) + "\n"
     npy = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + b"\0" * 80
     buf = BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("top5.npy", npy)
-        z.writestr("prob.npy", npy)
+        for name in names:
+            z.writestr(f"{name}.npy", npy)
     return buf.getvalue()
 
 
@@ -185,6 +205,65 @@ def label_npz(what: str, n: int = 20) -> bytes:
 
 
 @st.composite
+def embeddings_damage(draw) -> tuple[str, object]:
+    """An epoch's embeddings file (vectors float16 [20, D], the projection's mean and
+    components) that is not what it says."""
+    kind = draw(st.sampled_from(["bytes", "rows", "dims", "dtype", "nan", "object", "claim",
+                                 "projection", "partial"]))  # fmt: skip
+    n, d, f = 20, 8, 16
+    arrays = {"vectors": np.ones((n, d), np.float16), "mean": np.zeros(f, np.float32),
+              "components": np.eye(d, f, dtype=np.float32)}  # fmt: skip
+    if kind == "bytes":
+        return "bytes", draw(st.binary(max_size=400))
+    if kind == "rows":
+        arrays["vectors"] = arrays["vectors"][: draw(st.sampled_from([0, 1, 19, 21, 400]))]
+        if len(arrays["vectors"]) > n:
+            arrays["vectors"] = np.ones((len(arrays["vectors"]), d), np.float16)
+    elif kind == "dims":
+        width = draw(st.sampled_from([0, 129, 5000]))
+        arrays["vectors"] = np.ones((n, width), np.float16)
+        arrays["components"] = np.ones((width, f), np.float32)
+    elif kind == "dtype":
+        arrays["vectors"] = arrays["vectors"].astype(draw(st.sampled_from(
+            [np.complex64, np.int64, np.bool_, "U3"])))  # fmt: skip
+    elif kind == "nan":
+        arrays["vectors"][::3] = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+    elif kind == "object":
+        arrays[draw(st.sampled_from(list(arrays)))] = np.array([{"a": 1}] * n, dtype=object)
+    elif kind == "claim":
+        return "bytes", _npy_claiming(draw(st.integers(10**6, 10**9)),
+                                      ("vectors", "mean", "components"), 128)  # fmt: skip
+    elif kind == "projection":
+        arrays["components"] = np.ones((draw(st.integers(0, 12)), 3), np.float32)
+    else:
+        del arrays[draw(st.sampled_from(list(arrays)))]
+    return "bytes", _npz(**arrays)
+
+
+@st.composite
+def cache_damage(draw) -> tuple[str, object]:
+    """The run's cached layout: torn, foreign, the wrong shape, or not a plain file."""
+    kind = draw(st.sampled_from(["bytes", "shape", "dtype", "nan", "object", "huge",
+                                 "fifo", "zero", "dir", "loop", "empty", "chmod"]))  # fmt: skip
+    buf = BytesIO()
+    if kind == "bytes":
+        return "bytes", draw(st.binary(max_size=300))
+    if kind == "shape":
+        np.save(buf, np.zeros((draw(st.sampled_from([0, 19, 21, 5000])), 2), np.float32))
+    elif kind == "dtype":
+        np.save(buf, np.zeros((20, 2), draw(st.sampled_from([np.float64, np.int32, np.float16]))))
+    elif kind == "nan":
+        np.save(buf, np.full((20, 2), draw(st.sampled_from([np.nan, np.inf])), np.float32))
+    elif kind == "object":
+        np.save(buf, np.array([{"a": 1}] * 20, dtype=object), allow_pickle=True)
+    elif kind == "huge":
+        return "huge", None
+    else:
+        return kind, None
+    return "bytes", buf.getvalue()
+
+
+@st.composite
 def file_damage(draw) -> tuple[str, object]:
     """Something other than a plain file where one is expected (or its content cut short)."""
     return draw(st.sampled_from(["fifo", "dir", "zero", "loop", "dangling", "slash", "empty",
@@ -193,7 +272,9 @@ def file_damage(draw) -> tuple[str, object]:
 
 @st.composite
 def damage(draw) -> tuple[str, tuple[str, object]]:
-    target = draw(st.sampled_from([*FILES, "folder"]))
+    target = draw(st.sampled_from([*FILES, "folder", MAP_CACHE]))
+    if target == MAP_CACHE:
+        return target, draw(cache_damage())
     if target == "folder":
         return target, (draw(st.sampled_from(["loop", "chmod", "slash", "fifo", "models-file"])),
                         None)  # fmt: skip
@@ -204,6 +285,7 @@ def damage(draw) -> tuple[str, tuple[str, object]]:
         "val_index.tsv": tsv_damage(),
         "predictions/epoch-0001.npz": npz_damage(),
         "models/epoch-0001.onnx": st.tuples(st.just("bytes"), st.binary(max_size=300)),
+        "embeddings/epoch-0001.npz": embeddings_damage(),
     }
     return target, draw(by_file[target] | file_damage())
 
@@ -226,7 +308,11 @@ def apply(run: Path, target: str, how: tuple[str, object]) -> None:
             shutil.rmtree(run / "models")
             (run / "models").write_text("not a folder")
         return
-    path = run / target
+    path = maps.layout_path(run, 1) if target == MAP_CACHE else run / target
+    if kind == "huge":  # a sparse 3 GB file: never read whole
+        with path.open("r+b") as f:
+            f.truncate(3 << 30)
+        return
     if kind == "text":
         path.write_text(value, encoding="utf-8", errors="surrogateescape")
     elif kind == "bytes":
@@ -258,9 +344,10 @@ def apply(run: Path, target: str, how: tuple[str, object]) -> None:
 def site(tmp_path_factory, request) -> dict:
     root = tmp_path_factory.mktemp("damage")
     runs = root / "runs"
-    make_fake_run(runs, "good", epochs_done=2)
+    _put_layouts(make_fake_run(runs, "good", epochs_done=2))
     template = make_fake_run(root / "template", "t", epochs_done=1)
     tiny_onnx_model(template / "models" / "epoch-0002.onnx", 3, seed=9)  # wrong class count
+    write_embeddings(template, dims=8)
     server = gunicorn(runs, workers=1, env={"EPOCHSCOPE_DATA_ROOTS": "/"})
     base = server.__enter__()
     request.addfinalizer(lambda: server.__exit__(None, None, None))
@@ -268,10 +355,52 @@ def site(tmp_path_factory, request) -> dict:
             "n": 0, "log": runs.parent}  # fmt: skip
 
 
+def _put_layouts(run: Path) -> None:
+    """Embeddings (when it has none) and each epoch's map layout in the cache beside RUNS,
+    where the computing worker leaves them (computing one is tested elsewhere)."""
+    if not reader.embedding_epochs(run):
+        write_embeddings(run, dims=8)
+    for epoch in reader.embedding_epochs(run):
+        path = maps.layout_path(run, epoch)  # the server's cache: the same env, beside RUNS
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, np.random.default_rng(epoch).uniform(-1, 1, (20, 2)).astype(np.float32))
+
+
+#: what the map page holds after drawing an epoch: the hover and click callbacks' state
+MAP_VIEW = {"context": ["x"], "epoch": 1, "x": [-1, 1], "y": [-1, 1],
+            "grid": {"x0": -1, "y0": -1, "dx": 0.1, "dy": 0.1, "nx": 20, "ny": 20}}  # fmt: skip
+MAP_EVENT = {"points": [{"x": 0.0, "y": 0.0}]}
+
+
+def map_calls(client: DashClient, name: str) -> dict[str, int]:
+    """The /map page's callbacks for ``name``: their statuses."""
+    calls = {
+        "map runs": ("map-run.options", {"shell-runs.value": [name], "map-wanted.data":
+                     {"run": name}}, ["map-wanted.data"]),
+        "map epochs": ("map-epoch.max", {"map-run.value": name, "map-refresh.n_intervals": 1},
+                       ["map-run.value"]),
+        "map": ("map-graph.figure", {"map-run.value": name, "map-epoch.value": 1,
+                "map-colour.value": "band"}, ["map-run.value"]),
+        "map hover": ("map-tooltip.show", {"map-graph.hoverData": MAP_EVENT,
+                      "map-view.data": MAP_VIEW, "map-run.value": name}, ["map-graph.hoverData"]),
+        "map drill": ("map-drill.children", {"map-graph.clickData": MAP_EVENT,
+                      "map-view.data": MAP_VIEW, "map-run.value": name}, ["map-graph.clickData"]),
+        "map legend": ("map-legend.children", {"map-run.value": name, "map-colour.value": "class"},
+                       ["map-run.value"]),
+    }  # fmt: skip
+    return {what: client.call(*call).status for what, call in calls.items()}
+
+
+def good_map_drawn(client: DashClient) -> bool:
+    reply = client.call("map-graph.figure", {"map-run.value": "good", "map-epoch.value": 2,
+                        "map-colour.value": "band"}, ["map-run.value"])  # fmt: skip
+    return reply.status == 200 and bool(reply.json()["response"]["map-view"]["data"]["grid"])
+
+
 def check(site: dict, name: str) -> None:
     """Every surface for the damaged run ``name`` and the good run: no 500, good listed."""
     base, client = site["base"], site["client"]
-    for page in ("/", "/classify", "/confusion"):
+    for page in ("/", "/classify", "/confusion", "/map"):
         assert http(f"{base}{page}?run={name}&run=good").status == 200, page
     listing = client.call(
         "shell-runs-known.data",
@@ -323,10 +452,19 @@ def check(site: dict, name: str) -> None:
         "label-issues api": http(f"{base}/api/v1/label-issues?run={name}&epoch=1").status,
         "calibration api": http(f"{base}/api/v1/calibration?run={name}").status,
         "api": classify(base, PHOTO, "p.png", run=name).status,
+        "similar api": http(f"{base}/api/v1/similar",
+                            *_similar_body(name)).status,
+        **map_calls(client, name),
         "api epoch 2": classify(base, PHOTO, "p.png", run=name, epoch=2).status,
     }  # fmt: skip
     bad = {k: v for k, v in statuses.items() if v >= 500}
     assert not bad, bad
+    assert good_map_drawn(client), "the good run's map is not drawn"
+
+
+def _similar_body(name: str) -> tuple[bytes, dict[str, str]]:
+    body, ctype = multipart({"run": name, "epoch": "1"}, "p.png", PHOTO)
+    return body, {"Content-Type": ctype}
 
 
 PHOTO = _npz()  # replaced below by a real PNG once PIL is imported
@@ -345,6 +483,7 @@ def _damaged_runs(site: dict, target: str, how: tuple[str, object]) -> None:
     name = f"d{site['n']:04d}"
     run = site["runs"] / name
     shutil.copytree(site["template"], run, symlinks=True)
+    _put_layouts(run)  # the copy's embeddings file is a new one: its layout, as if computed
     apply(run, target, how)
     try:
         check(site, name)
@@ -359,6 +498,29 @@ def test_damaged_label_arrays_affect_only_themselves(site, what: str) -> None:
     _damaged_runs(site, "predictions/epoch-0001.npz", ("bytes", label_npz(what)))
 
 
+MAP_DAMAGES = {
+    "embeddings garbage": ("embeddings/epoch-0001.npz", ("bytes", b"PK\x03\x04 not a zip")),
+    "embeddings claim 1e9 rows": ("embeddings/epoch-0001.npz", ("bytes", _npy_claiming(
+        10**9, ("vectors", "mean", "components"), 128))),
+    "embeddings pickled": ("embeddings/epoch-0001.npz", ("bytes", _npz(
+        vectors=np.array([{"a": 1}] * 20, dtype=object)))),
+    "embeddings /dev/zero": ("embeddings/epoch-0001.npz", ("zero", None)),
+    "cache garbage": (MAP_CACHE, ("bytes", b"\x93NUMPY garbage")),
+    "cache wrong shape": (MAP_CACHE, ("bytes", _npy(np.zeros((3, 2), np.float32)))),
+    "cache pickled": (MAP_CACHE, ("bytes", _npy(np.array([{"a": 1}] * 20, dtype=object)))),
+    "cache 3 GB": (MAP_CACHE, ("huge", None)),
+    "cache fifo": (MAP_CACHE, ("fifo", None)),
+    "cache /dev/zero": (MAP_CACHE, ("zero", None)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("what", MAP_DAMAGES)
+def test_damaged_map_files_affect_only_themselves(site, what: str) -> None:
+    """A damaged or hostile embeddings file in the run, a damaged layout in the cache folder:
+    the map and similar images of that run answer without a 500, the good run's map is drawn."""
+    _damaged_runs(site, *MAP_DAMAGES[what])
+
+
 RUNS_QUICK = int(os.environ.get("EPOCHSCOPE_DAMAGE_RUNS", "60"))
 
 
@@ -371,6 +533,7 @@ def test_damaged_runs_affect_only_themselves(site, spec) -> None:
 
 
 @pytest.mark.faults
+@pytest.mark.timeout(1800)  # 520 runs x ~1.3 s of checks (the map's and similar's included)
 @settings(max_examples=520, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))  # fmt: skip
 @given(damage())

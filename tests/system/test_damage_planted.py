@@ -4,8 +4,10 @@ One worker with four threads (the Procfile's shape). For each damage a run is co
 surface that reads it is called at once (more requests than the worker has threads), and while
 they run the good run's pages and callbacks are timed: each must answer within 2 s, nothing may
 answer 500, the worker's RSS must stay under 600 MiB, and the drill-down must serve no image
-from outside the allowed roots. The figures (peak RSS, slowest good answer, slowest damaged
-answer) are printed per damage and written to damage-figures.json beside the runs folder.
+from outside the allowed roots. The map's files are planted too: a hostile embeddings file (a
+zip bomb) and the run's cached layouts (outside the run, in the cache folder) as a FIFO or
+/dev/zero. The figures (peak RSS, slowest good answer, slowest damaged answer) are printed per
+damage and written to damage-figures.json beside the runs folder.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dashboard.embedding_map.synthetic import write_embeddings
+from epochscope import maps, reader
 from tests.support import (
     DashClient,
     Reply,
@@ -43,8 +47,9 @@ GOOD_WITHIN_S = 2.0
 RSS_LIMIT_MIB = 600.0
 DAMAGED_TIMEOUT_S = 30.0  # a damaged request still open after this holds a worker thread
 DAMAGES = ["fifo", "zero", "sparse-metrics", "hierarchy-chain", "npz-bomb", "preprocess-8192",
-           "thumbnails-root"]  # fmt: skip
+           "thumbnails-root", "embeddings-bomb", "map-cache-fifo", "map-cache-zero"]  # fmt: skip
 BOMB_ROWS = 20_000_000
+EMBEDDING_BOMB_ROWS = 3_000_000  # x 128 float16: 768 MB of zeros, ~750 KB deflated
 
 
 def _png(colour: tuple[int, int, int], size: int = 16) -> bytes:
@@ -69,6 +74,40 @@ def _bomb(path: Path) -> None:
                 f.write(zeros[: min(left, len(zeros))])
                 left -= min(left, len(zeros))
         z.writestr("prob.npy", prob.getvalue())
+
+
+def _embeddings_bomb(path: Path) -> None:
+    """An embeddings file whose vectors declare EMBEDDING_BOMB_ROWS x 128 float16 (zeros,
+    deflated); the projection is sound."""
+    header = f"{{'descr': '<f2', 'fortran_order': False, 'shape': ({EMBEDDING_BOMB_ROWS}, 128), }}"
+    header += " " * (63 - (len(header) + 10) % 64) + "\n"
+    npy_head = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("vectors.npy", "w", force_zip64=True) as f:
+            f.write(npy_head)
+            zeros = bytes(4 << 20)
+            left = EMBEDDING_BOMB_ROWS * 128 * 2
+            while left:
+                f.write(zeros[: min(left, len(zeros))])
+                left -= min(left, len(zeros))
+        for name, array in (("mean", np.zeros(16, np.float32)),
+                            ("components", np.eye(128, 16, dtype=np.float32))):  # fmt: skip
+            buf = BytesIO()
+            np.lib.format.write_array(buf, array)
+            z.writestr(f"{name}.npy", buf.getvalue())
+
+
+def map_layouts(run: Path) -> None:
+    """Embeddings of each epoch and their layouts in the cache, as the computing worker
+    leaves them (computing one is tested in tests/system/test_browser_map.py)."""
+    write_embeddings(run, dims=8)
+    for epoch in reader.embedding_epochs(run):
+        path = maps.layout_path(run, epoch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        coords = np.random.default_rng(epoch).uniform(-1, 1, (20, 2)).astype(np.float32)
+        coords[0] = MAP_EVENT["points"][0]["x"], MAP_EVENT["points"][0]["y"]  # under the click
+        np.save(path, coords)
 
 
 def _edit_run_json(run: Path, **changes) -> None:
@@ -119,6 +158,15 @@ def plant(kind: str, runs: Path, secret: Path, bomb: Path) -> str:
             f"{r.split(chr(9))[0]}\t{r.split(chr(9))[1]}\t{rel}" for r in lines[1:]
         ]
         (run / "val_index.tsv").write_text("\n".join(fixed) + "\n")
+    elif kind == "embeddings-bomb":
+        for epoch in (1, 2):
+            _embeddings_bomb(run / "embeddings" / f"epoch-{epoch:04d}.npz")
+    elif kind in ("map-cache-fifo", "map-cache-zero"):
+        map_layouts(run)
+        for epoch in (1, 2):
+            path = maps.layout_path(run, epoch)
+            path.unlink()
+            os.mkfifo(path) if kind == "map-cache-fifo" else path.symlink_to("/dev/zero")
     else:
         raise AssertionError(kind)
     return name
@@ -163,9 +211,19 @@ def surfaces(client: DashClient, base: str, run: str, png: bytes) -> dict[str, t
         "labels reliability": ("labels-reliability.figure", {"labels-run.value": run,
                                "labels-epoch.value": 1, "labels-group.value": "all"},
                                ["labels-run.value"]),
+        "map epochs": ("map-epoch.max", {"map-run.value": run, "map-refresh.n_intervals": 1},
+                       ["map-run.value"]),
+        "map": ("map-graph.figure", {"map-run.value": run, "map-epoch.value": 2,
+                "map-colour.value": "band"}, ["map-run.value"]),
+        "map hover": ("map-tooltip.show", {"map-graph.hoverData": MAP_EVENT,
+                      "map-view.data": MAP_VIEW, "map-run.value": run}, ["map-graph.hoverData"]),
+        "map drill": ("map-drill.children", {"map-graph.clickData": MAP_EVENT,
+                      "map-view.data": MAP_VIEW, "map-run.value": run}, ["map-graph.clickData"]),
+        "map legend": ("map-legend.children", {"map-run.value": run, "map-colour.value": "band"},
+                       ["map-run.value"]),
     }  # fmt: skip
     out: dict[str, tuple] = {
-        page: ("GET", f"{base}{page}?run={run}", None, {}) for page in ("/", "/confusion")
+        page: ("GET", f"{base}{page}?run={run}", None, {}) for page in ("/", "/confusion", "/map")
     }
     headers = {"Content-Type": "application/json"}
     for what, (output, values, changed) in dash.items():
@@ -173,9 +231,16 @@ def surfaces(client: DashClient, base: str, run: str, png: bytes) -> dict[str, t
                      client.body(output, values, changed), headers)  # fmt: skip
     body, ctype = multipart({"run": run, "epoch": "1"}, "p.png", png)
     out["api classify"] = ("POST", base + "/api/v1/classify", body, {"Content-Type": ctype})
+    out["api similar"] = ("POST", base + "/api/v1/similar", body, {"Content-Type": ctype})
     for route in ("label-issues", "calibration"):
         out[f"api {route}"] = ("GET", f"{base}/api/v1/{route}?run={run}&epoch=1", None, {})
     return out
+
+
+#: the map page's state after drawing epoch 2 (what the hover and click callbacks are sent)
+MAP_VIEW = {"context": ["x"], "epoch": 2, "x": [-1, 1], "y": [-1, 1],
+            "grid": {"x0": -1, "y0": -1, "dx": 0.1, "dy": 0.1, "nx": 20, "ny": 20}}  # fmt: skip
+MAP_EVENT = {"points": [{"x": 0.0, "y": 0.0}]}
 
 
 def _send(request: tuple, timeout: float) -> Reply:
@@ -230,6 +295,7 @@ def site(tmp_path, bomb):
     """A good run (with its own thumbnails/) served by a fresh gunicorn, no --data-root."""
     runs = tmp_path / "runs"
     good = make_fake_run(runs, "good", epochs_done=2)
+    map_layouts(good)
     # the good run's own thumbnails/ folder: the drill-down shows pictures from inside the run
     for i in range(20):
         (good / "thumbnails" / "val").mkdir(parents=True, exist_ok=True)
@@ -256,7 +322,8 @@ def test_the_good_runs_drill_down_shows_its_own_thumbnails(site) -> None:
 def test_a_planted_damage_leaves_the_good_run_answering(site, kind: str) -> None:
     base, client = site["base"], site["client"]
     good = surfaces(client, base, "good", site["png"])
-    good_calls = ["/", "/confusion", "listing", "training poll", "matrix", "pairs", "drill"]
+    good_calls = ["/", "/confusion", "listing", "training poll", "matrix", "pairs", "drill",
+                  "map", "map drill"]  # fmt: skip
     # the good run is in use before the damage arrives (its first answers warm the server)
     warm = [(what, _send(good[what], 30.0)) for what in good_calls]
     assert all(r.status == 200 for _, r in warm), [(w, r.status) for w, r in warm]

@@ -31,6 +31,9 @@ from PIL import Image
 from dashboard import access
 from dashboard.confusion import data, service
 from dashboard.confusion.drilldown import safe_image_path
+from dashboard.embedding_map.synthetic import write_embeddings
+from epochscope import maps
+from epochscope.run import open_run
 from tests.conftest import ENGINE_ARGS, ENGINES, REPO, TINY_TRAIN_ARGS, run_cli
 from tests.support import DashClient, classify, free_port, gunicorn, http, make_fake_run
 
@@ -51,6 +54,8 @@ def site(tmp_path_factory, request) -> dict:
     make_fake_run(root, "outside", epochs_done=1)
     (runs / "outside-link").symlink_to(outside)
     _drill_paths(run, data, root)
+    for mapped in (run, outside):  # the map: the good run's and the one a link would reach
+        _map_layouts(mapped)
     # a copied or synced run directory whose data.root is "/"
     _drill_paths(make_fake_run(runs, "rooted", epochs_done=1), None, root, data_root="/")
     server = gunicorn(
@@ -84,13 +89,26 @@ def _drill_paths(run: Path, data: Path | None, root: Path, data_root: str | None
     (run / "run.json").write_text(json.dumps(info))
 
 
+def _map_layouts(run: Path) -> None:
+    """Embeddings for every epoch and their map layouts in the cache, where the computing
+    worker leaves them: rows 0-4 (the paths under test) together at (0.5, 0.5), the rest apart."""
+    write_embeddings(run, dims=8)
+    coords = np.zeros((20, 2), np.float32)
+    coords[:5] = 0.5 + np.arange(5)[:, None] * 0.01
+    coords[5:] = np.linspace(-0.9, -0.1, 15)[:, None]
+    for epoch in open_run(run).embedding_epochs:
+        path = maps.layout_path(run, epoch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, coords)
+
+
 # --- the token ----------------------------------------------------------------------------------
 ROUTES = [
     ("GET", "/"), ("GET", "/classify"), ("GET", "/confusion"), ("GET", "/_dash-layout"),
     ("GET", "/_dash-dependencies"), ("POST", "/_dash-update-component"),
     ("POST", "/api/v1/classify"), ("POST", "/api/v1/similar"), ("GET", "/assets/style.css"),
     ("GET", "/no-such-page"), ("GET", "/_reload-hash"), ("GET", "/_favicon.ico"),
-    ("GET", "/labels"),
+    ("GET", "/labels"), ("GET", "/map"), ("GET", "/map?run=fake"),
     ("GET", "/api/v1/label-issues?run=fake"), ("GET", "/api/v1/calibration?run=fake"),
 ]  # fmt: skip
 
@@ -106,6 +124,81 @@ def test_every_route_needs_the_token(site, method: str, path: str) -> None:
         assert TOKEN not in reply.body.decode(errors="replace")
     assert http(base + path + "?token=wrong", data, method=method).status == 401
     assert http(base + path, data, BEARER, method=method).status != 401
+
+
+def _map_calls(run: str, view: dict | None = None) -> dict[str, tuple]:
+    """(output, values, changed) of each of the /map page's callbacks for ``run``; the hover
+    and the click at (0.5, 0.5), where rows 0-4 lie, over ``view`` (the map's reply)."""
+    event = {"points": [{"x": 0.5, "y": 0.5, "bbox": {"x0": 1, "x1": 2, "y0": 1, "y1": 2}}]}
+    return {
+        "runs": ("map-run.options", {"shell-runs.value": [run], "map-wanted.data": {"run": run},
+                 "map-run.value": None}, ["map-wanted.data"]),
+        "epochs": ("map-epoch.max", {"map-run.value": run, "map-refresh.n_intervals": 0},
+                   ["map-run.value"]),
+        "map": ("map-graph.figure", {"map-run.value": run, "map-epoch.value": 2,
+                "map-colour.value": "band", "map-graph.relayoutData": None,
+                "map-poll.n_intervals": None, "map-view.data": None}, ["map-run.value"]),
+        "hover": ("map-tooltip.show", {"map-graph.hoverData": event, "map-view.data": view,
+                  "map-run.value": run}, ["map-graph.hoverData"]),
+        "drill": ("map-drill.children", {"map-graph.clickData": event, "map-view.data": view,
+                  "map-run.value": run}, ["map-graph.clickData"]),
+        "legend": ("map-legend.children", {"map-run.value": run, "map-colour.value": "band"},
+                   ["map-run.value"]),
+    }  # fmt: skip
+
+
+def _map_view(client: DashClient, run: str = "fake") -> dict:
+    reply = client.call(*_map_calls(run)["map"])
+    assert reply.status == 200, reply.body[:300]
+    view = reply.json()["response"]["map-view"]["data"]
+    assert view and view["grid"], "the good run's map is not drawn"
+    return view
+
+
+def test_every_map_callback_needs_the_token(site) -> None:
+    """Each of /map's callbacks, sent as the page sends it: 401 without the token (or with a
+    wrong one), answered with it."""
+    client = DashClient(site["base"], BEARER)
+    view = _map_view(client)
+    for what, (output, values, changed) in _map_calls("fake", view).items():
+        body = client.body(output, values, changed)
+        url = site["base"] + "/_dash-update-component"
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            reply = http(url, body, {"Content-Type": "application/json", **headers})
+            assert reply.status == 401, (what, headers, reply.status)
+            assert b"map-" not in reply.body  # nothing of the reply leaks
+        reply = http(url, body, {"Content-Type": "application/json", **BEARER})
+        assert reply.status == 200, (what, reply.status, reply.body[:300])
+
+
+@pytest.mark.parametrize("run", EVIL_RUNS)
+def test_map_callbacks_choose_no_run_outside(site, run: str) -> None:
+    """A run name that leaves RUNS_DIR (the symlinked run has embeddings and a layout, so
+    following it would draw a map): no map, no tooltip, no images; never a 500."""
+    client = DashClient(site["base"], BEARER)
+    view = _map_view(client)  # a real view, so only the run name is wrong
+    calls = _map_calls(run, view)
+    listing = client.call(*calls["runs"])
+    assert listing.status == 200
+    assert [o["value"] for o in listing.json()["response"]["map-run"]["options"]] == [
+        "fake", "rooted"]  # fmt: skip
+    for what in ("epochs", "map", "drill", "legend"):
+        reply = client.call(*calls[what])
+        assert reply.status == 204, (what, reply.status, reply.body[:300])
+    hover = client.call(*calls["hover"])
+    assert hover.status == 200 and hover.json()["response"]["map-tooltip"]["show"] is False
+
+
+def test_the_map_drill_down_shows_only_images_from_the_data_root(site) -> None:
+    """A click where rows 0-4 lie: their paths escape the data root in four ways, only
+    ok.png is inside it."""
+    client = DashClient(site["base"], BEARER)
+    reply = client.call(*_map_calls("fake", _map_view(client))["drill"])
+    assert reply.status == 200, reply.body[:300]
+    text = reply.body.decode()
+    assert "map-drill-head" in text and text.count('"map-image"') == 12
+    assert text.count("data:image") == 1  # ok.png only
+    assert text.count("no image") == 11  # the four escapes and 7 rows without a file
 
 
 def test_token_in_the_url_once_sets_a_strict_httponly_cookie(site) -> None:
