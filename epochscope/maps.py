@@ -50,6 +50,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "EPOCHSCOPE_CACHE_DIR"
+MAP_POINTS_ENV = "EPOCHSCOPE_MAP_MAX_POINTS"
+#: the most images one layout places (ImageNet's validation set is 50,000; TensorBoard's
+#: projector loads at most 100,000): a run copied in with millions is refused, not laid out
+MAX_MAP_POINTS = int(os.environ.get(MAP_POINTS_ENV, "200000"))
 CACHE_FOLDER = ".epochscope-cache"
 #: bytes of a .npy header at most (numpy pads it to 64 or 128 bytes)
 _NPY_HEADER = 4096
@@ -130,6 +134,11 @@ def ensure(run: Run, epoch: int, wait: bool = True) -> tuple[np.ndarray | None, 
     rows = len(run.labels)
     if (coords := read_layout(path, rows)) is not None:
         return coords, False
+    if rows > MAX_MAP_POINTS:  # hours of a worker's CPU: refused, not queued behind other runs
+        raise ValueError(
+            f"run {run.name!r} has {rows:,} validation images; the map lays out at most "
+            f"{MAX_MAP_POINTS:,} ({MAP_POINTS_ENV} raises it)"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(_lock_path(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:

@@ -256,3 +256,13 @@ def test_band_silhouette_rises_over_the_demo_runs_epochs(tiny_run: Path):
     assert run.silhouette_groups == "bands"
     assert len(epochs) >= 2 and all(v is not None for v in values)
     assert values[-1] > values[0]
+
+
+def test_a_run_with_more_images_than_the_map_takes_is_refused_not_laid_out(
+    banded_run: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(maps, "MAX_MAP_POINTS", 100)  # the run has 200 images
+    run = open_run(banded_run)
+    with pytest.raises(ValueError, match="lays out at most 100"):
+        maps.ensure(run, 2)
+    assert not maps.layout_path(run.path, 2).exists()
