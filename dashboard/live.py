@@ -23,6 +23,7 @@ from epochscope.reader import (
     METRICS_CACHE,
     MetricsCache,
     epoch_table,
+    event_epoch,
     last_status,
     run_state,
     safe_run_dir,
@@ -209,11 +210,8 @@ def poll(
                     best[run] = one.x
                 grown[panel].append(one)
         state["pos"][run] = ends[run]
-        new_epochs = [
-            ev["epoch"]
-            for ev in new
-            if ev.get("kind") == "epoch" and isinstance(ev.get("epoch"), int)
-        ]
+        # the same epoch rule as the first poll's epoch_table (no bools, no negatives)
+        new_epochs = [e for ev in new if ev.get("kind") == "epoch" and (e := event_epoch(ev))]
         state["top"][run] = max([state["top"].get(run, 0), *new_epochs])
     empty = list(state.get("empty", []))
     for panel, series in grown.items():

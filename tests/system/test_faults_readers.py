@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dashboard import live
@@ -85,6 +85,7 @@ _event = st.fixed_dictionaries(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.lists(st.one_of(_event, st.binary(max_size=20)), max_size=25), st.integers(0, 30))
+@example(lines=[{"kind": "epoch", "epoch": True}], cut=30)  # a bool epoch seen by the 2nd poll
 def test_poll_survives_any_event_lines(tmp_path: Path, lines: list, cut: int) -> None:
     run = tmp_path / "fuzz"
     run.mkdir(exist_ok=True)
