@@ -8,7 +8,7 @@ DATA   ?= data/demo
 HOST   ?= 127.0.0.1
 PORT   ?= 8050
 
-.PHONY: install install-mxnet demo demo-data dashboard stop test test-quick test-faults lint format bench catalogue clean
+.PHONY: install install-mxnet demo demo-data dashboard stop test test-quick test-real test-faults lint format bench catalogue clean
 
 install: $(STAMP)  ## make .venv with the dashboard, trainer and dev requirements (quick when nothing changed)
 
@@ -44,11 +44,14 @@ demo: demo-data  ## demo data, trainer in the background, dashboard in the foreg
 stop: install  ## stop the background demo trainer cleanly
 	$(BIN)/python -m trainer stop demo --runs-dir $(RUNS)
 
-test: install lint  ## the whole suite: unit, real training runs, browser tests (not the fault tests)
-	$(BIN)/python -m pytest -q -m "not faults"
+test: install lint  ## the whole suite: unit, real training runs, browser tests (not the fault or real-photo tests)
+	$(BIN)/python -m pytest -q -m "not faults and not realphotos"
 
 test-quick: install  ## under a minute: no browser, no slow tests
-	$(BIN)/python -m pytest -q -m "not browser and not slow and not faults"
+	$(BIN)/python -m pytest -q -m "not browser and not slow and not faults and not realphotos"
+
+test-real: install  ## accuracy on real photos: planted label errors found, similar images agree (~4 min)
+	$(BIN)/python -m pytest -q -m realphotos
 
 test-faults: install  ## heavy fault tests: kills, full disk, lost rank, load (docs/reliability.md)
 	$(BIN)/python -m pytest -q -m faults

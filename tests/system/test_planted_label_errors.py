@@ -16,6 +16,7 @@ from bench.planted_bench import REAL_PHOTOS, measure
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.realphotos,
     pytest.mark.skipif(not REAL_PHOTOS.is_dir(), reason=f"needs {REAL_PHOTOS}"),
 ]
 

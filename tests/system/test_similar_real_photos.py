@@ -18,6 +18,7 @@ from tests.support import classify, http, multipart
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.realphotos,
     pytest.mark.skipif(not REAL_PHOTOS.is_dir(), reason=f"needs {REAL_PHOTOS}"),
 ]
 
