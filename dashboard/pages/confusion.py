@@ -15,8 +15,8 @@ import dash
 from dash import ALL, Input, Output, State, callback, clientside_callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dashboard import config, similar_view
-from dashboard.confusion import data, export, service
+from dashboard import config, runs, similar_view
+from dashboard.confusion import export, service
 from dashboard.confusion.figure import HoverGrid, plot_size
 from dashboard.confusion.relatedness import relatedness_figure
 from dashboard.confusion.render import SCALES, warm_up
@@ -30,7 +30,7 @@ from dashboard.pages.confusion_layout import (
 from dashboard.pages.confusion_layout import layout as _layout
 from dashboard.shell import tolerant
 from epochscope.analysis.difference import ClassMismatch
-from epochscope.reader import list_runs, prediction_epochs, safe_run_dir
+from epochscope.reader import list_runs, prediction_epochs
 from epochscope.run import Run
 
 dash.register_page(
@@ -53,17 +53,6 @@ def layout(**query: Any) -> html.Div:
     return _layout(focus="matrix", **query)
 
 
-# --- helpers: inputs to run directories --------------------------------------------------------
-def _open_run(run: str | None) -> Run:
-    """The Run of a run name from the page (once per callback: every read goes through it)."""
-    if not run:
-        raise PreventUpdate
-    try:
-        return data.run(safe_run_dir(config.runs_dir(), run))
-    except (ValueError, LookupError):
-        raise PreventUpdate from None
-
-
 def _context(run: str, kind: str, opened: Run) -> list[Any]:
     return [run, kind, opened.num_classes]
 
@@ -72,7 +61,7 @@ def _compare(compare: str | None, compare_epoch: int | None) -> service.Compare 
     """The other side of a difference view, when one is chosen and has that epoch."""
     if not compare or compare_epoch is None:
         return None
-    opened = _open_run(compare)
+    opened = runs.named(compare)
     if compare_epoch not in opened.epochs:
         return None
     return service.Compare(opened, int(compare_epoch))
@@ -125,7 +114,7 @@ def run_choices(selected: list[str] | None, wanted: dict | None, current: str | 
 def epoch_choices(
     run: str | None, _n: int | None, old_max: int | None, current: int | None, wanted: dict | None
 ):
-    epochs = _open_run(run).epochs
+    epochs = runs.named(run).epochs
     if not epochs:
         raise PreventUpdate
     last = epochs[-1]
@@ -178,7 +167,7 @@ def compare_epochs(
 ):
     if not compare:
         return [], None
-    epochs = _open_run(compare).epochs
+    epochs = runs.named(compare).epochs
     options = [{"label": str(e), "value": e} for e in epochs]
     asked = (wanted or {}).get("compare_epoch")
     if current in epochs and dash.ctx.triggered_id != "confusion-compare":
@@ -282,7 +271,7 @@ def update_matrix(
     share: float | None,
     previous: dict | None,
 ):
-    opened = _open_run(run)
+    opened = runs.named(run)
     if epoch is None or epoch not in opened.epochs or scale not in SCALES:
         raise PreventUpdate
     if not viewport:
@@ -329,7 +318,7 @@ def _state_compare(view: dict) -> service.Compare | None:
     if not view.get("compare"):
         return None
     name, epoch = view["compare"]
-    return service.Compare(_open_run(name), int(epoch))
+    return service.Compare(runs.named(name), int(epoch))
 
 
 def _cell(event: dict | None, view: dict | None, run: str | None, mode: str, kind: str,
@@ -341,7 +330,7 @@ def _cell(event: dict | None, view: dict | None, run: str | None, mode: str, kin
         return None, None
     grid = HoverGrid(**view["grid"])
     cell = service.cell_at(
-        _open_run(run), view["epoch"], mode, kind, grid, point["x"], point["y"],
+        runs.named(run), view["epoch"], mode, kind, grid, point["x"], point["y"],
         compare=_state_compare(view), **_view_options(options),
     )  # fmt: skip
     return cell, point
@@ -403,7 +392,7 @@ def hover(hover_data: dict | None, view: dict | None, run: str | None, mode: str
     if cell is None:
         return False, dash.no_update, dash.no_update
     norm = _view_options(options)["norm"]
-    text = _cell_text(_open_run(run), cell, mode, norm, view)
+    text = _cell_text(runs.named(run), cell, mode, norm, view)
     return (
         True,
         point.get("bbox"),
@@ -426,7 +415,7 @@ def hover(hover_data: dict | None, view: dict | None, run: str | None, mode: str
 @tolerant
 def select_class(text: str | None, active: dict | None, rows: list[dict] | None,
                  run: str | None, kind: str):  # fmt: skip
-    opened = _open_run(run)
+    opened = runs.named(run)
     if dash.ctx.triggered_id == "confusion-classes":
         if not active or not rows or active["row"] >= len(rows):
             raise PreventUpdate
@@ -465,7 +454,7 @@ def drill_down(
     kind: str,
     options: list[str] | None,
 ):
-    opened = _open_run(run)
+    opened = runs.named(run)
     if not view:
         raise PreventUpdate
     epoch = view["epoch"]
@@ -586,7 +575,7 @@ def similar_images(clicks: list[int | None], view: dict | None, run: str | None)
     trigger = dash.ctx.triggered_id
     if not view or not isinstance(trigger, dict) or not any(clicks or []):
         raise PreventUpdate
-    opened = _open_run(run)
+    opened = runs.named(run)
     row = int(trigger["row"])
     if not 0 <= row < len(opened.labels):
         raise PreventUpdate
@@ -607,7 +596,7 @@ def similar_images(clicks: list[int | None], view: dict | None, run: str | None)
 )
 @tolerant
 def band_options(run: str | None):
-    options = [{"label": b, "value": b} for b in service.band_names(_open_run(run))]
+    options = [{"label": b, "value": b} for b in service.band_names(runs.named(run))]
     return options, options
 
 
@@ -624,7 +613,7 @@ def band_options(run: str | None):
 @tolerant
 def pairs_table(run: str | None, epoch: int | None, mode: str, band: str | None,
                 options: list[str] | None):  # fmt: skip
-    opened = _open_run(run)
+    opened = runs.named(run)
     if epoch is None or epoch not in opened.epochs:
         raise PreventUpdate
     how = _view_options(options)
@@ -646,7 +635,7 @@ def pairs_table(run: str | None, epoch: int | None, mode: str, band: str | None,
 @tolerant
 def classes_table(run: str | None, epoch: int | None, since: int | None, band: str | None,
                   compare: str | None, compare_epoch: int | None):  # fmt: skip
-    opened = _open_run(run)
+    opened = runs.named(run)
     if epoch is None or epoch not in opened.epochs:
         raise PreventUpdate
     other = _compare(compare, compare_epoch)
@@ -685,7 +674,7 @@ def quick_sorts(_worst: int, _improved: int):
 def relatedness_chart(run: str | None, _last: int | None, style: dict | None):
     """Drawn only for a run with a hierarchy (WordNet or its own): without one there is no
     relatedness to measure."""
-    opened = _open_run(run)
+    opened = runs.named(run)
     epochs, values = opened.relatedness_series()
     shown = {**(style or {}), "display": "block" if opened.relations is not None else "none"}
     return relatedness_figure(epochs, values), shown
@@ -701,7 +690,7 @@ def relatedness_chart(run: str | None, _last: int | None, style: dict | None):
 def order_options(run: str | None, kind: str | None):
     """The hierarchy order is offered under the name of the run's hierarchy (WordNet's or its
     own), and not at all for a run without one (its matrix starts clustered)."""
-    options = service.order_options(_open_run(run))
+    options = service.order_options(runs.named(run))
     values = [o["value"] for o in options]
     return options, kind if kind in values else values[0]
 
@@ -724,7 +713,7 @@ def export_view(_png: int, _gif: int, view: dict | None, run: str | None, mode: 
                 scale: str):  # fmt: skip
     """The current view as a PNG, or every epoch of it as a GIF (one callback: the two differ
     only in which epochs and how large)."""
-    opened = _open_run(run)
+    opened = runs.named(run)
     if not view:
         raise PreventUpdate
     gif = dash.ctx.triggered_id == "confusion-export-gif"

@@ -15,8 +15,7 @@ import dash
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dashboard import config
-from dashboard.confusion import data
+from dashboard import config, runs
 from dashboard.embedding_map import service
 from dashboard.embedding_map.figure import waiting_spec
 from dashboard.embedding_map.render import EXTENT, clamp
@@ -24,7 +23,7 @@ from dashboard.embedding_map.render import warm_up as _warm_up
 from dashboard.pages.confusion_layout import GRAPH_CONFIG
 from dashboard.shell import tolerant
 from epochscope.embeddings import EMBEDDINGS_MISSING
-from epochscope.reader import list_runs, safe_run_dir
+from epochscope.reader import list_runs
 from epochscope.run import Run
 
 dash.register_page(__name__, path="/map", name="Map", title="Epochscope: embedding map")
@@ -102,15 +101,6 @@ def layout(**query: Any) -> html.Div:
     )
 
 
-def _open_run(run: str | None) -> Run:
-    if not run:
-        raise PreventUpdate
-    try:
-        return data.run(safe_run_dir(config.runs_dir(), run))
-    except (ValueError, LookupError):
-        raise PreventUpdate from None
-
-
 @callback(
     Output("map-run", "options"),
     Output("map-run", "value"),
@@ -141,7 +131,7 @@ def run_choices(selected: list[str] | None, wanted: dict | None, current: str | 
 )
 @tolerant
 def epoch_choices(run: str | None, _n: int | None, old_max: int | None, current: int | None):
-    epochs = _open_run(run).embedding_epochs
+    epochs = runs.named(run).embedding_epochs
     if not epochs:
         return 1, 1, {}, None
     last = epochs[-1]
@@ -260,7 +250,7 @@ def update_map(
     _poll: int | None,
     previous: dict | None,
 ):
-    opened = _open_run(run)
+    opened = runs.named(run)
     if colour not in service.COLOUR_BY:
         raise PreventUpdate
     if not opened.embedding_epochs:
@@ -293,7 +283,7 @@ def update_map(
 def _point_row(event: dict | None, view: dict | None, run: str | None) -> tuple[Run, int, dict]:
     if not event or not view or not view.get("grid") or not event.get("points"):
         raise PreventUpdate
-    opened = _open_run(run)
+    opened = runs.named(run)
     point = event["points"][0]
     if not all(isinstance(point.get(k), int | float) for k in ("x", "y")):
         raise PreventUpdate  # a malformed event
@@ -371,7 +361,7 @@ def drill_down(event: dict | None, view: dict | None, run: str | None):
 @callback(Output("map-legend", "children"), Input("map-run", "value"), Input("map-colour", "value"))
 @tolerant
 def legend(run: str | None, colour: str):
-    opened = _open_run(run)
+    opened = runs.named(run)
     rows = service.legend(opened) if colour == "band" else []
     note = None
     if not rows:  # coloured by class: by choice, or because the run has no bands

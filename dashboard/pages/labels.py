@@ -13,12 +13,10 @@ import dash
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dashboard import config, label_views
-from dashboard.confusion import data
+from dashboard import config, label_views, runs
 from dashboard.shell import tolerant
 from epochscope import labels
-from epochscope.reader import list_runs, prediction_epochs, safe_run_dir
-from epochscope.run import Run
+from epochscope.reader import list_runs, prediction_epochs
 
 dash.register_page(
     __name__, path="/labels", name="Labels", title="Epochscope: likely mislabeled, calibration"
@@ -102,15 +100,6 @@ def layout(
     )
 
 
-def _open_run(run: str | None) -> Run:
-    if not run:
-        raise PreventUpdate
-    try:
-        return data.run(safe_run_dir(config.runs_dir(), run))
-    except (ValueError, LookupError):
-        raise PreventUpdate from None
-
-
 @callback(
     Output("labels-run", "options"),
     Output("labels-run", "value"),
@@ -143,7 +132,7 @@ def run_choices(selected: list[str] | None, wanted: dict | None, current: str | 
 )
 @tolerant
 def run_options(run: str | None, wanted: dict | None):
-    opened = _open_run(run)
+    opened = runs.named(run)
     epochs = opened.epochs
     if not epochs:
         raise PreventUpdate
@@ -220,7 +209,7 @@ def _card(card: label_views.IssueCard) -> html.Div:
 def issues_view(
     run: str | None, epoch: int | None, label: int | None, suggested: int | None, method: str
 ):
-    opened = _open_run(run)
+    opened = runs.named(run)
     if epoch not in opened.epochs:
         raise PreventUpdate
     cards, summary, missing = label_views.issues_view(opened, epoch, method, label, suggested)
@@ -235,7 +224,7 @@ def issues_view(
 )
 @tolerant
 def reliability_view(run: str | None, epoch: int | None, group: str | None):
-    opened = _open_run(run)
+    opened = runs.named(run)
     if epoch not in opened.epochs:
         raise PreventUpdate
     return label_views.reliability_view(opened, epoch, group)
@@ -260,7 +249,7 @@ def export_csv(
     suggested: int | None,
     method: str,
 ):
-    opened = _open_run(run)
+    opened = runs.named(run)
     if epoch not in opened.epochs:
         raise PreventUpdate
     cols = labels.issue_columns(opened, epoch, method=method, label=label, suggested=suggested)
