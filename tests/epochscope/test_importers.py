@@ -165,6 +165,36 @@ def test_step_indexed_tag_beside_epoch_indexed_keeps_every_step(tmp_path: Path) 
     assert list(_table(tmp_path / "mixed")) == [1, 2]
 
 
+def test_steps_give_a_per_epoch_train_loss_when_no_tag_does(tmp_path: Path) -> None:
+    out = _import_tb(FIXTURES / "tb-steps-and-epochs", tmp_path, "--name", "mean")
+    assert "train_loss per epoch: the mean of Loss/train's step points in each epoch" in out.stdout
+    table = _table(tmp_path / "mean")
+    # make_fixtures.py: Loss/train = 2.3 - 0.005 * step, steps 0-118 then 119-236
+    first = np.mean([2.3 - 0.005 * s for s in range(119)])
+    second = np.mean([2.3 - 0.005 * s for s in range(119, 237)])
+    assert [table[1]["train_loss"], table[2]["train_loss"]] == pytest.approx([first, second])
+
+
+def test_add_scalars_beside_a_tag_of_the_same_name_are_kept_apart(tmp_path: Path) -> None:
+    # add_scalar("Loss/train", ., step) 237 times and add_scalars("Loss", {"train", "val"}, epoch)
+    out = _import_tb(FIXTURES / "tb-colliding-names", tmp_path, "--name", "both").stdout
+    assert (
+        "Loss_train/ tag Loss (add_scalars) and tag Loss/train (add_scalar) would be one series: "
+        "kept apart, the add_scalars one as Loss_train/Loss" in out
+    )
+    assert "Loss_train/Loss -> train_loss (per epoch, 2 points)" in out
+    assert "Loss/train -> step loss (237 points)" in out
+    events = reader.MetricsCache().get(tmp_path / "both").events
+    steps = [e for e in events if e["kind"] == "step"]
+    assert [s["step"] for s in steps] == list(range(237))  # as many as the writer wrote
+    assert [s["loss"] for s in steps] == pytest.approx([2.3 - 0.005 * s for s in range(237)])
+    assert [sum(s["epoch"] == e for s in steps) for e in (1, 2)] == [119, 118]
+    table = _table(tmp_path / "both")
+    means = [np.mean([2.3 - 0.005 * s for s in r]) for r in (range(119), range(119, 237))]
+    assert [table[e]["train_loss"] for e in (1, 2)] == pytest.approx(means)  # add_scalars' own
+    assert [table[e]["val_loss"] for e in (1, 2)] == pytest.approx([2.2, 1.9])
+
+
 def test_lightning_logger_folder_gets_a_name_from_its_path(tmp_path: Path) -> None:
     logdir = FIXTURES / "lightning-project" / "lightning_logs" / "version_0"
     out = _import_tb(logdir, tmp_path)
