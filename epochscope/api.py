@@ -90,7 +90,10 @@ class Run:
         self._preprocess = preprocess
         self._check_images = check_images  # a few val images (paths or arrays) for log_model
         self._check_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # top-1, margin
-        self._checked = False
+        self._check_agreed: bool | None = None  # the last check's outcome (None: none yet)
+        self._pending_check: tuple[int, Any] | None = None  # (epoch, Check) from the thread
+        #: every model check of this session: {"epoch", "agree", "checked", "warned"}
+        self.self_checks: list[dict[str, Any]] = []
         self._export: threading.Thread | None = None
         self._export_error: BaseException | None = None
         self.wnids = wnids
@@ -242,7 +245,7 @@ class Run:
         if features is not None:
             self._writer.write_embeddings(epoch, embed(features))
         self._predicted.add(epoch)
-        if not self._checked and self._check_images is not None:
+        if self._check_images is not None:
             k = min(CHECK_IMAGES, len(top5))
             self._check_rows[epoch] = (top5[:k, 0].astype(np.int64), prob[:k, 0] - prob[:k, 1])
         # what log_epoch needs, not the logits: accuracies and the mean cross-entropy
@@ -261,9 +264,11 @@ class Run:
         A torch module is copied to the CPU here and exported on a background thread (joined by
         the next log_model and by finish), so the export does not hold up training. The first
         call after this epoch's log_predictions (``check=True``) runs the exported model on a
-        few validation images prepared as the dashboard will (image_size, resize_size, mean,
-        std) and warns (:class:`EpochscopeWarning`) naming the setting when it disagrees with
-        the logged predictions."""
+        few validation images prepared as the dashboard will (image_size, resize_size,
+        interpolation, mean, std) and warns (:class:`EpochscopeWarning`) naming the setting when
+        it disagrees with the logged predictions. Every later model logged after its epoch's
+        predictions is checked too, on the export thread; a disagreement after an epoch that
+        agreed warns again, naming the epoch (reported by the next log_model or finish)."""
         self._check_open()
         epoch = self._epoch_arg(epoch)
         if epoch in self._done:
@@ -286,11 +291,12 @@ class Run:
         example = example_of(example_input, self.image_size)
         cpu = logits_module(eval_copy(model), example, self.num_classes)  # raises here
         cpu = with_embedding(cpu, example)  # a second output when the features are found
-        if check and not self._checked and epoch in self._check_rows:
+        rows = self._check_rows.pop(epoch, None) if check else None
+        if rows is not None and self._check_agreed is None:
             data = export(cpu, example)  # the first one in line: the check needs it now
             check_onnx(data, self.num_classes)
             self._writer.write_model(epoch, data)
-            self._self_check(epoch, data, check)
+            self._report_check(epoch, self._run_check(data, rows))
             return
 
         def work() -> None:
@@ -298,6 +304,8 @@ class Run:
                 data = export(cpu, example)
                 check_onnx(data, self.num_classes)
                 self._writer.write_model(epoch, data)
+                if rows is not None:  # reported in the caller's thread by _join_export
+                    self._pending_check = (epoch, self._run_check(data, rows))
             except BaseException as e:  # raised in the caller's thread by _join_export
                 self._export_error = e
 
@@ -308,22 +316,39 @@ class Run:
         if self._export is not None:
             self._export.join()
             self._export = None
+        if self._pending_check is not None:
+            (epoch, result), self._pending_check = self._pending_check, None
+            self._report_check(epoch, result)
         if self._export_error is not None:
             error, self._export_error = self._export_error, None
             raise error
 
     def _self_check(self, epoch: int, data: bytes, check: bool) -> None:
         rows = self._check_rows.pop(epoch, None)
-        if not check or self._checked or rows is None or self._preprocess is None:
-            return
-        self._checked = True
-        self._check_rows.clear()
-        from epochscope.selfcheck import disagreement
+        if check and rows is not None:
+            self._report_check(epoch, self._run_check(data, rows))
 
-        message = disagreement(data, self._check_images, rows, self._preprocess)
-        if message:
+    def _run_check(self, data: bytes, rows: tuple[np.ndarray, np.ndarray]) -> Any:
+        if self._preprocess is None:
+            return None
+        from epochscope.selfcheck import check
+
+        return check(data, self._check_images, rows, self._preprocess)
+
+    def _report_check(self, epoch: int, result: Any) -> None:
+        """Warn on the first disagreement and on one after an agreement (not every epoch)."""
+        if result is None:  # could not be checked here
+            return
+        agreed = result.message is None
+        warn = not agreed and self._check_agreed is not False
+        self.self_checks.append({"epoch": self._shown(epoch), "agree": result.agree,
+                                 "checked": result.checked, "warned": warn})  # fmt: skip
+        if warn:
+            again = " (an earlier epoch's model agreed)" if self._check_agreed else ""
+            message = f"epoch {self._shown(epoch)}{again}: {result.message}"
             self._writer.event("warning", epoch, message=message[:2000])
-            warnings.warn(message, EpochscopeWarning, stacklevel=3)
+            warnings.warn(message, EpochscopeWarning, stacklevel=4)
+        self._check_agreed = agreed
 
     def log_epoch(
         self,

@@ -1,6 +1,8 @@
-"""The first :meth:`epochscope.Run.log_model`'s check: does the exported model, fed a few
-validation images the way the dashboard's classifier will prepare them (run.json's
-``preprocess``), agree with the predictions the user's own pipeline logged for those images?
+""":meth:`epochscope.Run.log_model`'s check: does the exported model, fed a few validation images
+the way the dashboard's classifier will prepare them (run.json's ``preprocess``), agree with the
+predictions the user's own pipeline logged for those images in the same epoch? Every model
+logged after its epoch's predictions is checked (the first at once, later ones on the export
+thread); a disagreement warns the first time and again after an epoch that agreed.
 
 Needs onnxruntime and Pillow (the dashboard's own); without them the check is skipped. Rows whose
 logged top-1 beats the runner-up by less than :data:`TIE` are left out (a near tie may flip
@@ -35,11 +37,21 @@ def _top1(session: Any, images: Any, pre: Preprocess) -> np.ndarray:
     return np.asarray(out).argmax(axis=1)
 
 
-def disagreement(
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One model's check: ``agree`` of ``checked`` images had the logged top-1; ``message``
+    (None when all agree) names the setting at fault."""
+
+    agree: int
+    checked: int
+    message: str | None
+
+
+def check(
     onnx: bytes, images: Any, rows: tuple[np.ndarray, np.ndarray], pre: Preprocess
-) -> str | None:
-    """A warning naming the setting at fault, or None when the model agrees (or cannot be
-    checked here)."""
+) -> Check | None:
+    """The model's agreement with the logged top-1, or None when it cannot be checked here
+    (no onnxruntime or Pillow, or every row a near tie)."""
     try:
         import onnxruntime as ort
         from PIL import Image  # noqa: F401
@@ -54,22 +66,41 @@ def disagreement(
     session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
     agree = int((_top1(session, subset, pre) == logged[keep]).sum())
     if agree == len(keep):
-        return None
+        return Check(agree, len(keep), None)
+    return Check(agree, len(keep), _message(session, subset, logged[keep], pre, agree))
+
+
+def disagreement(
+    onnx: bytes, images: Any, rows: tuple[np.ndarray, np.ndarray], pre: Preprocess
+) -> str | None:
+    """A warning naming the setting at fault, or None when the model agrees (or cannot be
+    checked here)."""
+    result = check(onnx, images, rows, pre)
+    return result.message if result else None
+
+
+def _message(session: Any, subset: Any, logged: np.ndarray, pre: Preprocess, agree: int) -> str:
+    n = len(logged)
     head = (
-        f"the logged model, fed {len(keep)} validation images as the dashboard will prepare them "
-        f"(image_size={pre.image_size}, resize_size={pre.resize_size}, mean={pre.mean}, "
-        f"std={pre.std}), agrees with your logged predictions on {agree} of {len(keep)}: the "
-        "classifier page will answer differently from your model"
+        f"the logged model, fed {n} validation images as the dashboard will prepare them "
+        f"(image_size={pre.image_size}, resize_size={pre.resize_size}, "
+        f"interpolation={pre.interpolation}, mean={pre.mean}, std={pre.std}), agrees with your "
+        f"logged predictions on {agree} of {n}: the classifier page will answer differently "
+        "from your model"
     )
+    other_interp = "bicubic" if pre.interpolation == "bilinear" else "bilinear"
     tries = [
         ("resize_size", dataclasses.replace(pre, resize_size=pre.image_size)),
+        ("interpolation", dataclasses.replace(pre, interpolation=other_interp)),
         ("mean/std", dataclasses.replace(pre, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))),
         ("mean/std", dataclasses.replace(pre, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))),
     ]
     for what, other in tries:
-        if int((_top1(session, subset, other) == logged[keep]).sum()) == len(keep):
+        if int((_top1(session, subset, other) == logged).sum()) == n:
             if what == "resize_size":
                 fix = f"resize_size={pre.image_size}"
+            elif what == "interpolation":
+                fix = f"interpolation={other_interp!r}"
             else:
                 fix = f"mean={other.mean}, std={other.std}"
             return f"{head}. With {fix} it agrees on all: pass {fix} to epochscope.init."

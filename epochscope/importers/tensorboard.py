@@ -70,21 +70,33 @@ def _series_name(folder: Path, path: Path, tag: str) -> str:
     raise ValueError(sub)
 
 
-def _series(folder: Path) -> dict[str, list[Scalar]]:
+#: a series that add_scalars wrote and that a plain tag of the same name would have merged with:
+#: (the name it was given, the plain tag, the subfolder/tag it came from)
+Collision = tuple[str, str, str]
+
+
+def _series(folder: Path) -> tuple[dict[str, list[Scalar]], list[Collision]]:
+    """Each series' points by step, and the add_scalars series renamed to keep them apart from a
+    plain tag of the same name (``add_scalars("Loss", {"train": ...})`` beside
+    ``add_scalar("Loss/train", ...)``): such a one is named as TensorBoard shows it, its
+    subfolder (run) and tag: ``Loss_train/Loss``."""
     files = event_files(folder)
     if not folder.is_dir() or not files:
         raise NotThatKind(f"{folder} is not a TensorBoard log folder (no *tfevents* files)")
-    by_tag: dict[str, dict[int, Scalar]] = defaultdict(dict)
+    by_source: dict[tuple[str, str], dict[int, Scalar]] = defaultdict(dict)  # (sub, tag)
+    names: dict[tuple[str, str], str] = {}
     others: set[str] = set()
     for path in files:
+        sub = path.parent.relative_to(folder).as_posix()
         try:
             for s in scalars(path):
-                try:
-                    name = _series_name(folder, path, s.tag)
-                except ValueError as sub:
-                    others.add(str(sub))
-                    continue
-                by_tag[name][s.step] = s  # a step written twice (a restart): the last wins
+                if (sub, s.tag) not in names:
+                    try:
+                        names[(sub, s.tag)] = _series_name(folder, path, s.tag)
+                    except ValueError as other:
+                        others.add(str(other))
+                        continue
+                by_source[(sub, s.tag)][s.step] = s  # a step written twice (a restart): last wins
         except ValueError as e:
             raise NotThatKind(f"{folder}: {e}") from None
     if others:
@@ -93,9 +105,18 @@ def _series(folder: Path) -> dict[str, list[Scalar]]:
             f"{folder} holds logs in subfolders of their own ({', '.join(subs[:4])}), one per "
             f"run: import each run's folder on its own, e.g. {folder / subs[0]}"
         )
-    if not by_tag:
+    if not by_source:
         raise NotThatKind(f"{folder} is a TensorBoard log without scalars")
-    return {tag: [pts[k] for k in sorted(pts)] for tag, pts in by_tag.items()}
+    plain = {tag for sub, tag in by_source if sub == "."}
+    collisions: list[Collision] = []
+    out: dict[str, list[Scalar]] = {}
+    for (sub, tag), pts in sorted(by_source.items()):
+        name = names[(sub, tag)]
+        if sub != "." and name in plain:
+            collisions.append((f"{sub}/{tag}", name, f"{sub}/ tag {tag}"))
+            name = f"{sub}/{tag}"
+        out[name] = [pts[k] for k in sorted(pts)]
+    return out, collisions
 
 
 def _key(tag: str) -> str:
@@ -141,7 +162,7 @@ def _epoch_of(epoch_points: list[Scalar], steps: list[Scalar]) -> list[int]:
 
 
 def import_tensorboard(ns: argparse.Namespace) -> Path:
-    series = _series(ns.folder)
+    series, collisions = _series(ns.folder)
     epoch_points, as_epoch, as_step = plan(series)
     n_epochs = len(epoch_points)
     epochs: dict[int, dict[str, float]] = {e: {} for e in range(1, n_epochs + 1)}
@@ -163,6 +184,18 @@ def import_tensorboard(ns: argparse.Namespace) -> Path:
     for tag in series:
         if tag not in as_epoch and tag not in as_step:
             skipped.append(tag)
+    # a per-epoch train loss from the step losses, when no tag gives one and every epoch has steps
+    derived: str | None = None
+    loss_tag = next((t for t, k in as_step.items() if k == "loss"), None)
+    if loss_tag and "train_loss" not in as_epoch.values():
+        sums: dict[int, list[float]] = defaultdict(list)
+        for step, fields in per_step.items():
+            if "loss" in fields:
+                sums[step_epoch[step]].append(fields["loss"])
+        if all(sums.get(e) for e in epochs):
+            for e in epochs:
+                epochs[e]["train_loss"] = sum(sums[e]) / len(sums[e])
+            derived = loss_tag
     name = run_name(ns.folder, ns.name)
     folder = str(ns.folder.resolve())
 
@@ -185,10 +218,15 @@ def import_tensorboard(ns: argparse.Namespace) -> Path:
 
     run_dir = import_into(ns.runs_dir, name, ns.resume, write)
     print(f"{n_epochs} epochs (from the {len(epoch_points)} points of the epoch tag)")
+    for renamed, tag, source in collisions:
+        print(f"  {source} (add_scalars) and tag {tag} (add_scalar) would be one series: kept "
+              f"apart, the add_scalars one as {renamed}")  # fmt: skip
     for tag, key in as_epoch.items():
         print(f"  {tag} -> {key} (per epoch, {len(series[tag])} points)")
     for tag, key in as_step.items():
         print(f"  {tag} -> step {key} ({len(series[tag])} points)")
+    if derived:
+        print(f"  train_loss per epoch: the mean of {derived}'s step points in each epoch")
     for tag in skipped:
         why = "the epoch counter" if tag == "epoch" else "fewer points than the epochs"
         print(f"  {tag} -> not imported ({len(series[tag])} points: {why})")

@@ -450,6 +450,47 @@ def test_model_self_check_is_silent_when_the_preprocessing_matches(tmp_path: Pat
     assert _pixel_model_run(tmp_path, "r32", resize_size=32) == []
 
 
+def test_model_self_check_warns_again_at_the_epoch_the_model_drifts(tmp_path: Path) -> None:
+    """Epoch 1 agrees; from epoch 2 the user's validation pipeline normalises with 0.5/0.5 while
+    the run still says ImageNet's mean/std: warned at 2, not again at 3, again at 5 after 4
+    agreed."""
+    import warnings
+
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    images = np.random.default_rng(1).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+
+    def logits(mean: float | np.ndarray, std: float | np.ndarray) -> object:
+        x = ((images / 255.0 - mean) / std).transpose(0, 3, 1, 2)
+        with torch.no_grad():
+            return model(torch.tensor(x, dtype=torch.float32))
+
+    right = logits(np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225]))
+    drifted = logits(0.5, 0.5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with epochscope.init("drift", tmp_path, classes=[f"c{i}" for i in range(10)],
+                             val_images=images, val_labels=np.arange(40) % 10, image_size=32,
+                             resize_size=32, epochs=5) as run:  # fmt: skip
+            for epoch in range(1, 6):
+                run.log_predictions(epoch, drifted if epoch in (2, 3, 5) else right)
+                run.log_model(epoch, model)
+                run.log_epoch(epoch)
+    warned = [str(w.message) for w in caught if w.category is epochscope.api.EpochscopeWarning]
+    assert [m.split(":")[0] for m in warned] == [
+        "epoch 2 (an earlier epoch's model agreed)",
+        "epoch 5 (an earlier epoch's model agreed)",
+    ]
+    assert "With mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5) it agrees on all" in warned[0]
+    checks = [(c["epoch"], c["agree"] == c["checked"], c["warned"]) for c in run.self_checks]
+    assert checks == [(1, True, False), (2, False, True), (3, False, False), (4, True, False),
+                      (5, False, True)]  # fmt: skip
+    recorded = [e for e in _events(tmp_path / "drift") if e["kind"] == "warning"]
+    assert [e["epoch"] for e in recorded] == [2, 5]
+
+
 def test_a_writer_that_died_reads_as_crashed(tmp_path: Path) -> None:
     code = textwrap.dedent(f"""
         import os, epochscope

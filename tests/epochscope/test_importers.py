@@ -165,6 +165,36 @@ def test_step_indexed_tag_beside_epoch_indexed_keeps_every_step(tmp_path: Path) 
     assert list(_table(tmp_path / "mixed")) == [1, 2]
 
 
+def test_steps_give_a_per_epoch_train_loss_when_no_tag_does(tmp_path: Path) -> None:
+    out = _import_tb(FIXTURES / "tb-steps-and-epochs", tmp_path, "--name", "mean")
+    assert "train_loss per epoch: the mean of Loss/train's step points in each epoch" in out.stdout
+    table = _table(tmp_path / "mean")
+    # make_fixtures.py: Loss/train = 2.3 - 0.005 * step, steps 0-118 then 119-236
+    first = np.mean([2.3 - 0.005 * s for s in range(119)])
+    second = np.mean([2.3 - 0.005 * s for s in range(119, 237)])
+    assert [table[1]["train_loss"], table[2]["train_loss"]] == pytest.approx([first, second])
+
+
+def test_add_scalars_beside_a_tag_of_the_same_name_are_kept_apart(tmp_path: Path) -> None:
+    # add_scalar("Loss/train", ., step) 237 times and add_scalars("Loss", {"train", "val"}, epoch)
+    out = _import_tb(FIXTURES / "tb-colliding-names", tmp_path, "--name", "both").stdout
+    assert (
+        "Loss_train/ tag Loss (add_scalars) and tag Loss/train (add_scalar) would be one series: "
+        "kept apart, the add_scalars one as Loss_train/Loss" in out
+    )
+    assert "Loss_train/Loss -> train_loss (per epoch, 2 points)" in out
+    assert "Loss/train -> step loss (237 points)" in out
+    events = reader.MetricsCache().get(tmp_path / "both").events
+    steps = [e for e in events if e["kind"] == "step"]
+    assert [s["step"] for s in steps] == list(range(237))  # as many as the writer wrote
+    assert [s["loss"] for s in steps] == pytest.approx([2.3 - 0.005 * s for s in range(237)])
+    assert [sum(s["epoch"] == e for s in steps) for e in (1, 2)] == [119, 118]
+    table = _table(tmp_path / "both")
+    means = [np.mean([2.3 - 0.005 * s for s in r]) for r in (range(119), range(119, 237))]
+    assert [table[e]["train_loss"] for e in (1, 2)] == pytest.approx(means)  # add_scalars' own
+    assert [table[e]["val_loss"] for e in (1, 2)] == pytest.approx([2.2, 1.9])
+
+
 def test_lightning_logger_folder_gets_a_name_from_its_path(tmp_path: Path) -> None:
     logdir = FIXTURES / "lightning-project" / "lightning_logs" / "version_0"
     out = _import_tb(logdir, tmp_path)
@@ -241,7 +271,7 @@ def test_timm_topk_with_repeated_file_names_is_refused(tmp_path: Path) -> None:
     )
     proc = _timm_topk([], tmp_path, text)
     assert proc.returncode == 2
-    assert "twice" in proc.stderr and "--fullname" in proc.stderr
+    assert "repeats 2 file names, 3 times each" in proc.stderr and "--fullname" in proc.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
@@ -274,3 +304,102 @@ def test_resume_swaps_the_whole_run_in_and_leaves_no_temporary_folder(tmp_path: 
     after = _table(tmp_path / "again")
     assert list(after) == [1, 2, 3]
     assert [after[e]["val_loss"] for e in after] == [before[e]["val_loss"] for e in before]
+
+
+# --- timm's own train.py and inference.py (tests/fixtures/timm-test-convnext) ------------------
+TIMM = FIXTURES / "timm-test-convnext"
+
+
+def _file_topk() -> tuple[list[str], np.ndarray, np.ndarray]:
+    """inference.py's rows as it wrote them: file names, top-5 indices, top-5 probabilities."""
+    import csv
+    import re
+
+    with (TIMM / "topk.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    names = [r["filename"] for r in rows]
+    index = np.array([[int(v) for v in re.findall(r"\d+", r["index"])] for r in rows])
+    prob = np.array([[float(v) for v in r["prob"].strip("[]").split()] for r in rows])
+    return names, index, prob
+
+
+def _import_timm_fixture(runs: Path, *extra: str) -> str:
+    # model_best.pth.tar is train.py's epoch 1 (from 0): epoch 2 here
+    return run_cli("epochscope", "import", "timm", str(TIMM), "--runs-dir", str(runs), "--name",
+                   "tc", "--topk", str(TIMM / "topk.csv"), "--val-dir", str(TIMM / "val"),
+                   "--topk-epoch", "2", *extra).stdout  # fmt: skip
+
+
+@pytest.mark.slow
+def test_timm_fixture_classifier_answers_as_timm_inference(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from dashboard import inference
+
+    out = _import_timm_fixture(tmp_path, "--checkpoint", str(TIMM / "model.onnx"))
+    # args.yaml: img_size 32, crop_pct null, interpolation '', mean/std null -> test_convnext's
+    # pretrained config: crop_pct 0.95 (Resize(33)), bicubic, mean/std 0.5
+    pre = reader.read_run_info(tmp_path / "tc").preprocess
+    assert (pre.image_size, pre.resize_size, pre.interpolation) == (32, 33, "bicubic")
+    assert pre.mean == (0.5, 0.5, 0.5) and pre.std == (0.5, 0.5, 0.5)
+    assert "crop_pct 0.95 (timm 1.0.31's pretrained config of test_convnext)" in out
+    assert "resize_size 33" in out and "(prob column)" in out
+    assert "self-check: prepared as the classifier prepares a photo" in out and "WARNING" not in out
+    names, index, _ = _file_topk()
+    clf = inference.Classifier.for_run(tmp_path / "tc", 2)
+    answers = clf.classify([(TIMM / "val" / n).read_bytes() for n in names], k=1)
+    top1 = np.array([a[0]["index"] for a in answers])
+    assert len(names) == 40 and int((top1 == index[:, 0]).sum()) >= 39
+
+
+def test_timm_fixture_keeps_the_files_probabilities_and_its_ece(tmp_path: Path) -> None:
+    from epochscope.analysis.calibration import ece
+    from epochscope.labels import report
+
+    out = _import_timm_fixture(tmp_path)
+    assert "probabilities: the file's top-5 probabilities (prob column)" in out
+    names, index, prob = _file_topk()
+    run = epochscope.open_run(tmp_path / "tc")
+    labels, paths = reader.read_val_index(tmp_path / "tc")
+    order = [paths.index(n) for n in names]
+    top5, stored = reader.load_predictions(tmp_path / "tc", 2)
+    assert np.array_equal(top5[order], index)
+    np.testing.assert_allclose(stored[order], prob, atol=1e-3)  # float16 in predictions
+    correct = index[:, 0] == labels[order]
+    from_file = ece(prob[:, 0], correct)
+    from_run = report(run, 2)["ece"]
+    assert from_run == pytest.approx(from_file, abs=1e-3)
+    assert from_run < 0.2  # the file's own probabilities (0.126), not rank weights (0.298)
+
+
+def test_timm_checkpoint_of_an_unknown_model_is_refused_naming_the_flags(tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(TIMM, out, ignore=shutil.ignore_patterns("val"))
+    text = (out / "args.yaml").read_text().replace("model: test_convnext", "model: my_net")
+    (out / "args.yaml").write_text(text)
+    proc = run_cli("epochscope", "import", "timm", str(out), "--runs-dir", str(tmp_path / "r"),
+                   "--val-dir", str(TIMM / "val"), "--checkpoint", str(out / "model.onnx"),
+                   check=False)  # fmt: skip
+    assert proc.returncode == 2, proc.stdout
+    line = proc.stderr.strip()
+    assert "'my_net' is not in epochscope's table" in line and "\n" not in line
+    assert "pass --crop-pct --interpolation --mean --std" in line
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+    # with the flags it imports
+    run_cli("epochscope", "import", "timm", str(out), "--runs-dir", str(tmp_path / "r"),
+            "--val-dir", str(TIMM / "val"), "--checkpoint", str(out / "model.onnx"),
+            "--crop-pct", "0.95", "--interpolation", "bicubic", "--mean", "0.5", "0.5", "0.5",
+            "--std", "0.5", "0.5", "0.5")  # fmt: skip
+    pre = reader.read_run_info(tmp_path / "r" / "out").preprocess
+    assert (pre.resize_size, pre.interpolation) == (33, "bicubic")
+
+
+def test_timm_table_is_what_timm_says() -> None:
+    timm = pytest.importorskip("timm")  # where timm imports (not beside torch 2.13.0+cpu)
+    from epochscope.importers.timm_table import lookup
+
+    for name in ("resnet18", "test_convnext", "vit_base_patch16_224", "efficientnet_b0"):
+        cfg, ours = timm.models.get_pretrained_cfg(name), lookup(name)
+        assert ours is not None and ours.crop_pct == cfg.crop_pct
+        assert ours.interpolation == cfg.interpolation and ours.input_size == cfg.input_size
