@@ -44,17 +44,23 @@ demo: demo-data  ## demo data, trainer in the background, dashboard in the foreg
 stop: install  ## stop the background demo trainer cleanly
 	$(BIN)/python -m trainer stop demo --runs-dir $(RUNS)
 
+# one pytest-xdist worker per core, each test module on one worker (its module fixtures built
+# once); the session's tiny dataset and training run are built once for all workers
+WORKERS ?= auto
+PYTEST  := $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile
+TIMED    = start=$$(date +%s); $(1); rc=$$?; echo "$@: $$(( $$(date +%s) - start )) s"; exit $$rc
+
 test: install lint  ## the whole suite: unit, real training runs, browser tests (not the fault or real-photo tests)
-	$(BIN)/python -m pytest -q -m "not faults and not realphotos"
+	@$(call TIMED,$(PYTEST) -m "not faults and not realphotos")
 
-test-quick: install  ## under a minute: no browser, no slow tests
-	$(BIN)/python -m pytest -q -m "not browser and not slow and not faults and not realphotos"
+test-quick: install  ## about a minute: no browser, no slow tests
+	@$(call TIMED,$(PYTEST) -m "not browser and not slow and not faults and not realphotos")
 
-test-real: install  ## accuracy on real photos: planted label errors found, similar images agree (~4 min)
-	$(BIN)/python -m pytest -q -m realphotos
+test-real: install  ## accuracy on real photos: planted label errors found, similar images agree
+	@$(call TIMED,$(PYTEST) -m realphotos)
 
 test-faults: install  ## heavy fault tests: kills, full disk, lost rank, load (docs/reliability.md)
-	$(BIN)/python -m pytest -q -m faults
+	@$(call TIMED,$(PYTEST) -m faults)
 
 lint: install
 	$(BIN)/ruff check .

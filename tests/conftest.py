@@ -1,14 +1,19 @@
-"""Shared, expensive fixtures: one tiny demo dataset and one tiny training run per session."""
+"""Shared, expensive fixtures: one tiny demo dataset and one tiny training run per session,
+built once for all pytest-xdist workers (the first to need one builds it, the others wait)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.waits import run_watched, slowness
 from trainer.mxnet_engine.launch import mxnet_python
 
 pytest_plugins = ["tests.support"]  # dashboard_server, browser_page (tests/support.py)
@@ -31,14 +36,16 @@ TINY_EPOCHS = 3
 def run_cli(
     *args: str, timeout: float = 300, check: bool = True, **kw
 ) -> subprocess.CompletedProcess:
-    """Run ``python -m <args>`` in a subprocess, the way a user runs the tools."""
+    """Run ``python -m <args>`` in a subprocess, the way a user runs the tools.
+
+    ``timeout`` is how long it may go silent (no output and no CPU, at idle speed) before it
+    counts as hung: a long training run that keeps working is never cut off."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
     env.update(kw.pop("env", {}))
-    proc = subprocess.run(
+    proc = run_watched(
         [sys.executable, "-m", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+        silence=timeout,
+        what=f"python -m {' '.join(args)}",
         env=env,
         cwd=kw.pop("cwd", REPO),
         **kw,
@@ -57,16 +64,37 @@ def output_dir() -> Path:
     return OUTPUT_DIR
 
 
+def built_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]
+) -> Path:
+    """``build(folder)`` once per test session, whichever xdist worker asks first; the others
+    wait for it and get the same folder. Tests only read what is built here."""
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "built-once"
+    shared.mkdir(exist_ok=True)
+    folder, done = shared / name, shared / f"{name}.done"
+    with (shared / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed half-way
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny embedded demo dataset: 20 classes spread over WordNet, 32 px."""
-    root = tmp_path_factory.mktemp("data") / "demo"
-    run_cli(
-        "trainer", "make-demo-data", str(root),
-        "--classes", str(TINY_CLASSES), "--train-per-class", "40", "--val-per-class", "10",
-        "--image-size", "32", "--seed", "0",
-    )  # fmt: skip
-    return root
+
+    def build(folder: Path) -> None:
+        run_cli(
+            "trainer", "make-demo-data", str(folder / "demo"),
+            "--classes", str(TINY_CLASSES), "--train-per-class", "40", "--val-per-class", "10",
+            "--image-size", "32", "--seed", "0",
+        )  # fmt: skip
+
+    return built_once(tmp_path_factory, "data", build) / "demo"
 
 
 @pytest.fixture(scope="session")
@@ -81,10 +109,25 @@ TINY_TRAIN_ARGS = (
 
 
 @pytest.fixture(scope="session")
-def tiny_run(demo_data: Path, runs_dir: Path) -> Path:
-    """One finished tiny PyTorch training run (20 classes, 3 epochs, 32 px)."""
-    run_cli(
-        "trainer", "train", "--data", str(demo_data), "--runs-dir", str(runs_dir),
-        "--name", "tiny", *TINY_TRAIN_ARGS,
-    )  # fmt: skip
-    return runs_dir / "tiny"
+def tiny_run(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished tiny PyTorch training run (20 classes, 3 epochs, 32 px), alone in its runs
+    folder. Shared by every test and worker: copy it before changing anything in it."""
+
+    def build(folder: Path) -> None:
+        run_cli(
+            "trainer", "train", "--data", str(demo_data), "--runs-dir", str(folder),
+            "--name", "tiny", *TINY_TRAIN_ARGS,
+        )  # fmt: skip
+
+    return built_once(tmp_path_factory, "tiny-runs", build) / "tiny"
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """pytest-timeout's limit, like every wait here, is seconds on an idle machine: stretched
+    by how busy the machine is when the test starts (tests/waits.py)."""
+    marker = item.get_closest_marker("timeout")
+    base = marker.args[0] if marker and marker.args else item.config.getini("timeout")
+    if base:
+        item.add_marker(pytest.mark.timeout(float(base) * slowness()), append=False)
+    yield

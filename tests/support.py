@@ -31,6 +31,8 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 
+from tests.waits import wait_for  # noqa: F401  (the tests import it from here)
+
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -348,17 +350,6 @@ POINTS_JS = """
     return trace ? trace.x.length : 0;
 }
 """
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {value!r})")
 
 
 # --- Chromium via Playwright -------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -14,19 +13,9 @@ from PIL import Image
 
 from epochscope.run import Run
 from tests.support import make_fake_run
+from tests.waits import wait_for as _wait
 
 pytestmark = pytest.mark.browser
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {value!r})")
 
 
 def _copy_run(src: Path, dst: Path, lr: float | None = None) -> None:

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,14 @@ import pytest
 
 from epochscope import reader
 from tests.conftest import REPO, TINY_CLASSES, TINY_EPOCHS, TINY_TRAIN_ARGS, run_cli
-from tests.support import check_run_directory, epochs_last_wins, read_events, read_tsv
+from tests.support import (
+    check_run_directory,
+    epochs_last_wins,
+    free_port,
+    read_events,
+    read_tsv,
+)
+from tests.waits import wait_for
 from trainer.background import process_alive
 
 pytestmark = pytest.mark.slow
@@ -68,7 +74,7 @@ def test_predict_prints_top5(tiny_run):
 
 def test_torchrun_two_processes_match_single(tiny_run, demo_data, runs_dir):
     run_cli(
-        "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+        "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
         "-m", "trainer", "train", "--data", str(demo_data), "--runs-dir", str(runs_dir),
         "--name", "tiny-ddp", *TINY_TRAIN_ARGS,
         env={"OMP_NUM_THREADS": "1"},
@@ -93,16 +99,6 @@ def test_torchrun_two_processes_match_single(tiny_run, demo_data, runs_dir):
         assert np.abs(arrays["confidence"] - prob[:, 0]).max() < 1e-3
 
 
-def _wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"trainer exited early with {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.05)
-
-
 def _has_event(run: Path, **match) -> bool:
     try:
         events = read_events(run)
@@ -119,7 +115,8 @@ def test_sigkill_then_resume_sees_each_epoch_once(demo_data, runs_dir):
     proc = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        _wait_for(lambda: _has_event(run, kind="step", epoch=2, epoch_step=3), 120, proc)
+        wait_for(lambda: _has_event(run, kind="step", epoch=2, epoch_step=3), 120,
+                 "step 3 of epoch 2", interval=0.05, proc=proc)  # fmt: skip
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -148,7 +145,7 @@ def test_background_start_refuses_second_and_stops(demo_data, runs_dir):
     assert "train.log" in out
     try:
         pid = int((run / "trainer.pid").read_text())
-        _wait_for(lambda: _has_event(run, kind="epoch", epoch=1), 120)
+        wait_for(lambda: _has_event(run, kind="epoch", epoch=1), 120, "epoch 1", interval=0.05)
         second = run_cli("trainer", "train", *common, "--resume", check=False)
         assert second.returncode == 3
         assert "another writer" in second.stderr and "Traceback" not in second.stderr
