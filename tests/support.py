@@ -31,7 +31,11 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 
-from tests.waits import wait_for  # noqa: F401  (the tests import it from here)
+from tests.waits import (
+    Budget,
+    idle_ms,
+    wait_for,  # noqa: F401  (the tests import it from here)
+)
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -271,8 +275,8 @@ def free_port() -> int:
 
 
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    budget = Budget(timeout)  # seconds at idle speed: gunicorn boots slower on a busy box
+    while budget.left() > 0:
         if proc.poll() is not None:
             raise RuntimeError(f"gunicorn exited with {proc.returncode}")
         try:
@@ -370,6 +374,7 @@ def browser():
 def browser_page(browser):
     """A fresh page (own context) in the shared headless Chromium, 1400 x 1000."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(idle_ms(30))  # Playwright's 30 s, at idle speed
     page = context.new_page()
     try:
         yield page

@@ -161,3 +161,20 @@ def _children(proc: psutil.Process) -> list[psutil.Process]:
         return proc.children(recursive=True)
     except psutil.Error:
         return []
+
+
+def wait_exit(proc: subprocess.Popen, timeout: float, what: str) -> int:
+    """``proc``'s exit status; ``timeout`` is seconds on an idle machine (see ``wait_for``)."""
+    wait_for(lambda: proc.poll() is not None, timeout, f"{what} to exit", interval=0.2)
+    return proc.returncode
+
+
+def stretched(limit: float) -> float:
+    """A latency limit for what a test measures now: ``limit`` on an idle machine, that many
+    times longer while the machine runs that many times slower."""
+    return limit * slowness()
+
+
+def idle_ms(seconds: float) -> float:
+    """A browser wait in Playwright's milliseconds: ``seconds`` on an idle machine."""
+    return seconds * 1000 * slowness()

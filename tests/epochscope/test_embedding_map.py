@@ -7,8 +7,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from dashboard.embedding_map.synthetic import features, write_embeddings
 from epochscope import maps
 from epochscope.analysis.embedding_map import group_labels, layout, orient, silhouette
 from epochscope.run import open_run
+from tests.waits import run_watched
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -129,22 +130,17 @@ def _files(folder: Path) -> dict[str, int]:
 def test_two_processes_compute_a_layout_once_outside_the_run(banded_run: Path, tmp_path: Path):
     before = _files(banded_run)
     env = {**os.environ, maps.CACHE_ENV: str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", COMPUTE, str(banded_run), "3"],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    cmd = [sys.executable, "-c", COMPUTE, str(banded_run), "3"]
+    with ThreadPoolExecutor(2) as pool:  # both at once: one computes, the other waits on it
+        runs = [
+            pool.submit(run_watched, cmd, 300, "a layout process", cwd=REPO, env=env)
+            for _ in range(2)
+        ]
+        done = [r.result() for r in runs]
     replies = []
-    for p in procs:
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err[-2000:]
-        replies.append(json.loads(out.strip().splitlines()[-1]))
+    for p in done:
+        assert p.returncode == 0, p.stderr[-2000:]
+        replies.append(json.loads(p.stdout.strip().splitlines()[-1]))
     assert sorted(r["computed"] for r in replies) == [False, True]
     assert replies[0]["sha"] == replies[1]["sha"]
     assert _files(banded_run) == before  # the run directory is never written

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from bench.keys import KEYS, REQUIRED, extract
 from tests.conftest import REPO
+from tests.waits import run_watched
 
 
 def _numbers(tree) -> list[float]:
@@ -29,10 +29,10 @@ def _numbers(tree) -> list[float]:
 @pytest.mark.slow
 def test_quick_bench_writes_every_key(tmp_path: Path) -> None:
     out = tmp_path / "results"
-    proc = subprocess.run(
+    proc = run_watched(
         [sys.executable, "-m", "bench", "--quick", "--out", str(out),
          "--cache", str(tmp_path / "cache")],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        silence=300, what="python -m bench --quick", cwd=REPO,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "latest.json").read_text())

@@ -17,6 +17,7 @@ from epochscope.analysis.ordering import wordnet_order
 from epochscope.reader import load_predictions, read_classes, read_val_index
 from tests.support import TO_PAGE_JS
 from tests.support import wait_for as _wait
+from tests.waits import idle_ms
 
 pytestmark = pytest.mark.browser
 
@@ -96,7 +97,7 @@ def test_confusion_page_zoom_hover_click_and_epochs(
 
     # 4. click the cell: its validation images are listed with their top-5 and thumbnails
     page.mouse.click(x, y)
-    page.wait_for_selector("#confusion-drill .confusion-image", timeout=20_000)
+    page.wait_for_selector("#confusion-drill .confusion-image", timeout=idle_ms(20))
     head = page.locator("#confusion-drill-head").inner_text()
     assert head.count(names[best]) == 2
     cards = page.locator("#confusion-drill .confusion-image")
@@ -119,11 +120,11 @@ def test_confusion_page_zoom_hover_click_and_epochs(
     page.screenshot(path=str(output_dir / "confusion-epoch1.png"), full_page=True)
 
     # 6. exports: a PNG of this view, a GIF of all three epochs
-    with page.expect_download(timeout=30_000) as png_download:
+    with page.expect_download(timeout=idle_ms(30)) as png_download:
         page.click("#confusion-export-png")
     png = Image.open(png_download.value.path())
     assert png.format == "PNG" and png.width >= 1000  # 6 classes, enlarged to full size
-    with page.expect_download(timeout=60_000) as gif_download:
+    with page.expect_download(timeout=idle_ms(60)) as gif_download:
         page.click("#confusion-export-gif")
     gif = Image.open(gif_download.value.path())
     assert gif.format == "GIF" and gif.n_frames == 3

@@ -20,6 +20,7 @@ import pytest
 from tests.conftest import REPO, TINY_TRAIN_ARGS
 from tests.support import POINTS_JS
 from tests.support import wait_for as _wait
+from tests.waits import idle_ms
 
 pytestmark = pytest.mark.browser
 
@@ -55,15 +56,15 @@ def test_training_page_gains_an_epoch_live(
         assert grown > first
         assert page.evaluate("window.__sameDocument === true")
         # the "are the mistakes related to the true class?" chart follows the prediction files
-        page.wait_for_selector("#training-mistakes .js-plotly-plot", timeout=15_000)
+        page.wait_for_selector("#training-mistakes .js-plotly-plot", timeout=idle_ms(15))
         assert "related" in page.inner_text("#training-mistakes")
         page.screenshot(path=str(output_dir / "training-live.png"), full_page=True)
         if grown < 4 and trainer.poll() is None:
-            page.wait_for_selector(".badge.state-running", timeout=10_000)
+            page.wait_for_selector(".badge.state-running", timeout=idle_ms(10))
             # a trainer that goes away releases run.lock: the page says so without a reload
             os.killpg(trainer.pid, signal.SIGTERM)
             trainer.wait(timeout=60)
-            page.wait_for_selector(".badge.state-stopped", timeout=15_000)
+            page.wait_for_selector(".badge.state-stopped", timeout=idle_ms(15))
             assert page.evaluate("window.__sameDocument === true")
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -100,7 +101,7 @@ def test_classifier_page_and_api(
           "the latest epoch to be chosen")  # fmt: skip
     started = time.monotonic()
     page.set_input_files("#classify-upload input[type=file]", [str(photo), str(not_image)])
-    page.wait_for_selector(".classify-card .classify-pct", timeout=30_000)
+    page.wait_for_selector(".classify-card .classify-pct", timeout=idle_ms(30))
     latency = time.monotonic() - started
     cards = page.locator(".classify-card")
     assert cards.count() == 2
@@ -117,7 +118,7 @@ def test_classifier_page_and_api(
     page.screenshot(path=str(output_dir / "classify-epoch3.png"), full_page=True)
 
     _pick(page, "classify-epoch", "epoch 1")
-    page.wait_for_selector("text=Run tiny, epoch 1", timeout=30_000)
+    page.wait_for_selector("text=Run tiny, epoch 1", timeout=idle_ms(30))
     cat_1 = page.locator(".classify-card").filter(has_text="chelsea.jpg").locator(".classify-pct")
     exact_1 = [cat_1.nth(i).get_attribute("title") for i in range(cat_1.count())]
     assert len(exact_1) == 5 and exact_1 != exact, "another epoch's model must answer differently"

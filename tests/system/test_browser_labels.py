@@ -17,6 +17,7 @@ import epochscope
 from epochscope.reader import LABEL_STATS_MISSING, prediction_epochs
 from tests.support import http, strip_label_arrays
 from tests.support import wait_for as _wait
+from tests.waits import idle_ms
 
 pytestmark = pytest.mark.browser
 
@@ -78,7 +79,7 @@ def test_mislabeled_view_thumbnails_csv_and_reliability_diagram(
     page.screenshot(path=str(output_dir / "labels-view.png"), full_page=True)
 
     # the CSV of the whole ranking, for a relabelling tool
-    with page.expect_download(timeout=30_000) as download:
+    with page.expect_download(timeout=idle_ms(30)) as download:
         page.click("#labels-export")
     assert download.value.suggested_filename == "tiny-epoch0003-label-issues.csv"
     with open(download.value.path(), newline="") as f:
@@ -110,14 +111,14 @@ def test_ece_curve_the_way_in_from_the_class_table_and_an_old_run(
     # with the arrays; the old run says what is missing instead
     page.goto(f"{base}/?run=tiny&run=old")
     graph = page.locator("[id*='training-ece-graph'] .js-plotly-plot").first
-    graph.wait_for(timeout=30_000)
+    graph.wait_for(timeout=idle_ms(30))
     traces = graph.evaluate("gd => gd.data.map(t => [t.meta, t.x, t.y])")
     assert [t[0] for t in traces] == ["ece", "ece_scaled", "temperature"]
     assert traces[0][1] == [1, 2, 3]
     assert traces[0][2] == pytest.approx(series["ece"])
     assert traces[2][2] == pytest.approx(series["temperature"])
     missing = page.locator("[id*='training-ece-missing']")
-    missing.wait_for(timeout=10_000)
+    missing.wait_for(timeout=idle_ms(10))
     assert "old" in missing.inner_text() and LABEL_STATS_MISSING in missing.inner_text()
     page.screenshot(path=str(output_dir / "training-ece.png"), full_page=True)
 
@@ -127,10 +128,10 @@ def test_ece_curve_the_way_in_from_the_class_table_and_an_old_run(
     name = page.locator("#confusion-classes td[data-dash-column='name']").first.inner_text()
     page.locator("#confusion-classes td[data-dash-column='name']").first.click()
     link = page.locator("#confusion-drill-labels")
-    link.wait_for(timeout=20_000)
+    link.wait_for(timeout=idle_ms(20))
     assert name in link.inner_text()
     link.click()
-    page.wait_for_url("**/labels?*label=*", timeout=10_000)
+    page.wait_for_url("**/labels?*label=*", timeout=idle_ms(10))
     page.wait_for_selector("#labels-issues .labels-image")
     given = _wait(
         lambda: (g := page.locator("#labels-issues .labels-given").all_inner_texts())
@@ -143,7 +144,7 @@ def test_ece_curve_the_way_in_from_the_class_table_and_an_old_run(
 
     # a run from before the label arrays: the view says what is missing, not an error
     page.goto(f"{base}/labels?run=old")
-    page.wait_for_selector("#labels-missing:has-text('no label scores')", timeout=20_000)
+    page.wait_for_selector("#labels-missing:has-text('no label scores')", timeout=idle_ms(20))
     assert LABEL_STATS_MISSING in page.locator("#labels-missing").inner_text()
     assert page.locator("#labels-issues .labels-image").count() == 0
     fig = _wait(lambda: page.evaluate(

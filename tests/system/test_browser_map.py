@@ -23,6 +23,7 @@ from epochscope import maps
 from epochscope.analysis.embedding_map import orient
 from epochscope.run import open_run
 from tests.support import wait_for as _wait
+from tests.waits import idle_ms
 
 pytestmark = pytest.mark.browser
 
@@ -132,7 +133,7 @@ def test_map_draws_all_points_of_a_1000_class_run_and_zooming_re_renders(
 
     # 4. click: that image and its neighbours on the map, with their labels
     page.mouse.click(px, py)
-    page.wait_for_selector("#map-drill .map-image", timeout=20_000)
+    page.wait_for_selector("#map-drill .map-image", timeout=idle_ms(20))
     assert page.locator("#map-drill .map-image").count() == 12
     assert name in page.locator("#map-drill-head").inner_text()
     page.screenshot(path=str(output_dir / "map-drill.png"), full_page=True)
@@ -184,12 +185,12 @@ def test_a_map_not_computed_yet_is_computed_by_the_server_and_then_drawn(
     base = dashboard_server(runs, workers=2, env={maps.CACHE_ENV: str(cache)})
     page = browser_page
     page.goto(f"{base}/map?run=fresh")
-    page.wait_for_selector("#map-info:has-text('Laying out')", timeout=60_000)
+    page.wait_for_selector("#map-info:has-text('Laying out')", timeout=idle_ms(60))
     done = _wait(lambda: page.evaluate(STATE_JS), 240, "the computed map")
     assert done["meta"]["drawn"] == 200
     assert len(list((cache / "fresh").glob("map-epoch-0002-*.npy"))) == 1
     assert not list(run_dir.rglob("map-*"))  # nothing written into the run
     # the training page shows the band silhouette over the epochs
     page.goto(f"{base}/?run=fresh")
-    page.wait_for_selector("[id*='training-silhouette-graph'] .js-plotly-plot", timeout=60_000)
+    page.wait_for_selector("[id*='training-silhouette-graph'] .js-plotly-plot", timeout=idle_ms(60))
     page.screenshot(path=str(output_dir / "training-silhouette.png"), full_page=True)

@@ -12,6 +12,7 @@ import pytest
 
 from epochscope import reader
 from tests.support import TO_PAGE_JS, wait_for
+from tests.waits import idle_ms
 
 pytestmark = pytest.mark.browser
 
@@ -33,7 +34,7 @@ def test_classifier_page_shows_the_neighbours_of_a_photo(
     wait_for(lambda: page.locator("#classify-epoch").inner_text().strip() == "epoch 3", 20,
              "the latest epoch to be chosen")  # fmt: skip
     page.set_input_files("#classify-upload input[type=file]", [str(photo)])
-    page.wait_for_selector(".classify-card .similar-item img", timeout=30_000)
+    page.wait_for_selector(".classify-card .similar-item img", timeout=idle_ms(30))
     card = page.locator(".classify-card").filter(has_text=photo.name)
     assert card.locator(".classify-row").count() == 5  # the top-5 is still there
     items = card.locator(".similar-item")
@@ -50,18 +51,18 @@ def test_classifier_page_shows_the_neighbours_of_a_photo(
 
     # the drill-down: a clicked image's "similar" button shows its neighbours in a strip
     page.goto(f"{base}/confusion?run={tiny_run.name}")
-    page.wait_for_selector("#confusion-graph .js-plotly-plot", timeout=60_000)
-    page.wait_for_selector("#confusion-pairs td", timeout=60_000)  # the matrix is drawn
+    page.wait_for_selector("#confusion-graph .js-plotly-plot", timeout=idle_ms(60))
+    page.wait_for_selector("#confusion-pairs td", timeout=idle_ms(60))  # the matrix is drawn
     for slot in range(len(names)):  # a diagonal cell with images (top-5 hits of its class)
         x, y = page.evaluate(TO_PAGE_JS, [slot + 0.5, slot + 0.5])
         page.mouse.click(x, y)
         with contextlib.suppress(PlaywrightTimeout):
-            page.wait_for_selector("#confusion-drill .drill-similar", timeout=5_000)
+            page.wait_for_selector("#confusion-drill .drill-similar", timeout=idle_ms(5))
             break
     button = page.locator("#confusion-drill .drill-similar").first
     row = int(button.evaluate("b => JSON.parse(b.id).row"))
     button.click()
-    page.wait_for_selector("#confusion-similar-strip .similar-item img", timeout=20_000)
+    page.wait_for_selector("#confusion-similar-strip .similar-item img", timeout=idle_ms(20))
     strip = page.locator("#confusion-similar-strip")
     assert f"Nearest to #{row} " in strip.inner_text()
     assert strip.locator(".similar-item").count() == 8

@@ -13,6 +13,7 @@ from PIL import Image
 
 from epochscope.run import Run
 from tests.support import make_fake_run
+from tests.waits import idle_ms
 from tests.waits import wait_for as _wait
 
 pytestmark = pytest.mark.browser
@@ -48,7 +49,7 @@ def test_hparams_table_picker_search_and_band_accuracy(
 
     # per-band accuracy over epochs, for each run: animals, objects and the bands
     graph = page.locator("[id*='training-bands-graph'] .js-plotly-plot").first
-    graph.wait_for(timeout=30_000)
+    graph.wait_for(timeout=idle_ms(30))
     names = graph.evaluate("gd => gd.data.map(t => t.name)")
     assert {"animals", "objects"} <= set(names) and len(names) > 4
     xs = graph.evaluate("gd => gd.data[0].x")
@@ -86,7 +87,7 @@ def test_demo_notice_for_a_demo_run_only(
         _wait(lambda: page.locator("#classify-epoch").inner_text().strip().startswith("epoch"),
               20, "an epoch")  # fmt: skip
         page.set_input_files("#classify-upload input[type=file]", [str(photo)])
-        page.wait_for_selector(".classify-card .classify-pct", timeout=30_000)
+        page.wait_for_selector(".classify-card .classify-pct", timeout=idle_ms(30))
         assert f"Run {run}" in page.inner_text(".classify-caption")
         notice = page.locator("#classify-demo-notice")
         if expected:

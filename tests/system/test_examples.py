@@ -15,6 +15,7 @@ from epochscope import reader
 from tests.conftest import REPO
 from tests.support import POINTS_JS, TO_PAGE_JS
 from tests.support import wait_for as _wait
+from tests.waits import idle_ms, run_watched
 
 REAL_PHOTOS = REPO.parent / "shared" / "data" / "real-photos-10"
 if not REAL_PHOTOS.is_dir():
@@ -45,7 +46,7 @@ def subprocess_example(runs: Path, script: str, *args: str) -> subprocess.Comple
     """``python examples/SCRIPT --runs-dir RUNS ARGS``, as the README shows it."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
     cmd = [sys.executable, str(REPO / "examples" / script), "--runs-dir", str(runs), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=REPO)
+    proc = run_watched(cmd, silence=300, what=f"examples/{script}", env=env, cwd=REPO)
     assert proc.returncode == 0, f"{script} exited {proc.returncode}\n{proc.stderr[-4000:]}"
     return proc
 
@@ -98,7 +99,7 @@ def test_plain_loop_run_in_the_dashboard(
     page.mouse.move(x - 3, y - 3)
     page.mouse.move(x, y)
     page.mouse.click(x, y)
-    page.wait_for_selector("#confusion-drill .confusion-image", timeout=30_000)
+    page.wait_for_selector("#confusion-drill .confusion-image", timeout=idle_ms(30))
     cards = page.locator("#confusion-drill .confusion-image")
     assert cards.count() == min(int(hits[best]), 24) and diag[best] > 0
     # thumbnails of the real photos, read from the data root the run recorded
@@ -114,7 +115,7 @@ def test_plain_loop_run_in_the_dashboard(
     _wait(lambda: page.locator("#classify-epoch").inner_text().strip() == "epoch 2", 30,
           "the latest epoch")  # fmt: skip
     page.set_input_files("#classify-upload input[type=file]", [str(photo)])
-    page.wait_for_selector(".classify-card .classify-pct", timeout=30_000)
+    page.wait_for_selector(".classify-card .classify-pct", timeout=idle_ms(30))
     labels_shown = page.locator(".classify-card .classify-label").all_inner_texts()
     assert [t.split()[0] for t in labels_shown] == [names[k].split()[0] for k in top5[row]]
     shown = [
@@ -175,6 +176,6 @@ def test_own_loop_run_gets_only_the_views_it_has_data_for(
     page.screenshot(path=str(output_dir / "own-loop-training.png"), full_page=True)
 
     page.goto(f"{base}/classify?run=own")
-    why = page.wait_for_selector("#classify-why p", timeout=30_000).inner_text()
+    why = page.wait_for_selector("#classify-why p", timeout=idle_ms(30)).inner_text()
     assert "own was logged without a model" in why and "run.log_model(epoch, model)" in why
     page.screenshot(path=str(output_dir / "own-loop-classify.png"), full_page=True)

@@ -34,6 +34,7 @@ from tests.support import (
     rss_mib,
     slow_onnx_model,
 )
+from tests.waits import stretched
 
 pytestmark = pytest.mark.faults
 
@@ -208,18 +209,18 @@ def test_slow_clients_rebinding_amplification_and_hostile_models(
 
     assert len(polls) >= SECONDS, report  # the user kept being answered
     assert all(s in (200, 204) for s, _ in polls), sorted({str(s) for s, _ in polls})
-    assert report["user_under_attack"]["p95_ms"] <= 2000, report
+    assert report["user_under_attack"]["p95_ms"] <= stretched(2000), report
     every = [s for _, s, _ in log.items + after.items]
     assert not any(isinstance(s, int) and s >= 500 for s in every), sorted(map(str, set(every)))
     assert {s for s, _ in log.of("rebinding")} == {403}
     assert {s for s, _ in log.of("amplification")} == {413}
     assert {s for s, _ in log.of("loop model")} == {409}
     slow = log.of("slow model")
-    assert {s for s, _ in slow} == {409} and max(t for _, t in slow) < 15, slow
+    assert {s for s, _ in slow} == {409} and max(t for _, t in slow) < stretched(15), slow
     assert counts["cut_off"] > 0  # the header deadline closed slow connections
     assert peak <= 1024, report
     assert all(s in (200, 204) for s, _ in after.of("user poll")) and after.of("user poll")
-    assert report["user_after"]["p95_ms"] <= 2000, report
+    assert report["user_after"]["p95_ms"] <= stretched(2000), report
     assert photo_after.status == 200 and loop_after.status == 409
     with contextlib.suppress(KeyError):
         assert "Loop" in loop_after.json()["error"]

@@ -31,6 +31,7 @@ from tests.support import (
     temp_files,
     wait_for,
 )
+from tests.waits import wait_exit
 
 pytestmark = pytest.mark.faults
 
@@ -116,7 +117,7 @@ class Killer:
     def fault(self, target: str) -> None:
         """Die between a complete temporary file and its rename."""
         proc, _ = self._launch(f"kill-before-replace:{target}")
-        proc.wait(timeout=EXIT_BOUND_S)
+        wait_exit(proc, EXIT_BOUND_S, "the trainer")
         assert proc.returncode == -signal.SIGKILL, f"{target}: exit {proc.returncode}"
         folder = (self.run / target).parent
         assert list(folder.glob(f".{Path(target).name}.tmp-*")), f"no temporary file of {target}"
@@ -192,8 +193,8 @@ def test_twenty_kills_lose_nothing(
                 stopped = True
             k.after_checkpoint(epoch)
         final = launch(demo_data, runs, "crash", engine)
-        assert final.wait(timeout=EXIT_BOUND_S) == 0
-        assert reference.wait(timeout=EXIT_BOUND_S) == 0
+        assert wait_exit(final, EXIT_BOUND_S, "the resumed trainer") == 0
+        assert wait_exit(reference, EXIT_BOUND_S, "the reference trainer") == 0
     finally:
         for proc in (reference,):
             if proc.poll() is None:

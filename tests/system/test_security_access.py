@@ -36,6 +36,7 @@ from epochscope import maps
 from epochscope.run import open_run
 from tests.conftest import ENGINE_ARGS, ENGINES, REPO, TINY_TRAIN_ARGS, run_cli
 from tests.support import DashClient, classify, free_port, gunicorn, http, make_fake_run
+from tests.waits import stretched
 
 TOKEN = "s3cret-token-for-tests"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -720,7 +721,7 @@ def test_the_classifier_page_refuses_lists_over_its_limits(site) -> None:
     skipped = [[f"photo {i}.jpg", "not sent: x"] for i in range(60_000)]
     reply = _classify_call(site, {"contents": [], "names": [], "skipped": skipped})
     assert reply.status == 413 and b"at most 32 entries in 'skipped'" in reply.body, reply
-    assert reply.seconds < 5 and len(reply.body) < 1000
+    assert reply.seconds < stretched(5) and len(reply.body) < 1000
     too_many = {"contents": ["data:image/png;base64,AAAA"] * 17, "names": ["a"] * 17}
     assert _classify_call(site, too_many).status == 413
     long_name = {"contents": [], "skipped": [["x" * 10_000, "y"]]}
@@ -793,7 +794,7 @@ def test_slow_clients_do_not_starve_the_server(open_site) -> None:
                     s.sendall(f"X-Slow-{n}: 1\r\n".encode())
             times.append(http(open_site["base"] + "/_dash-layout", timeout=10).seconds)
             time.sleep(0.5)
-        assert max(times) < 2, times
+        assert max(times) < stretched(2), times
         closed = 0
         for s in slow:
             s.settimeout(5)
