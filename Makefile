@@ -48,6 +48,8 @@ stop: install  ## stop the background demo trainer cleanly
 # once); the session's tiny dataset and training run are built once for all workers
 WORKERS ?= auto
 PYTEST  := $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile
+# the fault tests are a few long tests (the damage test in shards): spread test by test
+PYTEST_EACH := $(BIN)/python -m pytest -q -n $(WORKERS) --dist load
 TIMED    = start=$$(date +%s); $(1); rc=$$?; echo "$@: $$(( $$(date +%s) - start )) s"; exit $$rc
 
 test: install lint  ## the whole suite: unit, real training runs, browser tests (not the fault or real-photo tests)
@@ -60,7 +62,7 @@ test-real: install  ## accuracy on real photos: planted label errors found, simi
 	@$(call TIMED,$(PYTEST) -m realphotos)
 
 test-faults: install  ## heavy fault tests: kills, full disk, lost rank, load (docs/reliability.md)
-	@$(call TIMED,$(PYTEST) -m faults)
+	@$(call TIMED,$(PYTEST_EACH) -m faults)
 
 lint: install
 	$(BIN)/ruff check .

@@ -118,6 +118,7 @@ def test_a_damaged_embeddings_file_is_refused_unread(
         reader.load_embeddings(run_dir, 1, 20)
 
 
+@pytest.mark.slow  # a real server or a large decode: seconds
 def test_a_bomb_is_refused_before_inflating(tmp_path: Path) -> None:
     run_dir = make_fake_run(tmp_path, "r", epochs_done=1)
     path = layout.embeddings_path(run_dir, 1)

@@ -57,3 +57,28 @@ def test_a_short_write_is_finished(tmp_path: Path, monkeypatch) -> None:
     assert len(calls) > 10  # it kept writing the rest
     (event,) = MetricsLog(tmp_path / "run" / "metrics.jsonl").refresh()
     assert event["kind"] == "epoch" and event["note"] == "x" * 100
+
+
+def test_an_atomic_write_syncs_the_file_before_the_rename_and_the_folder_after(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Without the first fsync a crash after ``os.replace`` can leave an empty file under the
+    final name; without the second, the rename itself may not survive."""
+    order: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def counting_fsync(fd: int) -> None:
+        order.append(f"fsync {Path(os.readlink(f'/proc/self/fd/{fd}')).name}")
+        real_fsync(fd)
+
+    def counting_replace(src, dst) -> None:
+        order.append(f"replace {Path(dst).name}")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(writer.os, "fsync", counting_fsync)
+    monkeypatch.setattr(writer.os, "replace", counting_replace)
+    target = tmp_path / "run" / "run.json"
+    writer.atomic_write(target, b"{}")
+    tmp = f".run.json.tmp-{os.getpid()}"
+    assert order == [f"fsync {tmp}", "replace run.json", "fsync run"]
+    assert target.read_bytes() == b"{}"

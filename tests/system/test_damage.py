@@ -8,7 +8,8 @@ for the good one: never a 500, and the good run is always listed and drawn. The 
 and the run's cached map layout (in the cache folder beside RUNS, outside the run) are damaged
 too: the map of the damaged run says why there is none, the good run's map is still drawn.
 
-``make test`` runs 60 damaged runs; ``make test-faults`` 520 (``EPOCHSCOPE_DAMAGE_RUNS``).
+``make test`` runs 60 damaged runs (``EPOCHSCOPE_DAMAGE_RUNS``); ``make test-faults`` 520, in four
+shards its workers share.
 """
 
 from __future__ import annotations
@@ -532,12 +533,16 @@ def test_damaged_runs_affect_only_themselves(site, spec) -> None:
     _damaged_runs(site, *spec)
 
 
+FAULT_RUNS, FAULT_SHARDS = 520, 4  # shards: make test-faults spreads them over its workers
+
+
 @pytest.mark.faults
-@pytest.mark.timeout(1800)  # 520 runs x ~1.3 s of checks (the map's and similar's included)
-@settings(max_examples=520, deadline=None, database=None,
+@pytest.mark.timeout(900)  # 130 runs x ~1.3 s of checks (the map's and similar's included)
+@pytest.mark.parametrize("shard", range(FAULT_SHARDS))
+@settings(max_examples=FAULT_RUNS // FAULT_SHARDS, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))  # fmt: skip
 @given(damage())
-def test_five_hundred_damaged_runs_beside_a_good_one(site, spec) -> None:
+def test_five_hundred_damaged_runs_beside_a_good_one(site, shard: int, spec) -> None:
     _damaged_runs(site, *spec)
 
 

@@ -309,6 +309,7 @@ def site(tmp_path, bomb):
                "bomb": bomb, "png": _png((120, 120, 120), 8)}  # fmt: skip
 
 
+@pytest.mark.slow  # a real server or a large decode: seconds
 def test_the_good_runs_drill_down_shows_its_own_thumbnails(site) -> None:
     """The control: the drill-down does serve pictures from inside a run (so the check that
     the damaged runs get none can fail)."""

@@ -289,6 +289,7 @@ def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 60) -> N
     raise AssertionError("the server did not start")
 
 
+@pytest.mark.slow  # a real server or a large decode: seconds
 def test_allow_open_starts_an_exposed_dev_server_and_says_so(tmp_path: Path) -> None:
     port = free_port()
     rc, _, proc = _start([sys.executable, "-m", "dashboard", "--host", "0.0.0.0", "--port",
@@ -315,6 +316,7 @@ def test_the_procfile_web_refuses_to_start_without_a_token(tmp_path: Path) -> No
     assert "0.0.0.0" in _one_line_refusal(out)
 
 
+@pytest.mark.slow  # a real server or a large decode: seconds
 def test_the_procfile_web_with_a_token_asks_for_it_everywhere(tmp_path: Path) -> None:
     make_fake_run(tmp_path / "runs", "fake", epochs_done=1)
     port = free_port()
@@ -333,6 +335,7 @@ def test_the_procfile_web_with_a_token_asks_for_it_everywhere(tmp_path: Path) ->
     assert "access: token required" in out, out
 
 
+@pytest.mark.slow  # a real server or a large decode: seconds
 def test_an_open_server_answers_only_this_machine(tmp_path: Path) -> None:
     """gunicorn started some other way (no start-up check) and no token: a peer that is not
     this machine gets 403, here a client behind the one trusted proxy."""
@@ -759,6 +762,7 @@ def test_debug_is_refused_beyond_the_keyboard(tmp_path: Path, argv: list[str]) -
     assert "error: --debug serves a Python console" in out
 
 
+@pytest.mark.slow  # a real server or a large decode: seconds
 def test_python_m_dashboard_serves_with_the_production_server(tmp_path: Path) -> None:
     port = free_port()
     rc, _, proc = _start([sys.executable, "-m", "dashboard", "--port", str(port)], {}, tmp_path,

@@ -182,6 +182,7 @@ def _judge(name: str, status: int, body: dict) -> str:
     return f"{status} {body['error']}"
 
 
+@pytest.mark.slow  # a real server or a large decode: seconds
 def test_bad_uploads_through_the_real_api(tmp_path, dashboard_server, output_dir) -> None:
     runs = tmp_path / "runs"
     make_fake_run(runs, "model", epochs_done=1)
@@ -301,6 +302,7 @@ def vm_hwm_mib(pid: int) -> float:
     raise AssertionError(f"no VmHWM for pid {pid}")
 
 
+@pytest.mark.slow  # a real server or a large decode: seconds
 def test_a_flat_16bit_8000px_png_is_classified_under_1_gib(tmp_path, dashboard_server) -> None:
     """Through the 16-bit path this once took three full-size float64 copies (~1.7 GB)."""
     runs = tmp_path / "runs"
