@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -131,3 +131,13 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     if base:
         item.add_marker(pytest.mark.timeout(float(base) * slowness()), append=False)
     yield
+
+
+@pytest.fixture(scope="session")
+def tiny_site(tiny_run: Path, demo_data: Path) -> Iterator[str]:
+    """One real gunicorn over the tiny run's folder (thumbnails from the demo data allowed),
+    shared by every test of this worker that only reads it; its base URL."""
+    from tests.support import gunicorn_server
+
+    with gunicorn_server(tiny_run.parent, env={"EPOCHSCOPE_DATA_ROOTS": str(demo_data)}) as base:
+        yield base

@@ -88,12 +88,12 @@ def _pick(page, dropdown_id: str, label: str) -> None:
 
 
 def test_classifier_page_and_api(
-    tiny_run: Path, tmp_path: Path, dashboard_server, browser_page, output_dir: Path
+    tiny_run: Path, tmp_path: Path, tiny_site: str, browser_page, output_dir: Path
 ) -> None:
     photo = _chelsea_jpeg(tmp_path)
     not_image = tmp_path / "notes.txt"
     not_image.write_text("this is not a photo\n" * 20)
-    base = dashboard_server(tiny_run.parent)
+    base = tiny_site
     page = browser_page
     page.goto(f"{base}/classify?run={tiny_run.name}")
     page.wait_for_selector("#classify-upload input[type=file]", state="attached")

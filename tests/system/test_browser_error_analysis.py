@@ -35,14 +35,14 @@ def _state(page, check=lambda s: True, timeout: float = 30, what: str = "the mat
 
 
 def test_per_class_table_sorts_and_a_click_highlights_the_class(
-    tiny_run: Path, dashboard_server, browser_page, output_dir: Path
+    tiny_run: Path, tiny_site: str, browser_page, output_dir: Path
 ) -> None:
     names = [n for _, _, n in read_classes(tiny_run)]
     labels, _ = read_val_index(tiny_run)
     stats = class_stats(labels, load_predictions(tiny_run, 3)[0], len(names))
     worst = int(np.nanargmin(stats.top1 + np.arange(len(names)) * 1e-9))  # first of the lowest
 
-    base = dashboard_server(tiny_run.parent)
+    base = tiny_site
     page = browser_page
     page.goto(f"{base}/classes?run={tiny_run.name}&epoch=2")
     page.wait_for_selector("#confusion-classes td")
@@ -98,10 +98,10 @@ def test_per_class_table_sorts_and_a_click_highlights_the_class(
 
 
 def test_search_hide_diagonal_row_normalised_and_viewport(
-    tiny_run: Path, dashboard_server, browser_page, output_dir: Path
+    tiny_run: Path, tiny_site: str, browser_page, output_dir: Path
 ) -> None:
     classes = read_classes(tiny_run)
-    base = dashboard_server(tiny_run.parent)
+    base = tiny_site
     page = browser_page
     page.goto(f"{base}/confusion?run={tiny_run.name}")
     page.wait_for_selector(GRAPH)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.browser
 
 
 def test_classifier_page_shows_the_neighbours_of_a_photo(
-    tiny_run: Path, demo_data: Path, tmp_path: Path, dashboard_server, browser_page,
+    tiny_run: Path, demo_data: Path, tmp_path: Path, tiny_site: str, browser_page,
     output_dir: Path,
 ) -> None:  # fmt: skip
     labels, paths = reader.read_val_index(tiny_run)
@@ -27,7 +27,7 @@ def test_classifier_page_shows_the_neighbours_of_a_photo(
     photo = tmp_path / ("photo" + Path(paths[row]).suffix)
     shutil.copy(demo_data / paths[row], photo)
     # the drill-down's thumbnails come from an allowed data root
-    base = dashboard_server(tiny_run.parent, env={"EPOCHSCOPE_DATA_ROOTS": str(demo_data)})
+    base = tiny_site  # the demo data is an allowed root
     page = browser_page
     page.goto(f"{base}/classify?run={tiny_run.name}")
     page.wait_for_selector("#classify-upload input[type=file]", state="attached")
