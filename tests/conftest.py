@@ -141,3 +141,25 @@ def tiny_site(tiny_run: Path, demo_data: Path) -> Iterator[str]:
 
     with gunicorn_server(tiny_run.parent, env={"EPOCHSCOPE_DATA_ROOTS": str(demo_data)}) as base:
         yield base
+
+
+# The modules that cost most (seconds in a sequential make test, docs/testing.md), started first
+# so that both workers finish together instead of one waiting on the last long module.
+LONGEST_FIRST = (
+    "system/test_bench.py", "system/test_damage_planted.py", "system/test_examples.py",
+    "trainer/test_trainer_runs.py", "trainer/test_multinode.py", "system/test_damage.py",
+    "system/test_security_access.py", "trainer/test_mxnet_engine.py",
+    "epochscope/test_contract.py", "epochscope/test_embedding_map.py",
+    "system/test_browser_map.py", "system/test_browser_error_analysis.py",
+    "system/test_browser_dashboard.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+
+    def key(item: pytest.Item) -> int:
+        module = Path(str(item.fspath)).relative_to(REPO / "tests").as_posix()
+        return rank.get(module, len(rank))
+
+    items.sort(key=key)  # stable: the order within a module and among the rest is kept
