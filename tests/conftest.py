@@ -146,6 +146,7 @@ def tiny_site(tiny_run: Path, demo_data: Path) -> Iterator[str]:
 # The modules that cost most (seconds in a sequential make test, docs/testing.md), started first
 # so that both workers finish together instead of one waiting on the last long module.
 LONGEST_FIRST = (
+    "system/test_faults_crash.py",  # make test-faults' longest (make test leaves it out)
     "system/test_bench.py", "system/test_damage_planted.py", "system/test_examples.py",
     "trainer/test_trainer_runs.py", "trainer/test_multinode.py", "system/test_damage.py",
     "system/test_security_access.py", "trainer/test_mxnet_engine.py",
