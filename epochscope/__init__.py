@@ -10,6 +10,8 @@ from epochscope.gather import gather_logits
 from epochscope.hierarchy import Taxonomy
 from epochscope.layout import SCHEMA, SchemaError, check_run_name, epoch_file, epoch_of
 from epochscope.lock import RunLockedError, lock_is_held
+from epochscope.modelfile import ModelFile
+from epochscope.provider import Runs
 from epochscope.records import (
     DataInfo,
     DeviceEvent,
@@ -30,6 +32,7 @@ __all__ = [
     "DataInfo",
     "DeviceEvent",
     "EpochEvent",
+    "ModelFile",
     "NullWriter",
     "Preprocess",
     "Run",
@@ -38,6 +41,7 @@ __all__ = [
     "RunLockedError",
     "RunLogger",
     "RunWriter",
+    "Runs",
     "SchemaError",
     "StatusEvent",
     "StepEvent",

@@ -15,13 +15,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dashboard import config
-from dashboard.confusion.bands import band_colour
-from dashboard.confusion.drilldown import safe_image_path, stored_thumbnail_uri, thumbnail_uri
-from dashboard.confusion.service import DrillImage, thumbnail_source
 from dashboard.embedding_map.figure import PLOT_H, PLOT_W, HoverGrid, map_spec, waiting_spec
 from dashboard.embedding_map.jobs import JOBS, LayoutJobs
 from dashboard.embedding_map.render import EXTENT, MapPoints, Range, map_points, render_map
+from dashboard.kit.bands import band_colour
+from dashboard.kit.images import DrillImage, image_cards
 from epochscope.analysis.bands import UNKNOWN
 from epochscope.embeddings import EMBEDDINGS_MISSING
 from epochscope.run import Run
@@ -191,20 +189,4 @@ def images(
 ) -> list[DrillImage]:
     """The drill-down's cards for ``rows``: thumbnail (from an allowed root only) and top-5 of
     the epoch's predictions (none when the epoch has no predictions)."""
-    allowed = config.data_roots() if allowed is None else allowed
-    root = thumbnail_source(run, allowed).root
-    top5 = prob = None
-    if epoch in run.epochs:
-        top5, prob = run.predictions(epoch)
-    out = []
-    for r in rows:
-        rel = run.paths[r]
-        guesses = (
-            [(int(k), run.names[int(k)], float(p)) for k, p in zip(top5[r], prob[r], strict=True)]
-            if top5 is not None and prob is not None
-            else []
-        )
-        path = safe_image_path(str(root), rel) if root is not None and rel else None
-        thumb = thumbnail_uri(path) or stored_thumbnail_uri(run.path, r)
-        out.append(DrillImage(r, rel, thumb, guesses))
-    return out
+    return image_cards(run, epoch, rows, allowed)

@@ -15,12 +15,15 @@ import dash
 from dash import ALL, Input, Output, State, callback, clientside_callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dashboard import config, runs, similar_view
+from dashboard import config, runs
 from dashboard.confusion import export, service
-from dashboard.confusion.figure import HoverGrid, plot_size
-from dashboard.confusion.relatedness import relatedness_figure
+from dashboard.confusion.figure import plot_size
 from dashboard.confusion.render import SCALES, warm_up
 from dashboard.confusion.view import next_view
+from dashboard.kit import images as kit_images
+from dashboard.kit import similar as similar_view
+from dashboard.kit.relatedness import relatedness_figure
+from dashboard.kit.zoom import HoverGrid
 from dashboard.pages.confusion_layout import (
     CLASS_COLUMNS,
     COMPARE_COLUMNS,
@@ -30,7 +33,6 @@ from dashboard.pages.confusion_layout import (
 from dashboard.pages.confusion_layout import layout as _layout
 from dashboard.shell import tolerant
 from epochscope.analysis.difference import ClassMismatch
-from epochscope.reader import list_runs, prediction_epochs
 from epochscope.run import Run
 
 dash.register_page(
@@ -86,8 +88,7 @@ def _view_options(options: list[str] | None) -> dict[str, Any]:
 )
 @tolerant
 def run_choices(selected: list[str] | None, wanted: dict | None, current: str | None):
-    runs_dir = config.runs_dir()
-    names = [s.name for s in list_runs(runs_dir) if prediction_epochs(runs_dir / s.name)]
+    names = runs.provider().names(having="predictions")
     wanted_run = (wanted or {}).get("run")
     from_shell = dash.ctx.triggered_id == "shell-runs"
     asked = [*(selected or []), wanted_run] if from_shell else [wanted_run, *(selected or [])]
@@ -279,7 +280,7 @@ def update_matrix(
     context = _context(run, kind, opened)
     trigger = dash.ctx.triggered_id
     from_graph = trigger == "confusion-graph"
-    if from_graph and relayout and not any(k.startswith(("xaxis", "yaxis")) for k in relayout):
+    if from_graph and relayout and not zoom.moves_axes(relayout):
         raise PreventUpdate  # autosize and other events that move nothing
     x, y = next_view(relayout, previous, context[2], context, from_graph)
     # the search sets the selection and the zoom at once: either may be named the trigger
@@ -508,11 +509,11 @@ def _labels_link(run: str, epoch: int, text: str, **classes: int) -> dcc.Link:
 
 def _thumbnail_note(opened: Run) -> list[html.P]:
     """Why a run's images show no thumbnails, when its data root is not allowed."""
-    note = service.thumbnail_source(opened).note
+    note = kit_images.thumbnail_source(opened).note
     return [html.P(note, id="confusion-drill-note", className="hint")] if note else []
 
 
-def _image_card(im: service.DrillImage, true: int, pred: int) -> html.Div:
+def _image_card(im: kit_images.DrillImage, true: int, pred: int) -> html.Div:
     thumb = (
         html.Img(
             src=im.thumbnail,

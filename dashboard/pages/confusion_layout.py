@@ -9,15 +9,11 @@ from typing import Any
 from dash import dash_table, dcc, html
 
 from dashboard.confusion.figure import FIG_HEIGHT, FIG_WIDTH
+from dashboard.kit.zoom import GRAPH_CONFIG
 
 PLAY_MS = 900
 REFRESH_MS = 5000  # new epochs of a live run join the slider
 VIEWPORT_POLL_MS = 400  # clientside only: the figure follows window resizes
-GRAPH_CONFIG = {
-    "displaylogo": False,
-    "scrollZoom": True,
-    "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d", "toImage"],
-}
 SIDE = {"flex": "1 1 22rem", "minWidth": "20rem", "maxWidth": "40rem"}
 CELL_STYLE = {
     "fontSize": "0.8rem",

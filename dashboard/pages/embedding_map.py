@@ -15,15 +15,15 @@ import dash
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dashboard import config, runs
+from dashboard import runs
 from dashboard.embedding_map import service
 from dashboard.embedding_map.figure import waiting_spec
 from dashboard.embedding_map.render import EXTENT, clamp
 from dashboard.embedding_map.render import warm_up as _warm_up
-from dashboard.pages.confusion_layout import GRAPH_CONFIG
+from dashboard.kit import zoom
+from dashboard.kit.zoom import GRAPH_CONFIG, HoverGrid
 from dashboard.shell import tolerant
 from epochscope.embeddings import EMBEDDINGS_MISSING
-from epochscope.reader import list_runs
 from epochscope.run import Run
 
 dash.register_page(__name__, path="/map", name="Map", title="Epochscope: embedding map")
@@ -110,7 +110,7 @@ def layout(**query: Any) -> html.Div:
 )
 @tolerant
 def run_choices(selected: list[str] | None, wanted: dict | None, current: str | None):
-    names = [s.name for s in list_runs(config.runs_dir())]
+    names = runs.provider().names()
     asked = [(wanted or {}).get("run"), *(selected or [])]
     preferred = [r for r in asked if r in names]
     value = current if current in names else (preferred or names or [None])[0]
@@ -204,28 +204,7 @@ def play_step(_n: int, epoch: int | None, marks: dict | None, view: dict | None)
 def _ranges(relayout: dict | None, previous: dict | None, context: list) -> tuple:
     """The visible ranges: a zoom or pan moves the axes it names, a double-click (autorange)
     shows the whole map, another run starts from the whole map."""
-    x = y = EXTENT
-    if previous and previous.get("context") == context:
-        x, y = tuple(previous["x"]), tuple(previous["y"])
-    for axis in ("xaxis", "yaxis"):
-        if not relayout:
-            break
-        rng = relayout.get(f"{axis}.range")
-        if isinstance(rng, list | tuple) and len(rng) == 2:
-            lo, hi = rng
-        else:
-            lo, hi = relayout.get(f"{axis}.range[0]"), relayout.get(f"{axis}.range[1]")
-        if relayout.get(f"{axis}.autorange"):
-            got: tuple = EXTENT
-        elif all(isinstance(v, int | float) and math.isfinite(v) for v in (lo, hi)):
-            got = (float(lo), float(hi))
-        else:
-            continue
-        if axis == "xaxis":
-            x = got
-        else:
-            y = got
-    return clamp(x), clamp(y)
+    return zoom.next_ranges(relayout, previous, context, (EXTENT, EXTENT), clamp)
 
 
 @callback(
@@ -258,7 +237,7 @@ def update_map(
     if epoch is None or epoch not in opened.embedding_epochs:
         raise PreventUpdate
     trigger = dash.ctx.triggered_id
-    if trigger == "map-graph" and not any(k.startswith(("xaxis", "yaxis")) for k in relayout or {}):
+    if trigger == "map-graph" and not zoom.moves_axes(relayout):
         raise PreventUpdate  # autosize and other events that move nothing
     context = [run]
     x, y = _ranges(relayout if trigger == "map-graph" else None, previous, context)
@@ -287,8 +266,7 @@ def _point_row(event: dict | None, view: dict | None, run: str | None) -> tuple[
     point = event["points"][0]
     if not all(isinstance(point.get(k), int | float) for k in ("x", "y")):
         raise PreventUpdate  # a malformed event
-    g = view["grid"]
-    radius = 0.5 * math.hypot(g["dx"], g["dy"])
+    radius = HoverGrid(**view["grid"]).radius
     row = service.nearest_row(opened, view["epoch"], point["x"], point["y"], radius)
     if row is None:
         raise PreventUpdate

@@ -13,10 +13,9 @@ import dash
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dashboard import config, label_views, runs
+from dashboard import label_views, runs
 from dashboard.shell import tolerant
 from epochscope import labels
-from epochscope.reader import list_runs, prediction_epochs
 
 dash.register_page(
     __name__, path="/labels", name="Labels", title="Epochscope: likely mislabeled, calibration"
@@ -109,8 +108,7 @@ def layout(
 )
 @tolerant
 def run_choices(selected: list[str] | None, wanted: dict | None, current: str | None):
-    runs_dir = config.runs_dir()
-    names = [s.name for s in list_runs(runs_dir) if prediction_epochs(runs_dir / s.name)]
+    names = runs.provider().names(having="predictions")
     asked = [(wanted or {}).get("run"), *(selected or [])]
     if dash.ctx.triggered_id == "shell-runs":
         asked = [*(selected or [])[:1], *asked]  # a run picked in the shell's picker wins

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import pytest
 
 from assets.catalogue import load_catalogue
-from dashboard.confusion.relatedness import relatedness_figure
+from dashboard.kit.relatedness import relatedness_figure
 from epochscope.analysis.relatedness import relatedness, relations
 
 TABBY, EGYPTIAN, TIGER_CAT = "n02123045", "n02124075", "n02123159"  # cats, siblings
