@@ -129,9 +129,7 @@ def test_no_dashboard_module_reads_files_itself(path: Path) -> None:
 @pytest.mark.parametrize("path", _modules(), ids=_rel)
 def test_no_view_imports_another_view(path: Path) -> None:
     mine = _view_of(path)
-    others = {
-        m: v for m in _imports(path) if (v := _view_of_module(m)) is not None and v != mine
-    }
+    others = {m: v for m in _imports(path) if (v := _view_of_module(m)) is not None and v != mine}
     where = f"the {mine} view ({_rel(path)})" if mine else f"{_rel(path)} (not a view)"
     assert not others, f"{where} imports views: {others}"
 
