@@ -11,7 +11,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from dashboard import config, inference, runs
 from dashboard.classify_view import classify_uploads, demo_notice, result_card
+from dashboard.kit import picker
 from dashboard.kit import similar as similar_view
+from dashboard.kit.picker import choose_run
 from dashboard.shell import tolerant
 
 dash.register_page(__name__, path="/classify", name="Classify", title="Epochscope: classify")
@@ -128,9 +130,9 @@ clientside_callback(
 @tolerant
 def run_choices(selected: list[str] | None, current: str | None):
     names = runs.provider().names(having="models")
-    preferred = [r for r in (selected or []) if r in names]
-    value = current if current in names else (preferred or names or [None])[0]
-    return [{"label": n, "value": n} for n in names], value
+    from_shell = dash.ctx.triggered_id == "shell-runs"
+    value = choose_run(names, selected, None, current, from_shell)
+    return picker.options(names), value
 
 
 def why_no_model(run: str, state: str) -> str:

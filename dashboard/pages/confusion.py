@@ -7,7 +7,6 @@ components are laid out in pages/confusion_layout.py.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,8 +19,12 @@ from dashboard.confusion import export, service
 from dashboard.confusion.figure import plot_size
 from dashboard.confusion.render import SCALES, warm_up
 from dashboard.confusion.view import next_view
+from dashboard.kit import epochs as kit_epochs
 from dashboard.kit import images as kit_images
+from dashboard.kit import picker
 from dashboard.kit import similar as similar_view
+from dashboard.kit.cards import image_card
+from dashboard.kit.picker import choose_run
 from dashboard.kit.relatedness import relatedness_figure
 from dashboard.kit.zoom import HoverGrid
 from dashboard.pages.confusion_layout import (
@@ -89,15 +92,9 @@ def _view_options(options: list[str] | None) -> dict[str, Any]:
 @tolerant
 def run_choices(selected: list[str] | None, wanted: dict | None, current: str | None):
     names = runs.provider().names(having="predictions")
-    wanted_run = (wanted or {}).get("run")
     from_shell = dash.ctx.triggered_id == "shell-runs"
-    asked = [*(selected or []), wanted_run] if from_shell else [wanted_run, *(selected or [])]
-    preferred = [r for r in asked if r in names]
-    value = current if current in names else (preferred or names or [None])[0]
-    if from_shell and preferred and current not in (selected or []):
-        value = preferred[0]  # a run picked in the shell's picker is shown here too
-    options = [{"label": n, "value": n} for n in names]
-    return options, value, options
+    value = choose_run(names, selected, (wanted or {}).get("run"), current, from_shell)
+    return picker.options(names), value, picker.options(names)
 
 
 @callback(
@@ -122,14 +119,12 @@ def epoch_choices(
     run_changed = dash.ctx.triggered_id == "confusion-run"
     if not run_changed and last == old_max and current is not None:
         raise PreventUpdate  # polled, nothing new
-    # follow a live run while the slider sits on its latest epoch
-    follow = run_changed or current is None or current == old_max or current > last
-    value = last if follow else current
+    # follow a live run while the slider sits on its latest epoch (every whole epoch a stop)
+    value = kit_epochs.follow(range(1, last + 1), current, old_max, run_changed)
     asked = (wanted or {}).get("epoch")
     if current is None and (wanted or {}).get("run") in (run, None) and asked in epochs:
         value = asked  # ?epoch=E on first load
-    step = max(1, math.ceil(last / 15))
-    marks = {e: str(e) for e in range(1, last + 1, step)} | {last: str(last)}
+    marks = kit_epochs.range_marks(last)
     return last, marks, value, [{"label": str(e), "value": e} for e in epochs]
 
 
@@ -182,38 +177,7 @@ def compare_epochs(
     return options, epoch if epoch in epochs else (epochs or [None])[-1]
 
 
-@callback(
-    Output("confusion-interval", "disabled"),
-    Output("confusion-play", "children"),
-    Output("confusion-epoch", "value", allow_duplicate=True),
-    Input("confusion-play", "n_clicks"),
-    State("confusion-interval", "disabled"),
-    State("confusion-epoch", "value"),
-    State("confusion-epoch", "max"),
-    prevent_initial_call=True,
-)
-def toggle_play(_clicks: int, disabled: bool, epoch: int | None, last: int | None):
-    if disabled:  # start; from the first epoch when sitting on the last
-        start = 1 if epoch is None or epoch >= (last or 1) else epoch
-        return False, "Pause", start
-    return True, "Play", dash.no_update
-
-
-@callback(
-    Output("confusion-epoch", "value", allow_duplicate=True),
-    Output("confusion-interval", "disabled", allow_duplicate=True),
-    Output("confusion-play", "children", allow_duplicate=True),
-    Input("confusion-interval", "n_intervals"),
-    State("confusion-epoch", "value"),
-    State("confusion-epoch", "max"),
-    prevent_initial_call=True,
-)
-def play_step(_n: int, epoch: int | None, last: int | None):
-    if epoch is None or last is None:
-        raise PreventUpdate
-    if epoch >= last:
-        return dash.no_update, True, "Play"  # stop at the latest epoch
-    return epoch + 1, dash.no_update, dash.no_update
+kit_epochs.register_play("confusion-epoch", "confusion-play", "confusion-interval")
 
 
 # --- the viewport: the figure fills the window and follows resizes ------------------------------
@@ -514,54 +478,24 @@ def _thumbnail_note(opened: Run) -> list[html.P]:
 
 
 def _image_card(im: kit_images.DrillImage, true: int, pred: int) -> html.Div:
-    thumb = (
-        html.Img(
-            src=im.thumbnail,
-            style={
-                "width": "96px",
-                "height": "96px",
-                "imageRendering": "pixelated",
-                "objectFit": "contain",
-            },
-        )
-        if im.thumbnail
-        else html.Div("no image", className="hint", style={"width": "96px", "fontSize": "0.75rem"})
-    )
     guesses = [
         html.Li(
             f"{name} {p:.0%}",
-            style={
-                "fontWeight": "bold" if k == true else "normal",
-                "color": "#b35900" if k == pred and k != true else "inherit",
-            },
+            className="guess-true" if k == true else "guess-pred" if k == pred else None,
         )
         for k, name, p in im.top5
     ]
-    return html.Div(
-        [
-            thumb,
-            html.Div(
-                [
-                    html.Small(f"#{im.row} {im.path}"),
-                    html.Ol(guesses, style={"margin": 0}),
-                    html.Button(
-                        "similar",
-                        id={"type": "drill-similar", "row": im.row},
-                        className="drill-similar",
-                        title="the nearest validation images in this epoch's embeddings",
-                    ),
-                ],
-                style={"fontSize": "0.8rem", "overflow": "hidden"},
-            ),
-        ],
-        className="confusion-image",
-        style={
-            "display": "flex",
-            "gap": "0.5rem",
-            "borderTop": "1px solid #eee",
-            "padding": "0.3rem 0",
-        },
-    )
+    body = [
+        html.Small(f"#{im.row} {im.path}"),
+        html.Ol(guesses, className="guesses"),
+        html.Button(
+            "similar",
+            id={"type": "drill-similar", "row": im.row},
+            className="drill-similar",
+            title="the nearest validation images in this epoch's embeddings",
+        ),
+    ]
+    return image_card(im.thumbnail, body, "confusion-image")
 
 
 @callback(

@@ -8,7 +8,6 @@ through its Run. A layout not computed yet is computed by a background thread of
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import dash
@@ -20,7 +19,10 @@ from dashboard.embedding_map import service
 from dashboard.embedding_map.figure import waiting_spec
 from dashboard.embedding_map.render import EXTENT, clamp
 from dashboard.embedding_map.render import warm_up as _warm_up
-from dashboard.kit import zoom
+from dashboard.kit import epochs as kit_epochs
+from dashboard.kit import picker, zoom
+from dashboard.kit.cards import image_card
+from dashboard.kit.picker import choose_run
 from dashboard.kit.zoom import GRAPH_CONFIG, HoverGrid
 from dashboard.shell import tolerant
 from epochscope.embeddings import EMBEDDINGS_MISSING
@@ -111,12 +113,9 @@ def layout(**query: Any) -> html.Div:
 @tolerant
 def run_choices(selected: list[str] | None, wanted: dict | None, current: str | None):
     names = runs.provider().names()
-    asked = [(wanted or {}).get("run"), *(selected or [])]
-    preferred = [r for r in asked if r in names]
-    value = current if current in names else (preferred or names or [None])[0]
-    if dash.ctx.triggered_id == "shell-runs" and preferred and current not in (selected or []):
-        value = preferred[0]
-    return [{"label": n, "value": n} for n in names], value
+    from_shell = dash.ctx.triggered_id == "shell-runs"
+    value = choose_run(names, selected, (wanted or {}).get("run"), current, from_shell)
+    return picker.options(names), value
 
 
 @callback(
@@ -138,67 +137,11 @@ def epoch_choices(run: str | None, _n: int | None, old_max: int | None, current:
     run_changed = dash.ctx.triggered_id == "map-run"
     if not run_changed and last == old_max and current in epochs:
         raise PreventUpdate
-    follow = run_changed or current is None or current == old_max or current not in epochs
-    # a mark at every epoch with embeddings (the slider stops only there: kept epochs may
-    # have gaps), a label on every few
-    step = max(1, math.ceil(len(epochs) / 15))
-    marks = {e: str(e) if i % step == 0 or e == last else "" for i, e in enumerate(epochs)}
-    return epochs[0], last, marks, last if follow else current
+    value = kit_epochs.follow(epochs, current, old_max, run_changed)
+    return epochs[0], last, kit_epochs.every_epoch_marks(epochs), value
 
 
-def _slider_epochs(marks: dict | None) -> list[int]:
-    """The epochs the slider stops at (its marks' keys come back from the browser as text)."""
-    out = []
-    for key in marks or {}:
-        try:
-            out.append(int(key))
-        except (TypeError, ValueError):
-            continue
-    return sorted(out)
-
-
-@callback(
-    Output("map-play-interval", "disabled"),
-    Output("map-play", "children"),
-    Output("map-epoch", "value", allow_duplicate=True),
-    Input("map-play", "n_clicks"),
-    State("map-play-interval", "disabled"),
-    State("map-epoch", "value"),
-    State("map-epoch", "marks"),
-    prevent_initial_call=True,
-)
-@tolerant
-def toggle_play(_clicks: int, disabled: bool, epoch: int | None, marks: dict | None):
-    epochs = _slider_epochs(marks)
-    if not epochs:
-        raise PreventUpdate
-    if disabled:  # start; from the first epoch when sitting on the last
-        start = epochs[0] if epoch is None or epoch >= epochs[-1] else epoch
-        return False, "Pause", start
-    return True, "Play", dash.no_update
-
-
-@callback(
-    Output("map-epoch", "value", allow_duplicate=True),
-    Output("map-play-interval", "disabled", allow_duplicate=True),
-    Output("map-play", "children", allow_duplicate=True),
-    Input("map-play-interval", "n_intervals"),
-    State("map-epoch", "value"),
-    State("map-epoch", "marks"),
-    State("map-view", "data"),
-    prevent_initial_call=True,
-)
-@tolerant
-def play_step(_n: int, epoch: int | None, marks: dict | None, view: dict | None):
-    epochs = _slider_epochs(marks)
-    if epoch is None or not epochs:
-        raise PreventUpdate
-    if not view or view.get("epoch") != epoch:
-        raise PreventUpdate  # this epoch's map is still being laid out: wait for it
-    later = [e for e in epochs if e > epoch]
-    if not later:
-        return dash.no_update, True, "Play"  # stop at the latest epoch
-    return later[0], dash.no_update, dash.no_update
+kit_epochs.register_play("map-epoch", "map-play", "map-play-interval", ready="map-view")
 
 
 def _ranges(relayout: dict | None, previous: dict | None, context: list) -> tuple:
@@ -319,20 +262,9 @@ def drill_down(event: dict | None, view: dict | None, run: str | None):
     cards = []
     for im in service.images(opened, epoch, rows):
         label = opened.names[int(opened.labels[im.row])]
-        thumb = (
-            html.Img(src=im.thumbnail, style={"width": "72px", "height": "72px",
-                                              "objectFit": "contain"})
-            if im.thumbnail
-            else html.Div("no image", className="hint", style={"width": "72px"})
-        )  # fmt: skip
         guess = f" · guessed {im.top5[0][1]} {im.top5[0][2]:.0%}" if im.top5 else ""
-        cards.append(
-            html.Div(
-                [thumb, html.Small([html.B(label), f" #{im.row}{guess}"])],
-                className="map-image",
-                style={"display": "flex", "gap": "0.5rem", "borderTop": "1px solid #eee"},
-            )
-        )
+        body = [html.Small([html.B(label), f" #{im.row}{guess}"])]
+        cards.append(image_card(im.thumbnail, body, "map-image", size=72))
     return [head, *cards]
 
 

@@ -14,6 +14,9 @@ from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboard import label_views, runs
+from dashboard.kit import picker
+from dashboard.kit.cards import image_card
+from dashboard.kit.picker import choose_run
 from dashboard.shell import tolerant
 from epochscope import labels
 
@@ -21,7 +24,6 @@ dash.register_page(
     __name__, path="/labels", name="Labels", title="Epochscope: likely mislabeled, calibration"
 )
 
-THUMB = {"width": "96px", "height": "96px", "imageRendering": "pixelated", "objectFit": "contain"}
 ROW = {"display": "flex", "gap": "0.8rem", "alignItems": "center", "flexWrap": "wrap"}
 
 
@@ -109,11 +111,9 @@ def layout(
 @tolerant
 def run_choices(selected: list[str] | None, wanted: dict | None, current: str | None):
     names = runs.provider().names(having="predictions")
-    asked = [(wanted or {}).get("run"), *(selected or [])]
-    if dash.ctx.triggered_id == "shell-runs":
-        asked = [*(selected or [])[:1], *asked]  # a run picked in the shell's picker wins
-    value = next((r for r in asked if r in names), current if current in names else None)
-    return [{"label": n, "value": n} for n in names], value or (names or [None])[0]
+    from_shell = dash.ctx.triggered_id == "shell-runs"
+    value = choose_run(names, selected, (wanted or {}).get("run"), current, from_shell)
+    return picker.options(names), value
 
 
 @callback(
@@ -153,44 +153,20 @@ def run_options(run: str | None, wanted: dict | None):
 
 
 def _card(card: label_views.IssueCard) -> html.Div:
-    thumb = (
-        html.Img(src=card.thumbnail, style=THUMB)
-        if card.thumbnail
-        else html.Div("no image", className="hint", style={"width": "96px", "fontSize": "0.75rem"})
-    )
     score = "-" if card.score is None else f"{card.score:.3f}"
-    return html.Div(
-        [
-            thumb,
-            html.Div(
-                [
-                    html.Div(
-                        [
-                            html.Span(card.label, className="labels-given"),
-                            " → ",
-                            html.B(card.suggested, className="labels-suggested"),
-                        ]
-                    ),
-                    html.Small(f"score {score}" + (" · flagged" if card.flagged else "")),
-                    html.Small(card.band, className="hint") if card.band else None,
-                    html.Small(f"#{card.row} {card.path}", className="hint"),
-                ],
-                style={
-                    "display": "flex",
-                    "flexDirection": "column",
-                    "fontSize": "0.8rem",
-                    "overflow": "hidden",
-                },
-            ),
-        ],
-        className="labels-image",
-        style={
-            "display": "flex",
-            "gap": "0.5rem",
-            "borderTop": "1px solid #eee",
-            "padding": "0.3rem 0",
-        },
-    )
+    body = [
+        html.Div(
+            [
+                html.Span(card.label, className="labels-given"),
+                " → ",
+                html.B(card.suggested, className="labels-suggested"),
+            ]
+        ),
+        html.Small(f"score {score}" + (" · flagged" if card.flagged else "")),
+        html.Small(card.band, className="hint") if card.band else None,
+        html.Small(f"#{card.row} {card.path}", className="hint"),
+    ]
+    return image_card(card.thumbnail, body, "labels-image")
 
 
 @callback(
