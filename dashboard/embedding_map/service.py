@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import colorsys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -100,7 +100,7 @@ def points(run: Run, epoch: int) -> MapPoints | None:
 @dataclass(frozen=True)
 class MapView:
     figure: dict[str, Any]
-    state: str  # ready, computing, failed, missing
+    state: str  # ready, computing, failed, missing; "previous": another epoch while computing
     message: str = ""
     x: Range = EXTENT
     y: Range = EXTENT
@@ -109,6 +109,7 @@ class MapView:
     image_bytes: int = 0
     drawn: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    epoch: int | None = None  # the epoch drawn
 
 
 def map_view(
@@ -139,7 +140,12 @@ def map_view(
             f"Laying out the {len(run.labels):,} validation images of epoch {e} "
             f"({job.seconds:.0f} s so far; a minute or two per 50,000 images, once per epoch)"
         )
-        return MapView(waiting_spec(msg), "computing", msg)
+        shown = newest_laid_out(run, exclude=e)
+        if shown is None:
+            return MapView(waiting_spec(msg), "computing", msg)
+        view = map_view(run, shown, by, x, y, size, jobs)
+        note = f"Showing epoch {shown}, the newest laid out. {msg}; it replaces this when ready."
+        return replace(view, state="previous", message=note)
     w, h = size
     rendered = render_map(pts, colours(run, by), x, y, w, h)
     coloured = "band" if by == "band" and run.has_bands else "class"
@@ -148,8 +154,16 @@ def map_view(
     seconds = time.perf_counter() - t0
     return MapView(
         fig, "ready", "", rendered.x, rendered.y, grid, seconds, len(rendered.image),
-        rendered.drawn,
+        rendered.drawn, epoch=e,
     )  # fmt: skip
+
+
+def newest_laid_out(run: Run, exclude: int | None = None) -> int | None:
+    """The newest epoch whose layout some process already computed (none is started)."""
+    for e in reversed(run.embedding_epochs):
+        if e != exclude and points(run, e) is not None:
+            return e
+    return None
 
 
 def nearest_row(run: Run, epoch: int, x: float, y: float, radius: float) -> int | None:

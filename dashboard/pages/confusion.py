@@ -17,16 +17,18 @@ from dash.exceptions import PreventUpdate
 from dashboard import config, runs
 from dashboard.confusion import export, service
 from dashboard.confusion.figure import plot_size
+from dashboard.confusion.link import linked_zoom
+from dashboard.confusion.link import view_query as link_query
 from dashboard.confusion.render import SCALES, warm_up
 from dashboard.confusion.view import next_view
 from dashboard.kit import epochs as kit_epochs
 from dashboard.kit import images as kit_images
-from dashboard.kit import picker
+from dashboard.kit import picker, url
 from dashboard.kit import similar as similar_view
 from dashboard.kit.cards import image_card
 from dashboard.kit.picker import choose_run
 from dashboard.kit.relatedness import relatedness_figure
-from dashboard.kit.zoom import HoverGrid
+from dashboard.kit.zoom import HoverGrid, moves_axes
 from dashboard.pages.confusion_layout import (
     CLASS_COLUMNS,
     COMPARE_COLUMNS,
@@ -218,6 +220,7 @@ clientside_callback(
     Input("confusion-zoom", "data"),
     State("confusion-share", "data"),
     State("confusion-view", "data"),
+    State("confusion-wanted", "data"),
 )
 @tolerant
 def update_matrix(
@@ -235,6 +238,7 @@ def update_matrix(
     zoom: dict | None,
     share: float | None,
     previous: dict | None,
+    wanted: dict | None = None,
 ):
     opened = runs.named(run)
     if epoch is None or epoch not in opened.epochs or scale not in SCALES:
@@ -244,9 +248,11 @@ def update_matrix(
     context = _context(run, kind, opened)
     trigger = dash.ctx.triggered_id
     from_graph = trigger == "confusion-graph"
-    if from_graph and relayout and not zoom.moves_axes(relayout):
+    if from_graph and relayout and not moves_axes(relayout):
         raise PreventUpdate  # autosize and other events that move nothing
     x, y = next_view(relayout, previous, context[2], context, from_graph)
+    if previous is None:  # the first view: the zoom a link names
+        x, y = linked_zoom(wanted, run, opened.num_classes, (x, y))
     # the search sets the selection and the zoom at once: either may be named the trigger
     if "confusion-zoom.data" in dash.ctx.triggered_prop_ids and zoom and zoom.get("run") == run:
         x, y = tuple(zoom["x"]), tuple(zoom["y"])
@@ -277,6 +283,28 @@ def update_matrix(
         "drag to zoom, double-click for the whole matrix"
     )
     return view.figure, state, info, f"epoch {epoch}", problem
+
+
+@callback(
+    Output("confusion-url", "data"),
+    Input("confusion-run", "value"),
+    Input("confusion-epoch", "value"),
+    Input("confusion-mode", "value"),
+    Input("confusion-order", "value"),
+    Input("confusion-scale", "value"),
+    Input("confusion-options", "value"),
+    Input("confusion-compare", "value"),
+    Input("confusion-compare-epoch", "value"),
+    Input("confusion-view", "data"),
+    Input("confusion-selected", "data"),
+)
+def link(*state: Any) -> str:
+    if not state[0] or state[1] is None:
+        raise PreventUpdate  # the run and its epoch come first
+    return link_query(*state)
+
+
+url.register_writer("confusion-url", push=("x", "y", "cls"))
 
 
 def _state_compare(view: dict) -> service.Compare | None:
@@ -400,8 +428,9 @@ def select_class(text: str | None, active: dict | None, rows: list[dict] | None,
     Input("confusion-graph", "clickData"),
     Input("confusion-pairs", "active_cell"),
     Input("confusion-selected", "data"),
+    Input("confusion-view", "data"),
     State("confusion-pairs", "derived_viewport_data"),
-    State("confusion-view", "data"),
+    State("confusion-drill", "children"),
     State("confusion-run", "value"),
     State("confusion-mode", "value"),
     State("confusion-order", "value"),
@@ -412,8 +441,9 @@ def drill_down(
     click: dict | None,
     active: dict | None,
     selected: int | None,
-    table_rows: list[dict] | None,
     view: dict | None,
+    table_rows: list[dict] | None,
+    shown: Any,
     run: str | None,
     mode: str,
     kind: str,
@@ -424,8 +454,10 @@ def drill_down(
         raise PreventUpdate
     epoch = view["epoch"]
     trigger = dash.ctx.triggered_id
-    if trigger == "confusion-selected":
-        if selected is None:
+    if trigger == "confusion-view" and (isinstance(shown, list) or selected is None):
+        raise PreventUpdate  # a new view; only a link's selected class, once, is drilled into
+    if trigger in ("confusion-selected", "confusion-view"):
+        if selected is None or not 0 <= int(selected) < opened.num_classes:
             raise PreventUpdate
         images = service.drill_class(opened, epoch, int(selected))
         t = service.describe_class(opened, int(selected))

@@ -9,6 +9,7 @@ from typing import Any
 from dash import dash_table, dcc, html
 
 from dashboard.confusion.figure import FIG_HEIGHT, FIG_WIDTH
+from dashboard.confusion.link import view_from_query
 from dashboard.kit.zoom import GRAPH_CONFIG
 
 PLAY_MS = 900
@@ -68,18 +69,7 @@ def _radio(id_: str, options: list[tuple[str, str]], value: str) -> dcc.RadioIte
     )
 
 
-def _first(v: str | list[str] | None) -> str | None:
-    return v[0] if isinstance(v, list) else v
-
-
-def _int(v: Any) -> int | None:
-    try:
-        return int(_first(v))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-
-
-def _controls() -> html.Div:
+def _controls(view: dict[str, Any]) -> html.Div:
     row = {"display": "flex", "gap": "1rem", "alignItems": "center", "flexWrap": "wrap"}
     return html.Div(
         [
@@ -87,7 +77,7 @@ def _controls() -> html.Div:
                 [
                     html.Label("Run"),
                     dcc.Dropdown(id="confusion-run", clearable=False, style={"width": "14rem"}),
-                    _radio("confusion-mode", [("top5", "top-5"), ("top1", "top-1")], "top5"),
+                    _radio("confusion-mode", [("top5", "top-5"), ("top1", "top-1")], view["mode"]),
                     _radio(
                         "confusion-order",
                         [
@@ -95,12 +85,12 @@ def _controls() -> html.Div:
                             ("index", "index"),
                             ("cluster", "clustered"),
                         ],
-                        "wordnet",
+                        view["order"],
                     ),
                     _radio(
                         "confusion-scale",
                         [("eq_hist", "equalised"), ("log", "log"), ("linear", "linear")],
-                        "eq_hist",
+                        view["scale"],
                     ),
                     dcc.Checklist(
                         id="confusion-options",
@@ -108,7 +98,7 @@ def _controls() -> html.Div:
                             {"label": "hide the diagonal", "value": "hide_diagonal"},
                             {"label": "row-normalised", "value": "row"},
                         ],
-                        value=[],
+                        value=view["options"],
                         inline=True,
                         inputStyle={"marginRight": "0.25rem"},
                         labelStyle={"marginRight": "0.8rem"},
@@ -252,33 +242,22 @@ def _classes() -> html.Div:
     )
 
 
-def layout(
-    run: str | list[str] | None = None,
-    focus: str = "matrix",
-    epoch: Any = None,
-    compare: str | list[str] | None = None,
-    compare_epoch: Any = None,
-    **_query: Any,
-) -> html.Div:
-    """``focus="classes"``: the per-class table beside the matrix, at half the width."""
+def layout(focus: str = "matrix", **query: Any) -> html.Div:
+    """The page for a link's query (``view_from_query``); ``focus="classes"``: the per-class
+    table beside the matrix, at half the width."""
+    view = view_from_query(query)
     stores = [
         dcc.Store(id="confusion-view"),
-        dcc.Store(id="confusion-selected"),
+        dcc.Store(id="confusion-selected", data=view["cls"]),
         dcc.Store(id="confusion-zoom"),
         dcc.Store(id="confusion-viewport"),
         dcc.Store(id="confusion-share", data=0.5 if focus == "classes" else 1.0),
         dcc.Interval(id="confusion-viewport-poll", interval=VIEWPORT_POLL_MS),
-        # ?run=NAME (the first when repeated), ?epoch=, ?compare=, ?compare_epoch= choose the
-        # view shown first
-        dcc.Store(
-            id="confusion-wanted",
-            data={
-                "run": _first(run),
-                "epoch": _int(epoch),
-                "compare": _first(compare),
-                "compare_epoch": _int(compare_epoch),
-            },
-        ),
+        # the view a link names, shown first (run, epoch, compared run and epoch, zoom)
+        dcc.Store(id="confusion-wanted", data=view),
+        # the view as a link: written to the address bar as it changes
+        dcc.Store(id="confusion-url"),
+        dcc.Store(id="confusion-url-written"),
     ]
     relatedness = dcc.Graph(
         id="confusion-relatedness",
@@ -303,4 +282,4 @@ def layout(
         body = [html.Div([_matrix(), _side()], style=wrap), _classes(), relatedness]
     if focus == "classes":
         body.append(relatedness)
-    return html.Div([_controls(), _evolution(), *body, *stores], className="page")
+    return html.Div([_controls(view), _evolution(), *body, *stores], className="page")

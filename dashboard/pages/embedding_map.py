@@ -15,12 +15,12 @@ from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboard import runs
-from dashboard.embedding_map import service
+from dashboard.embedding_map import link, service
 from dashboard.embedding_map.figure import waiting_spec
 from dashboard.embedding_map.render import EXTENT, clamp
 from dashboard.embedding_map.render import warm_up as _warm_up
 from dashboard.kit import epochs as kit_epochs
-from dashboard.kit import picker, zoom
+from dashboard.kit import picker, url, zoom
 from dashboard.kit.cards import image_card
 from dashboard.kit.picker import choose_run
 from dashboard.kit.zoom import GRAPH_CONFIG, HoverGrid
@@ -38,10 +38,12 @@ _warm_up()
 
 
 def layout(**query: Any) -> html.Div:
-    run = query.get("run")
+    view = link.view_from_query(query)
     return html.Div(
         [
-            dcc.Store(id="map-wanted", data={"run": run if isinstance(run, str) else None}),
+            dcc.Store(id="map-wanted", data=view),
+            dcc.Store(id="map-url"),
+            dcc.Store(id="map-url-written"),
             html.Div(
                 [
                     html.Label("Run "),
@@ -53,7 +55,7 @@ def layout(**query: Any) -> html.Div:
                             {"label": "band", "value": "band"},
                             {"label": "class", "value": "class"},
                         ],
-                        value="band",
+                        value=view["colour"],
                         inline=True,
                         inputStyle={"marginRight": "0.25rem"},
                         labelStyle={"marginRight": "0.8rem"},
@@ -127,9 +129,12 @@ def run_choices(selected: list[str] | None, wanted: dict | None, current: str | 
     Input("map-refresh", "n_intervals"),
     State("map-epoch", "max"),
     State("map-epoch", "value"),
+    State("map-wanted", "data"),
 )
 @tolerant
-def epoch_choices(run: str | None, _n: int | None, old_max: int | None, current: int | None):
+def epoch_choices(
+    run: str | None, _n: int | None, old_max: int | None, current: int | None, wanted: dict | None
+):
     epochs = runs.named(run).embedding_epochs
     if not epochs:
         return 1, 1, {}, None
@@ -138,6 +143,9 @@ def epoch_choices(run: str | None, _n: int | None, old_max: int | None, current:
     if not run_changed and last == old_max and current in epochs:
         raise PreventUpdate
     value = kit_epochs.follow(epochs, current, old_max, run_changed)
+    asked = (wanted or {}).get("epoch")
+    if current is None and (wanted or {}).get("run") in (run, None) and asked in epochs:
+        value = asked  # ?epoch=E on first load
     return epochs[0], last, kit_epochs.every_epoch_marks(epochs), value
 
 
@@ -162,6 +170,7 @@ def _ranges(relayout: dict | None, previous: dict | None, context: list) -> tupl
     Input("map-graph", "relayoutData"),
     Input("map-poll", "n_intervals"),
     State("map-view", "data"),
+    State("map-wanted", "data"),
 )
 @tolerant
 def update_map(
@@ -171,6 +180,7 @@ def update_map(
     relayout: dict | None,
     _poll: int | None,
     previous: dict | None,
+    wanted: dict | None = None,
 ):
     opened = runs.named(run)
     if colour not in service.COLOUR_BY:
@@ -184,12 +194,15 @@ def update_map(
         raise PreventUpdate  # autosize and other events that move nothing
     context = [run]
     x, y = _ranges(relayout if trigger == "map-graph" else None, previous, context)
+    if previous is None and wanted and wanted.get("run") in (run, None):  # a link's zoom
+        x = clamp(tuple(wanted["x"])) if wanted.get("x") else x
+        y = clamp(tuple(wanted["y"])) if wanted.get("y") else y
     view = service.map_view(opened, epoch, colour, x, y)  # type: ignore[arg-type]
-    if view.state != "ready":
+    if view.state not in ("ready", "previous"):
         return view.figure, None, view.message, f"epoch {epoch}", view.state != "computing"
     state = {
         "context": context,
-        "epoch": epoch,
+        "epoch": view.epoch,
         "x": list(view.x),
         "y": list(view.y),
         "grid": view.grid.to_dict() if view.grid else None,
@@ -199,7 +212,25 @@ def update_map(
         f"{view.image_bytes / 1024:.0f} KB, rendered in {view.seconds * 1000:.0f} ms · drag to "
         "zoom, double-click for the whole map, hover for a class, click for its images"
     )
+    if view.state == "previous":  # the newest laid-out epoch while this one is computed
+        return view.figure, state, view.message, f"epoch {view.epoch}", False
     return view.figure, state, info, f"epoch {epoch}", True
+
+
+@callback(
+    Output("map-url", "data"),
+    Input("map-run", "value"),
+    Input("map-epoch", "value"),
+    Input("map-colour", "value"),
+    Input("map-view", "data"),
+)
+def write_link(run: str | None, epoch: int | None, colour: str, view: dict | None) -> str:
+    if not run or epoch is None:
+        raise PreventUpdate  # the run and its epoch come first
+    return link.view_query(run, epoch, colour, view)
+
+
+url.register_writer("map-url", push=("x", "y"))
 
 
 def _point_row(event: dict | None, view: dict | None, run: str | None) -> tuple[Run, int, dict]:
