@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from PIL import Image, UnidentifiedImageError
-
 from epochscope.preprocess import apply_draft
 from epochscope.thumbnails import read_thumbnail
 
@@ -111,6 +109,8 @@ def thumbnail_uri(path: Path | None, size: int = THUMB_PX) -> str | None:
     """A small JPEG data URI of an image file, or None when it cannot be read."""
     if path is None:
         return None
+    from PIL import Image, UnidentifiedImageError  # imported on use: epochscope needs no Pillow
+
     try:
         if path.stat().st_size > MAX_IMAGE_BYTES:
             return None
