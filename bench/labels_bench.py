@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from bench.harness import stat
-from dashboard.confusion.synthetic import class_table
+from bench.synthetic_runs import class_table
 from epochscope import reader
 from epochscope.analysis import calibration as cal
 from epochscope.analysis.label_issues import EpochScores, label_issues

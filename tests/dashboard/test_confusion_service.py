@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.synthetic_runs import write_run
 from dashboard.confusion import data, export, service
-from dashboard.confusion.synthetic import write_run
 from dashboard.kit import images as kit_images
 
 

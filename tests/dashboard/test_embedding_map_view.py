@@ -15,11 +15,11 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
-from dashboard.confusion.synthetic import write_run
+from bench.synthetic_embeddings import write_embeddings
+from bench.synthetic_runs import write_run
 from dashboard.embedding_map import render, service
 from dashboard.embedding_map.jobs import LayoutJobs
 from dashboard.embedding_map.render import EXTENT, clamp, map_points, render_map
-from dashboard.embedding_map.synthetic import write_embeddings
 from dashboard.kit.bands import band_colour
 from dashboard.kit.silhouette_chart import silhouette_figure
 from epochscope import maps

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dashboard.confusion.synthetic import write_run
-from dashboard.embedding_map.synthetic import write_embeddings
+from bench.synthetic_embeddings import write_embeddings
+from bench.synthetic_runs import write_run
 from epochscope import maps
 from epochscope.analysis.embedding_map import orient
 from epochscope.run import open_run

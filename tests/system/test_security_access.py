@@ -28,9 +28,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.synthetic_embeddings import write_embeddings
 from dashboard import access
 from dashboard.confusion import data, service
-from dashboard.embedding_map.synthetic import write_embeddings
 from epochscope import maps
 from epochscope.images import safe_image_path
 from epochscope.run import open_run
