@@ -4,8 +4,7 @@ dashboard reads (docs/run-directory.md), and the public API to log your own trai
 torch and the frameworks are imported by the functions that need them.
 """
 
-from epochscope.api import Run as RunLogger
-from epochscope.api import init
+from epochscope.api import RunLogger, init
 from epochscope.gather import gather_logits
 from epochscope.hierarchy import Taxonomy
 from epochscope.layout import SCHEMA, SchemaError, check_run_name, epoch_file, epoch_of
