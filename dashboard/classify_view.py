@@ -15,7 +15,7 @@ from dashboard.kit.similar import strip
 from epochscope.records import DataInfo
 
 try:  # the ImageNet catalogue gives the WordNet path of a predicted class
-    from assets.catalogue import load_catalogue
+    from epochscope.catalogue import load_catalogue
 except ImportError:  # pragma: no cover - the package is part of this repository
     load_catalogue = None
 

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from epochscope.analysis.ordering import OrderKind, class_order, positions
 from epochscope.analysis.per_class import ClassStats, band_accuracy, class_stats
 from epochscope.analysis.relatedness import Relatedness, Relations, relatedness, relations
 from epochscope.cache import ByteLRU
+from epochscope.catalogue import Catalogue, load_catalogue
 from epochscope.embeddings import EMBEDDINGS_MISSING, Embeddings, unit_rows
 from epochscope.hierarchy import Taxonomy, read_hierarchy
 from epochscope.layout import (
@@ -57,9 +58,6 @@ from epochscope.layout import (
 )
 from epochscope.modelfile import ModelFile
 from epochscope.records import RunInfo
-
-if TYPE_CHECKING:
-    from assets.catalogue import Catalogue
 
 log = logging.getLogger(__name__)
 
@@ -212,8 +210,6 @@ class Run:
             own = None
         if own is not None:
             return own
-        from assets.catalogue import load_catalogue
-
         cat = load_catalogue()
         return cat if any(w in cat for w in self.wnids) else None
 

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from assets.catalogue import Band
 from dashboard.kit.bands import band_colour
 from dashboard.kit.zoom import BACKGROUND, HOVER_CELLS, HoverGrid, hover_trace
 from epochscope.analysis.bands import visible_runs
+from epochscope.catalogue import Band
 
 from .render import PLOTLY_COLORSCALE, Rendered
 
