@@ -299,8 +299,9 @@ def update_matrix(
     Input("confusion-selected", "data"),
 )
 def link(*state: Any) -> str:
-    if not state[0] or state[1] is None:
-        raise PreventUpdate  # the run and its epoch come first
+    run, epoch, view = state[0], state[1], state[8]
+    if not run or epoch is None or not view or view.get("context", [None])[0] != run:
+        raise PreventUpdate  # the run's view is drawn first: a half-made link is no entry
     return link_query(*state)
 
 
@@ -453,7 +454,7 @@ def drill_down(
     if not view:
         raise PreventUpdate
     epoch = view["epoch"]
-    trigger = dash.ctx.triggered_id
+    trigger = _drill_trigger(dash.ctx.triggered_prop_ids, click, active)
     if trigger == "confusion-view" and (isinstance(shown, list) or selected is None):
         raise PreventUpdate  # a new view; only a link's selected class, once, is drilled into
     if trigger in ("confusion-selected", "confusion-view"):
@@ -495,6 +496,21 @@ def drill_down(
                         f"{p['name']}", label=true, suggested=pred)  # fmt: skip
     return [head, link, *_thumbnail_note(opened),
             *(_image_card(im, true, pred) for im in images)]  # fmt: skip
+
+
+def _drill_trigger(changed: Any, click: dict | None, active: dict | None) -> str:
+    """What asked for a drill-down. A new view counts only when nothing else did (the pairs
+    table's cleared active cell and the first view arrive together when a link is opened)."""
+    changed = set(changed or ())
+    if "confusion-selected.data" in changed:
+        return "confusion-selected"
+    if "confusion-pairs.active_cell" in changed and active:
+        return "confusion-pairs"
+    if "confusion-graph.clickData" in changed and click:
+        return "confusion-graph"
+    if "confusion-view.data" in changed:
+        return "confusion-view"
+    return "confusion-pairs" if "confusion-pairs.active_cell" in changed else "confusion-graph"
 
 
 def _labels_link(run: str, epoch: int, text: str, **classes: int) -> dcc.Link:

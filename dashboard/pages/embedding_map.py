@@ -225,8 +225,8 @@ def update_map(
     Input("map-view", "data"),
 )
 def write_link(run: str | None, epoch: int | None, colour: str, view: dict | None) -> str:
-    if not run or epoch is None:
-        raise PreventUpdate  # the run and its epoch come first
+    if not run or epoch is None or not view or view.get("context") != [run]:
+        raise PreventUpdate  # the run's map is drawn first: a half-made link is no entry
     return link.view_query(run, epoch, colour, view)
 
 
