@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+from epochscope.provider import Having
 
 
 def choose_run(
@@ -30,3 +33,27 @@ def choose_run(
 def options(names: Sequence[str]) -> list[dict[str, str]]:
     """A dcc.Dropdown's options for run names."""
     return [{"label": n, "value": n} for n in names]
+
+
+def register(dropdown: str, having: Having | None = None, wanted: str | None = None) -> None:
+    """The page's run picker ``dropdown``: its options (the runs having ``having``, newest
+    first) and value by :func:`choose_run`, again whenever the shell's picker changes;
+    ``wanted``: the store holding the run a link names (``{"run": ...}``)."""
+    from dash import Input, Output, State, callback, ctx
+
+    from dashboard import runs
+    from dashboard.shell import tolerant
+
+    @callback(
+        Output(dropdown, "options"),
+        Output(dropdown, "value"),
+        Input("shell-runs", "value"),
+        *([Input(wanted, "data")] if wanted else []),
+        State(dropdown, "value"),
+    )
+    @tolerant
+    def run_choices(selected: list[str] | None, *rest: Any):
+        asked, current = (rest[0] or {}).get("run") if wanted else None, rest[-1]
+        names = runs.provider().names(having=having)
+        value = choose_run(names, selected, asked, current, ctx.triggered_id == "shell-runs")
+        return options(names), value

@@ -13,7 +13,6 @@ from dashboard import config, inference, runs
 from dashboard.classify_view import classify_uploads, demo_notice, result_card
 from dashboard.kit import picker
 from dashboard.kit import similar as similar_view
-from dashboard.kit.picker import choose_run
 from dashboard.shell import tolerant
 
 dash.register_page(__name__, path="/classify", name="Classify", title="Epochscope: classify")
@@ -121,18 +120,7 @@ clientside_callback(
 )
 
 
-@callback(
-    Output("classify-run", "options"),
-    Output("classify-run", "value"),
-    Input("shell-runs", "value"),
-    State("classify-run", "value"),
-)
-@tolerant
-def run_choices(selected: list[str] | None, current: str | None):
-    names = runs.provider().names(having="models")
-    from_shell = dash.ctx.triggered_id == "shell-runs"
-    value = choose_run(names, selected, None, current, from_shell)
-    return picker.options(names), value
+picker.register("classify-run", having="models")
 
 
 def why_no_model(run: str, state: str) -> str:

@@ -26,7 +26,6 @@ from dashboard.kit import images as kit_images
 from dashboard.kit import picker, url
 from dashboard.kit import similar as similar_view
 from dashboard.kit.cards import image_card
-from dashboard.kit.picker import choose_run
 from dashboard.kit.relatedness import relatedness_figure
 from dashboard.kit.zoom import HoverGrid, moves_axes
 from dashboard.pages.confusion_layout import (
@@ -83,20 +82,12 @@ def _view_options(options: list[str] | None) -> dict[str, Any]:
 
 
 # --- run and epoch choice ----------------------------------------------------------------------
-@callback(
-    Output("confusion-run", "options"),
-    Output("confusion-run", "value"),
-    Output("confusion-compare", "options"),
-    Input("shell-runs", "value"),
-    Input("confusion-wanted", "data"),
-    State("confusion-run", "value"),
-)
-@tolerant
-def run_choices(selected: list[str] | None, wanted: dict | None, current: str | None):
-    names = runs.provider().names(having="predictions")
-    from_shell = dash.ctx.triggered_id == "shell-runs"
-    value = choose_run(names, selected, (wanted or {}).get("run"), current, from_shell)
-    return picker.options(names), value, picker.options(names)
+picker.register("confusion-run", having="predictions", wanted="confusion-wanted")
+
+
+@callback(Output("confusion-compare", "options"), Input("confusion-run", "options"))
+def compare_choices(options: list[dict] | None):
+    return options or []  # any run with predictions may be compared
 
 
 @callback(

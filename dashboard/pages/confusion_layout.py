@@ -10,6 +10,7 @@ from dash import dash_table, dcc, html
 
 from dashboard.confusion.figure import FIG_HEIGHT, FIG_WIDTH
 from dashboard.confusion.link import view_from_query
+from dashboard.kit.controls import radio
 from dashboard.kit.zoom import GRAPH_CONFIG
 
 PLAY_MS = 900
@@ -58,17 +59,6 @@ COMPARE_COLUMNS = [
 ]
 
 
-def _radio(id_: str, options: list[tuple[str, str]], value: str) -> dcc.RadioItems:
-    return dcc.RadioItems(
-        id=id_,
-        options=[{"label": label, "value": v} for v, label in options],
-        value=value,
-        inline=True,
-        inputStyle={"marginRight": "0.25rem"},
-        labelStyle={"marginRight": "0.8rem"},
-    )
-
-
 def _controls(view: dict[str, Any]) -> html.Div:
     row = {"display": "flex", "gap": "1rem", "alignItems": "center", "flexWrap": "wrap"}
     return html.Div(
@@ -77,8 +67,8 @@ def _controls(view: dict[str, Any]) -> html.Div:
                 [
                     html.Label("Run"),
                     dcc.Dropdown(id="confusion-run", clearable=False, style={"width": "14rem"}),
-                    _radio("confusion-mode", [("top5", "top-5"), ("top1", "top-1")], view["mode"]),
-                    _radio(
+                    radio("confusion-mode", [("top5", "top-5"), ("top1", "top-1")], view["mode"]),
+                    radio(
                         "confusion-order",
                         [
                             ("wordnet", "hierarchy order"),
@@ -87,7 +77,7 @@ def _controls(view: dict[str, Any]) -> html.Div:
                         ],
                         view["order"],
                     ),
-                    _radio(
+                    radio(
                         "confusion-scale",
                         [("eq_hist", "equalised"), ("log", "log"), ("linear", "linear")],
                         view["scale"],

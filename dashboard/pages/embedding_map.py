@@ -22,7 +22,7 @@ from dashboard.embedding_map.render import warm_up as _warm_up
 from dashboard.kit import epochs as kit_epochs
 from dashboard.kit import picker, url, zoom
 from dashboard.kit.cards import image_card
-from dashboard.kit.picker import choose_run
+from dashboard.kit.controls import radio
 from dashboard.kit.zoom import GRAPH_CONFIG, HoverGrid
 from dashboard.shell import tolerant
 from epochscope.embeddings import EMBEDDINGS_MISSING
@@ -49,17 +49,7 @@ def layout(**query: Any) -> html.Div:
                     html.Label("Run "),
                     dcc.Dropdown(id="map-run", clearable=False, style={"minWidth": "16rem"}),
                     html.Label("Colour by ", style={"marginLeft": "1rem"}),
-                    dcc.RadioItems(
-                        id="map-colour",
-                        options=[
-                            {"label": "band", "value": "band"},
-                            {"label": "class", "value": "class"},
-                        ],
-                        value=view["colour"],
-                        inline=True,
-                        inputStyle={"marginRight": "0.25rem"},
-                        labelStyle={"marginRight": "0.8rem"},
-                    ),
+                    radio("map-colour", [("band", "band"), ("class", "class")], view["colour"]),
                 ],
                 className="controls",
                 style={"display": "flex", "alignItems": "center", "gap": "0.5rem"},
@@ -105,19 +95,7 @@ def layout(**query: Any) -> html.Div:
     )
 
 
-@callback(
-    Output("map-run", "options"),
-    Output("map-run", "value"),
-    Input("shell-runs", "value"),
-    Input("map-wanted", "data"),
-    State("map-run", "value"),
-)
-@tolerant
-def run_choices(selected: list[str] | None, wanted: dict | None, current: str | None):
-    names = runs.provider().names()
-    from_shell = dash.ctx.triggered_id == "shell-runs"
-    value = choose_run(names, selected, (wanted or {}).get("run"), current, from_shell)
-    return picker.options(names), value
+picker.register("map-run", wanted="map-wanted")
 
 
 @callback(

@@ -16,7 +16,7 @@ from dash.exceptions import PreventUpdate
 from dashboard import label_views, runs
 from dashboard.kit import picker
 from dashboard.kit.cards import image_card
-from dashboard.kit.picker import choose_run
+from dashboard.kit.controls import radio
 from dashboard.shell import tolerant
 from epochscope import labels
 
@@ -24,6 +24,7 @@ dash.register_page(
     __name__, path="/labels", name="Labels", title="Epochscope: likely mislabeled, calibration"
 )
 
+METHODS_SHOWN = [("self_confidence", "self-confidence"), ("normalized_margin", "normalized margin")]
 ROW = {"display": "flex", "gap": "0.8rem", "alignItems": "center", "flexWrap": "wrap"}
 
 
@@ -58,16 +59,13 @@ def layout(
             _dropdown("labels-label", "any class"),
             html.Label("suggested"),
             _dropdown("labels-suggested", "any class"),
-            dcc.RadioItems(
-                id="labels-method",
-                options=[
-                    {"label": "self-confidence", "value": "self_confidence"},
-                    {"label": "normalized margin", "value": "normalized_margin"},
+            radio(
+                "labels-method",
+                [
+                    ("self_confidence", "self-confidence"),
+                    ("normalized_margin", "normalized margin"),
                 ],
-                value="self_confidence",
-                inline=True,
-                inputStyle={"marginRight": "0.25rem"},
-                labelStyle={"marginRight": "0.8rem"},
+                "self_confidence",
             ),
             html.Button("CSV of the whole ranking", id="labels-export", n_clicks=0),
             dcc.Download(id="labels-download"),
@@ -101,19 +99,7 @@ def layout(
     )
 
 
-@callback(
-    Output("labels-run", "options"),
-    Output("labels-run", "value"),
-    Input("shell-runs", "value"),
-    Input("labels-wanted", "data"),
-    State("labels-run", "value"),
-)
-@tolerant
-def run_choices(selected: list[str] | None, wanted: dict | None, current: str | None):
-    names = runs.provider().names(having="predictions")
-    from_shell = dash.ctx.triggered_id == "shell-runs"
-    value = choose_run(names, selected, (wanted or {}).get("run"), current, from_shell)
-    return picker.options(names), value
+picker.register("labels-run", having="predictions", wanted="labels-wanted")
 
 
 @callback(
