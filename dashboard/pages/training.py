@@ -9,14 +9,9 @@ import dash
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dashboard import figures, live, runs
+from dashboard import figures, live, mistakes, runs
 from dashboard.hparams import hparam_rows, run_hparams
-from dashboard.kit.band_chart import band_accuracy_figure
-from dashboard.kit.calibration_chart import ece_figure
-from dashboard.kit.relatedness import relatedness_figure
-from dashboard.kit.silhouette_chart import silhouette_figure
 from dashboard.shell import selection, tolerant
-from epochscope.labels import LABEL_STATS_MISSING
 
 log = logging.getLogger(__name__)
 
@@ -157,74 +152,9 @@ def update_mistakes(_n: int | None, names: list[str] | None, key: dict | None):
         raise PreventUpdate  # no new prediction file: nothing is sent
     graphs = []
     for run, (epochs, embedded) in new_key.items():
-        if not epochs and not embedded:
-            continue
-        try:
-            run_view = runs.run(run)
-            done, values = run_view.relatedness_series()  # empty without a hierarchy
-            per_epoch = [run_view.band_accuracy(e) for e in run_view.epochs]
-            # the band silhouette in embedding space, from each epoch's embeddings file
-            sil_epochs, silhouettes = run_view.silhouette_series()
-        except Exception as e:  # mid-replacement or damaged: this run only, the next poll retries
-            log.warning("mistakes of %s: %s: %s", run, type(e).__name__, str(e)[:200])
-            continue
-        if done:
-            title = f"{run}: are the mistakes related to the true class?"
-            graphs.append(
-                dcc.Graph(
-                    id={"type": "training-mistakes-graph", "run": run},
-                    figure=relatedness_figure(done, values, title=title),
-                    config={"displaylogo": False},
-                    className="graph",
-                )
-            )
-        if any(v is not None for v in silhouettes):
-            groups = run_view.silhouette_groups
-            graphs.append(
-                dcc.Graph(
-                    id={"type": "training-silhouette-graph", "run": run},
-                    figure=silhouette_figure(
-                        sil_epochs, silhouettes, groups,
-                        f"{run}: do the {groups} separate in the embedding space? (silhouette)",
-                    ),
-                    config={"displaylogo": False},
-                    className="graph",
-                )
-            )  # fmt: skip
-        if any(per_epoch):
-            graphs.append(
-                dcc.Graph(
-                    id={"type": "training-bands-graph", "run": run},
-                    figure=band_accuracy_figure(
-                        run_view.epochs, per_epoch, f"{run}: top-1 accuracy per band (validation)"
-                    ),
-                    config={"displaylogo": False},
-                    className="graph",
-                )
-            )
-        try:
-            ece = run_view.ece_series()  # empty for a run from before the label arrays
-        except Exception as e:  # a damaged label file: this chart only
-            log.warning("calibration of %s: %s: %s", run, type(e).__name__, str(e)[:200])
-            continue
-        graphs.append(ece_panel(run, ece))
+        if epochs or embedded:
+            graphs += mistakes.run_graphs(run, runs.run)
     return graphs, new_key
-
-
-def ece_panel(run: str, series: dict[str, list]) -> dcc.Graph | html.P:
-    """The run's ECE over epochs, or why it has none (its files predate the label arrays)."""
-    if not series["epoch"]:
-        return html.P(
-            f"{run}: no calibration curve: {LABEL_STATS_MISSING}.",
-            id={"type": "training-ece-missing", "run": run},
-            className="hint",
-        )
-    return dcc.Graph(
-        id={"type": "training-ece-graph", "run": run},
-        figure=ece_figure(series, f"{run}: calibration over epochs (ECE, 15 bins; temperature)"),
-        config={"displaylogo": False},
-        className="graph",
-    )
 
 
 def hparams_table(names: list[str]) -> html.Div | html.P:

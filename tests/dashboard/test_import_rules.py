@@ -23,7 +23,7 @@ VIEWS = {
     "labels": ("dashboard/label_views.py", "dashboard/pages/labels.py"),
     "classify": ("dashboard/classify_view.py", "dashboard/pages/classify.py"),
     "training": ("dashboard/figures.py", "dashboard/live.py", "dashboard/hparams.py",
-                 "dashboard/pages/training.py"),
+                 "dashboard/mistakes.py", "dashboard/pages/training.py"),
 }  # fmt: skip
 
 #: calls that read the file system: a dashboard module asks the provider instead
