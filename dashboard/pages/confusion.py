@@ -59,6 +59,13 @@ def layout(**query: Any) -> html.Div:
     return _layout(focus="matrix", **query)
 
 
+#: what the matrix shows (the update's first inputs, and what a link records)
+VIEW_INPUTS = [
+    Input(f"confusion-{name}", "value")
+    for name in ("run", "epoch", "mode", "order", "scale", "options", "compare", "compare-epoch")
+]
+
+
 def _context(run: str, kind: str, opened: Run) -> list[Any]:
     return [run, kind, opened.num_classes]
 
@@ -197,14 +204,7 @@ clientside_callback(
     Output("confusion-info", "children"),
     Output("confusion-epoch-label", "children"),
     Output("confusion-compare-error", "children"),
-    Input("confusion-run", "value"),
-    Input("confusion-epoch", "value"),
-    Input("confusion-mode", "value"),
-    Input("confusion-order", "value"),
-    Input("confusion-scale", "value"),
-    Input("confusion-options", "value"),
-    Input("confusion-compare", "value"),
-    Input("confusion-compare-epoch", "value"),
+    *VIEW_INPUTS,
     Input("confusion-graph", "relayoutData"),
     Input("confusion-viewport", "data"),
     Input("confusion-selected", "data"),
@@ -278,14 +278,7 @@ def update_matrix(
 
 @callback(
     Output("confusion-url", "data"),
-    Input("confusion-run", "value"),
-    Input("confusion-epoch", "value"),
-    Input("confusion-mode", "value"),
-    Input("confusion-order", "value"),
-    Input("confusion-scale", "value"),
-    Input("confusion-options", "value"),
-    Input("confusion-compare", "value"),
-    Input("confusion-compare-epoch", "value"),
+    *VIEW_INPUTS,
     Input("confusion-view", "data"),
     Input("confusion-selected", "data"),
 )
