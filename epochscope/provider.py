@@ -62,7 +62,9 @@ class Runs:
         self._summaries = reader.SummaryCache(listed)
         self._candidates = reader._Candidates()
         self._searches: OrderedDict[str, tuple[RunInfo | None, str]] = OrderedDict()
-        self._listed = listed
+        self._max_listed = listed
+        # (the candidates' list, by name): one attribute, replaced whole (threads read it)
+        self._index: tuple[list[Path] | None, dict[str, Path]] = (None, {})
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -98,10 +100,10 @@ class Runs:
         """The picker's search words of a run (``lr=0.1 arch=...``), made again only when its
         run.json changed: from the RunInfo the summary cache holds, so a poll over 1,000 runs
         reads and stats nothing more."""
-        try:
-            info = self._summaries.info(safe_run_dir(self.root, name))
-        except (ValueError, LookupError):
+        path = self._listed(name)
+        if path is None:
             return ""
+        info = self._summaries.info(path)
         with self._lock:
             hit = self._searches.get(name)
             if hit is not None and hit[0] is info:
@@ -110,9 +112,18 @@ class Runs:
         text = search_text(settings(info))
         with self._lock:
             self._searches[name] = (info, text)
-            while len(self._searches) > self._listed:
+            while len(self._searches) > self._max_listed:
                 self._searches.popitem(last=False)
         return text
+
+    def _listed(self, name: str) -> Path | None:
+        """The folder of a run the last listing found (no checks again: the listing made
+        them, and lists again only when RUNS changed), else None."""
+        listing = self._candidates.get(self.root)  # one stat of RUNS while it is unchanged
+        index = self._index
+        if listing is not index[0]:
+            index = self._index = (listing, {p.name: p for p in listing})
+        return index[1].get(name)
 
     # --- one run -----------------------------------------------------------------------------
     def check(self, name: str) -> str:
