@@ -92,9 +92,11 @@ def _view_options(options: list[str] | None) -> dict[str, Any]:
 picker.register("confusion-run", having="predictions", wanted="confusion-wanted")
 
 
-@callback(Output("confusion-compare", "options"), Input("confusion-run", "options"))
-def compare_choices(options: list[dict] | None):
-    return options or []  # any run with predictions may be compared
+@callback(Output("confusion-compare", "options"), Input("shell-runs", "value"))
+@tolerant
+def compare_choices(_selected: list[str] | None):
+    # any run with predictions may be compared (a link's run is chosen by the layout)
+    return picker.options(runs.provider().names(having="predictions"))
 
 
 @callback(
@@ -138,14 +140,6 @@ def since_default(options: list[dict] | None, current: int | None):
     if not values or current in values:
         raise PreventUpdate
     return values[0]  # change since the first epoch, until the user picks another
-
-
-@callback(
-    Output("confusion-compare", "value"),
-    Input("confusion-wanted", "data"),
-)
-def compare_from_url(wanted: dict | None):
-    return (wanted or {}).get("compare")
 
 
 @callback(

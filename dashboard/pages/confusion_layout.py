@@ -109,6 +109,10 @@ def _controls(view: dict[str, Any]) -> html.Div:
                     html.Label("Compare with"),
                     dcc.Dropdown(
                         id="confusion-compare",
+                        # the run a link names, chosen from the start (its option with it: a
+                        # value before its option would be dropped); the list comes next
+                        options=[{"label": c, "value": c}] if (c := view["compare"]) else [],
+                        value=view["compare"],
                         placeholder="no comparison",
                         clearable=True,
                         style={"width": "14rem"},
