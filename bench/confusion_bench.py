@@ -8,7 +8,7 @@ first render after start-up. Issue 16: the per-class table for 1000 classes and 
 
 A reply's server time here is what the page's matrix callback does: render the visible range
 with datashader, build the figure, and encode it as JSON the way Dash does (Plotly's encoder).
-Synthetic predictions (dashboard.confusion.synthetic) stand in for a real run: the timing
+Synthetic predictions (bench.synthetic_runs) stand in for a real run: the timing
 depends on the number of non-empty cells, not on what the model learnt.
 """
 
@@ -25,10 +25,10 @@ import numpy as np
 import plotly.graph_objects as go
 
 from bench.harness import stat, time_call
+from bench.synthetic_runs import write_run
 from dashboard.confusion import data, service
 from dashboard.confusion.figure import PLOT_PX, matrix_spec
 from dashboard.confusion.render import place, render, warm_up
-from dashboard.confusion.synthetic import write_run
 from epochscope.analysis.confusion import confusion
 from epochscope.analysis.ordering import cluster_order, index_order, positions
 from epochscope.analysis.per_class import class_stats, table_rows

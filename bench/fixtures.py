@@ -6,12 +6,13 @@ reused; the same options always give the same bytes, so a cached copy is as good
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from epochscope.reader import MetricsLog
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / "bench" / ".cache"
@@ -61,9 +62,8 @@ def train(
 
 
 def epoch_events(run_dir: Path) -> list[dict]:
-    """The run's epoch events in file order."""
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    events = [json.loads(line) for line in lines if line.strip()]
+    """The run's epoch events in file order (read by epochscope's one parser of the log)."""
+    events = MetricsLog(run_dir / "metrics.jsonl").refresh()
     return [e for e in events if e.get("kind") == "epoch"]
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from bench.harness import stat
-from dashboard.confusion.synthetic import class_table
+from bench.synthetic_runs import class_table
 from epochscope import reader
 from epochscope.analysis import calibration as cal
 from epochscope.analysis.label_issues import EpochScores, label_issues
@@ -174,7 +174,7 @@ def measure_views(n: int, classes: int, repeats: int) -> dict:
                     assert reply.status_code == 200, reply.get_data(as_text=True)[:300]
 
             def views() -> None:
-                run = runs.run(run_dir)
+                run = runs.at(run_dir)
                 cards, _, missing = label_views.issues_view(run, 3)
                 assert not missing and len(cards) == 24
                 to_json_plotly([asdict(c) for c in cards])
@@ -182,7 +182,7 @@ def measure_views(n: int, classes: int, repeats: int) -> dict:
 
             def unseen(fn) -> float:
                 # the epoch never seen: its files and what is derived from them are dropped
-                runs.run(run_dir).forget("predictions", "label_stats", "label_issues",
+                runs.at(run_dir).forget("predictions", "label_stats", "label_issues",
                                          "calibration", "reliability", "ece")  # fmt: skip
                 t0 = time.perf_counter()
                 fn()

@@ -5,7 +5,7 @@ it. Targets: a rendered map reply from a cached layout <= 100 ms at 50,000 point
 drawn: datashader over the visible range, the figure, JSON as Dash sends it); the layout time
 per epoch at 50,000 x 128 (UMAP, one thread: a fixed random_state) is reported.
 
-Synthetic features (dashboard.embedding_map.synthetic) on a 1,000-class WordNet run stand in
+Synthetic features (bench.synthetic_embeddings) on a 1,000-class WordNet run stand in
 for a network's: the times depend on the number of points and dimensions, not on what a model
 learnt.
 """
@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from bench.harness import stat, time_call
+from bench.synthetic_embeddings import write_embeddings
+from bench.synthetic_runs import write_run
 from dashboard.confusion.service import figure_json
-from dashboard.confusion.synthetic import write_run
 from dashboard.embedding_map import service
 from dashboard.embedding_map.render import warm_up
-from dashboard.embedding_map.synthetic import write_embeddings
 from epochscope import maps
 from epochscope.analysis.embedding_map import layout
 from epochscope.run import open_run

@@ -130,13 +130,15 @@ def run(quick: bool = False, cache: Path = fixtures.CACHE) -> dict:
         size = make_runs(root, runs, epochs)
         made_s = time.perf_counter() - t0
 
-        from epochscope.reader import CANDIDATES
+        from epochscope.reader import _Candidates
         from epochscope.run import Run
+
+        candidates = _Candidates()
 
         # the reference: every run opened and summarised from its whole log, from scratch (the
         # page cache is warm for both)
         def uncached_listing() -> list:
-            return [Run(d).summary for d in CANDIDATES.get(root)]
+            return [Run(d).summary for d in candidates.get(root)]
 
         uncached = time_call(uncached_listing, 1 if quick else 3)
 

@@ -21,19 +21,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import parse_form_data
 
-from dashboard import config, inference, runs
-from epochscope import labels, similar
+from dashboard import inference, runs
+from epochscope import Runs, labels, similar
 from epochscope.analysis.label_issues import METHODS
 from epochscope.embeddings import EMBEDDINGS_MISSING
-from epochscope.reader import list_runs, model_epochs, prediction_epochs, safe_run_dir
 from epochscope.run import Run
 
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields around the file
@@ -71,27 +68,27 @@ def _error(message: str, status: int):
     return reply
 
 
-def default_run(runs_dir: os.PathLike[str]) -> str | None:
+def default_run(provider: Runs) -> str | None:
     """The newest run that has a model."""
-    for s in list_runs(runs_dir):
-        if model_epochs(Path(runs_dir) / s.name):  # a name list_runs checked
-            return s.name
+    for name in provider.names():
+        if provider.epochs(name, "models"):
+            return name
     return None
 
 
 def classify_upload(data: bytes, run: str | None, epoch: str | int | None) -> dict[str, Any]:
     """Top-5 of one upload; raises inference.ImageError (status attached) for every failure."""
-    runs_dir = config.runs_dir()
-    run = run or default_run(runs_dir)
+    provider = runs.provider()
+    run = run or default_run(provider)
     if not run:
         raise inference.ImageError("no run with a model yet", 404)
     try:
-        run_dir = safe_run_dir(runs_dir, run)
+        provider.check(run)
     except ValueError as e:
         raise inference.ImageError(str(e), 400) from None
     except LookupError as e:
         raise inference.ImageError(str(e), 404) from None
-    epochs = model_epochs(run_dir)
+    epochs = provider.epochs(run, "models")
     if epoch in (None, ""):
         if not epochs:
             raise inference.ImageError(f"run {run!r} has no model yet", 404)
@@ -103,7 +100,7 @@ def classify_upload(data: bytes, run: str | None, epoch: str | int | None) -> di
     if epoch not in epochs:
         raise inference.ImageError(f"run {run!r} has no model for epoch {epoch}", 404)
     try:
-        classifier = inference.Classifier.for_run(run_dir, epoch)
+        classifier = inference.Classifier.for_run(provider.run(run), epoch)
         result = classifier.classify([data])[0]
     except inference.ImageError:
         raise
@@ -129,14 +126,14 @@ def _whole(name: str, value: str | None, default: int | None, low: int, high: in
 def run_and_epoch(run: str | None, epoch: str | None) -> tuple[Run, int]:
     """The Run (through the worker's RunCache) and epoch a label request names: the newest
     run with predictions and its last epoch by default; ApiError 400/404 otherwise."""
-    runs_dir = config.runs_dir()
+    provider = runs.provider()
     if not run:
-        names = [s.name for s in list_runs(runs_dir) if prediction_epochs(runs_dir / s.name)]
+        names = provider.names(having="predictions")
         if not names:
             raise ApiError("no run with predictions yet", 404)
         run = names[0]
     try:
-        opened = runs.run(safe_run_dir(runs_dir, run))
+        opened = provider.run(run)
     except ValueError as e:
         raise ApiError(str(e), 400) from None
     except LookupError as e:
@@ -198,8 +195,8 @@ def similar_upload(
     """The k validation images nearest to one upload; raises inference.ImageError (status
     attached) for every failure: 409 when the run or its epoch has no embeddings, or the
     epoch's model no embedding output."""
-    runs_dir = config.runs_dir()
-    run = run or default_run(runs_dir)
+    provider = runs.provider()
+    run = run or default_run(provider)
     if not run:
         raise inference.ImageError("no run with a model yet", 404)
     try:
@@ -207,21 +204,21 @@ def similar_upload(
     except (TypeError, ValueError):
         raise inference.ImageError(f"epoch must be a whole number, not {epoch!r}", 400) from None
     try:
-        run_dir = safe_run_dir(runs_dir, run)
+        provider.check(run)
         count = similar.check_k(10 if k in (None, "") else k)
     except ValueError as e:
         raise inference.ImageError(str(e), 400) from None
     except LookupError as e:
         raise inference.ImageError(str(e), 404) from None
     try:
-        view = runs.run(run_dir)
+        view = provider.run(run)
     except (LookupError, ValueError, OSError) as e:
         raise inference.ImageError(f"cannot use run {run!r}: {e}", 409) from None
     if wanted is not None and wanted not in view.model_epochs + view.embedding_epochs:
         raise inference.ImageError(f"run {run!r} has no model for epoch {wanted}", 404)
     try:
         chosen = similar.search_epoch(view, wanted, need_model=True)
-        classifier = inference.Classifier.for_run(run_dir, chosen)
+        classifier = inference.Classifier.for_run(view, chosen)
         if not classifier.has_embedding:
             message = similar.NO_EMBEDDING_OUTPUT.format(epoch=chosen)
             raise inference.ImageError(f"{message}: {EMBEDDINGS_MISSING}", 409)

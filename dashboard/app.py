@@ -12,8 +12,7 @@ import dash
 from dash import Dash, Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dashboard import access, api, config
-from dashboard.hparams import search_text, settings
+from dashboard import access, api, runs
 from dashboard.shell import (
     NAV,
     default_runs,
@@ -24,8 +23,6 @@ from dashboard.shell import (
     selection,
     tolerant,
 )
-from epochscope.reader import SUMMARIES, list_runs
-from epochscope.records import RunInfo
 
 HERE = Path(__file__).resolve().parent
 
@@ -72,22 +69,6 @@ app.layout = html.Div(
 )
 
 
-_SEARCHES: dict[Path, tuple[RunInfo | None, str]] = {}
-
-
-def _search(run_dir: Path) -> str:
-    """The picker's search words of a run, made again only when its run.json changed: from
-    the RunInfo the picker's summary cache holds (the same object while the file is
-    unchanged), so a poll over 1,000 runs reads and stats nothing more."""
-    info = SUMMARIES.info(run_dir)
-    hit = _SEARCHES.get(run_dir)
-    if hit is not None and hit[0] is info:
-        return hit[1]
-    text = search_text(settings(info))
-    _SEARCHES[run_dir] = (info, text)
-    return text
-
-
 @callback(
     Output("shell-runs", "options"),
     Output("shell-runs", "value"),
@@ -106,9 +87,9 @@ def sync_runs(search: str | None, _n: int | None, current: list[str] | None, kno
     """
     if current is not None:
         current = selection(current)[0]  # a client's list: names once, at most EPOCHSCOPE_MAX_RUNS
-    runs_dir = config.runs_dir()
-    summaries = list_runs(runs_dir)
-    searches = {s.name: _search(runs_dir / s.name) for s in summaries}
+    provider = runs.provider()
+    summaries = provider.summaries()
+    searches = {s.name: provider.search_words(s.name) for s in summaries}
     options = picker_options(summaries, searches)
     names = [s.name for s in summaries]
     wanted = runs_from_search(search)

@@ -11,12 +11,11 @@ import numpy as np
 from dash import html
 
 from dashboard import config, inference
-from dashboard.similar_view import strip
-from epochscope.reader import is_synthetic_dataset
+from dashboard.kit.similar import strip
 from epochscope.records import DataInfo
 
 try:  # the ImageNet catalogue gives the WordNet path of a predicted class
-    from assets.catalogue import load_catalogue
+    from epochscope.catalogue import load_catalogue
 except ImportError:  # pragma: no cover - the package is part of this repository
     load_catalogue = None
 
@@ -156,9 +155,7 @@ def result_card(filename: str, result: dict[str, Any]) -> html.Div:
 def trained_on_synthetic(data: DataInfo) -> bool:
     """Whether run.json says the run learnt from the synthetic demo data: ``data.synthetic``,
     or, for runs written before that key, a demo.json marker under ``data.root``."""
-    if data.synthetic is not None:
-        return data.synthetic
-    return bool(data.root) and is_synthetic_dataset(data.root)
+    return data.is_synthetic
 
 
 DEMO_NOTICE = (

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from dash import Patch
 from plotly.subplots import make_subplots
 
-from epochscope.reader import best_epoch, epoch_table
+from epochscope.events import best_epoch, epoch_table
 from epochscope.records import clean_number
 
 __all__ = ["best_epoch", "build_figure", "patch_figure", "run_series"]

@@ -3,42 +3,21 @@ marked, and the text the run picker searches (``lr=0.1 arch=resnet18_v2 ...``)."
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from dashboard import runs
-from epochscope.records import RunInfo
+from epochscope import Runs
+from epochscope.settings import search_text, settings, show
 
-# run.json's top-level settings shown beside ``hparams`` (hparams wins where both name a key)
-TOP_LEVEL = ("engine", "arch", "width", "epochs", "batch_size", "world_size")
+__all__ = ["HparamRow", "hparam_rows", "run_hparams", "search_text", "settings", "show"]
 
 
-def run_hparams(run_dir: Path) -> dict[str, Any]:
+def run_hparams(name: str, provider: Runs | None = None) -> dict[str, Any]:
     """A run's settings: ``hparams`` plus the top-level ones, {} when run.json is unreadable
-    (read once per snapshot of the run: dashboard.runs)."""
-    return settings(runs.info(run_dir))
-
-
-def settings(info: RunInfo | None) -> dict[str, Any]:
-    """The settings a run.json records: ``hparams`` plus the top-level ones ({} for None)."""
-    if info is None:
-        return {}
-    # 0 epochs or batch size: not recorded (an imported or own-loop run that did not say)
-    out = {k: v for k in TOP_LEVEL if (v := getattr(info, k)) not in (0, None, "")}
-    out.update(info.hparams)
-    return out
-
-
-def show(value: Any) -> str:
-    """A value as the table shows it: JSON for lists and dicts, else str; '-' for missing."""
-    if value is None:
-        return "-"
-    if isinstance(value, list | dict):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
+    (read once per snapshot of the run, through the provider)."""
+    return settings((provider or runs.provider()).info(name))
 
 
 #: settings shown first (after those that differ): what a reader looks for in any run
@@ -81,12 +60,3 @@ def hparam_rows(
             for r in rows
         ]
     return rows
-
-
-# keys the search text leaves out: paths and commands that would match almost any query
-NOT_SEARCHED = ("data", "runs_dir", "name", "command", "resume", "background")
-
-
-def search_text(hp: Mapping[str, Any]) -> str:
-    """``key=value`` words the run picker matches a typed query against."""
-    return " ".join(f"{k}={show(v)}" for k, v in sorted(hp.items()) if k not in NOT_SEARCHED)

@@ -13,7 +13,6 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,9 +20,9 @@ import onnxruntime as ort
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from dashboard import config, model_limits, runs
+from epochscope import ModelFile, Run
 from epochscope.predictions import softmax, top_k
 from epochscope.preprocess import apply_draft, draft_size, prepare, to_rgb, upright
-from epochscope.reader import model_path
 from epochscope.records import ONNX_EMBEDDING, Preprocess
 from epochscope.similar import has_embedding_output
 
@@ -188,12 +187,11 @@ class SessionCache:
         self._lock = threading.Lock()
 
     @staticmethod
-    def key(path: Path) -> ModelKey:
-        st = path.stat()
-        return (str(path), st.st_mtime_ns, st.st_size)
+    def key(model: ModelFile) -> ModelKey:
+        return model.key
 
-    def get(self, path: Path) -> ort.InferenceSession:
-        key = self.key(path)
+    def get(self, model: ModelFile) -> ort.InferenceSession:
+        key = self.key(model)
         with self._lock:
             if key in self._refused:
                 raise ValueError(self._refused[key])
@@ -207,14 +205,14 @@ class SessionCache:
         try:
             # the bounded reader: a regular file inside its run (models/..), checked, loaded
             # from those same bytes
-            data = model_limits.check_model_file(path, within=path.parent.parent)
+            data = model_limits.check_model(model)
             session = ort.InferenceSession(
                 data, sess_options=opts, providers=["CPUExecutionProvider"]
             )
         except model_limits.ModelRefused as e:
-            raise ValueError(f"the model {path.name} is refused: {e}") from None
+            raise ValueError(f"the model {model.name} is refused: {e}") from None
         except Exception as e:  # onnxruntime raises its own exception types
-            raise ValueError(f"cannot load the model {path.name}: {e}") from None
+            raise ValueError(f"cannot load the model {model.name}: {e}") from None
         with self._lock:
             self._sessions[key] = session
             self._sessions.move_to_end(key)
@@ -250,15 +248,20 @@ class Classifier:
 
     @classmethod
     def for_run(
-        cls, run_dir: str | os.PathLike[str], epoch: int, cache: SessionCache = SESSIONS
+        cls, run: Run | str | os.PathLike[str], epoch: int, cache: SessionCache = SESSIONS
     ) -> Classifier:
-        run = runs.run(run_dir)
+        """The classifier of ``run``'s epoch (a Run, or a run directory: tests, the bench)."""
+        if not isinstance(run, Run):
+            run = runs.at(run)
         pre = run.info.preprocess
         if pre is None:
             raise LookupError(f"run {run.name!r} records no preprocessing: it has no model")
         classes = list(zip(range(run.num_classes), run.wnids, run.names, strict=True))
-        path = model_path(run.path, epoch)
-        return cls(cache.get(path), pre, classes, cache.key(path), cache)
+        try:
+            model = run.model(epoch)
+        except OSError:
+            raise LookupError(f"run {run.name!r} has no model for epoch {epoch}") from None
+        return cls(cache.get(model), pre, classes, cache.key(model), cache)
 
     @property
     def has_embedding(self) -> bool:

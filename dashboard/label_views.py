@@ -7,24 +7,21 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from dashboard.confusion.drilldown import safe_image_path, stored_thumbnail_uri, thumbnail_uri
-from dashboard.confusion.service import thumbnail_source
+from dashboard.kit.calibration_chart import AFTER, BEFORE
+from dashboard.kit.images import row_thumbnail, thumbnail_source
 from epochscope import labels
 from epochscope.analysis.bands import UNKNOWN
 from epochscope.run import Run
 
 #: images shown with thumbnails (the CSV export holds the whole ranking)
 CARDS = 24
-BEFORE, AFTER = "#d62728", "#1f77b4"
 
 
 @dataclass(frozen=True)
@@ -48,13 +45,12 @@ def issue_cards(
     out = []
     for i in range(min(limit, len(columns["index"]))):
         row, rel = int(columns["index"][i]), columns["path"][i]
-        path = safe_image_path(str(root), rel) if root is not None and rel else None
         band = run.bands[columns["label"][i]]
         out.append(
             IssueCard(
                 row=row,
                 path=rel,
-                thumbnail=thumbnail_uri(path) or stored_thumbnail_uri(run.path, row),
+                thumbnail=row_thumbnail(run, row, root, rel),
                 label=columns["label_name"][i],
                 suggested=columns["suggested_name"][i],
                 score=columns["score"][i],
@@ -193,31 +189,6 @@ def reliability_figure(report: dict[str, Any], title: str) -> go.Figure:
         margin={"l": 60, "r": 20, "t": 70, "b": 50},
         legend={"orientation": "h", "y": -0.2},
     )
-    return fig
-
-
-def ece_figure(series: dict[str, Sequence[Any]], title: str) -> go.Figure:
-    """ECE over epochs (``labels.ece_series``): before and after temperature scaling, the
-    fitted temperature on a second axis."""
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    x = list(series["epoch"])
-    for key, name, colour in (("ece", "ECE", BEFORE), ("ece_scaled", "ECE after scaling", AFTER)):
-        fig.add_trace(
-            go.Scatter(x=x, y=list(series[key]), name=name, mode="lines+markers", meta=key,
-                       line={"color": colour}, hovertemplate="epoch %{x}: %{y:.2%}<extra></extra>"),
-            secondary_y=False,
-        )  # fmt: skip
-    fig.add_trace(
-        go.Scatter(x=x, y=list(series["temperature"]), name="temperature", mode="lines+markers",
-                   meta="temperature", line={"color": "#7f7f7f", "dash": "dash"},
-                   hovertemplate="epoch %{x}: T = %{y:.3f}<extra></extra>"),
-        secondary_y=True,
-    )  # fmt: skip
-    fig.update_layout(title=title, height=320, margin={"l": 60, "r": 60, "t": 50, "b": 40},
-                      legend={"orientation": "h", "y": -0.25})  # fmt: skip
-    fig.update_xaxes(title_text="epoch")
-    fig.update_yaxes(title_text="ECE", tickformat=".0%", rangemode="tozero", secondary_y=False)
-    fig.update_yaxes(title_text="temperature", rangemode="tozero", secondary_y=True)
     return fig
 
 

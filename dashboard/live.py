@@ -1,7 +1,7 @@
 """What a training-page poll sends: whole figures, patches with only new points, or nothing.
 
 The browser keeps, per run, the byte position of the last event it was sent (``state``); the
-server keeps one incremental reader per metrics.jsonl (``epochscope.reader.METRICS_CACHE``).
+server reads each metrics.jsonl incrementally through the provider (``epochscope.Runs.log``).
 A poll answers with
 the events after the browser's position, so every tab and every gunicorn worker agree without
 any shared memory: the position is a fact about the file, not about a process.
@@ -12,22 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
 from dash import Patch
 
-from dashboard import figures, runs
-from epochscope.reader import (
-    METRICS_CACHE,
-    MetricsCache,
-    epoch_table,
-    event_epoch,
-    last_status,
-    run_state,
-    safe_run_dir,
-)
+from dashboard import figures
+from epochscope import Runs
+from epochscope.events import epoch_table, event_epoch, last_status
 from epochscope.records import clean_number
 
 
@@ -46,8 +38,8 @@ class Update:
         return self.progress is None and all(v is None for v in self.panels.values())
 
 
-def _t0(run_dir: Path, events: list[dict[str, Any]]) -> float:
-    info = runs.info(run_dir)
+def _t0(provider: Runs, run: str, events: list[dict[str, Any]]) -> float:
+    info = provider.info(run)
     started = info.started if info is not None else None
     if started:
         return float(started)
@@ -71,17 +63,17 @@ def _count(value: Any) -> int | None:
     return int(number) if number is not None and number >= 0 else None
 
 
-def progress_of(run: str, run_dir: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
+def progress_of(provider: Runs, run: str, events: list[dict[str, Any]]) -> dict[str, Any]:
     """Current epoch, step, ETA and status of a run, as plain data for the page.
 
     The ETA is reckoned at the time of the last event (not now), so a poll with no new events
     has nothing new to say and sends nothing.
     """
-    info = runs.info(run_dir)
+    info = provider.info(run)
     total = (info.epochs or None) if info is not None else None
     table = epoch_table(events)
     done = max(table, default=0)
-    state = run_state(run_dir, events)
+    state = provider.state(run, events)
     status = last_status(events) or {}
     step = next((ev for ev in reversed(events) if ev.get("kind") == "step"), None)
     eta = None
@@ -111,21 +103,22 @@ def progress_of(run: str, run_dir: Path, events: list[dict[str, Any]]) -> dict[s
 
 
 def _full(
-    runs: list[tuple[str, Path]], cache: MetricsCache
+    provider: Runs, runs: list[str]
 ) -> tuple[dict[str, go.Figure], dict[str, Any], list[dict[str, Any]]]:
     per_panel: dict[str, list[figures.Series]] = {p: [] for p in figures.PANELS}
     state: dict[str, Any] = {
-        "runs": [r for r, _ in runs],
+        "runs": list(runs),
         "pos": {},
         "ino": {},
         "top": {},
         "best": {},
     }
     progress = []
-    for i, (run, run_dir) in enumerate(runs):
-        log = cache.get(run_dir)
+    for i, run in enumerate(runs):
+        log = provider.log(run)
         events = list(log.events)
-        for panel, series in figures.run_series(run, i, events, _t0(run_dir, events)).items():
+        t0 = _t0(provider, run, events)
+        for panel, series in figures.run_series(run, i, events, t0).items():
             per_panel[panel].extend(series)
         state["pos"][run] = log.position
         state["ino"][run] = log.inode
@@ -133,7 +126,7 @@ def _full(
         state["top"][run] = max(table, default=0)
         best = figures.best_epoch(table)
         state["best"][run] = [best] if best is not None else []
-        progress.append(progress_of(run, run_dir, events))
+        progress.append(progress_of(provider, run, events))
     state["keys"] = {p: figures.figure_keys(s) for p, s in per_panel.items()}
     state["empty"] = [p for p, s in per_panel.items() if not any(x.x for x in s)]
     state["progress"] = _digest(progress)
@@ -142,35 +135,29 @@ def _full(
 
 
 def _run_panel(
-    run: str, index: int, run_dir: Path, cache: MetricsCache, position: int, panel: str
+    provider: Runs, run: str, index: int, position: int, panel: str
 ) -> list[figures.Series]:
-    events = cache.get(run_dir).upto(position)
-    return figures.run_series(run, index, events, _t0(run_dir, events))[panel]
+    events = provider.log(run).upto(position)
+    return figures.run_series(run, index, events, _t0(provider, run, events))[panel]
 
 
-def poll(
-    runs_dir: Path,
-    selected: list[str],
-    state: dict[str, Any] | None,
-    cache: MetricsCache = METRICS_CACHE,
-) -> Update:
-    """Compare the browser's ``state`` with the run directories and say what to send."""
+def poll(provider: Runs, selected: list[str], state: dict[str, Any] | None) -> Update:
+    """Compare the browser's ``state`` with the provider's runs and say what to send."""
     runs, errors = [], []
     for name in selected or []:
         try:
-            runs.append((name, safe_run_dir(runs_dir, name)))
+            runs.append(provider.check(name))
         except (ValueError, LookupError) as e:
             errors.append(str(e))
-    names = [r for r, _ in runs]
-    if not state or state.get("runs") != names:
-        figs, new_state, progress = _full(runs, cache)
+    if not state or state.get("runs") != runs:
+        figs, new_state, progress = _full(provider, runs)
         return Update(dict(figs), progress, new_state, full=True, errors=errors)
 
     new_by_run: dict[str, list[dict[str, Any]]] = {}
     ends: dict[str, int] = {}
     progress = []
-    for run, run_dir in runs:
-        log = cache.get(run_dir)
+    for run in runs:
+        log = provider.log(run)
         new, ok, end = log.since(state["pos"].get(run, 0))
         redone = any(
             (ev.get("kind") == "epoch" and isinstance(ev.get("epoch"), int)
@@ -180,11 +167,11 @@ def poll(
         )  # fmt: skip
         if not ok or log.inode != state["ino"].get(run) or redone:
             # truncated, replaced or resumed: the drawn curves are no longer a prefix
-            figs, new_state, progress = _full(runs, cache)
+            figs, new_state, progress = _full(provider, runs)
             return Update(dict(figs), progress, new_state, full=True, errors=errors)
         new_by_run[run] = new
         ends[run] = end
-        progress.append(progress_of(run, run_dir, list(log.events)))
+        progress.append(progress_of(provider, run, list(log.events)))
 
     state = {
         **state,
@@ -195,12 +182,12 @@ def poll(
     keys = {p: list(k) for p, k in state["keys"].items()}
     panels: dict[str, go.Figure | Patch | None] = {p: None for p in figures.PANELS}
     grown: dict[str, list[figures.Series]] = {p: [] for p in figures.PANELS}
-    for i, (run, run_dir) in enumerate(runs):
+    for i, run in enumerate(runs):
         new = new_by_run[run]
         if not new:
             continue
-        all_events = cache.get(run_dir).upto(ends[run])
-        series = figures.run_series(run, i, new, _t0(run_dir, all_events), all_events)
+        all_events = provider.log(run).upto(ends[run])
+        series = figures.run_series(run, i, new, _t0(provider, run, all_events), all_events)
         best = state.setdefault("best", {})
         for panel, s in series.items():
             for one in s:
@@ -219,8 +206,8 @@ def poll(
             # its first points: draw it whole once, which also drops the "no data yet" note
             whole = [
                 x
-                for i, (run, run_dir) in enumerate(runs)
-                for x in _run_panel(run, i, run_dir, cache, state["pos"].get(run, 0), panel)
+                for i, run in enumerate(runs)
+                for x in _run_panel(provider, run, i, state["pos"].get(run, 0), panel)
             ]
             panels[panel], keys[panel] = figures.build_figure(panel, whole), [x.key for x in whole]
             empty.remove(panel)

@@ -16,10 +16,10 @@ dashboard needs no ``onnx`` package; initializers are skipped by their length, n
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from dashboard import config
-from epochscope.layout import read_regular
+from epochscope import ModelFile
 
 #: operators that repeat or branch at run time: a classifier has no use for them
 CONTROL_FLOW = frozenset({"Loop", "Scan", "If", "SequenceMap"})
@@ -122,16 +122,20 @@ def check_model_bytes(data: bytes, name: str = "the model") -> None:
         raise ModelRefused(f"{name} has no operators")
 
 
-def check_model_file(path: Path, within: Path | None = None) -> bytes:
-    """The model file's bytes, once they pass ``check_model_bytes`` and the size limit; read
-    by the bounded reader (a regular file, inside ``within`` when given)."""
+def check_model(model: ModelFile) -> bytes:
+    """The model's bytes, once they pass ``check_model_bytes`` and the size limit; read by
+    the provider's bounded reader (a regular file inside its run)."""
     limit = max_model_bytes()
-    size = path.stat().st_size
-    if size > limit:
+    if model.size > limit:
         raise ModelRefused(
-            f"{path.name} is {size / 2**20:.0f} MB, over the {limit / 2**20:.0f} MB model limit "
-            "(EPOCHSCOPE_MAX_MODEL_MB)"
+            f"{model.name} is {model.size / 2**20:.0f} MB, over the {limit / 2**20:.0f} MB model "
+            "limit (EPOCHSCOPE_MAX_MODEL_MB)"
         )
-    data = read_regular(path, limit, within=within)
-    check_model_bytes(data, path.name)
+    data = model.read(limit)
+    check_model_bytes(data, model.name)
     return data
+
+
+def check_model_file(path: str | os.PathLike[str]) -> bytes:
+    """:func:`check_model` of a model file outside any run (a notebook's, a test's)."""
+    return check_model(ModelFile.at(path))

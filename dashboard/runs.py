@@ -1,46 +1,72 @@
-"""The runs this worker serves, each read through one :class:`epochscope.Run`.
+"""The runs this worker serves: one :class:`epochscope.Runs` provider for RUNS_DIR.
 
-One cache rule for every page: a per-worker :class:`epochscope.RunCache`, least recently used
-dropped first, bounded by the bytes its Runs hold (EPOCHSCOPE_RUN_CACHE_MB), and a new Run
-when a run's files change (inode, size, mtime). What a view derives from a Run is kept in that
-Run's memo, under the same bound.
+Every page, the API, the live poll and the classifier read through it and the
+:class:`epochscope.Run` it hands out: one cache rule (a byte-bounded LRU of Runs,
+EPOCHSCOPE_RUN_CACHE_MB, a new Run when a run's files change), and no path in dashboard/.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from dash.exceptions import PreventUpdate
 
 from dashboard import config
-from epochscope.layout import safe_run_dir
+from epochscope import Run, Runs
 from epochscope.records import RunInfo
-from epochscope.run import Run, RunCache
 
-RUNS = RunCache()
+#: providers kept (one in a served dashboard: RUNS_DIR; tests and the bench open more folders)
+ROOTS = 4
+_lock = threading.Lock()
+_providers: OrderedDict[Path, Runs] = OrderedDict()
 
 
-def run(run_dir: str | os.PathLike[str]) -> Run:
-    """The Run of a run directory (one the caller checked is inside RUNS_DIR); LookupError
-    when it has no run.json."""
-    return RUNS.get(Path(run_dir))
+def provider(root: str | os.PathLike[str] | None = None) -> Runs:
+    """The provider of ``root`` (default RUNS_DIR), kept for the last few roots asked for."""
+    key = Path(config.runs_dir() if root is None else root)
+    with _lock:
+        runs = _providers.get(key)
+        if runs is None:
+            runs = _providers[key] = Runs(key)
+        _providers.move_to_end(key)
+        while len(_providers) > ROOTS:
+            _providers.popitem(last=False)
+        return runs
+
+
+def run(name: str) -> Run:
+    """The Run of a run name in RUNS_DIR: ValueError for a bad name, LookupError when absent."""
+    return provider().run(name)
+
+
+def at(run_dir: str | os.PathLike[str]) -> Run:
+    """The Run of a run directory, through the provider of its folder (tests and the bench
+    name runs by directory; pages name them by name)."""
+    path = Path(run_dir)
+    return provider(path.parent).run(path.name)
 
 
 def named(name: str | None) -> Run:
-    """The Run a page's run picker names, checked inside RUNS_DIR (once per callback: every
-    read goes through it); no update at all when nothing or nothing valid is named."""
+    """The Run a page's run picker names (once per callback: every read goes through it); no
+    update at all when nothing or nothing valid is named."""
     if not name:
         raise PreventUpdate
     try:
-        return run(safe_run_dir(config.runs_dir(), name))
+        return run(name)
     except (ValueError, LookupError):
         raise PreventUpdate from None
 
 
-def info(run_dir: str | os.PathLike[str]) -> RunInfo | None:
+def info(name: str) -> RunInfo | None:
     """run.json of a run, None when it is missing or unreadable."""
-    try:
-        return run(run_dir).info_or_none
-    except (LookupError, ValueError, OSError):
-        return None
+    return provider().info(name)
+
+
+def clear() -> None:
+    """Forget every provider's cached Runs."""
+    with _lock:
+        for runs in _providers.values():
+            runs.clear()

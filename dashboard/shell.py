@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlencode
 from dash.exceptions import PreventUpdate
 
 from dashboard import config
-from epochscope.layout import RUN_NAME_RE
-from epochscope.reader import RunSummary
+from epochscope import check_run_name
+from epochscope.records import RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +28,20 @@ NAV = (
 )
 
 
+def _valid_name(name: str) -> bool:
+    try:
+        check_run_name(name)
+    except ValueError:
+        return False
+    return True
+
+
 def runs_from_search(search: str | None) -> list[str]:
     """``?run=A&run=B`` -> ["A", "B"] (valid names only, first occurrence kept)."""
     names = parse_qs((search or "").lstrip("?")).get("run", [])
     out: list[str] = []
     for name in names:
-        if RUN_NAME_RE.fullmatch(name) and name not in out:
+        if _valid_name(name) and name not in out:
             out.append(name)
     return out[: config.max_selected_runs()]
 

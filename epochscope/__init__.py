@@ -4,12 +4,13 @@ dashboard reads (docs/run-directory.md), and the public API to log your own trai
 torch and the frameworks are imported by the functions that need them.
 """
 
-from epochscope.api import Run as RunLogger
-from epochscope.api import init
+from epochscope.api import RunLogger, init
 from epochscope.gather import gather_logits
 from epochscope.hierarchy import Taxonomy
 from epochscope.layout import SCHEMA, SchemaError, check_run_name, epoch_file, epoch_of
 from epochscope.lock import RunLockedError, lock_is_held
+from epochscope.modelfile import ModelFile
+from epochscope.provider import Runs
 from epochscope.records import (
     DataInfo,
     DeviceEvent,
@@ -30,6 +31,7 @@ __all__ = [
     "DataInfo",
     "DeviceEvent",
     "EpochEvent",
+    "ModelFile",
     "NullWriter",
     "Preprocess",
     "Run",
@@ -38,6 +40,7 @@ __all__ = [
     "RunLockedError",
     "RunLogger",
     "RunWriter",
+    "Runs",
     "SchemaError",
     "StatusEvent",
     "StepEvent",

@@ -3,7 +3,7 @@
 The run directory is the trainer's (docs/run-directory.md), written through the same
 :class:`~epochscope.writer.RunWriter`; the dashboard tells them apart only by run.json's
 ``engine`` (``epochscope-api``). numpy and the standard library at import; torch is imported only
-by :meth:`Run.log_model` for a torch module, and torch.distributed only when a job runs one.
+by :meth:`RunLogger.log_model` for a torch module, and torch.distributed only when a job runs one.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class EpochscopeWarning(UserWarning):
     """Something the run will miss or get wrong unless a setting changes; training goes on."""
 
 
-class Run:
+class RunLogger:
     """One run being logged. Made by :func:`init`; use ``with`` or call :meth:`finish`."""
 
     def __init__(
@@ -448,7 +448,7 @@ class Run:
         finally:
             self._writer.close()
 
-    def __enter__(self) -> Run:
+    def __enter__(self) -> RunLogger:
         return self
 
     def __exit__(
@@ -465,7 +465,7 @@ class Run:
             self.finish("failed", exc)
 
     def __repr__(self) -> str:
-        return f"<epochscope.Run {self.name!r} in {self.dir.parent} epoch {self.last_epoch}>"
+        return f"<epochscope.RunLogger {self.name!r} in {self.dir.parent} epoch {self.last_epoch}>"
 
     # --- internals ------------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -529,7 +529,7 @@ def init(
     if_exists: str = "error",
     epoch_base: int = 1,
     labels_later: bool = False,
-) -> Run:
+) -> RunLogger:
     """Start (or with ``resume=True`` continue) run ``name`` in ``runs_dir``.
 
     ``classes``: class names in index order, or (id, name) pairs (ImageNet wnids as ids give
@@ -541,7 +541,7 @@ def init(
     ``interpolation``: how the classifier page prepares a photo for the logged model.
     ``hierarchy``: a hierarchy TSV path or ``{class: group}`` mapping (order and bands of the
     confusion matrix). ``devices``: True (or "cuda"/"cpu") samples device memory and use into
-    the run. Under torch.distributed only rank 0 writes; the other ranks get a Run that writes
+    the run. Under torch.distributed only rank 0 writes; the other ranks get a RunLogger that writes
     nothing. Errors (ValueError, RunLockedError, FileExistsError) name the argument at fault.
 
     ``epochs``: how many epochs the run will have (the dashboard shows "epoch k of N").
@@ -549,9 +549,10 @@ def init(
     ``epoch`` argument is then counted from it. ``if_exists``: when run ``name`` exists,
     ``"error"`` (default), ``"resume"`` (add to it; ``resume=True`` says the same),
     ``"replace"`` (start over: the old run is deleted) or ``"new"`` (a new name, ``name-2``,
-    ``name-3``...; :attr:`Run.name` tells which). ``labels_later=True``: ``val_images`` are paths
-    without labels on purpose, the labels come with the first ``log_predictions(labels=...)``;
-    without it such paths are refused here rather than after a whole epoch.
+    ``name-3``...; :attr:`RunLogger.name` tells which). ``labels_later=True``: ``val_images``
+    are paths without labels on purpose, the labels come with the first
+    ``log_predictions(labels=...)``; without it such paths are refused here rather than after a
+    whole epoch.
     """
     check_run_name(name)
     if if_exists not in IF_EXISTS:
@@ -687,7 +688,7 @@ def init(
         check_images = images[:CHECK_IMAGES]
     elif paths is not None:
         check_images = [str(Path(root) / p) for p in paths[:CHECK_IMAGES]]
-    run = Run(writer, wnids, labels, image_size, done, predicted, steps_per_epoch, paths,
+    run = RunLogger(writer, wnids, labels, image_size, done, predicted, steps_per_epoch, paths,
               epoch_base=epoch_base, preprocess=pre, check_images=check_images)  # fmt: skip
     if devices and rank == 0:
         from epochscope.devices import DeviceMonitor

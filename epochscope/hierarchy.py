@@ -34,7 +34,7 @@ _ROOT = "\x00root"  # the virtual root above every real root (never a real id: N
 
 
 class Taxonomy:
-    """Look-ups over a class hierarchy, as assets.catalogue.Catalogue gives them for WordNet."""
+    """Look-ups over a class hierarchy, as epochscope.catalogue.Catalogue gives them for WordNet."""
 
     def __init__(self, links: Iterable[tuple[str, str]], names: Mapping[str, str] | None = None):
         self._parents: dict[str, list[str]] = {}

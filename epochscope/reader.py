@@ -25,6 +25,13 @@ from typing import Any
 import numpy as np
 
 from epochscope.embeddings import MAX_DIMS, MAX_FEATURES, Embeddings, Projection
+from epochscope.events import (  # re-exported: readers of events import them from here too
+    MAX_EPOCH,
+    best_epoch,  # noqa: F401
+    epoch_table,  # noqa: F401
+    event_epoch,
+    last_status,
+)
 from epochscope.layout import (
     CAPS,
     CLASSES_HEADER,
@@ -57,7 +64,7 @@ from epochscope.layout import (
 )
 from epochscope.lock import lock_is_held
 from epochscope.predictions import LABEL_ARRAYS
-from epochscope.records import EVENT_TYPES, RUNNING_STATES, RunInfo, clean_number
+from epochscope.records import EVENT_TYPES, RUNNING_STATES, RunInfo, RunSummary, clean_number
 from epochscope.tsv import read_tsv
 
 log = logging.getLogger(__name__)
@@ -543,46 +550,6 @@ class MetricsCache:
         return len(self._logs)
 
 
-METRICS_CACHE = MetricsCache()
-
-
-# --- resolving events --------------------------------------------------------------------------
-#: no run has more epochs; a larger "epoch" in a log is damage (a 400-digit one once broke the
-#: figures of every run drawn with it)
-MAX_EPOCH = 10**6
-
-
-def event_epoch(event: dict[str, Any]) -> int | None:
-    e = event.get("epoch")
-    return e if isinstance(e, int) and not isinstance(e, bool) and 1 <= e <= MAX_EPOCH else None
-
-
-def epoch_table(events: Iterable[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    """Epoch events by epoch, ascending; for an epoch written twice (resume) the last one wins."""
-    table: dict[int, dict[str, Any]] = {}
-    for ev in events:
-        e = event_epoch(ev)
-        if ev.get("kind") == "epoch" and e is not None:
-            table[e] = ev
-    return dict(sorted(table.items()))
-
-
-def last_status(events: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
-    status = None
-    for ev in events:
-        if ev.get("kind") == "status" and isinstance(ev.get("state"), str):
-            status = ev
-    return status
-
-
-def best_epoch(table: dict[int, dict[str, Any]], key: str = "val_top5") -> int | None:
-    """The epoch with the highest ``key`` (the earliest on ties), or None."""
-    scored = [(e, v) for e, ev in table.items() if (v := clean_number(ev.get(key))) is not None]
-    if not scored:
-        return None
-    return max(scored, key=lambda p: (p[1], -p[0]))[0]
-
-
 def lock_held(run_dir: str | os.PathLike[str]) -> bool:
     """Whether some live process holds RUN/run.lock (a dead writer holds nothing)."""
     return lock_is_held(Path(run_dir) / LOCK)
@@ -597,30 +564,6 @@ def run_state(run_dir: str | os.PathLike[str], events: Iterable[dict[str, Any]])
     if state in RUNNING_STATES:
         return "running" if lock_held(run_dir) else "crashed"
     return state if state in ("finished", "failed", "stopped") else "stopped"
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    name: str
-    state: str
-    engine: str
-    arch: str
-    epochs_done: int
-    epochs_total: int | None
-    best_val_top5: float | None
-    best_epoch: int | None
-    started: float | None
-    error: str | None = None
-    problem: str | None = None  # why run.json could not be read, when it could not
-
-    def label(self) -> str:
-        """One line for the run picker."""
-        total = self.epochs_total if self.epochs_total is not None else "?"
-        best = f"{self.best_val_top5:.1%}" if self.best_val_top5 is not None else "-"
-        return (
-            f"{self.name} · {self.state} · {self.engine} {self.arch} · "
-            f"epoch {self.epochs_done}/{total} · best val top-5 {best}"
-        )
 
 
 def arch_label(info: RunInfo) -> str:
@@ -833,15 +776,15 @@ def make_summary(
     )
 
 
-SUMMARIES = SummaryCache()
-
-
 class _Candidates:
     """The folder names of RUNS that may be runs, listed again only when RUNS itself changed
-    (a run added, removed, renamed or replaced by a link changes the folder's mtime)."""
+    (a run added, removed, renamed or replaced by a link changes the folder's mtime). Kept for
+    the last few roots only (a provider asks for its one root)."""
+
+    ROOTS = 4
 
     def __init__(self) -> None:
-        self._by_root: dict[Path, tuple[tuple[int, int, int], list[Path]]] = {}
+        self._by_root: OrderedDict[Path, tuple[tuple[int, int, int], list[Path]]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, root: Path) -> list[Path]:
@@ -866,21 +809,26 @@ class _Candidates:
                 log.debug("skipping %s: %s", name, e)
         with self._lock:
             self._by_root[root] = (sig, found)
+            self._by_root.move_to_end(root)
+            while len(self._by_root) > self.ROOTS:
+                self._by_root.popitem(last=False)
         return found
 
 
-CANDIDATES = _Candidates()
-
-
 def list_runs(
-    runs_dir: str | os.PathLike[str], summaries: SummaryCache = SUMMARIES
+    runs_dir: str | os.PathLike[str],
+    summaries: SummaryCache | None = None,
+    candidates: _Candidates | None = None,
 ) -> list[RunSummary]:
     """Every run in ``runs_dir`` (folders with a valid name and run.json), newest first.
 
-    Summaries come from ``summaries``, cached per run (see :class:`SummaryCache`)."""
+    Summaries come from ``summaries``, cached per run (see :class:`SummaryCache`); without
+    one (a notebook, a test) each call reads afresh. ``epochscope.Runs`` keeps both caches."""
     root = Path(runs_dir)
+    summaries = SummaryCache() if summaries is None else summaries
+    candidates = _Candidates() if candidates is None else candidates
     runs = []
-    for run_dir in CANDIDATES.get(root):
+    for run_dir in candidates.get(root):
         try:
             if (summary := summaries.summary(run_dir)) is not None:
                 runs.append(summary)

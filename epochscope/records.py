@@ -172,6 +172,16 @@ class DataInfo:
             store=str(d.get("store", ""))[:4096],
         )
 
+    @property
+    def is_synthetic(self) -> bool:
+        """Whether the run trained on make-demo-data's drawn shapes: ``synthetic`` as recorded,
+        or, for runs written before that key, a demo.json marker under ``root``."""
+        if self.synthetic is not None:
+            return self.synthetic
+        from epochscope.reader import is_synthetic_dataset  # reader imports records
+
+        return bool(self.root) and is_synthetic_dataset(self.root)
+
 
 @dataclass(frozen=True)
 class RunInfo:
@@ -319,3 +329,29 @@ RUNNING_STATES = ("started", "resumed")
 def event_keys(kind: str) -> tuple[str, ...]:
     """The keys an event of ``kind`` may carry besides kind, time and epoch."""
     return tuple(f.name for f in dataclasses.fields(EVENT_TYPES[kind]) if f.name != "epoch")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One run as the run picker lists it (``epochscope.Runs.summaries``)."""
+
+    name: str
+    state: str
+    engine: str
+    arch: str
+    epochs_done: int
+    epochs_total: int | None
+    best_val_top5: float | None
+    best_epoch: int | None
+    started: float | None
+    error: str | None = None
+    problem: str | None = None  # why run.json could not be read, when it could not
+
+    def label(self) -> str:
+        """One line for the run picker."""
+        total = self.epochs_total if self.epochs_total is not None else "?"
+        best = f"{self.best_val_top5:.1%}" if self.best_val_top5 is not None else "-"
+        return (
+            f"{self.name} · {self.state} · {self.engine} {self.arch} · "
+            f"epoch {self.epochs_done}/{total} · best val top-5 {best}"
+        )

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from epochscope.analysis.ordering import OrderKind, class_order, positions
 from epochscope.analysis.per_class import ClassStats, band_accuracy, class_stats
 from epochscope.analysis.relatedness import Relatedness, Relations, relatedness, relations
 from epochscope.cache import ByteLRU
+from epochscope.catalogue import Catalogue, load_catalogue
 from epochscope.embeddings import EMBEDDINGS_MISSING, Embeddings, unit_rows
 from epochscope.hierarchy import Taxonomy, read_hierarchy
 from epochscope.layout import (
@@ -55,10 +56,8 @@ from epochscope.layout import (
     epochs_in,
     predictions_path,
 )
+from epochscope.modelfile import ModelFile
 from epochscope.records import RunInfo
-
-if TYPE_CHECKING:
-    from assets.catalogue import Catalogue
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +108,15 @@ class Run:
     property that needs the file, for this run only.
     """
 
-    def __init__(self, path: str | os.PathLike[str], snapshot: Signature | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        snapshot: Signature | None = None,
+        logs: reader.MetricsCache | None = None,
+    ) -> None:
         self.path = Path(path)
+        # the provider's bounded logs, shared by its snapshots of this run; else the Run's own
+        self._logs = logs if logs is not None else reader.MetricsCache(1)
         self.name = self.path.name
         self.signature = signature(self.path) if snapshot is None else snapshot
         if self.signature[0][0] is None:
@@ -204,8 +210,6 @@ class Run:
             own = None
         if own is not None:
             return own
-        from assets.catalogue import load_catalogue
-
         cat = load_catalogue()
         return cat if any(w in cat for w in self.wnids) else None
 
@@ -291,7 +295,7 @@ class Run:
     @property
     def log(self) -> reader.MetricsLog:
         """metrics.jsonl, brought up to date (only appended bytes are read)."""
-        return reader.METRICS_CACHE.get(self.path)
+        return self._logs.get(self.path)
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -404,6 +408,14 @@ class Run:
         """(epochs with embeddings, :meth:`band_silhouette` of each)."""
         epochs = list(self.embedding_epochs)
         return epochs, [self.band_silhouette(e) for e in epochs]
+
+    def map_key(self, epoch: int) -> str | None:
+        """What identifies an epoch's map layout (None without embeddings): a layout job's key."""
+        return maps.layout_key(self.path, epoch)
+
+    def model(self, epoch: int) -> ModelFile:
+        """The epoch's ONNX model for a classifier; OSError when the run has none."""
+        return ModelFile.of(self.path, epoch)
 
     def _embedding_epoch(self, epoch: int | None) -> int:
         have = self.embedding_epochs
@@ -609,7 +621,13 @@ class RunCache:
     """A worker's Runs: least recently used dropped first, bounded by the bytes they hold
     (EPOCHSCOPE_RUN_CACHE_MB), each replaced by a new snapshot when its files changed."""
 
-    def __init__(self, max_bytes: int | None = None, max_runs: int = 256) -> None:
+    def __init__(
+        self,
+        max_bytes: int | None = None,
+        max_runs: int = 256,
+        logs: reader.MetricsCache | None = None,
+    ) -> None:
+        self._logs = logs if logs is not None else reader.MetricsCache()
         if max_bytes is None:
             max_bytes = int(os.environ.get("EPOCHSCOPE_RUN_CACHE_MB", "768")) * MB
         self.max_bytes = max_bytes
@@ -624,7 +642,7 @@ class RunCache:
         with self._lock:
             run = self._runs.get(key)
             if run is None or run.signature != snap:
-                run = self._runs[key] = Run(path, snap)
+                run = self._runs[key] = Run(path, snap, self._logs)
             self._runs.move_to_end(key)
             self._evict(keep=key)
         return run

@@ -201,7 +201,7 @@ def class_names(classes: Sequence[str]) -> list[str]:
     """Readable names: the ImageNet catalogue's for wnids, the folder name otherwise."""
     if not any(WNID_RE.fullmatch(c) for c in classes):
         return list(classes)
-    from assets.catalogue import load_catalogue
+    from epochscope.catalogue import load_catalogue
 
     cat = load_catalogue()
     return [cat.by_wnid(c).name if c in cat else c for c in classes]

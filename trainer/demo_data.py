@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from assets.catalogue import ANIMAL_WNID, Catalogue, load_catalogue
+from epochscope.catalogue import ANIMAL_WNID, Catalogue, load_catalogue
 from trainer.background import process_alive
 from trainer.presets import DEMO_MARKER
 

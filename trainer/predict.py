@@ -47,7 +47,7 @@ def load_classes(run_dir: Path) -> list[tuple[str, str]]:
     """(wnid, label) per class; ImageNet classes get the catalogue's full lemma list."""
     rows = [(wnid, name) for _, wnid, name in read_classes(run_dir)]
     try:
-        from assets.catalogue import load_catalogue
+        from epochscope.catalogue import load_catalogue
 
         cat = load_catalogue()
         return [(w, ", ".join(cat.by_wnid(w).lemmas) if w in cat else n) for w, n in rows]

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shlex
 import signal
@@ -48,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from epochscope.embeddings import embed
+from epochscope.events import epoch_table
 from epochscope.hierarchy import as_taxonomy
 from epochscope.layout import (
     CHECKPOINTS,
@@ -62,8 +62,8 @@ from epochscope.layout import (
     epochs_in,
 )
 from epochscope.lock import RunLockedError
-from epochscope.predictions import LABEL_ARRAYS
-from epochscope.reader import model_epochs, prediction_epochs, read_run_json
+from epochscope.predictions import LABEL_ARRAYS, accuracy
+from epochscope.reader import MetricsLog, model_epochs, prediction_epochs, read_run_json
 from epochscope.records import DataInfo, EpochEvent, Preprocess, RunInfo, StatusEvent, StepEvent
 from epochscope.writer import NullWriter, RunWriter, prune_epochs
 from trainer import recipe
@@ -121,21 +121,12 @@ def newest_checkpoint(
 
 
 def finished_epochs(run_dir: Path) -> list[int]:
-    """Epochs a run has finished: an ``epoch`` event in metrics.jsonl, or their predictions or
-    model on disk (a damaged log still leaves the files to protect)."""
+    """Epochs a run has finished: an ``epoch`` event in metrics.jsonl (read by epochscope's one
+    parser of it, which skips damaged lines), or their predictions or model on disk (a damaged
+    log still leaves the files to protect)."""
     done = set(prediction_epochs(run_dir)) | set(model_epochs(run_dir))
-    with contextlib.suppress(OSError):
-        for line in (run_dir / METRICS).read_bytes().splitlines():
-            if b'"epoch"' not in line:
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(event, dict) or event.get("kind") != "epoch":
-                continue
-            if isinstance(event.get("epoch"), int):
-                done.add(event["epoch"])
+    with contextlib.suppress(OSError, LookupError, ValueError):
+        done |= set(epoch_table(MetricsLog(run_dir / METRICS).refresh()))
     return sorted(done)
 
 
@@ -426,8 +417,7 @@ class RunSession:
             print(f"warning: {message} ({len(self._bad)} so far)", file=sys.stderr)
         labels = np.array([label for _, label in self._index.val], dtype=np.int64)
         top5 = np.asarray(val["top5"])
-        val_top1 = float(np.mean(top5[:, 0] == labels))
-        val_top5 = float(np.mean((top5 == labels[:, None]).any(axis=1)))
+        val_top1, val_top5 = accuracy(top5, labels)  # as epochscope.init's log_epoch counts
         stats = {k: val[k] for k in (*LABEL_ARRAYS, "temperature") if k in val}
         self.writer.write_predictions(epoch, top5, val["prob"], **stats)
         embedded = val.get("embeddings")  # an engine may have computed them on its device

@@ -5,14 +5,15 @@ Kept in the Run's memo, so the worker's one bound on its Runs (dashboard.runs) c
 
 from __future__ import annotations
 
-from dashboard.runs import RUNS, run
+from dashboard.runs import at as run
+from dashboard.runs import clear
 from epochscope.analysis.confusion import Mode, Norm
 from epochscope.analysis.ordering import OrderKind
 from epochscope.run import Run
 
 from .render import Points, place, place_cells
 
-__all__ = ["RUNS", "clear", "difference_points", "points", "run"]
+__all__ = ["clear", "difference_points", "points", "run"]
 
 
 def points(
@@ -53,7 +54,3 @@ def difference_points(
 
     key = ("difference_points", other.key, epoch, other_epoch, mode, kind, hide_diagonal)
     return run.memo(key, build)
-
-
-def clear() -> None:
-    RUNS.clear()

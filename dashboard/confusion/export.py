@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from assets.catalogue import Band
-from dashboard.confusion.bands import band_colour
+from dashboard.kit.bands import band_colour
 from epochscope.analysis.bands import band_runs, visible_runs
 from epochscope.analysis.confusion import MODES, Mode
 from epochscope.analysis.ordering import ORDERS, OrderKind
+from epochscope.catalogue import Band
 from epochscope.run import Run
 
 from . import data

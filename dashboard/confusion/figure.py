@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from assets.catalogue import Band
-from dashboard.confusion.bands import band_colour
+from dashboard.kit.bands import band_colour
+from dashboard.kit.zoom import BACKGROUND, HOVER_CELLS, HoverGrid, hover_trace
 from epochscope.analysis.bands import visible_runs
+from epochscope.catalogue import Band
 
-from .render import BACKGROUND, PLOTLY_COLORSCALE, Rendered
+from .render import PLOTLY_COLORSCALE, Rendered
 
 # The server renders for the plot area's exact pixel size: PLOT_PX square until the page has
 # measured its viewport (``plot_size``), then whatever fills it.
@@ -33,39 +34,6 @@ CHROME_TOP_PX = 200
 HIGHLIGHT = "rgba(255, 255, 255, 0.9)"
 STRIP_PX = 14  # thickness of a band strip
 GAP_PX = 3
-HOVER_CELLS = 100  # at most this many hover cells per axis (~13 KB of base64 uint8 zeros)
-
-
-@dataclass(frozen=True)
-class HoverGrid:
-    """Invisible hover cells over the visible range: ``group`` classes per cell on each axis."""
-
-    x_start: int
-    y_start: int
-    x_group: int
-    y_group: int
-    nx: int
-    ny: int
-
-    def cell(self, x: float, y: float) -> tuple[tuple[int, int], tuple[int, int]] | None:
-        """The slot ranges [lo, hi) (x, then y) of the hover cell whose centre is (x, y).
-
-        None when (x, y) is not one of this grid's centres: an event from an older figure
-        (a click racing a zoom) must not be read with a newer grid.
-        """
-        fx = (x - self.x_start) / self.x_group - 0.5
-        fy = (y - self.y_start) / self.y_group - 0.5
-        ix, iy = round(fx), round(fy)
-        if abs(fx - ix) > 1e-6 or abs(fy - iy) > 1e-6:
-            return None
-        if not (0 <= ix < self.nx and 0 <= iy < self.ny):
-            return None
-        x0 = self.x_start + ix * self.x_group
-        y0 = self.y_start + iy * self.y_group
-        return (x0, x0 + self.x_group), (y0, y0 + self.y_group)
-
-    def to_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
 
 
 def hover_grid(x_range: Sequence[float], y_range: Sequence[float], num_classes: int) -> HoverGrid:
@@ -81,7 +49,7 @@ def hover_grid(x_range: Sequence[float], y_range: Sequence[float], num_classes: 
 
     xs, xg, nx = axis(x_range)
     ys, yg, ny = axis(y_range)
-    return HoverGrid(xs, ys, xg, yg, nx, ny)
+    return HoverGrid(xs, ys, xg, yg, nx, ny)  # whole classes: every field an int
 
 
 def _hex_rgb(colour: str) -> tuple[int, int, int]:
@@ -232,26 +200,8 @@ def matrix_spec(
     x0, x1 = sorted(float(v) for v in x_range)
     y0, y1 = sorted(float(v) for v in y_range)
     grid = hover_grid((x0, x1), (y0, y1), num_classes)
-    zeros = np.zeros(grid.ny * grid.nx, dtype=np.uint8)
-    # the hover grid: one transparent heatmap cell per class (or group); Plotly sends hover and
-    # click events for it, which a layout image never gets. z as a typed array: ~4x smaller.
-    hover = {
-        "type": "heatmap",
-        "name": "cells",
-        "z": {
-            "dtype": "u1",
-            "bdata": base64.b64encode(zeros.tobytes()).decode("ascii"),
-            "shape": f"{grid.ny}, {grid.nx}",
-        },
-        "x0": grid.x_start + grid.x_group / 2,
-        "dx": grid.x_group,
-        "y0": grid.y_start + grid.y_group / 2,
-        "dy": grid.y_group,
-        "opacity": 0,
-        "showscale": False,
-        "hoverinfo": "none",
-        "colorscale": [[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]],
-    }
+    # one transparent heatmap cell per class (or group of classes)
+    hover = hover_trace(grid, "cells")
     bar = rendered.colourbar
     colour = colour or ColourKey()
     w, h = size

@@ -25,13 +25,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from dashboard.kit.zoom import BACKGROUND
 from epochscope.analysis.confusion import Confusion
 
 Scale = Literal["linear", "log", "eq_hist"]
 SCALES: tuple[Scale, ...] = ("eq_hist", "log", "linear")
 
 # The seed's look: dark green for rare cells, bright green for frequent ones, on near black.
-BACKGROUND = "#0b120e"
 COLOUR_STOPS: tuple[tuple[float, str], ...] = (
     (0.0, "#0f3d1e"),
     (0.35, "#1f7a33"),

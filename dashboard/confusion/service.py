@@ -15,8 +15,8 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from dashboard import config
 from dashboard.confusion.difference import PLOTLY_DIVERGING, render_difference
+from dashboard.kit.images import DrillImage, image_cards
 from epochscope.analysis.bands import UNKNOWN, band_runs
 from epochscope.analysis.confusion import Mode, Norm, row_share, row_totals, value_label
 from epochscope.analysis.ordering import OrderKind
@@ -24,16 +24,7 @@ from epochscope.analysis.per_class import table_rows
 from epochscope.run import Run
 
 from . import data
-from .drilldown import (
-    ImageSource,
-    Pair,
-    image_source,
-    most_confused,
-    pair_rows,
-    safe_image_path,
-    stored_thumbnail_uri,
-    thumbnail_uri,
-)
+from .drilldown import Pair, most_confused, pair_rows
 from .figure import PLOT_PX, ColourKey, HoverGrid, matrix_spec
 from .render import Scale, render
 from .view import Range, clamp
@@ -239,21 +230,6 @@ def describe_class(run: Run, index: int) -> dict[str, str]:
     }
 
 
-@dataclass(frozen=True)
-class DrillImage:
-    row: int
-    path: str
-    thumbnail: str | None  # data URI, None when the data root is unreachable or unsafe
-    top5: list[tuple[int, str, float]]  # (class index, name, probability)
-
-
-def thumbnail_source(run: Run, allowed: list[Path] | None = None) -> ImageSource:
-    """Where the drill-down's thumbnails of this run may come from (the allowed roots:
-    EPOCHSCOPE_DATA_ROOTS unless given)."""
-    allowed = config.data_roots() if allowed is None else allowed
-    return image_source(run.path, run.data_root, allowed)
-
-
 def drill(
     run: Run,
     epoch: int,
@@ -284,24 +260,7 @@ def drill_class(
 def _drill_images(
     run: Run, epoch: int, rows: np.ndarray, allowed: list[Path] | None = None
 ) -> list[DrillImage]:
-    top5, prob = run.predictions(epoch)
-    root = thumbnail_source(run, allowed).root
-    out = []
-    for r in rows:
-        r = int(r)
-        guesses = [
-            (int(k), run.names[int(k)], float(p)) for k, p in zip(top5[r], prob[r], strict=True)
-        ]
-        out.append(DrillImage(r, run.paths[r], row_thumbnail(run, r, root), guesses))
-    return out
-
-
-def row_thumbnail(run: Run, row: int, root: Path | None) -> str | None:
-    """The data URI of validation row ``row``: its file under ``root`` (an allowed root, from
-    :func:`thumbnail_source`), else the run's own thumbnails.bin (images as arrays)."""
-    rel = run.paths[row]
-    path = safe_image_path(str(root), rel) if root is not None and rel else None
-    return thumbnail_uri(path) or stored_thumbnail_uri(run.path, row)
+    return image_cards(run, epoch, [int(r) for r in rows], allowed)
 
 
 def pairs(

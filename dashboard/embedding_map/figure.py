@@ -3,40 +3,14 @@ invisible hover grid (Plotly sends hover and click events for a heatmap, never f
 
 from __future__ import annotations
 
-import base64
 import textwrap
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from dashboard.embedding_map.render import EXTENT, Range, RenderedMap
+from dashboard.kit.zoom import BACKGROUND, HOVER_CELLS, HoverGrid, hover_trace
 
 PLOT_W, PLOT_H = 760, 620
 MARGIN = {"l": 20, "r": 20, "t": 50, "b": 20}
-BACKGROUND = "#0b120e"
-HOVER_CELLS = 100  # hover cells along the longer axis (~10 KB of base64 zeros)
-
-
-@dataclass(frozen=True)
-class HoverGrid:
-    """Invisible hover cells over the visible range: ``nx`` x ``ny`` cells of ``dx`` x ``dy``
-    from (x0, y0), their lower-left corner."""
-
-    x0: float
-    y0: float
-    dx: float
-    dy: float
-    nx: int
-    ny: int
-
-    @property
-    def radius(self) -> float:
-        """How far from a cell's centre its nearest image may lie: the half-diagonal."""
-        return 0.5 * float(np.hypot(self.dx, self.dy))
-
-    def to_dict(self) -> dict[str, float]:
-        return dict(self.__dict__)
 
 
 def hover_grid(x: Range, y: Range, size: tuple[int, int]) -> HoverGrid:
@@ -63,24 +37,7 @@ def map_spec(
     than the render; tests validate it once)."""
     w, h = size
     grid = hover_grid(rendered.x, rendered.y, size)
-    zeros = np.zeros(grid.nx * grid.ny, dtype=np.uint8)
-    hover = {
-        "type": "heatmap",
-        "name": "map-cells",
-        "z": {
-            "dtype": "u1",
-            "bdata": base64.b64encode(zeros.tobytes()).decode("ascii"),
-            "shape": f"{grid.ny}, {grid.nx}",
-        },
-        "x0": grid.x0 + grid.dx / 2,
-        "dx": grid.dx,
-        "y0": grid.y0 + grid.dy / 2,
-        "dy": grid.dy,
-        "opacity": 0,
-        "showscale": False,
-        "hoverinfo": "none",
-        "colorscale": [[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]],
-    }
+    hover = hover_trace(grid, "map-cells")
     layout = {
         "width": w + MARGIN["l"] + MARGIN["r"],
         "height": h + MARGIN["t"] + MARGIN["b"],

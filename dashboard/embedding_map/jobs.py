@@ -14,7 +14,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-from epochscope import maps
 from epochscope.run import Run
 
 log = logging.getLogger(__name__)
@@ -38,7 +37,7 @@ class Job:
 
 
 class LayoutJobs:
-    """The worker's layout threads, by (run path, epoch, layout key)."""
+    """The worker's layout threads, by (run name, epoch, layout key)."""
 
     def __init__(self, slots: int = SLOTS) -> None:
         self._jobs: dict[tuple[str, int, str | None], Job] = {}
@@ -48,7 +47,7 @@ class LayoutJobs:
     def request(self, run: Run, epoch: int) -> Job:
         """The job making ``run``'s layout of ``epoch``, started when there is none (or the
         last one failed more than RETRY_S ago)."""
-        key = (str(run.path), epoch, maps.layout_key(run.path, epoch))
+        key = (run.name, epoch, run.map_key(epoch))
         with self._lock:
             job = self._jobs.get(key)
             stale = job is not None and job.error is not None and job.seconds > RETRY_S

@@ -21,7 +21,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-Range = tuple[float, float]
+from dashboard.kit import zoom
+
+Range = zoom.Range
 EXTENT: Range = (-1.05, 1.05)  # the whole map, with a margin around the layout's [-1, 1]
 MIN_SPAN = 1e-3  # zooming further shows no more than single points
 _RANK_SEED = 0
@@ -61,16 +63,7 @@ def map_points(coords: np.ndarray) -> MapPoints:
 
 def clamp(rng: Range) -> Range:
     """Ordered, at least MIN_SPAN wide, moved back inside :data:`EXTENT` (and no larger)."""
-    lo, hi = sorted(float(v) for v in rng)
-    full = EXTENT[1] - EXTENT[0]
-    span = min(max(hi - lo, MIN_SPAN), full)
-    mid = (lo + hi) / 2
-    lo, hi = mid - span / 2, mid + span / 2
-    if lo < EXTENT[0]:
-        lo, hi = EXTENT[0], EXTENT[0] + span
-    if hi > EXTENT[1]:
-        lo, hi = EXTENT[1] - span, EXTENT[1]
-    return lo, hi
+    return zoom.clamp(rng, EXTENT, MIN_SPAN)
 
 
 @dataclass(frozen=True)

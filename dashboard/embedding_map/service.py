@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import colorsys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from dashboard import config
-from dashboard.confusion.bands import band_colour
-from dashboard.confusion.drilldown import safe_image_path, stored_thumbnail_uri, thumbnail_uri
-from dashboard.confusion.service import DrillImage, thumbnail_source
 from dashboard.embedding_map.figure import PLOT_H, PLOT_W, HoverGrid, map_spec, waiting_spec
 from dashboard.embedding_map.jobs import JOBS, LayoutJobs
 from dashboard.embedding_map.render import EXTENT, MapPoints, Range, map_points, render_map
+from dashboard.kit.bands import band_colour
+from dashboard.kit.images import DrillImage, image_cards
 from epochscope.analysis.bands import UNKNOWN
 from epochscope.embeddings import EMBEDDINGS_MISSING
 from epochscope.run import Run
@@ -102,7 +100,7 @@ def points(run: Run, epoch: int) -> MapPoints | None:
 @dataclass(frozen=True)
 class MapView:
     figure: dict[str, Any]
-    state: str  # ready, computing, failed, missing
+    state: str  # ready, computing, failed, missing; "previous": another epoch while computing
     message: str = ""
     x: Range = EXTENT
     y: Range = EXTENT
@@ -111,6 +109,7 @@ class MapView:
     image_bytes: int = 0
     drawn: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    epoch: int | None = None  # the epoch drawn
 
 
 def map_view(
@@ -141,7 +140,12 @@ def map_view(
             f"Laying out the {len(run.labels):,} validation images of epoch {e} "
             f"({job.seconds:.0f} s so far; a minute or two per 50,000 images, once per epoch)"
         )
-        return MapView(waiting_spec(msg), "computing", msg)
+        shown = newest_laid_out(run, exclude=e)
+        if shown is None:
+            return MapView(waiting_spec(msg), "computing", msg)
+        view = map_view(run, shown, by, x, y, size, jobs)
+        note = f"Showing epoch {shown}, the newest laid out. {msg}; it replaces this when ready."
+        return replace(view, state="previous", message=note)
     w, h = size
     rendered = render_map(pts, colours(run, by), x, y, w, h)
     coloured = "band" if by == "band" and run.has_bands else "class"
@@ -150,8 +154,16 @@ def map_view(
     seconds = time.perf_counter() - t0
     return MapView(
         fig, "ready", "", rendered.x, rendered.y, grid, seconds, len(rendered.image),
-        rendered.drawn,
+        rendered.drawn, epoch=e,
     )  # fmt: skip
+
+
+def newest_laid_out(run: Run, exclude: int | None = None) -> int | None:
+    """The newest epoch whose layout some process already computed (none is started)."""
+    for e in reversed(run.embedding_epochs):
+        if e != exclude and points(run, e) is not None:
+            return e
+    return None
 
 
 def nearest_row(run: Run, epoch: int, x: float, y: float, radius: float) -> int | None:
@@ -191,20 +203,4 @@ def images(
 ) -> list[DrillImage]:
     """The drill-down's cards for ``rows``: thumbnail (from an allowed root only) and top-5 of
     the epoch's predictions (none when the epoch has no predictions)."""
-    allowed = config.data_roots() if allowed is None else allowed
-    root = thumbnail_source(run, allowed).root
-    top5 = prob = None
-    if epoch in run.epochs:
-        top5, prob = run.predictions(epoch)
-    out = []
-    for r in rows:
-        rel = run.paths[r]
-        guesses = (
-            [(int(k), run.names[int(k)], float(p)) for k, p in zip(top5[r], prob[r], strict=True)]
-            if top5 is not None and prob is not None
-            else []
-        )
-        path = safe_image_path(str(root), rel) if root is not None and rel else None
-        thumb = thumbnail_uri(path) or stored_thumbnail_uri(run.path, r)
-        out.append(DrillImage(r, rel, thumb, guesses))
-    return out
+    return image_cards(run, epoch, rows, allowed)

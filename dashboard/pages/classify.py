@@ -9,10 +9,11 @@ from dash import Input, Output, State, callback, clientside_callback, dcc, html
 from dash.exceptions import PreventUpdate
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from dashboard import config, inference, runs, similar_view
+from dashboard import config, inference, runs
 from dashboard.classify_view import classify_uploads, demo_notice, result_card
+from dashboard.kit import picker
+from dashboard.kit import similar as similar_view
 from dashboard.shell import tolerant
-from epochscope.reader import list_runs, model_epochs, safe_run_dir
 
 dash.register_page(__name__, path="/classify", name="Classify", title="Epochscope: classify")
 
@@ -119,24 +120,12 @@ clientside_callback(
 )
 
 
-@callback(
-    Output("classify-run", "options"),
-    Output("classify-run", "value"),
-    Input("shell-runs", "value"),
-    State("classify-run", "value"),
-)
-@tolerant
-def run_choices(selected: list[str] | None, current: str | None):
-    runs_dir = config.runs_dir()
-    names = [s.name for s in list_runs(runs_dir) if model_epochs(runs_dir / s.name)]
-    preferred = [r for r in (selected or []) if r in names]
-    value = current if current in names else (preferred or names or [None])[0]
-    return [{"label": n, "value": n} for n in names], value
+picker.register("classify-run", having="models")
 
 
-def why_no_model(run: str, run_dir: Any, state: str) -> str:
+def why_no_model(run: str, state: str) -> str:
     """Why run ``run`` has no model for the classifier, and how to give it one."""
-    info = runs.info(run_dir)
+    info = runs.info(run)
     if info is None:
         return f"{run}: its run.json cannot be read, so it has no model to classify with."
     source = info.hparams.get("imported_from")
@@ -171,19 +160,13 @@ def why_no_model(run: str, run_dir: Any, state: str) -> str:
 )
 @tolerant
 def models_missing(selected: list[str] | None, _n: int | None):
-    runs_dir = config.runs_dir()
+    provider = runs.provider()
     chosen = set(selected or [])
     notes = []
-    for summary in list_runs(runs_dir):
-        if summary.name not in chosen:
+    for summary in provider.summaries():
+        if summary.name not in chosen or provider.epochs(summary.name, "models"):
             continue
-        try:
-            run_dir = safe_run_dir(runs_dir, summary.name)
-            if model_epochs(run_dir):
-                continue
-        except (ValueError, LookupError):
-            continue
-        notes.append(html.P(why_no_model(summary.name, run_dir, summary.state), className="hint"))
+        notes.append(html.P(why_no_model(summary.name, summary.state), className="hint"))
     return notes
 
 
@@ -199,10 +182,7 @@ def models_missing(selected: list[str] | None, _n: int | None):
 def epoch_choices(run: str | None, _n: int | None, options: list | None, current: int | None):
     if not run:
         return [], None
-    try:
-        epochs = model_epochs(safe_run_dir(config.runs_dir(), run))
-    except (ValueError, LookupError):
-        return [], None
+    epochs = runs.provider().epochs(run, "models")
     new_options = [{"label": f"epoch {e}", "value": e} for e in epochs]
     run_changed = dash.ctx.triggered_id == "classify-run"
     if new_options == options and not run_changed:
@@ -235,13 +215,15 @@ def _classify(uploads: dict | None, epoch: int | None, run: str | None):
             className="error",
         )
     try:
-        run_dir = safe_run_dir(config.runs_dir(), run)
-        if epoch not in model_epochs(run_dir):
+        provider = runs.provider()
+        provider.check(run)
+        if epoch not in provider.epochs(run, "models"):
             raise PreventUpdate  # the epoch picker is catching up with a run switch
-        classifier = inference.Classifier.for_run(run_dir, epoch)
+        opened = provider.run(run)
+        classifier = inference.Classifier.for_run(opened, epoch)
     except (ValueError, LookupError) as e:
         return html.P(f"Cannot use run {run} epoch {epoch}: {e}", className="error")
-    finder, why_not = similar_view.photo_finder(classifier, runs.run(run_dir), epoch)
+    finder, why_not = similar_view.photo_finder(classifier, opened, epoch)
     try:
         results = classify_uploads(classifier, contents, similar_to=finder) if contents else []
     except inference.ImageError as e:  # busy, or a malformed request
@@ -249,7 +231,7 @@ def _classify(uploads: dict | None, epoch: int | None, run: str | None):
     names = uploads.get("names")
     if not isinstance(names, list) or len(names) != len(results):
         names = [f"file {i + 1}" for i in range(len(results))]
-    info = runs.info(run_dir)
+    info = opened.info_or_none
     notice = demo_notice(info.data) if info is not None else None
     cards = [result_card(str(n), r) for n, r in zip(names, results, strict=True)]
     cards += [result_card(str(n), {"error": str(why)}) for n, why in skipped]

@@ -7,7 +7,6 @@ components are laid out in pages/confusion_layout.py.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 from urllib.parse import urlencode
 
@@ -15,12 +14,20 @@ import dash
 from dash import ALL, Input, Output, State, callback, clientside_callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dashboard import config, runs, similar_view
+from dashboard import config, runs
 from dashboard.confusion import export, service
-from dashboard.confusion.figure import HoverGrid, plot_size
-from dashboard.confusion.relatedness import relatedness_figure
+from dashboard.confusion.figure import plot_size
+from dashboard.confusion.link import linked_zoom
+from dashboard.confusion.link import view_query as link_query
 from dashboard.confusion.render import SCALES, warm_up
 from dashboard.confusion.view import next_view
+from dashboard.kit import epochs as kit_epochs
+from dashboard.kit import images as kit_images
+from dashboard.kit import picker, url
+from dashboard.kit import similar as similar_view
+from dashboard.kit.cards import image_card
+from dashboard.kit.relatedness import relatedness_figure
+from dashboard.kit.zoom import HoverGrid, moves_axes
 from dashboard.pages.confusion_layout import (
     CLASS_COLUMNS,
     COMPARE_COLUMNS,
@@ -30,7 +37,6 @@ from dashboard.pages.confusion_layout import (
 from dashboard.pages.confusion_layout import layout as _layout
 from dashboard.shell import tolerant
 from epochscope.analysis.difference import ClassMismatch
-from epochscope.reader import list_runs, prediction_epochs
 from epochscope.run import Run
 
 dash.register_page(
@@ -51,6 +57,13 @@ warm_up()
 
 def layout(**query: Any) -> html.Div:
     return _layout(focus="matrix", **query)
+
+
+#: what the matrix shows (the update's first inputs, and what a link records)
+VIEW_INPUTS = [
+    Input(f"confusion-{name}", "value")
+    for name in ("run", "epoch", "mode", "order", "scale", "options", "compare", "compare-epoch")
+]
 
 
 def _context(run: str, kind: str, opened: Run) -> list[Any]:
@@ -76,27 +89,14 @@ def _view_options(options: list[str] | None) -> dict[str, Any]:
 
 
 # --- run and epoch choice ----------------------------------------------------------------------
-@callback(
-    Output("confusion-run", "options"),
-    Output("confusion-run", "value"),
-    Output("confusion-compare", "options"),
-    Input("shell-runs", "value"),
-    Input("confusion-wanted", "data"),
-    State("confusion-run", "value"),
-)
+picker.register("confusion-run", having="predictions", wanted="confusion-wanted")
+
+
+@callback(Output("confusion-compare", "options"), Input("shell-runs", "value"))
 @tolerant
-def run_choices(selected: list[str] | None, wanted: dict | None, current: str | None):
-    runs_dir = config.runs_dir()
-    names = [s.name for s in list_runs(runs_dir) if prediction_epochs(runs_dir / s.name)]
-    wanted_run = (wanted or {}).get("run")
-    from_shell = dash.ctx.triggered_id == "shell-runs"
-    asked = [*(selected or []), wanted_run] if from_shell else [wanted_run, *(selected or [])]
-    preferred = [r for r in asked if r in names]
-    value = current if current in names else (preferred or names or [None])[0]
-    if from_shell and preferred and current not in (selected or []):
-        value = preferred[0]  # a run picked in the shell's picker is shown here too
-    options = [{"label": n, "value": n} for n in names]
-    return options, value, options
+def compare_choices(_selected: list[str] | None):
+    # any run with predictions may be compared (a link's run is chosen by the layout)
+    return picker.options(runs.provider().names(having="predictions"))
 
 
 @callback(
@@ -121,14 +121,12 @@ def epoch_choices(
     run_changed = dash.ctx.triggered_id == "confusion-run"
     if not run_changed and last == old_max and current is not None:
         raise PreventUpdate  # polled, nothing new
-    # follow a live run while the slider sits on its latest epoch
-    follow = run_changed or current is None or current == old_max or current > last
-    value = last if follow else current
+    # follow a live run while the slider sits on its latest epoch (every whole epoch a stop)
+    value = kit_epochs.follow(range(1, last + 1), current, old_max, run_changed)
     asked = (wanted or {}).get("epoch")
     if current is None and (wanted or {}).get("run") in (run, None) and asked in epochs:
         value = asked  # ?epoch=E on first load
-    step = max(1, math.ceil(last / 15))
-    marks = {e: str(e) for e in range(1, last + 1, step)} | {last: str(last)}
+    marks = kit_epochs.range_marks(last)
     return last, marks, value, [{"label": str(e), "value": e} for e in epochs]
 
 
@@ -142,14 +140,6 @@ def since_default(options: list[dict] | None, current: int | None):
     if not values or current in values:
         raise PreventUpdate
     return values[0]  # change since the first epoch, until the user picks another
-
-
-@callback(
-    Output("confusion-compare", "value"),
-    Input("confusion-wanted", "data"),
-)
-def compare_from_url(wanted: dict | None):
-    return (wanted or {}).get("compare")
 
 
 @callback(
@@ -181,38 +171,7 @@ def compare_epochs(
     return options, epoch if epoch in epochs else (epochs or [None])[-1]
 
 
-@callback(
-    Output("confusion-interval", "disabled"),
-    Output("confusion-play", "children"),
-    Output("confusion-epoch", "value", allow_duplicate=True),
-    Input("confusion-play", "n_clicks"),
-    State("confusion-interval", "disabled"),
-    State("confusion-epoch", "value"),
-    State("confusion-epoch", "max"),
-    prevent_initial_call=True,
-)
-def toggle_play(_clicks: int, disabled: bool, epoch: int | None, last: int | None):
-    if disabled:  # start; from the first epoch when sitting on the last
-        start = 1 if epoch is None or epoch >= (last or 1) else epoch
-        return False, "Pause", start
-    return True, "Play", dash.no_update
-
-
-@callback(
-    Output("confusion-epoch", "value", allow_duplicate=True),
-    Output("confusion-interval", "disabled", allow_duplicate=True),
-    Output("confusion-play", "children", allow_duplicate=True),
-    Input("confusion-interval", "n_intervals"),
-    State("confusion-epoch", "value"),
-    State("confusion-epoch", "max"),
-    prevent_initial_call=True,
-)
-def play_step(_n: int, epoch: int | None, last: int | None):
-    if epoch is None or last is None:
-        raise PreventUpdate
-    if epoch >= last:
-        return dash.no_update, True, "Play"  # stop at the latest epoch
-    return epoch + 1, dash.no_update, dash.no_update
+kit_epochs.register_play("confusion-epoch", "confusion-play", "confusion-interval")
 
 
 # --- the viewport: the figure fills the window and follows resizes ------------------------------
@@ -239,20 +198,14 @@ clientside_callback(
     Output("confusion-info", "children"),
     Output("confusion-epoch-label", "children"),
     Output("confusion-compare-error", "children"),
-    Input("confusion-run", "value"),
-    Input("confusion-epoch", "value"),
-    Input("confusion-mode", "value"),
-    Input("confusion-order", "value"),
-    Input("confusion-scale", "value"),
-    Input("confusion-options", "value"),
-    Input("confusion-compare", "value"),
-    Input("confusion-compare-epoch", "value"),
+    *VIEW_INPUTS,
     Input("confusion-graph", "relayoutData"),
     Input("confusion-viewport", "data"),
     Input("confusion-selected", "data"),
     Input("confusion-zoom", "data"),
     State("confusion-share", "data"),
     State("confusion-view", "data"),
+    State("confusion-wanted", "data"),
 )
 @tolerant
 def update_matrix(
@@ -270,6 +223,7 @@ def update_matrix(
     zoom: dict | None,
     share: float | None,
     previous: dict | None,
+    wanted: dict | None = None,
 ):
     opened = runs.named(run)
     if epoch is None or epoch not in opened.epochs or scale not in SCALES:
@@ -279,9 +233,11 @@ def update_matrix(
     context = _context(run, kind, opened)
     trigger = dash.ctx.triggered_id
     from_graph = trigger == "confusion-graph"
-    if from_graph and relayout and not any(k.startswith(("xaxis", "yaxis")) for k in relayout):
+    if from_graph and relayout and not moves_axes(relayout):
         raise PreventUpdate  # autosize and other events that move nothing
     x, y = next_view(relayout, previous, context[2], context, from_graph)
+    if previous is None:  # the first view: the zoom a link names
+        x, y = linked_zoom(wanted, run, opened.num_classes, (x, y))
     # the search sets the selection and the zoom at once: either may be named the trigger
     if "confusion-zoom.data" in dash.ctx.triggered_prop_ids and zoom and zoom.get("run") == run:
         x, y = tuple(zoom["x"]), tuple(zoom["y"])
@@ -312,6 +268,22 @@ def update_matrix(
         "drag to zoom, double-click for the whole matrix"
     )
     return view.figure, state, info, f"epoch {epoch}", problem
+
+
+@callback(
+    Output("confusion-url", "data"),
+    *VIEW_INPUTS,
+    Input("confusion-view", "data"),
+    Input("confusion-selected", "data"),
+)
+def link(*state: Any) -> str:
+    run, epoch, view = state[0], state[1], state[8]
+    if not run or epoch is None or not view or view.get("context", [None])[0] != run:
+        raise PreventUpdate  # the run's view is drawn first: a half-made link is no entry
+    return link_query(*state)
+
+
+url.register_writer("confusion-url", push=("x", "y", "cls"))
 
 
 def _state_compare(view: dict) -> service.Compare | None:
@@ -435,8 +407,9 @@ def select_class(text: str | None, active: dict | None, rows: list[dict] | None,
     Input("confusion-graph", "clickData"),
     Input("confusion-pairs", "active_cell"),
     Input("confusion-selected", "data"),
+    Input("confusion-view", "data"),
     State("confusion-pairs", "derived_viewport_data"),
-    State("confusion-view", "data"),
+    State("confusion-drill", "children"),
     State("confusion-run", "value"),
     State("confusion-mode", "value"),
     State("confusion-order", "value"),
@@ -447,8 +420,9 @@ def drill_down(
     click: dict | None,
     active: dict | None,
     selected: int | None,
-    table_rows: list[dict] | None,
     view: dict | None,
+    table_rows: list[dict] | None,
+    shown: Any,
     run: str | None,
     mode: str,
     kind: str,
@@ -458,9 +432,11 @@ def drill_down(
     if not view:
         raise PreventUpdate
     epoch = view["epoch"]
-    trigger = dash.ctx.triggered_id
-    if trigger == "confusion-selected":
-        if selected is None:
+    trigger = _drill_trigger(dash.ctx.triggered_prop_ids, click, active)
+    if trigger == "confusion-view" and (isinstance(shown, list) or selected is None):
+        raise PreventUpdate  # a new view; only a link's selected class, once, is drilled into
+    if trigger in ("confusion-selected", "confusion-view"):
+        if selected is None or not 0 <= int(selected) < opened.num_classes:
             raise PreventUpdate
         images = service.drill_class(opened, epoch, int(selected))
         t = service.describe_class(opened, int(selected))
@@ -500,6 +476,21 @@ def drill_down(
             *(_image_card(im, true, pred) for im in images)]  # fmt: skip
 
 
+def _drill_trigger(changed: Any, click: dict | None, active: dict | None) -> str:
+    """What asked for a drill-down. A new view counts only when nothing else did (the pairs
+    table's cleared active cell and the first view arrive together when a link is opened)."""
+    changed = set(changed or ())
+    if "confusion-selected.data" in changed:
+        return "confusion-selected"
+    if "confusion-pairs.active_cell" in changed and active:
+        return "confusion-pairs"
+    if "confusion-graph.clickData" in changed and click:
+        return "confusion-graph"
+    if "confusion-view.data" in changed:
+        return "confusion-view"
+    return "confusion-pairs" if "confusion-pairs.active_cell" in changed else "confusion-graph"
+
+
 def _labels_link(run: str, epoch: int, text: str, **classes: int) -> dcc.Link:
     """A link to the likely-mislabeled view filtered to the class (and suggested class)."""
     query = urlencode([("run", run), ("epoch", epoch), *classes.items()])
@@ -508,59 +499,29 @@ def _labels_link(run: str, epoch: int, text: str, **classes: int) -> dcc.Link:
 
 def _thumbnail_note(opened: Run) -> list[html.P]:
     """Why a run's images show no thumbnails, when its data root is not allowed."""
-    note = service.thumbnail_source(opened).note
+    note = kit_images.thumbnail_source(opened).note
     return [html.P(note, id="confusion-drill-note", className="hint")] if note else []
 
 
-def _image_card(im: service.DrillImage, true: int, pred: int) -> html.Div:
-    thumb = (
-        html.Img(
-            src=im.thumbnail,
-            style={
-                "width": "96px",
-                "height": "96px",
-                "imageRendering": "pixelated",
-                "objectFit": "contain",
-            },
-        )
-        if im.thumbnail
-        else html.Div("no image", className="hint", style={"width": "96px", "fontSize": "0.75rem"})
-    )
+def _image_card(im: kit_images.DrillImage, true: int, pred: int) -> html.Div:
     guesses = [
         html.Li(
             f"{name} {p:.0%}",
-            style={
-                "fontWeight": "bold" if k == true else "normal",
-                "color": "#b35900" if k == pred and k != true else "inherit",
-            },
+            className="guess-true" if k == true else "guess-pred" if k == pred else None,
         )
         for k, name, p in im.top5
     ]
-    return html.Div(
-        [
-            thumb,
-            html.Div(
-                [
-                    html.Small(f"#{im.row} {im.path}"),
-                    html.Ol(guesses, style={"margin": 0}),
-                    html.Button(
-                        "similar",
-                        id={"type": "drill-similar", "row": im.row},
-                        className="drill-similar",
-                        title="the nearest validation images in this epoch's embeddings",
-                    ),
-                ],
-                style={"fontSize": "0.8rem", "overflow": "hidden"},
-            ),
-        ],
-        className="confusion-image",
-        style={
-            "display": "flex",
-            "gap": "0.5rem",
-            "borderTop": "1px solid #eee",
-            "padding": "0.3rem 0",
-        },
-    )
+    body = [
+        html.Small(f"#{im.row} {im.path}"),
+        html.Ol(guesses, className="guesses"),
+        html.Button(
+            "similar",
+            id={"type": "drill-similar", "row": im.row},
+            className="drill-similar",
+            title="the nearest validation images in this epoch's embeddings",
+        ),
+    ]
+    return image_card(im.thumbnail, body, "confusion-image")
 
 
 @callback(

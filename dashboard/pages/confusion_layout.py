@@ -9,15 +9,13 @@ from typing import Any
 from dash import dash_table, dcc, html
 
 from dashboard.confusion.figure import FIG_HEIGHT, FIG_WIDTH
+from dashboard.confusion.link import view_from_query
+from dashboard.kit.controls import radio
+from dashboard.kit.zoom import GRAPH_CONFIG
 
 PLAY_MS = 900
 REFRESH_MS = 5000  # new epochs of a live run join the slider
 VIEWPORT_POLL_MS = 400  # clientside only: the figure follows window resizes
-GRAPH_CONFIG = {
-    "displaylogo": False,
-    "scrollZoom": True,
-    "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d", "toImage"],
-}
 SIDE = {"flex": "1 1 22rem", "minWidth": "20rem", "maxWidth": "40rem"}
 CELL_STYLE = {
     "fontSize": "0.8rem",
@@ -61,29 +59,7 @@ COMPARE_COLUMNS = [
 ]
 
 
-def _radio(id_: str, options: list[tuple[str, str]], value: str) -> dcc.RadioItems:
-    return dcc.RadioItems(
-        id=id_,
-        options=[{"label": label, "value": v} for v, label in options],
-        value=value,
-        inline=True,
-        inputStyle={"marginRight": "0.25rem"},
-        labelStyle={"marginRight": "0.8rem"},
-    )
-
-
-def _first(v: str | list[str] | None) -> str | None:
-    return v[0] if isinstance(v, list) else v
-
-
-def _int(v: Any) -> int | None:
-    try:
-        return int(_first(v))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-
-
-def _controls() -> html.Div:
+def _controls(view: dict[str, Any]) -> html.Div:
     row = {"display": "flex", "gap": "1rem", "alignItems": "center", "flexWrap": "wrap"}
     return html.Div(
         [
@@ -91,20 +67,20 @@ def _controls() -> html.Div:
                 [
                     html.Label("Run"),
                     dcc.Dropdown(id="confusion-run", clearable=False, style={"width": "14rem"}),
-                    _radio("confusion-mode", [("top5", "top-5"), ("top1", "top-1")], "top5"),
-                    _radio(
+                    radio("confusion-mode", [("top5", "top-5"), ("top1", "top-1")], view["mode"]),
+                    radio(
                         "confusion-order",
                         [
                             ("wordnet", "hierarchy order"),
                             ("index", "index"),
                             ("cluster", "clustered"),
                         ],
-                        "wordnet",
+                        view["order"],
                     ),
-                    _radio(
+                    radio(
                         "confusion-scale",
                         [("eq_hist", "equalised"), ("log", "log"), ("linear", "linear")],
-                        "eq_hist",
+                        view["scale"],
                     ),
                     dcc.Checklist(
                         id="confusion-options",
@@ -112,7 +88,7 @@ def _controls() -> html.Div:
                             {"label": "hide the diagonal", "value": "hide_diagonal"},
                             {"label": "row-normalised", "value": "row"},
                         ],
-                        value=[],
+                        value=view["options"],
                         inline=True,
                         inputStyle={"marginRight": "0.25rem"},
                         labelStyle={"marginRight": "0.8rem"},
@@ -133,6 +109,10 @@ def _controls() -> html.Div:
                     html.Label("Compare with"),
                     dcc.Dropdown(
                         id="confusion-compare",
+                        # the run a link names, chosen from the start (its option with it: a
+                        # value before its option would be dropped); the list comes next
+                        options=[{"label": c, "value": c}] if (c := view["compare"]) else [],
+                        value=view["compare"],
                         placeholder="no comparison",
                         clearable=True,
                         style={"width": "14rem"},
@@ -256,33 +236,22 @@ def _classes() -> html.Div:
     )
 
 
-def layout(
-    run: str | list[str] | None = None,
-    focus: str = "matrix",
-    epoch: Any = None,
-    compare: str | list[str] | None = None,
-    compare_epoch: Any = None,
-    **_query: Any,
-) -> html.Div:
-    """``focus="classes"``: the per-class table beside the matrix, at half the width."""
+def layout(focus: str = "matrix", **query: Any) -> html.Div:
+    """The page for a link's query (``view_from_query``); ``focus="classes"``: the per-class
+    table beside the matrix, at half the width."""
+    view = view_from_query(query)
     stores = [
         dcc.Store(id="confusion-view"),
-        dcc.Store(id="confusion-selected"),
+        dcc.Store(id="confusion-selected", data=view["cls"]),
         dcc.Store(id="confusion-zoom"),
         dcc.Store(id="confusion-viewport"),
         dcc.Store(id="confusion-share", data=0.5 if focus == "classes" else 1.0),
         dcc.Interval(id="confusion-viewport-poll", interval=VIEWPORT_POLL_MS),
-        # ?run=NAME (the first when repeated), ?epoch=, ?compare=, ?compare_epoch= choose the
-        # view shown first
-        dcc.Store(
-            id="confusion-wanted",
-            data={
-                "run": _first(run),
-                "epoch": _int(epoch),
-                "compare": _first(compare),
-                "compare_epoch": _int(compare_epoch),
-            },
-        ),
+        # the view a link names, shown first (run, epoch, compared run and epoch, zoom)
+        dcc.Store(id="confusion-wanted", data=view),
+        # the view as a link: written to the address bar as it changes
+        dcc.Store(id="confusion-url"),
+        dcc.Store(id="confusion-url-written"),
     ]
     relatedness = dcc.Graph(
         id="confusion-relatedness",
@@ -307,4 +276,4 @@ def layout(
         body = [html.Div([_matrix(), _side()], style=wrap), _classes(), relatedness]
     if focus == "classes":
         body.append(relatedness)
-    return html.Div([_controls(), _evolution(), *body, *stores], className="page")
+    return html.Div([_controls(view), _evolution(), *body, *stores], className="page")

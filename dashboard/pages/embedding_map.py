@@ -8,22 +8,24 @@ through its Run. A layout not computed yet is computed by a background thread of
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import dash
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dashboard import config, runs
-from dashboard.embedding_map import service
+from dashboard import runs
+from dashboard.embedding_map import link, service
 from dashboard.embedding_map.figure import waiting_spec
 from dashboard.embedding_map.render import EXTENT, clamp
 from dashboard.embedding_map.render import warm_up as _warm_up
-from dashboard.pages.confusion_layout import GRAPH_CONFIG
+from dashboard.kit import epochs as kit_epochs
+from dashboard.kit import picker, url, zoom
+from dashboard.kit.cards import image_card
+from dashboard.kit.controls import radio
+from dashboard.kit.zoom import GRAPH_CONFIG, HoverGrid
 from dashboard.shell import tolerant
 from epochscope.embeddings import EMBEDDINGS_MISSING
-from epochscope.reader import list_runs
 from epochscope.run import Run
 
 dash.register_page(__name__, path="/map", name="Map", title="Epochscope: embedding map")
@@ -36,26 +38,18 @@ _warm_up()
 
 
 def layout(**query: Any) -> html.Div:
-    run = query.get("run")
+    view = link.view_from_query(query)
     return html.Div(
         [
-            dcc.Store(id="map-wanted", data={"run": run if isinstance(run, str) else None}),
+            dcc.Store(id="map-wanted", data=view),
+            dcc.Store(id="map-url"),
+            dcc.Store(id="map-url-written"),
             html.Div(
                 [
                     html.Label("Run "),
                     dcc.Dropdown(id="map-run", clearable=False, style={"minWidth": "16rem"}),
                     html.Label("Colour by ", style={"marginLeft": "1rem"}),
-                    dcc.RadioItems(
-                        id="map-colour",
-                        options=[
-                            {"label": "band", "value": "band"},
-                            {"label": "class", "value": "class"},
-                        ],
-                        value="band",
-                        inline=True,
-                        inputStyle={"marginRight": "0.25rem"},
-                        labelStyle={"marginRight": "0.8rem"},
-                    ),
+                    radio("map-colour", [("band", "band"), ("class", "class")], view["colour"]),
                 ],
                 className="controls",
                 style={"display": "flex", "alignItems": "center", "gap": "0.5rem"},
@@ -101,22 +95,7 @@ def layout(**query: Any) -> html.Div:
     )
 
 
-@callback(
-    Output("map-run", "options"),
-    Output("map-run", "value"),
-    Input("shell-runs", "value"),
-    Input("map-wanted", "data"),
-    State("map-run", "value"),
-)
-@tolerant
-def run_choices(selected: list[str] | None, wanted: dict | None, current: str | None):
-    names = [s.name for s in list_runs(config.runs_dir())]
-    asked = [(wanted or {}).get("run"), *(selected or [])]
-    preferred = [r for r in asked if r in names]
-    value = current if current in names else (preferred or names or [None])[0]
-    if dash.ctx.triggered_id == "shell-runs" and preferred and current not in (selected or []):
-        value = preferred[0]
-    return [{"label": n, "value": n} for n in names], value
+picker.register("map-run", wanted="map-wanted")
 
 
 @callback(
@@ -128,9 +107,12 @@ def run_choices(selected: list[str] | None, wanted: dict | None, current: str | 
     Input("map-refresh", "n_intervals"),
     State("map-epoch", "max"),
     State("map-epoch", "value"),
+    State("map-wanted", "data"),
 )
 @tolerant
-def epoch_choices(run: str | None, _n: int | None, old_max: int | None, current: int | None):
+def epoch_choices(
+    run: str | None, _n: int | None, old_max: int | None, current: int | None, wanted: dict | None
+):
     epochs = runs.named(run).embedding_epochs
     if not epochs:
         return 1, 1, {}, None
@@ -138,94 +120,20 @@ def epoch_choices(run: str | None, _n: int | None, old_max: int | None, current:
     run_changed = dash.ctx.triggered_id == "map-run"
     if not run_changed and last == old_max and current in epochs:
         raise PreventUpdate
-    follow = run_changed or current is None or current == old_max or current not in epochs
-    # a mark at every epoch with embeddings (the slider stops only there: kept epochs may
-    # have gaps), a label on every few
-    step = max(1, math.ceil(len(epochs) / 15))
-    marks = {e: str(e) if i % step == 0 or e == last else "" for i, e in enumerate(epochs)}
-    return epochs[0], last, marks, last if follow else current
+    value = kit_epochs.follow(epochs, current, old_max, run_changed)
+    asked = (wanted or {}).get("epoch")
+    if current is None and (wanted or {}).get("run") in (run, None) and asked in epochs:
+        value = asked  # ?epoch=E on first load
+    return epochs[0], last, kit_epochs.every_epoch_marks(epochs), value
 
 
-def _slider_epochs(marks: dict | None) -> list[int]:
-    """The epochs the slider stops at (its marks' keys come back from the browser as text)."""
-    out = []
-    for key in marks or {}:
-        try:
-            out.append(int(key))
-        except (TypeError, ValueError):
-            continue
-    return sorted(out)
-
-
-@callback(
-    Output("map-play-interval", "disabled"),
-    Output("map-play", "children"),
-    Output("map-epoch", "value", allow_duplicate=True),
-    Input("map-play", "n_clicks"),
-    State("map-play-interval", "disabled"),
-    State("map-epoch", "value"),
-    State("map-epoch", "marks"),
-    prevent_initial_call=True,
-)
-@tolerant
-def toggle_play(_clicks: int, disabled: bool, epoch: int | None, marks: dict | None):
-    epochs = _slider_epochs(marks)
-    if not epochs:
-        raise PreventUpdate
-    if disabled:  # start; from the first epoch when sitting on the last
-        start = epochs[0] if epoch is None or epoch >= epochs[-1] else epoch
-        return False, "Pause", start
-    return True, "Play", dash.no_update
-
-
-@callback(
-    Output("map-epoch", "value", allow_duplicate=True),
-    Output("map-play-interval", "disabled", allow_duplicate=True),
-    Output("map-play", "children", allow_duplicate=True),
-    Input("map-play-interval", "n_intervals"),
-    State("map-epoch", "value"),
-    State("map-epoch", "marks"),
-    State("map-view", "data"),
-    prevent_initial_call=True,
-)
-@tolerant
-def play_step(_n: int, epoch: int | None, marks: dict | None, view: dict | None):
-    epochs = _slider_epochs(marks)
-    if epoch is None or not epochs:
-        raise PreventUpdate
-    if not view or view.get("epoch") != epoch:
-        raise PreventUpdate  # this epoch's map is still being laid out: wait for it
-    later = [e for e in epochs if e > epoch]
-    if not later:
-        return dash.no_update, True, "Play"  # stop at the latest epoch
-    return later[0], dash.no_update, dash.no_update
+kit_epochs.register_play("map-epoch", "map-play", "map-play-interval", ready="map-view")
 
 
 def _ranges(relayout: dict | None, previous: dict | None, context: list) -> tuple:
     """The visible ranges: a zoom or pan moves the axes it names, a double-click (autorange)
     shows the whole map, another run starts from the whole map."""
-    x = y = EXTENT
-    if previous and previous.get("context") == context:
-        x, y = tuple(previous["x"]), tuple(previous["y"])
-    for axis in ("xaxis", "yaxis"):
-        if not relayout:
-            break
-        rng = relayout.get(f"{axis}.range")
-        if isinstance(rng, list | tuple) and len(rng) == 2:
-            lo, hi = rng
-        else:
-            lo, hi = relayout.get(f"{axis}.range[0]"), relayout.get(f"{axis}.range[1]")
-        if relayout.get(f"{axis}.autorange"):
-            got: tuple = EXTENT
-        elif all(isinstance(v, int | float) and math.isfinite(v) for v in (lo, hi)):
-            got = (float(lo), float(hi))
-        else:
-            continue
-        if axis == "xaxis":
-            x = got
-        else:
-            y = got
-    return clamp(x), clamp(y)
+    return zoom.next_ranges(relayout, previous, context, (EXTENT, EXTENT), clamp)
 
 
 @callback(
@@ -240,6 +148,7 @@ def _ranges(relayout: dict | None, previous: dict | None, context: list) -> tupl
     Input("map-graph", "relayoutData"),
     Input("map-poll", "n_intervals"),
     State("map-view", "data"),
+    State("map-wanted", "data"),
 )
 @tolerant
 def update_map(
@@ -249,6 +158,7 @@ def update_map(
     relayout: dict | None,
     _poll: int | None,
     previous: dict | None,
+    wanted: dict | None = None,
 ):
     opened = runs.named(run)
     if colour not in service.COLOUR_BY:
@@ -258,16 +168,19 @@ def update_map(
     if epoch is None or epoch not in opened.embedding_epochs:
         raise PreventUpdate
     trigger = dash.ctx.triggered_id
-    if trigger == "map-graph" and not any(k.startswith(("xaxis", "yaxis")) for k in relayout or {}):
+    if trigger == "map-graph" and not zoom.moves_axes(relayout):
         raise PreventUpdate  # autosize and other events that move nothing
     context = [run]
     x, y = _ranges(relayout if trigger == "map-graph" else None, previous, context)
+    if previous is None and wanted and wanted.get("run") in (run, None):  # a link's zoom
+        x = clamp(tuple(wanted["x"])) if wanted.get("x") else x
+        y = clamp(tuple(wanted["y"])) if wanted.get("y") else y
     view = service.map_view(opened, epoch, colour, x, y)  # type: ignore[arg-type]
-    if view.state != "ready":
+    if view.state not in ("ready", "previous"):
         return view.figure, None, view.message, f"epoch {epoch}", view.state != "computing"
     state = {
         "context": context,
-        "epoch": epoch,
+        "epoch": view.epoch,
         "x": list(view.x),
         "y": list(view.y),
         "grid": view.grid.to_dict() if view.grid else None,
@@ -277,7 +190,25 @@ def update_map(
         f"{view.image_bytes / 1024:.0f} KB, rendered in {view.seconds * 1000:.0f} ms · drag to "
         "zoom, double-click for the whole map, hover for a class, click for its images"
     )
+    if view.state == "previous":  # the newest laid-out epoch while this one is computed
+        return view.figure, state, view.message, f"epoch {view.epoch}", False
     return view.figure, state, info, f"epoch {epoch}", True
+
+
+@callback(
+    Output("map-url", "data"),
+    Input("map-run", "value"),
+    Input("map-epoch", "value"),
+    Input("map-colour", "value"),
+    Input("map-view", "data"),
+)
+def write_link(run: str | None, epoch: int | None, colour: str, view: dict | None) -> str:
+    if not run or epoch is None or not view or view.get("context") != [run]:
+        raise PreventUpdate  # the run's map is drawn first: a half-made link is no entry
+    return link.view_query(run, epoch, colour, view)
+
+
+url.register_writer("map-url", push=("x", "y"))
 
 
 def _point_row(event: dict | None, view: dict | None, run: str | None) -> tuple[Run, int, dict]:
@@ -287,8 +218,7 @@ def _point_row(event: dict | None, view: dict | None, run: str | None) -> tuple[
     point = event["points"][0]
     if not all(isinstance(point.get(k), int | float) for k in ("x", "y")):
         raise PreventUpdate  # a malformed event
-    g = view["grid"]
-    radius = 0.5 * math.hypot(g["dx"], g["dy"])
+    radius = HoverGrid(**view["grid"]).radius
     row = service.nearest_row(opened, view["epoch"], point["x"], point["y"], radius)
     if row is None:
         raise PreventUpdate
@@ -341,20 +271,9 @@ def drill_down(event: dict | None, view: dict | None, run: str | None):
     cards = []
     for im in service.images(opened, epoch, rows):
         label = opened.names[int(opened.labels[im.row])]
-        thumb = (
-            html.Img(src=im.thumbnail, style={"width": "72px", "height": "72px",
-                                              "objectFit": "contain"})
-            if im.thumbnail
-            else html.Div("no image", className="hint", style={"width": "72px"})
-        )  # fmt: skip
         guess = f" · guessed {im.top5[0][1]} {im.top5[0][2]:.0%}" if im.top5 else ""
-        cards.append(
-            html.Div(
-                [thumb, html.Small([html.B(label), f" #{im.row}{guess}"])],
-                className="map-image",
-                style={"display": "flex", "gap": "0.5rem", "borderTop": "1px solid #eee"},
-            )
-        )
+        body = [html.Small([html.B(label), f" #{im.row}{guess}"])]
+        cards.append(image_card(im.thumbnail, body, "map-image", size=72))
     return [head, *cards]
 
 

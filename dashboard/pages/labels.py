@@ -13,16 +13,18 @@ import dash
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dashboard import config, label_views, runs
+from dashboard import label_views, runs
+from dashboard.kit import picker
+from dashboard.kit.cards import image_card
+from dashboard.kit.controls import radio
 from dashboard.shell import tolerant
 from epochscope import labels
-from epochscope.reader import list_runs, prediction_epochs
 
 dash.register_page(
     __name__, path="/labels", name="Labels", title="Epochscope: likely mislabeled, calibration"
 )
 
-THUMB = {"width": "96px", "height": "96px", "imageRendering": "pixelated", "objectFit": "contain"}
+METHODS_SHOWN = [("self_confidence", "self-confidence"), ("normalized_margin", "normalized margin")]
 ROW = {"display": "flex", "gap": "0.8rem", "alignItems": "center", "flexWrap": "wrap"}
 
 
@@ -57,16 +59,13 @@ def layout(
             _dropdown("labels-label", "any class"),
             html.Label("suggested"),
             _dropdown("labels-suggested", "any class"),
-            dcc.RadioItems(
-                id="labels-method",
-                options=[
-                    {"label": "self-confidence", "value": "self_confidence"},
-                    {"label": "normalized margin", "value": "normalized_margin"},
+            radio(
+                "labels-method",
+                [
+                    ("self_confidence", "self-confidence"),
+                    ("normalized_margin", "normalized margin"),
                 ],
-                value="self_confidence",
-                inline=True,
-                inputStyle={"marginRight": "0.25rem"},
-                labelStyle={"marginRight": "0.8rem"},
+                "self_confidence",
             ),
             html.Button("CSV of the whole ranking", id="labels-export", n_clicks=0),
             dcc.Download(id="labels-download"),
@@ -100,22 +99,7 @@ def layout(
     )
 
 
-@callback(
-    Output("labels-run", "options"),
-    Output("labels-run", "value"),
-    Input("shell-runs", "value"),
-    Input("labels-wanted", "data"),
-    State("labels-run", "value"),
-)
-@tolerant
-def run_choices(selected: list[str] | None, wanted: dict | None, current: str | None):
-    runs_dir = config.runs_dir()
-    names = [s.name for s in list_runs(runs_dir) if prediction_epochs(runs_dir / s.name)]
-    asked = [(wanted or {}).get("run"), *(selected or [])]
-    if dash.ctx.triggered_id == "shell-runs":
-        asked = [*(selected or [])[:1], *asked]  # a run picked in the shell's picker wins
-    value = next((r for r in asked if r in names), current if current in names else None)
-    return [{"label": n, "value": n} for n in names], value or (names or [None])[0]
+picker.register("labels-run", having="predictions", wanted="labels-wanted")
 
 
 @callback(
@@ -155,44 +139,20 @@ def run_options(run: str | None, wanted: dict | None):
 
 
 def _card(card: label_views.IssueCard) -> html.Div:
-    thumb = (
-        html.Img(src=card.thumbnail, style=THUMB)
-        if card.thumbnail
-        else html.Div("no image", className="hint", style={"width": "96px", "fontSize": "0.75rem"})
-    )
     score = "-" if card.score is None else f"{card.score:.3f}"
-    return html.Div(
-        [
-            thumb,
-            html.Div(
-                [
-                    html.Div(
-                        [
-                            html.Span(card.label, className="labels-given"),
-                            " → ",
-                            html.B(card.suggested, className="labels-suggested"),
-                        ]
-                    ),
-                    html.Small(f"score {score}" + (" · flagged" if card.flagged else "")),
-                    html.Small(card.band, className="hint") if card.band else None,
-                    html.Small(f"#{card.row} {card.path}", className="hint"),
-                ],
-                style={
-                    "display": "flex",
-                    "flexDirection": "column",
-                    "fontSize": "0.8rem",
-                    "overflow": "hidden",
-                },
-            ),
-        ],
-        className="labels-image",
-        style={
-            "display": "flex",
-            "gap": "0.5rem",
-            "borderTop": "1px solid #eee",
-            "padding": "0.3rem 0",
-        },
-    )
+    body = [
+        html.Div(
+            [
+                html.Span(card.label, className="labels-given"),
+                " → ",
+                html.B(card.suggested, className="labels-suggested"),
+            ]
+        ),
+        html.Small(f"score {score}" + (" · flagged" if card.flagged else "")),
+        html.Small(card.band, className="hint") if card.band else None,
+        html.Small(f"#{card.row} {card.path}", className="hint"),
+    ]
+    return image_card(card.thumbnail, body, "labels-image")
 
 
 @callback(

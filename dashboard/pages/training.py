@@ -9,15 +9,9 @@ import dash
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dashboard import config, figures, label_views, live
-from dashboard.confusion import data
-from dashboard.confusion.band_chart import band_accuracy_figure
-from dashboard.confusion.relatedness import relatedness_figure
-from dashboard.embedding_map.silhouette_chart import silhouette_figure
+from dashboard import figures, live, mistakes, runs
 from dashboard.hparams import hparam_rows, run_hparams
 from dashboard.shell import selection, tolerant
-from epochscope.layout import EMBEDDING_SUFFIX, EMBEDDINGS, epochs_in
-from epochscope.reader import LABEL_STATS_MISSING, prediction_epochs, safe_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +109,9 @@ def panel_styles(empty: list[str]) -> list[dict[str, str]]:
     State("training-state", "data"),
 )
 @tolerant
-def update_training(_n: int | None, runs: list[str] | None, state: dict | None):
-    chosen, note = selection(runs)
-    update = live.poll(config.runs_dir(), chosen, state)
+def update_training(_n: int | None, names: list[str] | None, state: dict | None):
+    chosen, note = selection(names)
+    update = live.poll(runs.provider(), chosen, state)
     if note:
         update.errors.append(note)
     if update.empty and not update.full:
@@ -135,17 +129,13 @@ def update_training(_n: int | None, runs: list[str] | None, state: dict | None):
     return *figs, *styles, progress, errors, update.state
 
 
-def _prediction_epochs_by_run(runs: list[str]) -> dict[str, list[list[int]]]:
+def _prediction_epochs_by_run(names: list[str]) -> dict[str, list[list[int]]]:
     """Each run's epochs with predictions and with embeddings: the charts change with them."""
-    out: dict[str, list[list[int]]] = {}
-    for run in runs:
-        try:
-            run_dir = safe_run_dir(config.runs_dir(), run)
-            embedded = epochs_in(run_dir / EMBEDDINGS, EMBEDDING_SUFFIX)
-            out[run] = [prediction_epochs(run_dir), embedded]
-        except (ValueError, LookupError, OSError):
-            out[run] = [[], []]
-    return out
+    provider = runs.provider()
+    return {
+        run: [provider.epochs(run, "predictions"), provider.epochs(run, "embeddings")]
+        for run in names
+    }
 
 
 @callback(
@@ -156,91 +146,25 @@ def _prediction_epochs_by_run(runs: list[str]) -> dict[str, list[list[int]]]:
     State("training-mistakes-key", "data"),
 )
 @tolerant
-def update_mistakes(_n: int | None, runs: list[str] | None, key: dict | None):
-    new_key = _prediction_epochs_by_run(selection(runs)[0])
+def update_mistakes(_n: int | None, names: list[str] | None, key: dict | None):
+    new_key = _prediction_epochs_by_run(selection(names)[0])
     if new_key == key:
         raise PreventUpdate  # no new prediction file: nothing is sent
     graphs = []
     for run, (epochs, embedded) in new_key.items():
-        if not epochs and not embedded:
-            continue
-        try:
-            run_view = data.run(safe_run_dir(config.runs_dir(), run))
-            done, values = run_view.relatedness_series()  # empty without a hierarchy
-            per_epoch = [run_view.band_accuracy(e) for e in run_view.epochs]
-            # the band silhouette in embedding space, from each epoch's embeddings file
-            sil_epochs, silhouettes = run_view.silhouette_series()
-        except Exception as e:  # mid-replacement or damaged: this run only, the next poll retries
-            log.warning("mistakes of %s: %s: %s", run, type(e).__name__, str(e)[:200])
-            continue
-        if done:
-            title = f"{run}: are the mistakes related to the true class?"
-            graphs.append(
-                dcc.Graph(
-                    id={"type": "training-mistakes-graph", "run": run},
-                    figure=relatedness_figure(done, values, title=title),
-                    config={"displaylogo": False},
-                    className="graph",
-                )
-            )
-        if any(v is not None for v in silhouettes):
-            groups = run_view.silhouette_groups
-            graphs.append(
-                dcc.Graph(
-                    id={"type": "training-silhouette-graph", "run": run},
-                    figure=silhouette_figure(
-                        sil_epochs, silhouettes, groups,
-                        f"{run}: do the {groups} separate in the embedding space? (silhouette)",
-                    ),
-                    config={"displaylogo": False},
-                    className="graph",
-                )
-            )  # fmt: skip
-        if any(per_epoch):
-            graphs.append(
-                dcc.Graph(
-                    id={"type": "training-bands-graph", "run": run},
-                    figure=band_accuracy_figure(
-                        run_view.epochs, per_epoch, f"{run}: top-1 accuracy per band (validation)"
-                    ),
-                    config={"displaylogo": False},
-                    className="graph",
-                )
-            )
-        try:
-            ece = run_view.ece_series()  # empty for a run from before the label arrays
-        except Exception as e:  # a damaged label file: this chart only
-            log.warning("calibration of %s: %s: %s", run, type(e).__name__, str(e)[:200])
-            continue
-        graphs.append(ece_panel(run, ece))
+        if epochs or embedded:
+            graphs += mistakes.run_graphs(run, runs.run)
     return graphs, new_key
 
 
-def ece_panel(run: str, series: dict[str, list]) -> dcc.Graph | html.P:
-    """The run's ECE over epochs, or why it has none (its files predate the label arrays)."""
-    if not series["epoch"]:
-        return html.P(
-            f"{run}: no calibration curve: {LABEL_STATS_MISSING}.",
-            id={"type": "training-ece-missing", "run": run},
-            className="hint",
-        )
-    return dcc.Graph(
-        id={"type": "training-ece-graph", "run": run},
-        figure=label_views.ece_figure(
-            series, f"{run}: calibration over epochs (ECE, 15 bins; temperature)"
-        ),
-        config={"displaylogo": False},
-        className="graph",
-    )
-
-
-def hparams_table(runs: list[str]) -> html.Div | html.P:
+def hparams_table(names: list[str]) -> html.Div | html.P:
     """Settings of the chosen runs side by side: those that differ (marked) and the well-known
     ones first, the rest folded under "N more settings"."""
     by_run = {}
-    for run in runs:
+    provider = runs.provider()
+    for run in names:
         try:
-            by_run[run] = run_hparams(safe_run_dir(config.runs_dir(), run))
+            by_run[run] = run_hparams(provider.check(run), provider)
         except (ValueError, LookupError):
             continue
     if not by_run:

@@ -7,22 +7,17 @@ The bands come from WordNet for ImageNet classes, or from the run's own hierarch
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from epochscope.catalogue import Band, Catalogue, load_catalogue
 from epochscope.hierarchy import Taxonomy
-
-if TYPE_CHECKING:  # assets.catalogue imports epochscope: imported where used
-    from assets.catalogue import Band, Catalogue
 
 UNKNOWN = ""  # the band of a class WordNet does not know: drawn as no strip
 
 
 def class_bands(wnids: Sequence[str], catalogue: Catalogue | Taxonomy | None = None) -> list[str]:
     """The band name of each run class (index order); UNKNOWN outside the hierarchy."""
-    from assets.catalogue import load_catalogue
-
     cat = catalogue or load_catalogue()
     return [cat.band_of(w) if w in cat else UNKNOWN for w in wnids]
 
@@ -33,8 +28,6 @@ ANIMAL, ARTIFACT = "n00015388", "n00021939"  # WordNet: animal, artifact
 def class_groups(wnids: Sequence[str], catalogue: Catalogue | None = None) -> list[str]:
     """The top of the hierarchy each class sits under: "animals", "objects" (artifacts) or
     "other" (food, plants, landscapes, people); UNKNOWN outside the catalogue."""
-    from assets.catalogue import load_catalogue
-
     cat = catalogue or load_catalogue()
     out = []
     for w in wnids:
@@ -48,8 +41,6 @@ def class_groups(wnids: Sequence[str], catalogue: Catalogue | None = None) -> li
 
 def band_runs(names: Sequence[str], order: np.ndarray) -> list[Band]:
     """Contiguous runs of equal band names along ``order`` (slot -> class index)."""
-    from assets.catalogue import Band
-
     runs: list[Band] = []
     for slot, index in enumerate(order):
         name = names[int(index)]
@@ -62,8 +53,6 @@ def band_runs(names: Sequence[str], order: np.ndarray) -> list[Band]:
 
 def visible_runs(runs: Sequence[Band], lo: float, hi: float) -> list[Band]:
     """The runs overlapping [lo, hi), cut to it (start/stop may become fractional)."""
-    from assets.catalogue import Band
-
     out = []
     for b in runs:
         if b.stop > lo and b.start < hi and b.name != UNKNOWN:

@@ -13,13 +13,11 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from epochscope.analysis.confusion import Confusion
+from epochscope.catalogue import Catalogue, load_catalogue
 from epochscope.hierarchy import Taxonomy
 
-if TYPE_CHECKING:  # imported where used: scipy by the clustered order only; assets.catalogue
-    # imports epochscope
+if TYPE_CHECKING:  # imported where used: scipy by the clustered order only
     from scipy import sparse
-
-    from assets.catalogue import Catalogue
 
 OrderKind = Literal["wordnet", "index", "cluster"]
 ORDERS: tuple[OrderKind, ...] = ("wordnet", "index", "cluster")
@@ -43,8 +41,6 @@ def wordnet_order(
 
     Classes the hierarchy does not know keep their index order after the known ones.
     """
-    from assets.catalogue import load_catalogue
-
     return (catalogue or load_catalogue()).display_order(list(wnids))
 
 

@@ -12,15 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from epochscope.analysis.confusion import Mode, guesses
+from epochscope.catalogue import Catalogue, load_catalogue
 from epochscope.hierarchy import Taxonomy
-
-if TYPE_CHECKING:  # assets.catalogue imports epochscope: imported where used
-    from assets.catalogue import Catalogue
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,8 +45,6 @@ class Relations:
 def relations(wnids: Sequence[str], catalogue: Catalogue | Taxonomy | None = None) -> Relations:
     """Band, parent and distance relations of a run's classes (given by wnid) in WordNet (the
     default) or the run's own hierarchy."""
-    from assets.catalogue import load_catalogue
-
     cat = catalogue or load_catalogue()
     wnids = list(wnids)
     known = [w for w in wnids if w in cat]

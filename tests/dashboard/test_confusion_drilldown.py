@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dashboard.confusion.drilldown import most_confused, pair_rows, safe_image_path, thumbnail_uri
+from dashboard.confusion.drilldown import most_confused, pair_rows
 from epochscope.analysis.confusion import confusion
+from epochscope.images import safe_image_path, thumbnail_uri
 
 
 def test_pair_rows_by_rank_then_row() -> None:

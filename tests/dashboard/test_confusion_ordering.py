@@ -7,7 +7,6 @@ import itertools
 import numpy as np
 import pytest
 
-from assets.catalogue import load_catalogue
 from epochscope.analysis import ordering
 from epochscope.analysis.bands import UNKNOWN, band_runs, class_bands, visible_runs
 from epochscope.analysis.confusion import confusion
@@ -18,6 +17,7 @@ from epochscope.analysis.ordering import (
     positions,
     wordnet_order,
 )
+from epochscope.catalogue import load_catalogue
 
 
 def planted_blocks(

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.synthetic_runs import write_run
 from dashboard.confusion import data, service
 from dashboard.confusion.difference import diverging_indices
 from dashboard.confusion.figure import plot_size
-from dashboard.confusion.synthetic import write_run
 from epochscope.analysis.confusion import cell_values, confusion, row_share
 from epochscope.analysis.difference import ClassMismatch
 from epochscope.analysis.per_class import class_stats

@@ -8,9 +8,9 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from assets.catalogue import load_catalogue
-from dashboard.confusion.relatedness import relatedness_figure
+from dashboard.kit.relatedness import relatedness_figure
 from epochscope.analysis.relatedness import relatedness, relations
+from epochscope.catalogue import load_catalogue
 
 TABBY, EGYPTIAN, TIGER_CAT = "n02123045", "n02124075", "n02123159"  # cats, siblings
 CHIHUAHUA, TENCH, VOLCANO = "n02085620", "n01440764", "n09472597"

@@ -137,7 +137,7 @@ def test_matrix_spec_is_a_valid_plotly_figure_with_image_bands_and_hover_grid() 
     assert top.size == (680, 1)
     left = _png(base64.b64decode(fig.layout.images[2].source.split(",")[1]))
     assert left.size == (1, 680)
-    assert grid.nx <= HOVER_CELLS and grid.x_group == 10
+    assert grid.nx <= HOVER_CELLS and grid.dx == 10
     assert spec["data"][0]["z"]["shape"] == f"{grid.ny}, {grid.nx}"
 
 
@@ -154,7 +154,7 @@ def test_band_strip_pixels_follow_the_visible_range() -> None:
 
 def test_hover_grid_cells_map_back_to_classes() -> None:
     g = hover_grid((10.3, 19.7), (0, 1000), 1000)
-    assert (g.x_start, g.x_group, g.nx) == (10, 1, 10)
+    assert (g.x0, g.dx, g.nx) == (10, 1, 10)
     assert g.cell(15.5, 505.0) == ((15, 16), (500, 510))  # 10 classes per cell vertically
     # points that are no centre of this grid come from an older figure: ignored
     assert g.cell(15.5, 505.5) is None and g.cell(15.0, 505.0) is None

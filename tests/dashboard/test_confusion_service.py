@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.synthetic_runs import write_run
 from dashboard.confusion import data, export, service
-from dashboard.confusion.synthetic import write_run
+from dashboard.kit import images as kit_images
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def run_dir(tmp_path: Path) -> Path:
 def test_matrix_view_of_the_whole_matrix_and_a_zoom(run_dir: Path) -> None:
     view = service.matrix_view(data.run(run_dir), 3, "top5", "wordnet", "eq_hist", (0, 30), (0, 30))
     assert view.figure["layout"]["images"][0]["sizex"] == 30
-    assert view.grid.x_group == 1 and view.grid.nx == 30
+    assert view.grid.dx == 1 and view.grid.nx == 30
     assert 0 < view.top1 <= 1
     zoom = service.matrix_view(data.run(run_dir), 3, "top5", "wordnet", "log", (5, 10), (5, 10))
     assert zoom.figure["layout"]["images"][0]["sizex"] == 5
@@ -56,7 +57,7 @@ def test_a_grouped_cell_names_its_largest_count(tmp_path: Path) -> None:
     data.clear()
     run = write_run(tmp_path / "big", num_classes=300, per_class=2, epochs=1)
     view = service.matrix_view(data.run(run), 1, "top1", "index", "linear", (0, 300), (0, 300))
-    assert view.grid.x_group == 3  # 300 classes over at most 100 hover cells
+    assert view.grid.dx == 3  # 300 classes over at most 100 hover cells
     conf = data.run(run).confusion(1, "top1")
     dense = conf.dense()
     cell = service.cell_at(
@@ -85,14 +86,14 @@ def test_drill_down_reads_only_allowed_roots(run_dir: Path, monkeypatch) -> None
     """data.root outside every allowed root: no thumbnail, and a note that says what to do."""
     root = run_dir.parent.parent / "data"
     monkeypatch.delenv("EPOCHSCOPE_DATA_ROOTS", raising=False)
-    source = service.thumbnail_source(data.run(run_dir))
+    source = kit_images.thumbnail_source(data.run(run_dir))
     assert source.root is None and str(root) in source.note and "--data-root" in source.note
     assert all(im.thumbnail is None for im in service.drill(data.run(run_dir), 3, "top5", 0, 0))
     # a parent of the data root allows it; a sibling does not
     monkeypatch.setenv("EPOCHSCOPE_DATA_ROOTS", f"{run_dir.parent}:{root.parent}")
-    assert service.thumbnail_source(data.run(run_dir)).root == root.resolve()
+    assert kit_images.thumbnail_source(data.run(run_dir)).root == root.resolve()
     monkeypatch.setenv("EPOCHSCOPE_DATA_ROOTS", f"{root}-other:relative/path")
-    assert service.thumbnail_source(data.run(run_dir)).root is None
+    assert kit_images.thumbnail_source(data.run(run_dir)).root is None
 
 
 def test_drill_down_uses_thumbnails_stored_in_the_run(run_dir: Path, monkeypatch) -> None:
@@ -101,7 +102,7 @@ def test_drill_down_uses_thumbnails_stored_in_the_run(run_dir: Path, monkeypatch
     rel = meta.paths[int(np.flatnonzero(meta.labels == 1)[0])]
     (run_dir / "thumbnails" / rel).parent.mkdir(parents=True)
     Image.new("RGB", (16, 16), (0, 0, 200)).save(run_dir / "thumbnails" / rel, format="PNG")
-    source = service.thumbnail_source(data.run(run_dir))
+    source = kit_images.thumbnail_source(data.run(run_dir))
     assert source.root == run_dir / "thumbnails" and source.note is None
     images = service.drill(data.run(run_dir), 3, "top5", 1, 1)
     assert [im.path for im in images if im.thumbnail] == [rel]

@@ -13,6 +13,7 @@ from PIL import Image
 from dashboard import inference
 from dashboard.classify_view import classify_uploads, data_url_bytes, percent, wordnet_path
 from dashboard.inference import ImageError
+from epochscope import ModelFile
 from epochscope.predictions import softmax, top_k
 from epochscope.preprocess import prepare
 from epochscope.reader import model_epochs, read_classes
@@ -180,10 +181,10 @@ def test_classifier_on_a_run_each_file_on_its_own(fake_run: Path) -> None:
 
 def test_sessions_are_cached_and_bounded(fake_run: Path) -> None:
     cache = inference.SessionCache(size=1)
-    path1 = fake_run / "models" / "epoch-0001.onnx"
+    path1 = ModelFile.of(fake_run, 1)
     s1 = cache.get(path1)
     assert cache.get(path1) is s1
-    cache.get(fake_run / "models" / "epoch-0002.onnx")
+    cache.get(ModelFile.of(fake_run, 2))
     assert len(cache) == 1 and cache.get(path1) is not s1  # evicted, then loaded again
 
 

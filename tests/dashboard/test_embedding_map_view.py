@@ -15,13 +15,13 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
-from dashboard.confusion.bands import band_colour
-from dashboard.confusion.synthetic import write_run
+from bench.synthetic_embeddings import write_embeddings
+from bench.synthetic_runs import write_run
 from dashboard.embedding_map import render, service
 from dashboard.embedding_map.jobs import LayoutJobs
 from dashboard.embedding_map.render import EXTENT, clamp, map_points, render_map
-from dashboard.embedding_map.silhouette_chart import silhouette_figure
-from dashboard.embedding_map.synthetic import write_embeddings
+from dashboard.kit.bands import band_colour
+from dashboard.kit.silhouette_chart import silhouette_figure
 from epochscope import maps
 from epochscope.embeddings import EMBEDDINGS_MISSING
 from epochscope.run import open_run
@@ -189,3 +189,28 @@ def test_a_run_of_few_classes_names_the_colour_of_each(tmp_path: Path):
     assert sum(n for _, _, n in legend) == len(few.labels)
     many = open_run(write_run(tmp_path / "many", num_classes=100, per_class=1, epochs=1))
     assert service.class_legend(many) == []
+
+
+def test_while_an_epoch_is_laid_out_the_newest_laid_out_one_is_shown(run_dir: Path):
+    """A live run's new epoch: the map of the epoch before it, with a note, until it is ready."""
+    run = open_run(run_dir)
+    jobs = LayoutJobs()
+    put_layout(run_dir, 1, spread(len(run.labels)))
+    path = maps.layout_path(run_dir, 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(maps._lock_path(path), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another worker is computing epoch 2
+    try:
+        view = service.map_view(run, 2, "band", jobs=jobs)
+        assert view.state == "previous" and view.epoch == 1
+        assert "Showing epoch 1" in view.message and "epoch 2" in view.message
+        assert view.drawn == len(run.labels) and view.grid is not None
+        assert "epoch 1" in view.figure["layout"]["title"]["text"]
+        put_layout(run_dir, 2, spread(len(run.labels), seed=1))
+    finally:
+        os.close(fd)
+    deadline = time.monotonic() + 30
+    while (view := service.map_view(run, 2, "band", jobs=jobs)).state != "ready":
+        assert time.monotonic() < deadline, "the newer layout never replaced the older one"
+        time.sleep(0.05)
+    assert view.epoch == 2 and "epoch 2" in view.figure["layout"]["title"]["text"]

@@ -11,6 +11,7 @@ import pytest
 
 from dashboard.classify_view import trained_on_synthetic
 from dashboard.hparams import hparam_rows, run_hparams, search_text
+from epochscope import Runs
 from epochscope.reader import is_synthetic_dataset
 from epochscope.records import DataInfo
 
@@ -33,12 +34,12 @@ def test_run_hparams_and_search_text(tmp_path: Path) -> None:
     info = {"schema": 1, "name": "r", "arch": "resnet18_v2", "epochs": 3,
             "hparams": {"lr": 0.2, "data": "/some/path", "lr_schedule": "cosine"}}  # fmt: skip
     (run / "run.json").write_text(json.dumps(info))
-    hp = run_hparams(run)
+    hp = run_hparams("r", Runs(tmp_path))
     assert hp["lr"] == 0.2 and hp["arch"] == "resnet18_v2" and hp["epochs"] == 3
     text = search_text(hp)
     assert "lr=0.2" in text.split() and "lr_schedule=cosine" in text.split()
     assert "/some/path" not in text  # paths would match nearly every query
-    assert run_hparams(tmp_path / "missing") == {}
+    assert run_hparams("missing", Runs(tmp_path)) == {}
 
 
 def _data(**kw) -> DataInfo:
@@ -83,5 +84,5 @@ def test_settings_a_run_did_not_record_are_not_shown_as_zero(tmp_path: Path) -> 
     import epochscope
 
     epochscope.init("own", tmp_path, classes=["a", "b"]).finish()  # no epochs, no batch size
-    hp = run_hparams(tmp_path / "own")
+    hp = run_hparams("own", Runs(tmp_path))
     assert "batch_size" not in hp and "epochs" not in hp and hp["engine"] == "epochscope-api"

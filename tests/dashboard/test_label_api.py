@@ -12,6 +12,7 @@ import pytest
 
 import epochscope
 from dashboard import label_views
+from dashboard.kit import calibration_chart
 from epochscope.analysis.label_issues import COLUMNS
 from epochscope.reader import LABEL_STATS_MISSING
 from tests.support import make_label_run, strip_label_arrays
@@ -120,7 +121,7 @@ def test_view_functions_draw_the_figures_and_the_csv(runs: Path) -> None:
     one = labels.reliability(run, 3, label=1)
     assert one["count"] == int((run.labels == 1).sum())
     series = run.ece_series()
-    ece = label_views.ece_figure(series, "t")
+    ece = calibration_chart.ece_figure(series, "t")
     assert [t.meta for t in ece.data] == ["ece", "ece_scaled", "temperature"]
     assert list(ece.data[0].y) == series["ece"] and ece.data[2].yaxis == "y2"
     cols = labels.issue_columns(run, 3, label=1)

@@ -1,4 +1,4 @@
-"""The similar-images pieces of the classifier page and the drill-down (dashboard/similar_view.py)
+"""The similar-images pieces of the classifier page and the drill-down (dashboard/kit/similar.py)
 on a real run logged through the API with array images (thumbnails.bin) and features."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import epochscope
-from dashboard import similar_view
+from dashboard.kit import similar as similar_view
 from epochscope.run import Run
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dashboard.confusion.drilldown import image_source, safe_image_path
 from epochscope import layout, reader, thumbnails
 from epochscope.hierarchy import MAX_DEPTH, Taxonomy, read_hierarchy
+from epochscope.images import image_source, safe_image_path
 from epochscope.records import MAX_PREPROCESS_SIDE, RunInfo
 from tests.support import make_fake_run
 

@@ -5,7 +5,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assets.catalogue import ANIMAL_WNID, DATA_DIR, DOG_WNID, ROOT_WNID, Catalogue, load_catalogue
+from epochscope.catalogue import (
+    ANIMAL_WNID,
+    DATA_DIR,
+    DOG_WNID,
+    ROOT_WNID,
+    Catalogue,
+    load_catalogue,
+)
 
 
 @pytest.fixture(scope="module")

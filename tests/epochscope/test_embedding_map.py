@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dashboard.confusion.synthetic import write_run
-from dashboard.embedding_map.synthetic import features, write_embeddings
+from bench.synthetic_embeddings import features, write_embeddings
+from bench.synthetic_runs import write_run
 from epochscope import maps
 from epochscope.analysis.embedding_map import group_labels, layout, orient, silhouette
 from epochscope.run import open_run

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from dashboard import live
+from epochscope import Runs
 from epochscope import reader as rundir
 from epochscope.reader import MetricsCache, MetricsLog
 from tests.support import epoch_event, make_fake_run
@@ -196,14 +197,14 @@ def test_bad_predictions_are_refused(tmp_path: Path) -> None:
 # --- what a training-page poll sends ----------------------------------------------------------
 def test_poll_sends_nothing_when_nothing_changed_and_patches_a_new_epoch(tmp_path: Path) -> None:
     run = make_fake_run(tmp_path, "r", state=None)
-    cache = _fresh_cache()
-    first = live.poll(tmp_path, ["r"], None, cache)
+    provider = Runs(tmp_path)
+    first = live.poll(provider, ["r"], None)
     assert first.full and first.panels["accuracy"] is not None
-    again = live.poll(tmp_path, ["r"], first.state, cache)
+    again = live.poll(provider, ["r"], first.state)
     assert again.empty and not again.full
     with (run / "metrics.jsonl").open("a") as f:
         f.write(json.dumps(epoch_event(3, 1_764_000_100.0, 0.3)) + "\n")
-    grown = live.poll(tmp_path, ["r"], again.state, cache)
+    grown = live.poll(provider, ["r"], again.state)
     assert not grown.full
     ops = grown.panels["accuracy"].to_plotly_json()["operations"]
     extends = [op for op in ops if op["operation"] == "Extend"]
@@ -211,40 +212,40 @@ def test_poll_sends_nothing_when_nothing_changed_and_patches_a_new_epoch(tmp_pat
                            for op in extends)  # fmt: skip
     assert grown.panels["steps"] is None  # no new steps: that figure is left alone
     assert grown.progress[0]["epoch"] == 3
-    assert live.poll(tmp_path, ["r"], grown.state, cache).empty
+    assert live.poll(provider, ["r"], grown.state).empty
 
 
 def test_poll_redraws_after_a_resume_or_truncation(tmp_path: Path) -> None:
     run = make_fake_run(tmp_path, "r", state=None)
-    cache = _fresh_cache()
-    state = live.poll(tmp_path, ["r"], None, cache).state
+    provider = Runs(tmp_path)
+    state = live.poll(provider, ["r"], None).state
     with (run / "metrics.jsonl").open("a") as f:
         f.write(json.dumps(epoch_event(2, 1_764_000_100.0, 0.5)) + "\n")  # epoch 2 redone
-    redone = live.poll(tmp_path, ["r"], state, cache)
+    redone = live.poll(provider, ["r"], state)
     assert redone.full
     acc = redone.panels["accuracy"]
     val_top5 = next(t for t in acc.data if t.meta == "r/val_top5")
     assert list(val_top5.x) == [1, 2] and val_top5.y[-1] == pytest.approx(0.75)
     (run / "metrics.jsonl").write_text(json.dumps(epoch_event(1, 1.0, 0.1)) + "\n")
-    assert live.poll(tmp_path, ["r"], redone.state, cache).full
+    assert live.poll(provider, ["r"], redone.state).full
 
 
 def test_first_points_draw_the_panel_whole_then_patches(tmp_path: Path) -> None:
     run = make_fake_run(tmp_path, "r", epochs_done=0, state=None)
-    cache = _fresh_cache()
-    first = live.poll(tmp_path, ["r"], None, cache)
+    provider = Runs(tmp_path)
+    first = live.poll(provider, ["r"], None)
     assert "accuracy" in first.state["empty"]
     assert first.panels["accuracy"].layout.annotations[-1].text == "no data yet"
     with (run / "metrics.jsonl").open("a") as f:
         f.write(json.dumps(epoch_event(1, 1_764_000_010.0, 0.1)) + "\n")
-    drawn = live.poll(tmp_path, ["r"], first.state, cache)
+    drawn = live.poll(provider, ["r"], first.state)
     fig = drawn.panels["accuracy"]
     assert not drawn.full and fig.__class__.__name__ == "Figure"  # only this panel, whole
     assert all(a.text != "no data yet" for a in fig.layout.annotations)
     assert drawn.panels["steps"] is None and "accuracy" not in drawn.state["empty"]
     with (run / "metrics.jsonl").open("a") as f:
         f.write(json.dumps(epoch_event(2, 1_764_000_020.0, 0.2)) + "\n")
-    patched = live.poll(tmp_path, ["r"], drawn.state, cache)
+    patched = live.poll(provider, ["r"], drawn.state)
     assert patched.panels["accuracy"].__class__.__name__ == "Patch"
 
 

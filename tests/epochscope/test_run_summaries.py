@@ -18,7 +18,6 @@ from tests.support import epoch_event, make_fake_run
 
 
 def _fresh() -> reader.SummaryCache:
-    reader.CANDIDATES = reader._Candidates()
     return reader.SummaryCache()
 
 

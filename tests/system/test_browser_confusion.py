@@ -126,3 +126,68 @@ def test_confusion_page_zoom_hover_click_and_epochs(
         page.click("#confusion-export-gif")
     gif = Image.open(gif_download.value.path())
     assert gif.format == "GIF" and gif.n_frames == 3
+
+
+def test_a_copied_link_reproduces_the_zoom_selection_and_epoch(
+    tiny_run: Path, dashboard_server, browser_page
+) -> None:
+    """Zoom the matrix, select a class, choose an epoch: the address bar then holds the view,
+    and opening it in a new page shows the same range, selection and epoch; back undoes the
+    zoom."""
+    names = [n for _, _, n in read_classes(tiny_run)]
+
+    def href(p) -> str:  # the address bar (page.url lags behind history.replaceState)
+        return p.evaluate("window.location.href")
+
+    base = dashboard_server(tiny_run.parent)
+    page = browser_page
+    page.goto(f"{base}/confusion?run={tiny_run.name}")
+    page.wait_for_selector(GRAPH)
+    first = _wait(lambda: page.evaluate(STATE_JS), 60, "the matrix image")
+    assert "epoch 3" in first["title"]
+
+    # select a class by name (which zooms to it), then zoom elsewhere, then epoch 1
+    chosen = names[7]
+    page.fill("#confusion-search", chosen)
+    page.press("#confusion-search", "Enter")
+    page.wait_for_selector(f"#confusion-drill-head:has-text('{chosen}')", timeout=30_000)
+    page.evaluate(
+        """() => Plotly.relayout(document.querySelector('#confusion-graph .js-plotly-plot'),
+               {'xaxis.range': [4, 12], 'yaxis.range': [12, 4]})"""
+    )
+    _wait(lambda: (s := page.evaluate(STATE_JS)) and s["sx"] == 8 and s, 30, "the zoomed image")
+    _wait(lambda: "x=4%2C12" in href(page), 20, "the zoom in the URL")
+    handle = page.locator("#confusion-epoch [role='slider']").first
+    handle.focus()
+    page.keyboard.press("Home")
+    shown = _wait(
+        lambda: (s := page.evaluate(STATE_JS)) and "epoch 1 " in s["title"] and s,
+        30, "the epoch-1 matrix",
+    )  # fmt: skip
+    link = _wait(lambda: "epoch=1" in href(page) and href(page), 20, "the epoch in the URL")
+    assert "cls=7" in link and "x=4%2C12" in link and "y=4%2C12" in link
+
+    # the copied link in a new page: the same range, selection and epoch
+    other = page.context.new_page()
+    other.goto(link)
+    other.wait_for_selector(GRAPH)
+    again = _wait(
+        lambda: (s := other.evaluate(STATE_JS)) and "epoch 1 " in s["title"] and s,
+        60, "the linked view",
+    )  # fmt: skip
+    assert sorted(again["x"]) == sorted(shown["x"]) == [4, 12]
+    assert sorted(again["y"]) == sorted(shown["y"]) == [4, 12]
+    assert (again["ix"], again["sx"]) == (shown["ix"], shown["sx"])
+    other.wait_for_selector(f"#confusion-drill-head:has-text('{chosen}')", timeout=30_000)
+    assert other.locator("#confusion-epoch-label").inner_text() == "epoch 1"
+    other.close()
+
+    # back: the view before the zoom (the class search's own zoom), laid out again from its URL
+    page.go_back()
+    _wait(lambda: "x=4%2C12" not in href(page), 20, "the URL before the zoom")
+    assert "cls=7" in href(page)
+    back = _wait(
+        lambda: (s := page.evaluate(STATE_JS)) and sorted(s["x"]) != [4, 12] and s,
+        60, "the view before the zoom",
+    )  # fmt: skip
+    assert sorted(back["x"])[1] - sorted(back["x"])[0] < 20  # still the class's zoom

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dashboard.confusion.synthetic import write_run
-from dashboard.embedding_map.synthetic import write_embeddings
+from bench.synthetic_embeddings import write_embeddings
+from bench.synthetic_runs import write_run
 from epochscope import maps
 from epochscope.analysis.embedding_map import orient
 from epochscope.run import open_run
@@ -194,3 +194,58 @@ def test_a_map_not_computed_yet_is_computed_by_the_server_and_then_drawn(
     page.goto(f"{base}/?run=fresh")
     page.wait_for_selector("[id*='training-silhouette-graph'] .js-plotly-plot", timeout=idle_ms(60))
     page.screenshot(path=str(output_dir / "training-silhouette.png"), full_page=True)
+
+
+def test_a_live_run_shows_its_newest_laid_out_epoch_until_the_next_is_ready(
+    tmp_path: Path, dashboard_server, browser_page
+) -> None:
+    """Epoch 3 is being laid out by another worker (its lock held): /map opens on epoch 2, the
+    newest laid out, with a note, and draws epoch 3 once its layout is there; ?epoch=1 opens
+    epoch 1."""
+    import fcntl
+    import os
+    import time
+
+    runs, cache = tmp_path / "runs", tmp_path / "cache"
+    run_dir = write_run(runs / "live", num_classes=20, per_class=10, epochs=3)
+    write_embeddings(run_dir, dims=16)
+    run = open_run(run_dir)
+
+    def layout_file(epoch: int) -> Path:
+        path = cache / run_dir.name / maps.layout_path(run_dir, epoch).name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def coords(epoch: int) -> np.ndarray:
+        v = run.embeddings(epoch).vectors[:, :2].astype(np.float32)
+        return orient(v, v)
+
+    for e in (1, 2):
+        np.save(layout_file(e), coords(e))
+    fd = os.open(maps._lock_path(layout_file(3)), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another worker is computing epoch 3
+    try:
+        base = dashboard_server(runs, env={maps.CACHE_ENV: str(cache)})
+        page = browser_page
+        t0 = time.monotonic()
+        page.goto(f"{base}/map?run=live")
+        shown = _wait(lambda: (s := page.evaluate(STATE_JS)) and s, 60, "the map of epoch 2")
+        seconds = time.monotonic() - t0
+        assert "epoch 2" in shown["title"], shown["title"]
+        note = page.locator("#map-info").inner_text()
+        assert "Showing epoch 2" in note and "epoch 3" in note
+        print(f"the newest laid-out epoch on screen {seconds:.1f} s after opening /map")
+        assert seconds < 30  # the page's first load included; docs say "about a second"
+        np.save(layout_file(3), coords(3))  # ... which the other worker finishes
+    finally:
+        os.close(fd)
+    newer = _wait(
+        lambda: (s := page.evaluate(STATE_JS)) and "epoch 3" in s["title"] and s,
+        60, "the map of epoch 3 once laid out",
+    )  # fmt: skip
+    assert newer["meta"]["drawn"] == len(run.labels)
+    page.goto(f"{base}/map?run=live&epoch=1")
+    _wait(
+        lambda: (s := page.evaluate(STATE_JS)) and "epoch 1" in s["title"] and s,
+        60, "the map of the epoch the link names",
+    )  # fmt: skip

@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dashboard.embedding_map.synthetic import write_embeddings
+from bench.synthetic_embeddings import write_embeddings
 from epochscope import maps, reader
 from epochscope.predictions import LABEL_ARRAYS
 from tests.support import (

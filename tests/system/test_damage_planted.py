@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dashboard.embedding_map.synthetic import write_embeddings
+from bench.synthetic_embeddings import write_embeddings
 from epochscope import maps, reader
 from tests.support import (
     DashClient,

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from dashboard import live
 from dashboard.confusion import data as confusion_data
 from dashboard.confusion import service
-from epochscope.reader import MetricsCache, MetricsLog, list_runs, load_predictions
+from epochscope import Runs
+from epochscope.reader import MetricsLog, list_runs, load_predictions
 from tests.support import DashClient, figure_ok, make_fake_run
 
 CHAOS_SECONDS = 8.0
@@ -42,7 +43,7 @@ def test_garbage_lines_and_unknown_kinds_are_ignored_with_a_warning(tmp_path, ca
     log.refresh()
     assert log.garbage_lines == 3
     assert "telemetry" in caplog.text and "not JSON" in caplog.text
-    update = live.poll(tmp_path, ["junk"], None, MetricsCache())
+    update = live.poll(Runs(tmp_path), ["junk"], None)
     assert update.full and all(fig is not None for fig in update.panels.values())
     for fig in update.panels.values():
         fig.to_json()  # serialisable: the browser gets a drawable figure
@@ -94,11 +95,11 @@ def test_poll_survives_any_event_lines(tmp_path: Path, lines: list, cut: int) ->
         (json.dumps(x).encode() if isinstance(x, dict) else x.replace(b"\n", b" ")) + b"\n"
         for x in lines
     )
-    cache = MetricsCache()
+    provider = Runs(tmp_path)
     (run / "metrics.jsonl").write_bytes(blob[: len(blob) - cut] if cut < len(blob) else b"")
-    first = live.poll(tmp_path, ["fuzz"], None, cache)
+    first = live.poll(provider, ["fuzz"], None)
     (run / "metrics.jsonl").write_bytes(blob)  # grows (or is replaced): a second poll
-    second = live.poll(tmp_path, ["fuzz"], first.state, cache)
+    second = live.poll(provider, ["fuzz"], first.state)
     for update, data in ((first, blob[: len(blob) - cut] if cut < len(blob) else b""),
                          (second, blob)):  # fmt: skip
         for fig in update.panels.values():

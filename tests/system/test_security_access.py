@@ -28,11 +28,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.synthetic_embeddings import write_embeddings
 from dashboard import access
 from dashboard.confusion import data, service
-from dashboard.confusion.drilldown import safe_image_path
-from dashboard.embedding_map.synthetic import write_embeddings
 from epochscope import maps
+from epochscope.images import safe_image_path
 from epochscope.run import open_run
 from tests.conftest import ENGINE_ARGS, ENGINES, REPO, TINY_TRAIN_ARGS, run_cli
 from tests.support import DashClient, classify, free_port, gunicorn, http, make_fake_run

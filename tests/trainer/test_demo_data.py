@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from assets.catalogue import ANIMAL_WNID, DOG_WNID, load_catalogue
+from epochscope.catalogue import ANIMAL_WNID, DOG_WNID, load_catalogue
 from tests.conftest import TINY_CLASSES, run_cli
 from trainer import demo_data
 

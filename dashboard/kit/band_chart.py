@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from dashboard.confusion.bands import band_colour
+from dashboard.kit.bands import band_colour
 
 GROUPS = ("animals", "objects", "other")
 GROUP_COLOURS = {"animals": "#1b7837", "objects": "#762a83", "other": "#8c6d31"}

@@ -1,7 +1,7 @@
 """Similar validation images on the classifier page and in the drill-down: finding them
 (:mod:`epochscope.similar`, the same search as ``POST /api/v1/similar`` and ``Run.similar``) and
 the strip of thumbnails that shows them. Thumbnails come from the drill-down's allowed sources
-(:func:`dashboard.confusion.service.row_thumbnail`)."""
+(:func:`dashboard.kit.images.row_thumbnail`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 from dash import html
 
 from dashboard import inference
-from dashboard.confusion import service
+from dashboard.kit.images import row_thumbnail, thumbnail_source
 from epochscope import similar
 from epochscope.embeddings import EMBEDDINGS_MISSING
 from epochscope.run import Run
@@ -33,7 +33,7 @@ def photo_finder(
         return None, f"No similar images for epoch {epoch}: {EMBEDDINGS_MISSING}."
     if not classifier.has_embedding:
         return None, f"No similar images: {similar.NO_EMBEDDING_OUTPUT.format(epoch=epoch)}."
-    root = service.thumbnail_source(run).root
+    root = thumbnail_source(run).root
 
     def find(batch: np.ndarray) -> list[list[dict[str, Any]]]:
         features = classifier.features(batch)
@@ -45,7 +45,7 @@ def photo_finder(
 
 
 def with_thumbnails(run: Run, items: list[dict[str, Any]], root: Any) -> list[dict[str, Any]]:
-    return [{**item, "thumb": service.row_thumbnail(run, item["index"], root)} for item in items]
+    return [{**item, "thumb": row_thumbnail(run, item["index"], root)} for item in items]
 
 
 def row_neighbours(run: Run, epoch: int, row: int, k: int = K) -> tuple[int, list[dict[str, Any]]]:
@@ -54,7 +54,7 @@ def row_neighbours(run: Run, epoch: int, row: int, k: int = K) -> tuple[int, lis
     the run has none."""
     e = similar.search_epoch(run, epoch if epoch in run.embedding_epochs else None, False)
     items = similar.neighbours(run, e, row, k)
-    return e, with_thumbnails(run, items, service.thumbnail_source(run).root)
+    return e, with_thumbnails(run, items, thumbnail_source(run).root)
 
 
 def strip(items: list[dict[str, Any]], title: str, element_id: str | None = None) -> html.Div:

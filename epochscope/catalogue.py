@@ -17,7 +17,8 @@ import numpy as np
 
 from epochscope.hierarchy import distance_matrix as hierarchy_distances
 
-DATA_DIR = Path(__file__).resolve().parent / "imagenet"
+# the data stays in assets/ (built by assets/build_catalogue.py); epochscope owns reading it
+DATA_DIR = Path(__file__).resolve().parent.parent / "assets" / "imagenet"
 ROOT_WNID = "n00001740"  # entity
 ANIMAL_WNID = "n00015388"
 DOG_WNID = "n02084071"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 
-from assets.catalogue import Catalogue, load_catalogue
+from epochscope.catalogue import Catalogue, load_catalogue
 
 # Qualitative colours, assigned to band names in the catalogue's display order so that a band
 # keeps its colour across runs and orders.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assets.catalogue import load_catalogue
+from epochscope.catalogue import load_catalogue
 from epochscope.records import DataInfo, RunInfo
 from epochscope.writer import RunWriter
 
