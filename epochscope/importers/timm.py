@@ -560,7 +560,7 @@ def topk_logits(found: np.ndarray, prob: np.ndarray | None, n: int) -> np.ndarra
 
 
 def _log_topk(
-    run: epochscope.Run, epoch: int, found: tuple[np.ndarray, np.ndarray | None], n: int
+    run: epochscope.RunLogger, epoch: int, found: tuple[np.ndarray, np.ndarray | None], n: int
 ) -> None:
     """The file's top-k (with its probabilities when it has them) as the epoch's predictions."""
     run.log_predictions(epoch, topk_logits(found[0], found[1], n))
