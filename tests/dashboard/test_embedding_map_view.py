@@ -4,10 +4,12 @@ silhouette chart."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import io
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -113,14 +115,23 @@ def test_a_run_without_embeddings_says_so(tmp_path: Path):
     go.Figure(view.figure)
 
 
+@contextlib.contextmanager
+def computing_elsewhere(run_dir: Path, epoch: int) -> Iterator[None]:
+    """Hold ``epoch``'s layout lock as another worker computing it would."""
+    path = maps.layout_path(run_dir, epoch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(maps._lock_path(path), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def test_computing_elsewhere_shows_computing_then_the_map(run_dir: Path):
     run = open_run(run_dir)
     jobs = LayoutJobs()
-    path = maps.layout_path(run_dir, 2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(maps._lock_path(path), os.O_RDWR | os.O_CREAT)
-    fcntl.flock(fd, fcntl.LOCK_EX)  # another worker is computing epoch 2
-    try:
+    with computing_elsewhere(run_dir, 2):
         view = service.map_view(run, 2, "band", jobs=jobs)
         assert view.state == "computing" and "epoch 2" in view.message
         assert len(jobs) == 1  # this worker's thread waits on the lock, computing nothing
@@ -128,8 +139,6 @@ def test_computing_elsewhere_shows_computing_then_the_map(run_dir: Path):
         assert len(jobs) == 1
         coords = spread(len(run.labels))
         put_layout(run_dir, 2, coords)  # ... which the other worker finishes
-    finally:
-        os.close(fd)
     deadline = time.monotonic() + 30
     while service.map_view(run, 2, "band", jobs=jobs).state != "ready":
         assert time.monotonic() < deadline, "the waiting thread never read the finished layout"
@@ -196,19 +205,13 @@ def test_while_an_epoch_is_laid_out_the_newest_laid_out_one_is_shown(run_dir: Pa
     run = open_run(run_dir)
     jobs = LayoutJobs()
     put_layout(run_dir, 1, spread(len(run.labels)))
-    path = maps.layout_path(run_dir, 2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(maps._lock_path(path), os.O_RDWR | os.O_CREAT)
-    fcntl.flock(fd, fcntl.LOCK_EX)  # another worker is computing epoch 2
-    try:
+    with computing_elsewhere(run_dir, 2):
         view = service.map_view(run, 2, "band", jobs=jobs)
         assert view.state == "previous" and view.epoch == 1
         assert "Showing epoch 1" in view.message and "epoch 2" in view.message
         assert view.drawn == len(run.labels) and view.grid is not None
         assert "epoch 1" in view.figure["layout"]["title"]["text"]
         put_layout(run_dir, 2, spread(len(run.labels), seed=1))
-    finally:
-        os.close(fd)
     deadline = time.monotonic() + 30
     while (view := service.map_view(run, 2, "band", jobs=jobs)).state != "ready":
         assert time.monotonic() < deadline, "the newer layout never replaced the older one"
