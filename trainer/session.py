@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import shlex
 import signal
@@ -173,7 +174,7 @@ class RunSession:
     # --- the command's frame ------------------------------------------------------------------
     def run(self, body: Callable[[], None]) -> int:
         """Run ``body`` under the session's signals; its outcome as an exit code."""
-        previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        previous = {s: signal.signal(s, _raise_stop) for s in _STOP_SIGNALS}
         try:
             body()
             return EXIT_OK
@@ -187,16 +188,9 @@ class RunSession:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_USAGE
         except StopRequested:
-            if self._started and not self._final_status("stopped"):
-                return EXIT_FAILED
-            self.say(f"stopped during epoch {self.epoch}")
-            return EXIT_OK
+            return self._end(self._end_stopped)
         except Exception as e:
-            traceback.print_exc()
-            if self._started:
-                self._final_status("failed", error=_one_line(e), traceback=traceback.format_exc())
-            print(f"error: training failed: {_one_line(e)}", file=sys.stderr)
-            return EXIT_FAILED
+            return self._end(functools.partial(self._end_failed, e))
         finally:
             if self._monitor is not None:
                 self._monitor.stop()
@@ -207,6 +201,32 @@ class RunSession:
             self.writer.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def _end(self, report: Callable[[], int]) -> int:
+        """Report how the run ended with stop signals held: torchrun SIGTERMs every rank when
+        one dies, and that signal must not cut the 'failed' status short (it did, and the run
+        read as crashed). A stop that came before the signals were held is ignored too."""
+        while True:
+            try:
+                for sig in _STOP_SIGNALS:
+                    signal.signal(sig, _note_late_stop)
+                return report()
+            except StopRequested:  # raised before the handlers above were in place
+                continue
+
+    def _end_stopped(self) -> int:
+        if self._started and not self._final_status("stopped"):
+            return EXIT_FAILED
+        self.say(f"stopped during epoch {self.epoch}")
+        return EXIT_OK
+
+    def _end_failed(self, e: Exception) -> int:
+        text = "".join(traceback.format_exception(e))
+        print(text, end="", file=sys.stderr)
+        if self._started:
+            self._final_status("failed", error=_one_line(e), traceback=text)
+        print(f"error: training failed: {_one_line(e)}", file=sys.stderr)
+        return EXIT_FAILED
 
     def on_close(self, close: Callable[[], None]) -> None:
         """Call ``close`` when the command ends, whatever the outcome (newest first)."""
@@ -488,8 +508,16 @@ class RunSession:
         return True
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 def _raise_stop(signum: int, frame: Any) -> None:
     raise StopRequested(signal.Signals(signum).name)
+
+
+def _note_late_stop(signum: int, frame: Any) -> None:
+    print(f"{signal.Signals(signum).name} while the run's end is written: finishing that first",
+          file=sys.stderr)  # fmt: skip
 
 
 def _one_line(e: BaseException) -> str:

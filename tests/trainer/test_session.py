@@ -154,6 +154,30 @@ def test_usage_lock_and_stop(tmp_path: Path, capsys) -> None:
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
 
 
+class _StopWhileReported(RuntimeError):
+    """A failure whose message takes a SIGTERM to read: what torchrun does to a rank that is
+    still reporting its own failure after another rank died."""
+
+    def __str__(self) -> str:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return "the peer rank is gone"
+
+
+def test_a_stop_signal_while_a_failure_is_reported_still_records_failed(tmp_path: Path, capsys):
+    def fail(epoch: int) -> None:
+        if epoch == 2:
+            raise _StopWhileReported()
+
+    session = session_for(tmp_path)
+    assert session.run(lambda: toy_train(session, on_epoch=fail)) == 1
+    err = capsys.readouterr().err
+    assert "SIGTERM while the run's end is written" in err
+    last = events(tmp_path)[-1]
+    assert (last["state"], last["epoch"]) == ("failed", 2)
+    assert last["error"] == "_StopWhileReported: the peer rank is gone"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def test_a_full_disk_at_the_end_is_said_on_stderr(tmp_path: Path, capsys, monkeypatch) -> None:
     def fill_disk(epoch: int) -> None:
         if epoch == 2:
