@@ -39,6 +39,20 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def warm_up_at_start() -> bool:
+    """Compile the drawing kernels when the app loads ($EPOCHSCOPE_WARM_UP, default on).
+
+    Off (``0``), numba compiles them on the first drawn matrix or map instead: for test servers
+    and scripts that start many short-lived dashboards and draw little.
+    """
+    return os.environ.get("EPOCHSCOPE_WARM_UP", "1").strip().lower() not in (
+        "0",
+        "false",
+        "no",
+        "off",
+    )
+
+
 def allow_open() -> bool:
     """$EPOCHSCOPE_ALLOW_OPEN=1 (or ``--allow-open``): serve other machines without a token."""
     return _flag(ALLOW_OPEN_ENV)

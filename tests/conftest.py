@@ -29,6 +29,11 @@ needs_mxnet = pytest.mark.skipif(
 ENGINE_ARGS = {"pytorch": (), "mxnet": ("--engine", "mxnet")}
 ENGINES = [pytest.param("pytorch"), pytest.param("mxnet", marks=needs_mxnet)]
 
+# the ~30 short-lived dashboards the suite starts draw little: each would spend ~4 s compiling
+# datashader's kernels at start-up; they compile on first draw instead. The default (on) is
+# held by test_the_dashboard_imports_no_training_framework_and_warms_up_its_kernels.
+os.environ.setdefault("EPOCHSCOPE_WARM_UP", "0")
+
 TINY_CLASSES = 20
 TINY_EPOCHS = 3
 

@@ -50,9 +50,10 @@ dash.register_page(
     layout=lambda **query: _layout(focus="classes", **query),
 )
 
-# numba compiles datashader's kernels on first use (~1-2 s): pay it at start-up, not on the
+# numba compiles datashader's kernels on first use (~2 s here): pay it at start-up, not on the
 # first user's first view
-warm_up()
+if config.warm_up_at_start():
+    warm_up()
 
 
 def layout(**query: Any) -> html.Div:

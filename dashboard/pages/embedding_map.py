@@ -14,7 +14,7 @@ import dash
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dashboard import runs
+from dashboard import config, runs
 from dashboard.embedding_map import link, service
 from dashboard.embedding_map.figure import waiting_spec
 from dashboard.embedding_map.render import EXTENT, clamp
@@ -34,7 +34,8 @@ POLL_MS = 1000  # while a layout is computed: the page asks again every second
 REFRESH_MS = 5000  # new epochs of a live run join the slider
 PLAY_MS = 1200  # play: the next epoch this long after the last one was drawn (at the earliest)
 
-_warm_up()
+if config.warm_up_at_start():
+    _warm_up()
 
 
 def layout(**query: Any) -> html.Div:

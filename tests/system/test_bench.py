@@ -1,7 +1,9 @@
 """The benchmark suite stays runnable: ``python -m bench --quick`` end to end, tiny sizes.
 
 No timing is asserted: this machine is shared and noisy; the figures belong in
-docs/performance.md, not in pass/fail.
+docs/performance.md, not in pass/fail. The run trains on subsets of real-photos-10 (the recipe,
+planted-label and similar-images sections) and takes ~3 minutes on one core, so it belongs to
+``make test-real``, not ``make test``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def _numbers(tree) -> list[float]:
     return [float(tree)] if isinstance(tree, int | float) and not isinstance(tree, bool) else []
 
 
+@pytest.mark.realphotos
 @pytest.mark.slow
 def test_quick_bench_writes_every_key(tmp_path: Path) -> None:
     out = tmp_path / "results"

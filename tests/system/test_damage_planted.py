@@ -1,13 +1,14 @@
 """Each damaged run of issue 20, planted beside a good run served by a real gunicorn.
 
-One worker with four threads (the Procfile's shape). For each damage a run is copied in, every
-surface that reads it is called at once (more requests than the worker has threads), and while
-they run the good run's pages and callbacks are timed: each must answer within 2 s, nothing may
-answer 500, the worker's RSS must stay under 600 MiB, and the drill-down must serve no image
-from outside the allowed roots. The map's files are planted too: a hostile embeddings file (a
-zip bomb) and the run's cached layouts (outside the run, in the cache folder) as a FIFO or
-/dev/zero. The figures (peak RSS, slowest good answer, slowest damaged answer) are printed per
-damage and written to damage-figures.json beside the runs folder.
+One worker with four threads (the Procfile's shape), one server for the module: each damaged
+run is copied in beside the ones before it, every surface that reads it is called at once (more
+requests than the worker has threads), and while they run the good run's pages and callbacks
+are timed: each must answer within 2 s, nothing may answer 500, the worker's RSS must stay under
+600 MiB, and the drill-down must serve no image from outside the allowed roots. The map's files
+are planted too: a hostile embeddings file (a zip bomb) and the run's cached layouts (outside
+the run, in the cache folder) as a FIFO or /dev/zero. The figures (peak RSS, slowest good
+answer, slowest damaged answer) are printed per damage and written to damage-figures.json
+beside the runs folder.
 """
 
 from __future__ import annotations
@@ -291,9 +292,12 @@ def _report(tmp_path_factory):
         print(f"\nplanted damage figures ({out}):", json.dumps(FIGURES, indent=1))
 
 
-@pytest.fixture
-def site(tmp_path, bomb):
-    """A good run (with its own thumbnails/) served by a fresh gunicorn, no --data-root."""
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, bomb):
+    """A good run (with its own thumbnails/) served by one gunicorn, no --data-root, for the
+    whole module: each damage joins the ones planted before it (the server and the good run
+    must come through all of them, one after another, not only each on a fresh server)."""
+    tmp_path = tmp_path_factory.mktemp("planted")
     runs = tmp_path / "runs"
     good = make_fake_run(runs, "good", epochs_done=2)
     map_layouts(good)
