@@ -15,6 +15,11 @@ the groups (bands, or classes) under cosine distance on a fixed-seed sample of a
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import sys
+from types import ModuleType
+
 import numpy as np
 
 from epochscope.embeddings import unit_rows
@@ -53,6 +58,29 @@ def orient(coords: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return (out / scale).astype(np.float32)
 
 
+@functools.cache
+def umap_with_cached_kernels() -> ModuleType:
+    """umap-learn, with numba's on-disk cache turned on for all its (and pynndescent's) kernels.
+
+    umap-learn asks numba to cache few of its ~100 kernels, so every new process (each
+    dashboard worker, each layout process) compiled them again: ~20 s on this 2-core box
+    before its first map. With numba's own cache (``__pycache__`` beside umap-learn, or numba's
+    per-user folder when that is read-only; invalidated when umap-learn's files change) a
+    process after the first loads them in under a second. Same kernels, same layouts.
+    """
+    import umap  # imported on use: the library's other readers never pay for it
+    from numba.core.dispatcher import Dispatcher
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith(("umap.", "pynndescent.")) and module is not None:
+            for kernel in list(vars(module).values()):
+                if isinstance(kernel, Dispatcher):
+                    # nowhere to cache (no writable folder): it compiles, as before
+                    with contextlib.suppress(RuntimeError):
+                        kernel.enable_caching()
+    return umap
+
+
 def layout(vectors: np.ndarray, seed: int = 0, n_epochs: int | None = None) -> np.ndarray:
     """float32 [N, 2] in [-1, 1]: the UMAP layout of ``vectors`` [N, D] (see the module's doc).
 
@@ -65,9 +93,7 @@ def layout(vectors: np.ndarray, seed: int = 0, n_epochs: int | None = None) -> n
     start = _pca_start(x)
     if len(x) < 4:
         return orient(start, start)
-    import umap  # numba compiles its kernels on first use: imported only when a map is made
-
-    reducer = umap.UMAP(
+    reducer = umap_with_cached_kernels().UMAP(
         n_neighbors=min(NEIGHBOURS, len(x) - 1),
         min_dist=MIN_DIST,
         metric="cosine",

@@ -97,7 +97,7 @@ def test_orient_turns_and_mirrors_back_onto_the_reference():
     np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
-@pytest.mark.slow  # numba compiles UMAP's kernels in each new process (~30 s)
+@pytest.mark.slow  # UMAP's kernels: compiled (~20 s) or loaded from numba's cache
 def test_layout_is_deterministic_in_range_and_keeps_clusters_apart():
     x, labels = clustered()
     a = layout(x)
@@ -110,6 +110,32 @@ def test_layout_is_deterministic_in_range_and_keeps_clusters_apart():
     gaps = [np.linalg.norm(centres[i] - centres[j]) for i in range(4) for j in range(i)]
     assert min(gaps) > 2 * spread
     assert np.abs(layout(x[:3])).max() <= 1.0  # too few for UMAP: principal coordinates
+
+
+KERNELS_FROM_DISK = """
+import json, sys, numpy as np
+from epochscope.analysis.embedding_map import layout
+import umap.umap_, umap.utils
+coords = layout(np.load(sys.argv[1]))
+print(json.dumps({"hits": [len(k.stats.cache_hits) for k in
+                           (umap.umap_.smooth_knn_dist, umap.utils.fast_knn_indices)],
+                  "coords": coords.tolist()}))
+"""
+
+
+@pytest.mark.slow  # a process that imports UMAP
+def test_a_new_process_loads_umaps_kernels_from_disk_and_lays_out_the_same(tmp_path: Path):
+    """umap-learn's kernels compiled once are loaded by the next process (not compiled again,
+    ~20 s here), and the layout they give is the same."""
+    x, _ = clustered()
+    here = layout(x)  # compiles, or loads, and caches
+    np.save(tmp_path / "x.npy", x)
+    proc = run_watched([sys.executable, "-c", KERNELS_FROM_DISK, str(tmp_path / "x.npy")], 300,
+                       "a layout process", cwd=REPO)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    reply = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert all(hits > 0 for hits in reply["hits"]), reply["hits"]
+    np.testing.assert_array_equal(np.array(reply["coords"], dtype=np.float32), here)
 
 
 # --- the cache ------------------------------------------------------------------------------------
@@ -126,7 +152,7 @@ def _files(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
 
 
-@pytest.mark.slow  # two processes each import and compile UMAP
+@pytest.mark.slow  # two processes each import UMAP
 def test_two_processes_compute_a_layout_once_outside_the_run(banded_run: Path, tmp_path: Path):
     before = _files(banded_run)
     env = {**os.environ, maps.CACHE_ENV: str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
