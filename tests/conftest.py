@@ -127,6 +127,23 @@ def tiny_run(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built_once(tmp_path_factory, "tiny-runs", build) / "tiny"
 
 
+@pytest.fixture(scope="session")
+def tiny_ddp_run(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny run's training as one torchrun agent with two processes (world size 2), alone
+    in its runs folder; shared like ``tiny_run`` (the one-machine DDP test compares it with
+    ``tiny_run``, the two-machine test with its two agents)."""
+    from tests.support import free_port
+
+    def build(folder: Path) -> None:
+        run_cli(
+            "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
+            "-m", "trainer", "train", "--data", str(demo_data), "--runs-dir", str(folder),
+            "--name", "tiny-ddp", *TINY_TRAIN_ARGS, env={"OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+
+    return built_once(tmp_path_factory, "tiny-ddp-runs", build) / "tiny-ddp"
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     """pytest-timeout's limit, like every wait here, is seconds on an idle machine: stretched
@@ -152,12 +169,14 @@ def tiny_site(tiny_run: Path, demo_data: Path) -> Iterator[str]:
 # so that both workers finish together instead of one waiting on the last long module.
 LONGEST_FIRST = (
     "system/test_faults_crash.py",  # make test-faults' longest (make test leaves it out)
-    "system/test_bench.py", "system/test_damage_planted.py", "system/test_examples.py",
-    "trainer/test_trainer_runs.py", "trainer/test_multinode.py", "system/test_damage.py",
-    "system/test_security_access.py", "trainer/test_mxnet_engine.py",
-    "epochscope/test_contract.py", "epochscope/test_embedding_map.py",
-    "system/test_browser_map.py", "system/test_browser_error_analysis.py",
-    "system/test_browser_dashboard.py",
+    "system/test_bench.py",  # make test-real's longest
+    "trainer/test_trainer_runs.py", "system/test_examples.py", "system/test_damage.py",
+    "system/test_browser_map.py", "system/test_browser_dashboard.py",
+    "trainer/test_mxnet_engine.py", "trainer/test_multinode.py",
+    "system/test_security_access.py", "system/test_browser_error_analysis.py",
+    "epochscope/test_hierarchy.py", "system/test_damage_planted.py",
+    "epochscope/test_contract.py", "system/test_faults_readers.py",
+    "epochscope/test_embedding_map.py",
 )  # fmt: skip
 
 

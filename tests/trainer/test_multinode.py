@@ -17,16 +17,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, TINY_EPOCHS, TINY_TRAIN_ARGS, run_cli
 from tests.support import check_run_directory, read_events
 from trainer import cluster
 from trainer.background import process_alive, torchrun_agent
 
-# 2 epochs of the tiny demo data with the default recipe (small stem, in-memory cache)
-EPOCHS = 2
+# the tiny run's model and data with the default recipe (small stem, in-memory cache); the two
+# agents train the tiny run's own arguments (TINY_TRAIN_ARGS) to match the session's one-agent
+# run of them (tiny_ddp_run)
 MODEL = ("--arch", "resnet18_v2", "--width", "0.25", "--batch-size", "64", "--image-size", "32",
          "--workers", "0", "--seed", "0")  # fmt: skip
-ARGS = (*MODEL, "--epochs", str(EPOCHS))
 
 
 def _free_port() -> int:
@@ -70,34 +70,29 @@ def _predictions(run: Path) -> dict[int, np.ndarray]:
 
 
 @pytest.mark.slow
-def test_two_torchrun_agents_make_one_world_and_one_run(demo_data, runs_dir):
-    agents = _agents(runs_dir, "two-nodes", "--data", str(demo_data), *ARGS)
+def test_two_torchrun_agents_make_one_world_and_one_run(demo_data, runs_dir, tiny_ddp_run):
+    agents = _agents(runs_dir, "two-nodes", "--data", str(demo_data), *TINY_TRAIN_ARGS)
     outs = _finish(agents, timeout=600)
     for a, out in zip(agents, outs, strict=True):
         assert a.returncode == 0, out[-3000:]
     print("\n--- agent 1\n" + outs[0][-1500:] + "\n--- agent 2\n" + outs[1][-1500:])
     run = runs_dir / "two-nodes"
-    counts = check_run_directory(run, EPOCHS)
+    counts = check_run_directory(run, TINY_EPOCHS)
     info = json.loads((run / "run.json").read_text())
     assert info["world_size"] == 2 and info["data"]["loader"] == "memory-cache"
     assert info["hparams"]["stem"] == "small"
     events = read_events(run)
     starts = [e for e in events if e["kind"] == "status" and e["state"] == "started"]
     assert len(starts) == 1  # one writer: rank 0 of the two agents
-    assert [e["epoch"] for e in events if e["kind"] == "epoch"] == list(range(1, EPOCHS + 1))
+    assert [e["epoch"] for e in events if e["kind"] == "epoch"] == list(range(1, TINY_EPOCHS + 1))
     # exactly one agent's worker was rank 0 and wrote; the run says so once
     assert sum("writing " in out for out in outs) == 1
 
     # the same job from one agent with two processes: the same world, the same predictions
-    run_cli(
-        "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
-        "-m", "trainer", "train", "--data", str(demo_data), "--runs-dir", str(runs_dir),
-        "--name", "one-node", *ARGS, env={"OMP_NUM_THREADS": "1"}, timeout=600,
-    )  # fmt: skip
-    one = runs_dir / "one-node"
-    assert check_run_directory(one, EPOCHS) == counts
+    one = tiny_ddp_run
+    assert check_run_directory(one, TINY_EPOCHS) == counts
     ours, theirs = _predictions(run), _predictions(one)
-    assert sorted(ours) == list(range(1, EPOCHS + 1))
+    assert sorted(ours) == list(range(1, TINY_EPOCHS + 1))
     for epoch in ours:
         np.testing.assert_array_equal(ours[epoch], theirs[epoch])
     a = [e for e in read_events(run) if e["kind"] == "epoch"]

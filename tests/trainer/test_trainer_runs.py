@@ -19,7 +19,6 @@ from tests.conftest import REPO, TINY_CLASSES, TINY_EPOCHS, TINY_TRAIN_ARGS, run
 from tests.support import (
     check_run_directory,
     epochs_last_wins,
-    free_port,
     read_events,
     read_tsv,
 )
@@ -72,27 +71,21 @@ def test_predict_prints_top5(tiny_run):
     assert sum(line.startswith(f'[{k}] "n') for k in range(1, 6) for line in out.splitlines()) == 5
 
 
-def test_torchrun_two_processes_match_single(tiny_run, demo_data, runs_dir):
-    run_cli(
-        "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
-        "-m", "trainer", "train", "--data", str(demo_data), "--runs-dir", str(runs_dir),
-        "--name", "tiny-ddp", *TINY_TRAIN_ARGS,
-        env={"OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    ddp = check_run_directory(runs_dir / "tiny-ddp", TINY_EPOCHS)
+def test_torchrun_two_processes_match_single(tiny_run, tiny_ddp_run):
+    ddp = check_run_directory(tiny_ddp_run, TINY_EPOCHS)
     single = check_run_directory(tiny_run, TINY_EPOCHS)
     assert ddp["files"] == [f for f in single["files"] if f != "train.log"]
     assert (ddp["val"], ddp["classes"], ddp["epochs"], ddp["steps"]) == (
         single["val"], single["classes"], single["epochs"], single["steps"]
     )  # fmt: skip
-    info = json.loads((runs_dir / "tiny-ddp" / "run.json").read_text())
+    info = json.loads((tiny_ddp_run / "run.json").read_text())
     assert info["world_size"] == 2
     # the label arrays are gathered in the same row order as the top-5, and the temperature
     # was fitted over both ranks' rows
-    labels, _ = reader.read_val_index(runs_dir / "tiny-ddp")
-    for epoch in reader.prediction_epochs(runs_dir / "tiny-ddp"):
-        top5, prob = reader.load_predictions(runs_dir / "tiny-ddp", epoch)
-        arrays = reader.load_label_stats(runs_dir / "tiny-ddp", epoch, len(labels))
+    labels, _ = reader.read_val_index(tiny_ddp_run)
+    for epoch in reader.prediction_epochs(tiny_ddp_run):
+        top5, prob = reader.load_predictions(tiny_ddp_run, epoch)
+        arrays = reader.load_label_stats(tiny_ddp_run, epoch, len(labels))
         assert arrays is not None
         right = top5[:, 0] == labels
         assert (arrays["margin"][right] >= 0).all() and (arrays["margin"][~right] <= 0).all()
@@ -193,7 +186,10 @@ def test_corrupt_jpeg_is_counted_and_skipped(demo_data, tmp_path):
         ("arch", "unknown architecture 'resnet7'"),
     ],
 )
-def test_bad_input_is_one_clear_line(case, message, demo_data, tmp_path):
+def test_bad_input_is_one_clear_line(case, message, demo_data, tmp_path, capsys):
+    """Refused before anything is written, in one line and exit status 2. The command runs in
+    this process (the CLI's main, as ``python -m trainer`` calls it) except for one case, run as
+    a user runs it, which also holds that no traceback reaches the terminal."""
     data = tmp_path / "data"
     extra: tuple[str, ...] = ()
     if case == "empty":
@@ -206,11 +202,22 @@ def test_bad_input_is_one_clear_line(case, message, demo_data, tmp_path):
     elif case == "arch":
         data = demo_data
         extra = ("--arch", "resnet7")
-    proc = run_cli("trainer", "train", "--data", str(data), "--runs-dir", str(tmp_path / "runs"),
-                   "--name", "bad", "--epochs", "1", *extra, check=False)  # fmt: skip
-    assert proc.returncode == 2
-    assert message in proc.stderr
-    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    args = ("train", "--data", str(data), "--runs-dir", str(tmp_path / "runs"), "--name", "bad",
+            "--epochs", "1", *extra)  # fmt: skip
+    if case == "missing":
+        proc = run_cli("trainer", *args, check=False)
+        code, stderr = proc.returncode, proc.stderr
+    else:
+        from trainer import cli
+
+        try:
+            code = cli.main(list(args))
+        except SystemExit as e:
+            code = e.code
+        stderr = capsys.readouterr().err
+    assert code == 2
+    assert message in stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
     assert not (tmp_path / "runs" / "bad").exists()
 
 
