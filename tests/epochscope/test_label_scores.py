@@ -25,10 +25,8 @@ from epochscope.analysis.label_issues import (
 from epochscope.predictions import LABEL_ARRAYS, label_stats, softmax, top5_from_logits
 from epochscope.writer import RunWriter
 
-torch = pytest.importorskip("torch")
-cleanlab_rank = pytest.importorskip("cleanlab.rank")
-cleanlab_filter = pytest.importorskip("cleanlab.filter")
-tm = pytest.importorskip("torchmetrics.classification")
+# the reference libraries are imported by the tests that compare with them (each a few seconds
+# to import: collection, and the tests that need none of them, never pay for them)
 
 
 def _noisy(n: int, c: int, seed: int, scale: float = 1.5, signal: float = 2.5):
@@ -45,6 +43,7 @@ def _noisy(n: int, c: int, seed: int, scale: float = 1.5, signal: float = 2.5):
 
 @pytest.mark.parametrize(("n", "c"), [(500, 2), (2000, 10), (3000, 100)])
 def test_quality_scores_equal_cleanlab(n: int, c: int) -> None:
+    cleanlab_rank = pytest.importorskip("cleanlab.rank")
     z, labels, _ = _noisy(n, c, seed=c)
     stats = label_stats(z, labels)
     probs = softmax(z)
@@ -62,6 +61,8 @@ def test_quality_scores_equal_cleanlab(n: int, c: int) -> None:
 
 @pytest.mark.parametrize(("n", "c", "scale"), [(3000, 10, 1.0), (4000, 100, 3.0)])
 def test_ece_equals_torchmetrics(n: int, c: int, scale: float) -> None:
+    torch = pytest.importorskip("torch")
+    tm = pytest.importorskip("torchmetrics.classification")
     z, labels, _ = _noisy(n, c, seed=n, scale=scale)
     stats = label_stats(z, labels)
     probs = torch.from_numpy(softmax(z))
@@ -79,6 +80,7 @@ def test_ece_equals_torchmetrics(n: int, c: int, scale: float) -> None:
 
 
 def _lbfgs_temperature(z: np.ndarray, labels: np.ndarray) -> float:
+    torch = pytest.importorskip("torch")
     logits = torch.from_numpy(z).double()
     y = torch.from_numpy(labels)
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
@@ -139,6 +141,7 @@ def test_temperature_sums_over_ranks_equal_one_process() -> None:
 
 
 def test_confident_learning_flags_equal_cleanlab() -> None:
+    cleanlab_filter = pytest.importorskip("cleanlab.filter")
     for c in (4, 10, 50):
         z, labels, _ = _noisy(3000, c, seed=11 + c)
         stats = label_stats(z, labels)
