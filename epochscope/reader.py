@@ -17,7 +17,7 @@ import re
 import threading
 import zipfile
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -376,25 +376,14 @@ class MetricsLog:
                         return []
                     f.seek(self.offset)
                     new: list[dict[str, Any]] = []
-                    remaining = st.st_size - self.offset
-                    while remaining > 0:  # bounded chunks: a huge file never sits in memory
-                        if self.skipping and (hole := _hole(f, self.offset, st.st_size)):
-                            self.offset += hole  # no newline in a hole: nothing to read
-                            remaining -= hole
-                            continue
-                        data = f.read(min(METRICS_CHUNK, remaining))
-                        if not data:
-                            break
-                        remaining -= len(data)
-                        new += self._consume(data)
+                    for begin, data in _chunks(f, self, st.st_size):
+                        new += self._consume(data, begin)
                     return new
                 except OSError as e:  # a directory named metrics.jsonl, EIO, ...
                     log.warning("%s cannot be read: %s", self.path, e)
                     return []
 
-    def _consume(self, data: bytes) -> list[dict[str, Any]]:
-        begin = self.offset
-        self.offset += len(data)
+    def _consume(self, data: bytes, begin: int) -> list[dict[str, Any]]:
         block, pos, skipped = _complete_lines(self, data, begin)
         if skipped:
             self.garbage_lines += 1
@@ -450,6 +439,24 @@ class MetricsLog:
 #: the longest line of metrics.jsonl kept: a longer one (or an unterminated tail that grows past
 #: it) is dropped up to its newline and counted as garbage
 MAX_LINE = CAPS[METRICS]
+
+
+def _chunks(f: Any, state: Any, end: int) -> Iterator[tuple[int, bytes]]:
+    """(first byte, bytes) of the unbuffered file ``f``, positioned at ``state.offset``, up to
+    ``end`` in chunks of at most METRICS_CHUNK (a huge file never sits in memory), moving
+    ``state.offset`` past each. While ``state.skipping`` (inside a line too long to keep, which
+    the caller updates from each chunk before asking for the next), a hole of a sparse file is
+    stepped over unread: it holds no newline."""
+    while state.offset < end:
+        if state.skipping and (hole := _hole(f, state.offset, end)):
+            state.offset += hole
+            continue
+        data = f.read(min(METRICS_CHUNK, end - state.offset))
+        if not data:
+            return
+        begin = state.offset
+        state.offset += len(data)
+        yield begin, data
 
 
 def _complete_lines(state: Any, data: bytes, begin: int) -> tuple[bytes, int, int]:
@@ -644,17 +651,7 @@ class _Digest:
         try:
             with os.fdopen(open_regular(path, within=path.parent), "rb", buffering=0) as f:
                 f.seek(self.offset)
-                remaining = max(0, signature[1] - self.offset)
-                while remaining > 0:  # bounded chunks, a capped unterminated tail
-                    if self.skipping and (hole := _hole(f, self.offset, signature[1])):
-                        self.offset += hole
-                        remaining -= hole
-                        continue
-                    data = f.read(min(METRICS_CHUNK, remaining))
-                    if not data:
-                        break
-                    remaining -= len(data)
-                    begin, self.offset = self.offset, self.offset + len(data)
+                for begin, data in _chunks(f, self, signature[1]):
                     self._digest(path, _complete_lines(self, data, begin)[0])
         except (LookupError, ValueError, OSError):
             return
