@@ -159,9 +159,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
 def tiny_site(tiny_run: Path, demo_data: Path) -> Iterator[str]:
     """One real gunicorn over the tiny run's folder (thumbnails from the demo data allowed),
     shared by every test of this worker that only reads it; its base URL."""
-    from tests.support import gunicorn_server
+    from tests.support import gunicorn
 
-    with gunicorn_server(tiny_run.parent, env={"EPOCHSCOPE_DATA_ROOTS": str(demo_data)}) as base:
+    with gunicorn(tiny_run.parent, env={"EPOCHSCOPE_DATA_ROOTS": str(demo_data)}) as base:
         yield base
 
 

@@ -18,8 +18,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -274,62 +272,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
-    budget = Budget(timeout)  # seconds at idle speed: gunicorn boots slower on a busy box
-    while budget.left() > 0:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.2)
-    raise RuntimeError(f"gunicorn did not answer {url} within {timeout} s")
-
-
-@contextlib.contextmanager
-def gunicorn_server(
-    runs_dir: Path, workers: int = 1, env: dict[str, str] | None = None
-) -> Iterator[str]:
-    """A real gunicorn serving dashboard.app:server over ``runs_dir``; yields its base URL."""
-    port = free_port()
-    log = runs_dir.parent / f"gunicorn-{port}.log"
-    cmd = [
-        sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", "4",
-        "--bind", f"127.0.0.1:{port}", "--timeout", "120", "--no-control-socket",
-        "dashboard.app:server",
-    ]  # fmt: skip
-    full_env = {**os.environ, "RUNS_DIR": str(runs_dir), "OMP_NUM_THREADS": "1", **(env or {})}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: teardown stops the workers too
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(base + "/", proc, timeout=60)
-        yield base
-    except RuntimeError as e:
-        raise RuntimeError(f"{e}\n--- gunicorn log\n{log.read_text()[-3000:]}") from None
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-
 @pytest.fixture
 def dashboard_server() -> Iterator[Callable[..., str]]:
     """Factory: ``base_url = dashboard_server(runs_dir)`` starts gunicorn, stopped at teardown."""
     with contextlib.ExitStack() as stack:
 
         def start(runs_dir: Path, **kw) -> str:
-            return stack.enter_context(gunicorn_server(Path(runs_dir), **kw))
+            return stack.enter_context(gunicorn(Path(runs_dir), **kw))
 
         yield start
 
@@ -632,8 +581,10 @@ def kill_group(pid: int, sig: int) -> None:
 def gunicorn(
     runs_dir: Path, workers: int = 1, threads: int = 4, env: dict[str, str] | None = None
 ) -> Iterator[str]:
-    """gunicorn over ``runs_dir`` like the Procfile's; ready once it answers anything (a 401
-    included, so it also serves a token-protected dashboard). Its process group dies after."""
+    """A real gunicorn serving dashboard.app:server over ``runs_dir`` like the Procfile's;
+    yields its base URL once it answers anything (a 401 included, so it also serves a
+    token-protected dashboard), waiting at idle speed (it boots slower on a busy box). Its
+    process group (the workers too) dies after; its log is beside ``runs_dir``."""
     port = free_port()
     log = runs_dir.parent / f"gunicorn-{port}.log"
     cmd = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads",
@@ -645,15 +596,22 @@ def gunicorn(
                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        budget = Budget(60)
         while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
+            if proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {proc.returncode}")
             try:
                 http(base + "/_dash-layout", timeout=5)
                 break
             except OSError:
-                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                if budget.left() <= 0:
+                    raise RuntimeError(f"gunicorn did not answer {base} within 60 s") from None
                 time.sleep(0.2)
+    except RuntimeError as e:
+        kill_group(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+        raise RuntimeError(f"{e}\n--- gunicorn log\n{log.read_text()[-3000:]}") from None
+    try:
         yield base
     finally:
         kill_group(proc.pid, signal.SIGTERM)
