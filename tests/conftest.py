@@ -180,7 +180,19 @@ LONGEST_FIRST = (
 )  # fmt: skip
 
 
+# A test that uses one of these needs a real training run or a real server (seconds each): it
+# is `slow` (not in make test-quick) without saying so itself
+EXPENSIVE_FIXTURES = frozenset({
+    "tiny_run", "tiny_ddp_run", "tiny_site", "mx_data", "mx_run", "site", "open_site",
+    "dashboard_server", "browser", "browser_page",
+})  # fmt: skip
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if EXPENSIVE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
 
     def key(item: pytest.Item) -> int:

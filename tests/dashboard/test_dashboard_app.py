@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from dashboard import shell
 from epochscope.reader import list_runs
 from tests.conftest import REPO
@@ -34,6 +36,7 @@ def test_default_runs_and_options(tmp_path: Path) -> None:
     assert "finished" in options[0]["label"] and "45.0%" in options[0]["label"]
 
 
+@pytest.mark.slow  # a process that loads the app and compiles its kernels: ~10 s
 def test_the_dashboard_imports_no_training_framework_and_warms_up_its_kernels() -> None:
     """Loaded as gunicorn loads it (warm-up at its default, on): no training framework in
     sys.modules, and datashader's kernels already compiled by numba."""

@@ -39,7 +39,13 @@ def test_registry_has_the_seed_family():
     assert "resnet269_v2" in names
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize(
+    "name",
+    [  # the deepest take seconds each to build: make test, not the edit loop
+        pytest.param(n, marks=pytest.mark.slow) if int(n[6:].split("_")[0]) >= 152 else n
+        for n in list_models()
+    ],
+)
 def test_every_model_builds_and_classifies(name):
     model = create_model(name, num_classes=7, width=0.125).eval()
     with torch.no_grad():
