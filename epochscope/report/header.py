@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from epochscope.report.html import Section, kv_table
-from epochscope.report.safe import basename, esc
+from epochscope.report.safe import basename, esc, without_folders
 
 if TYPE_CHECKING:
     from epochscope.run import Run
@@ -32,7 +32,7 @@ def _value(v: Any) -> str:
         return f"{v:.6g}"
     if isinstance(v, list | tuple):
         return ", ".join(_value(x) for x in v)
-    return str(v)
+    return without_folders(str(v))
 
 
 def times(run: Run) -> tuple[float | None, float | None]:
@@ -95,9 +95,10 @@ def header(run: Run, epoch: int | None) -> tuple[str, Section]:
     body = kv_table(rows)
     if info is not None and isinstance(info.hparams, dict) and info.hparams:
         hp = [
-            (str(k), _value(v)) for k, v in sorted(info.hparams.items(), key=lambda kv: str(kv[0]))
+            (without_folders(str(k)), _value(v))
+            for k, v in sorted(info.hparams.items(), key=lambda kv: str(kv[0]))
         ]
-        body += "<h3>Hyper-parameters</h3>" + kv_table(hp)
+        body += f'<h3>Hyper-parameters</h3><div class="columns">{kv_table(hp)}</div>'
     title = (
         f'<header class="top"><h1>Epochscope report: {esc(run.name)}</h1>'
         f"<p>{esc(model)} &middot; {run.num_classes} classes &middot; "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from pathlib import PurePath
 from typing import Any
 
@@ -14,9 +15,18 @@ _SCRIPT_ESCAPES = {
     "<": "\\u003c",
     ">": "\\u003e",
     "&": "\\u0026",
+    "'": "\\u0027",
     "\u2028": "\\u2028",
     "\u2029": "\\u2029",
 }
+
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_ESCAPE = re.compile(r"\\.")
+
+
+def _quote(m: re.Match[str]) -> str:
+    return "\\u0022" if m.group(0) == '\\"' else m.group(0)
 
 
 def esc(value: Any) -> str:
@@ -39,6 +49,8 @@ def script_json(value: Any) -> str:
     """``value`` as JSON safe inside ``<script>``: no ``<``, ``>`` or ``&`` appear literally, so
     no string from the run can close the tag or open a comment."""
     text = json.dumps(_clean(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    # a quote inside a string as \u0022, so the run's text never holds a bare `"` either
+    text = _STRING.sub(lambda m: _ESCAPE.sub(_quote, m.group(0)[1:-1]).join('""'), text)
     for char, escaped in _SCRIPT_ESCAPES.items():
         text = text.replace(char, escaped)
     return text
@@ -71,3 +83,15 @@ def percent(value: Any, digits: int = 1) -> str:
     except (TypeError, ValueError):
         return ""
     return f"{100 * f:.{digits}f}%" if math.isfinite(f) else ""
+
+
+#: an absolute path (POSIX, ~, or a Windows drive) inside a text: its folders are dropped
+_ABSOLUTE = re.compile(
+    r"(?:(?<![\w.])~|(?<![\w.:])[A-Za-z]:|(?<![\w.~]))[\\/](?:[^\s\\/'\"<>,;]+[\\/])*"
+)
+
+
+def without_folders(text: str) -> str:
+    """``text`` with each absolute path shortened to ``…/<last part>``, so that values such as
+    a hyper-parameter ``data=/home/me/imagenet`` do not tell where things are on the machine."""
+    return _ABSOLUTE.sub("…/", text)
