@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 import epochscope
+from bench.synthetic_runs import write_run
 from epochscope.report import build_report
 from epochscope.report.colours import share_colours
 from tests.support import make_fake_run
@@ -142,16 +143,54 @@ def test_hostile_run_report_runs_none_of_its_text(tmp_path: Path, browser) -> No
         rows[i][2] = name
     with (run_dir / "classes.tsv").open("w", newline="") as f:
         csv.writer(f, delimiter="\t", lineterminator="\n").writerows(rows)
+    other = make_fake_run(tmp_path / "runs", "other", epochs_done=2)
+    (other / "classes.tsv").write_text((run_dir / "classes.tsv").read_text())
     report = tmp_path / "hostile.html"
-    report.write_text(build_report(epochscope.open_run(run_dir)), encoding="utf-8")
+    html = build_report(epochscope.open_run(run_dir), compare=epochscope.open_run(other))
+    report.write_text(html, encoding="utf-8")
     context, page, blocked, errors, dialogs = _open(browser, report)
     try:
         canvas = page.locator("#es-confusion canvas").bounding_box()
         for k in range(8):  # hover over the cells, whose read-out shows the names
             page.mouse.move(canvas["x"] + 20 + 80 * k, canvas["y"] + 20 + 80 * k)
+        page.locator("#es-difference canvas").hover(position={"x": 100, "y": 300})
+        assert "difference of shares" in page.inner_text("#es-difference .es-readout")
         page.click("#es-classes-table th:has-text('class')")
         assert bad[0] in page.inner_text("#es-classes-table")  # shown as text
         assert page.locator("img[src=x]").count() == 0
         assert dialogs == [] and blocked == [] and not errors, (dialogs, blocked, errors)
+    finally:
+        context.close()
+
+
+def test_a_1000_class_matrix_zooms_from_the_overview_level_to_one_cell(
+    tmp_path: Path, browser, output_dir: Path
+) -> None:
+    run_dir = write_run(tmp_path / "runs" / "wide", num_classes=1000, per_class=3, epochs=2)
+    run = epochscope.open_run(run_dir)
+    report = tmp_path / "wide.html"
+    report.write_text(build_report(run), encoding="utf-8")
+    context, page, blocked, errors, _ = _open(browser, report)
+    try:
+        viewer = "window.EpochscopeReport.viewers['es-confusion']"
+        assert page.evaluate(f"() => {viewer}.level()") == 2  # 720 px for 1,000 cells
+        page.locator("#es-confusion").screenshot(path=str(output_dir / "report-1000.png"))
+        conf = run.confusion(2, "top5")
+        off = np.flatnonzero(conf.rows != conf.cols)
+        i = off[len(off) // 2]
+        true, guess = int(conf.rows[i]), int(conf.cols[i])
+        page.evaluate(f"() => {viewer}.zoomTo({true}, {guess})")
+        assert page.evaluate(f"() => {viewer}.level()") == 1
+        view = page.evaluate(f"() => {viewer}.view")
+        slots = run.positions("wordnet")
+        x = M + (int(slots[guess]) + 0.5 - view["x"]) * view["s"]
+        y = M + (int(slots[true]) + 0.5 - view["y"]) * view["s"]
+        shot = Image.open(io.BytesIO(page.locator("#es-confusion canvas").screenshot()))
+        pixel = shot.convert("RGB").getpixel((int(x), int(y)))
+        share = int(conf.counts[i]) / int(conf.images[true])
+        expected = tuple(int(c) for c in share_colours(np.array([share]))[0])
+        assert max(abs(a - b) for a, b in zip(pixel, expected, strict=True)) <= 2
+        assert f"count {int(conf.counts[i])} " in page.inner_text("#es-confusion .es-readout")
+        assert not errors and blocked == [], (errors, blocked)
     finally:
         context.close()
