@@ -30,6 +30,7 @@ SECTIONS = {
     "api": "bench.api_bench",
     "labels": "bench.labels_bench",
     "similar": "bench.similar_bench",
+    "report": "bench.report_bench",
     "loader": "bench.loader_bench",
     "recipe": "bench.recipe_bench",
     "planted": "bench.planted_bench",

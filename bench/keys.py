@@ -156,6 +156,13 @@ KEYS: tuple[Key, ...] = (
         note="real-photos-10, default recipe, 6 epochs on 400 photos per class: on 1,000 "
         "held-out photos, accuracy of the majority label of the 10 nearest validation images "
         "minus the model's top-1 accuracy (percentage points)"),
+    Key("report_seconds", "report", ("full", "seconds"), "s", "<=", 30,
+        note="python -m epochscope report of a synthetic 1,000-class, 50,000-image, 30-epoch "
+        "run with label arrays (cold Run), this 2-core machine"),
+    Key("report_mb", "report", ("full", "mb"), "MB", "<=", 15,
+        note="that report's size, plotly.js (4.8 MB) inlined"),
+    Key("report_lite_mb", "report", ("lite", "mb"), "MB", "<=", 3,
+        note="the same with --lite (SVG curves, no per-cell read-out, 10 smaller frames)"),
 )  # fmt: skip
 
 # the keys a run must produce (the others may be skipped, e.g. without .venv-mxnet)

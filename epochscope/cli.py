@@ -2,6 +2,8 @@
 
     python -m epochscope import timm OUTPUT_DIR [--runs-dir runs] [--name NAME] [--topk FILE ...]
     python -m epochscope import tensorboard LOGDIR [--runs-dir runs] [--name NAME]
+    python -m epochscope report RUN [--epoch E] [--compare RUN2] [--photo FILE ...] [--lite]
+        [--data-root DIR] [-o FILE.html]
 
 Your own training code logs with ``epochscope.init`` (docs/api.md); then
 ``python -m dashboard --runs-dir runs`` shows every run.
@@ -19,8 +21,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m epochscope",
         description="Epochscope's command line: import runs made by other tools into a runs "
-        "directory the dashboard shows (python -m dashboard --runs-dir RUNS). To log your own "
-        "training loop, use epochscope.init in Python (docs/api.md).",
+        "directory the dashboard shows (python -m dashboard --runs-dir RUNS), or write an "
+        "offline HTML report of a run. To log your own training loop, use epochscope.init in "
+        "Python (docs/api.md).",
     )
     commands = p.add_subparsers(dest="command", metavar="COMMAND")
     imp = commands.add_parser("import", help="import a timm output folder or a TensorBoard log",
@@ -30,12 +33,19 @@ def parser() -> argparse.ArgumentParser:
 
     timm.parser(kinds.add_parser("timm", help="timm train.py output: summary.csv, args.yaml"))
     tensorboard.parser(kinds.add_parser("tensorboard", help="TensorBoard log: scalars -> curves"))
+    from epochscope.report import cli as report_cli
+
+    report_cli.add_parser(commands)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     ns = p.parse_args(argv)
+    if ns.command == "report":
+        from epochscope.report import cli as report_cli
+
+        return report_cli.main(ns)
     if ns.command != "import" or not getattr(ns, "kind", None):
         p.print_help()
         return 2
