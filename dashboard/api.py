@@ -12,6 +12,9 @@
   likely mislabeled first, a JSON list of objects with ``Run.label_issues``' fields.
 - ``GET /api/v1/calibration?run=NAME&epoch=E``: ``Run.calibration``'s dict, tables as lists of
   row objects.
+- ``GET /api/v1/report?run=NAME&epoch=E&compare=NAME2&lite=1``: the run's offline HTML report
+  (:func:`epochscope.report.build_report`) as a download, thumbnails from the data roots the
+  server may read; one report at a time per worker (503 while one is written).
 
 Errors are ``{"error": "..."}`` with a 4xx status. Every route sits behind the same access
 checks (dashboard/access.py: token, peers, hosts, reply size).
@@ -21,13 +24,14 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import parse_form_data
 
-from dashboard import inference, runs
+from dashboard import config, inference, runs
 from epochscope import Runs, labels, similar
 from epochscope.analysis.label_issues import METHODS
 from epochscope.embeddings import EMBEDDINGS_MISSING
@@ -37,6 +41,8 @@ FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields around the fi
 #: rows one label-issues reply may hold (the dashboard's CSV export has them all)
 MAX_ISSUES = 10_000
 DEFAULT_ISSUES = 100
+#: a report takes a worker thread for seconds (6.5 s at 1,000 classes): one at a time
+REPORT_SLOT = threading.BoundedSemaphore(1)
 
 
 class ApiError(Exception):
@@ -189,6 +195,36 @@ def calibration_reply(args: Any) -> Response:
     return _json(body, opened, epoch)
 
 
+def report_reply(args: Any) -> Response:
+    """``GET /api/v1/report``' answer: the HTML of the run (and epoch) the query names."""
+    from epochscope.report import ReportError, build_report  # Pillow, plotly: on first use
+
+    opened, epoch = run_and_epoch(args.get("run"), args.get("epoch"))
+    compare = None
+    if args.get("compare"):
+        try:
+            compare = runs.provider().run(args["compare"])
+        except ValueError as e:
+            raise ApiError(str(e), 400) from None
+        except LookupError as e:
+            raise ApiError(str(e), 404) from None
+    if not REPORT_SLOT.acquire(blocking=False):
+        raise ApiError("another report is being written by this worker; try again shortly", 503)
+    try:
+        html = build_report(opened, epoch, compare, lite=args.get("lite") in ("1", "true"),
+                            data_roots=config.data_roots())  # fmt: skip
+    except ReportError as e:  # e.g. the compared run has other classes
+        raise ApiError(str(e).replace("--compare", "compare"), 409) from None
+    finally:
+        REPORT_SLOT.release()
+    reply = Response(html, mimetype="text/html")
+    name = f"{opened.name}-epoch-{epoch}.html"  # run names are checked: no quote, no slash
+    reply.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    reply.headers["Epochscope-Run"] = opened.name
+    reply.headers["Epochscope-Epoch"] = str(epoch)
+    return reply
+
+
 def similar_upload(
     data: bytes, run: str | None, epoch: str | int | None, k: str | int | None = None
 ) -> list[dict[str, Any]]:
@@ -241,6 +277,10 @@ def register(server: Flask) -> None:
     @server.get("/api/v1/calibration")
     def calibration():  # the Flask view
         return _label_answer(lambda: calibration_reply(request.args))
+
+    @server.get("/api/v1/report")
+    def report():  # the Flask view
+        return _label_answer(lambda: report_reply(request.args))
 
     @server.post("/api/v1/classify")
     def classify():  # the Flask view

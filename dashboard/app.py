@@ -52,6 +52,16 @@ app.layout = html.Div(
                         for i, (label, path) in enumerate(NAV)
                     ]
                 ),
+                # dashboard/static/report-link.js points it at the run and epoch shown when
+                # clicked (the pages keep them in the URL, which Dash's router does not see)
+                html.A(
+                    "Report",
+                    id="shell-report",
+                    href="/api/v1/report",
+                    download="",
+                    className="nav-link report-link",
+                    title="Download an offline HTML report of the run and epoch shown",
+                ),
                 dcc.Dropdown(
                     id="shell-runs",
                     multi=True,

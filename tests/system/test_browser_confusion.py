@@ -166,6 +166,12 @@ def test_a_copied_link_reproduces_the_zoom_selection_and_epoch(
     )  # fmt: skip
     link = _wait(lambda: "epoch=1" in href(page) and href(page), 20, "the epoch in the URL")
     assert "cls=7" in link and "x=4%2C12" in link and "y=4%2C12" in link
+    # the shell's Report link downloads the run at the epoch shown, not the newest
+    with page.expect_download(timeout=idle_ms(60)) as download:
+        page.click("#shell-report")
+    assert download.value.suggested_filename == f"{tiny_run.name}-epoch-1.html"
+    report = Path(download.value.path()).read_text()
+    assert "epoch 1" in report and "<script src=" not in report
 
     # the copied link in a new page: the same range, selection and epoch
     other = page.context.new_page()

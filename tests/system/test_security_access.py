@@ -111,6 +111,7 @@ ROUTES = [
     ("GET", "/no-such-page"), ("GET", "/_reload-hash"), ("GET", "/_favicon.ico"),
     ("GET", "/labels"), ("GET", "/map"), ("GET", "/map?run=fake"),
     ("GET", "/api/v1/label-issues?run=fake"), ("GET", "/api/v1/calibration?run=fake"),
+    ("GET", "/api/v1/report?run=fake"),
 ]  # fmt: skip
 
 
