@@ -1,4 +1,4 @@
-"""The embedding map of a real-photo run, for the README: ``python -m bench.screenshots_map``.
+"""The embedding map of a real-photo run for docs/dashboard.md: ``python -m bench.screenshots_map``.
 
 Trains the trainer's default recipe on real-photos-10 the way the ``similar_knn`` section does
 (quarter-width ResNet-18 v2, 32 px, 6 epochs, 400 photos per class trained on, the whole val
@@ -8,7 +8,7 @@ screenshots of ``/map`` at those epochs with the headless Chromium the browser t
 docs/screenshot-map-real-first.png and docs/screenshot-map-real-last.png.
 
 It prints, and writes to WORK/figures.json: the silhouette of each epoch (of the classes:
-the run has no bands, see the README) and the kNN agreement of the first and the last epoch (a
+the run has no bands: docs/dashboard.md) and the kNN agreement of the first and the last epoch (a
 held-out photo's 10 nearest validation images' majority label against the model's own top-1,
 the code of ``POST /api/v1/similar``; :mod:`bench.similar_bench`). WORK (--work, default
 /tmp/map-real) keeps the photos and the run, so a second call only re-takes the screenshots.

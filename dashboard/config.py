@@ -1,7 +1,7 @@
 """Settings read from the environment at call time (``python -m dashboard`` sets them first).
 
 Every limit is an environment variable so ``python -m dashboard``, gunicorn and the Procfile
-read them the same way; README "Limits" lists them.
+read them the same way; docs/dashboard.md "Limits" lists them.
 """
 
 from __future__ import annotations

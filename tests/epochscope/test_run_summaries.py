@@ -32,7 +32,7 @@ def test_cached_summaries_equal_fresh_ones(tmp_path: Path) -> None:
     cached = reader.list_runs(tmp_path, summaries=_fresh())
     fresh = [Run(tmp_path / s.name).summary for s in cached]  # each from its whole log
     assert cached == fresh
-    # the architecture as the README promises, on both paths (they once differed)
+    # the architecture as docs/training.md promises, on both paths (they once differed)
     assert next(s for s in cached if s.name == "r1").arch == "tiny_linear x0.25 small stem"
     r0 = next(s for s in cached if s.name == "r0")
     assert (r0.epochs_done, r0.best_val_top5, r0.state, r0.error) == (9, 0.99, "failed", "x")
