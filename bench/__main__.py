@@ -1,9 +1,11 @@
 """``python -m bench [--quick] [--only NAME,...] [--out DIR] [--cache DIR]``
 
-Runs the sections in order and writes ``DIR/latest.json`` (default bench/results). Only the
-full run of every section with the default --out also writes docs/performance.md and its plots;
---quick (tiny sizes, every section still runs), --only and any other --out write only to DIR,
-so tests never touch docs/.
+Runs the sections in order and writes ``DIR/latest.json`` (default bench/results). The full
+run of every section with the default --out also writes docs/performance.md and its plots. With
+--only and the default --out, those sections are re-measured in place: they replace their part
+of the existing latest.json and the other sections' figures are kept (``updates`` lists when
+each was re-measured; add the rows to docs/performance.md by hand). --quick (tiny sizes, every
+section still runs) and any other --out write only to DIR, so tests never touch docs/.
 """
 
 from __future__ import annotations
@@ -104,11 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     })  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / "latest.json"
+    in_place = not args.quick and args.out.resolve() == DEFAULT_OUT.resolve()
+    if in_place and args.only and out.exists():
+        results = _updated(json.loads(out.read_text()), results, names)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=1))
     tmp.replace(out)
     print(f"bench: wrote {out}", file=sys.stderr)
-    if not args.quick and args.out.resolve() == DEFAULT_OUT.resolve() and not args.only:
+    if in_place and not args.only:  # performance.md's notes on --only runs are written by hand
         print(f"bench: wrote {report.write(results, DOCS)}", file=sys.stderr)
     for name, k in results["keys"].items():
         if "median" in k:  # null where a figure was not finite (e.g. a ratio over zero)
@@ -116,6 +121,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:28s} {value:>12s} {k['unit']:6s} {k['target']:14s} "
                   f"{k['verdict']}")  # fmt: skip
     return 1 if failed else 0
+
+
+def _updated(full: dict[str, Any], part: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """The full results with the sections of ``part`` (a --only run) put in their place."""
+    sections = {**full.get("sections", {}), **part["sections"]}
+    update = {"sections": names, "started": part["started"], "command": part["commands"][0],
+              "wall_seconds": part["wall_seconds"]}  # fmt: skip
+    return {**full, "sections": sections, "keys": extract(sections),
+            "updates": [*full.get("updates", []), update]}  # fmt: skip
 
 
 def _section_commands() -> list[str]:

@@ -324,6 +324,12 @@ def _map_section(m: dict[str, Any] | None) -> list[str]:
     return [*lines, ""]
 
 
+def _update_line(update: dict[str, Any]) -> str:
+    sections = ", ".join(update["sections"])
+    return (f"- Re-measured since: {sections} on {update['started']} (`{update['command']}`, "
+            f"{update['wall_seconds']:.0f} s)")  # fmt: skip
+
+
 def write(results: dict[str, Any], docs: Path) -> Path:
     docs.mkdir(parents=True, exist_ok=True)
     plots = plot_growth(results["sections"].get("growth", {}), docs)
@@ -349,6 +355,7 @@ def write(results: dict[str, Any], docs: Path) -> Path:
         f"- {v}",
         f"- Run: {results['started']}, {results['wall_seconds']:.0f} s wall, "
         f"mode {'quick' if results['quick'] else 'full'}",
+        *[_update_line(u) for u in results.get("updates", [])],
         "",
         "## Commands",
         "",

@@ -73,3 +73,23 @@ def test_keys_extract_targets_and_skips() -> None:
     mxnet = next(k for k in KEYS if k.name == "mxnet_vs_pytorch")
     assert keys["mxnet_vs_pytorch"] == {"skipped": "no mxnet", "note": mxnet.note}
     assert "loader_vs_train" not in keys
+
+
+def test_an_only_run_replaces_its_sections_and_keeps_the_others() -> None:
+    from bench.__main__ import _updated
+
+    full = {"started": "2026-12-01", "quick": False, "commands": ["python -m bench"],
+            "sections": {"confusion": {"reply_bytes_full_250k": 120_000},
+                         "report": {"full": {"mb": 20.0}}}}  # fmt: skip
+    part = {"started": "2026-12-07", "wall_seconds": 3.0,
+            "commands": ["python -m bench --only report"],
+            "sections": {"report": {"full": {"mb": 6.9}}}}  # fmt: skip
+    merged = _updated(full, part, ["report"])
+    assert merged["sections"]["confusion"] == full["sections"]["confusion"]
+    assert merged["sections"]["report"] == {"full": {"mb": 6.9}}
+    assert merged["keys"]["report_mb"]["median"] == 6.9
+    assert merged["keys"]["confusion_reply_kb"]["median"] == pytest.approx(120)
+    assert merged["started"] == "2026-12-01" and merged["commands"] == ["python -m bench"]
+    assert merged["updates"] == [{"sections": ["report"], "started": "2026-12-07",
+                                  "command": "python -m bench --only report",
+                                  "wall_seconds": 3.0}]  # fmt: skip
