@@ -18,13 +18,21 @@ import plotly.io as pio
 from dashboard.confusion.difference import PLOTLY_DIVERGING, render_difference
 from dashboard.kit.images import DrillImage, image_cards
 from epochscope.analysis.bands import UNKNOWN, band_runs
-from epochscope.analysis.confusion import Mode, Norm, row_share, row_totals, value_label
+from epochscope.analysis.confusion import (
+    Mode,
+    Norm,
+    Pair,
+    most_confused,
+    row_share,
+    row_totals,
+    value_label,
+)
 from epochscope.analysis.ordering import OrderKind
 from epochscope.analysis.per_class import table_rows
 from epochscope.run import Run
 
 from . import data
-from .drilldown import Pair, most_confused, pair_rows
+from .drilldown import pair_rows
 from .figure import PLOT_PX, ColourKey, HoverGrid, matrix_spec
 from .render import Scale, render
 from .view import Range, clamp

@@ -179,3 +179,33 @@ def row_share(conf: Confusion, true: int, pred: int, hide_diagonal: bool = False
 
 def value_label(norm: Norm) -> str:
     return "share of row" if norm == "row" else "count"
+
+
+@dataclass(frozen=True)
+class Pair:
+    true: int
+    pred: int
+    count: int
+    share: float  # count / images of the true class
+
+
+def most_confused(
+    conf: Confusion, bands: list[str] | None = None, band: str | None = None, limit: int = 50
+) -> list[Pair]:
+    """Off-diagonal cells by count (largest first; ties by true, then predicted class),
+    optionally only where the true class or the predicted class is in ``band``."""
+    off = conf.rows != conf.cols
+    rows, cols, counts = conf.rows[off], conf.cols[off], conf.counts[off]
+    if band and bands is not None:
+        in_band = np.array([b == band for b in bands], dtype=bool)
+        keep = in_band[rows] | in_band[cols]
+        rows, cols, counts = rows[keep], cols[keep], counts[keep]
+    if len(counts) > limit:  # the cells that can make the cut, ties at it included
+        keep = counts >= np.partition(counts, -limit)[-limit]
+        rows, cols, counts = rows[keep], cols[keep], counts[keep]
+    order = np.lexsort((cols, rows, -counts.astype(np.int64)))[:limit]
+    images = conf.images
+    return [
+        Pair(int(r), int(c), int(n), float(n) / max(int(images[r]), 1))
+        for r, c, n in zip(rows[order], cols[order], counts[order], strict=True)
+    ]

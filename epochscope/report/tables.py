@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from epochscope.analysis.confusion import most_confused
 from epochscope.report.html import table
 from epochscope.report.safe import esc, percent
 
@@ -18,13 +19,8 @@ PAIRS = 30
 def confused_pairs(run: Run, epoch: int, limit: int = PAIRS) -> list[tuple[int, int, int, float]]:
     """(true class, first guess, count, share of the class's images), most frequent wrong
     first guesses first."""
-    conf = run.confusion(epoch, "top1")
-    off = conf.rows != conf.cols
-    rows, cols, counts = conf.rows[off], conf.cols[off], conf.counts[off]
-    order = np.lexsort((cols, rows, -counts))[:limit]
-    images = np.maximum(conf.images, 1)
-    return [(int(rows[i]), int(cols[i]), int(counts[i]), float(counts[i] / images[rows[i]]))
-            for i in order]  # fmt: skip
+    pairs = most_confused(run.confusion(epoch, "top1"), limit=limit)
+    return [(p.true, p.pred, p.count, p.share) for p in pairs]
 
 
 def pairs_table(run: Run, epoch: int) -> str:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dashboard.confusion.drilldown import most_confused, pair_rows
-from epochscope.analysis.confusion import confusion
+from dashboard.confusion.drilldown import pair_rows
+from epochscope.analysis.confusion import confusion, most_confused
 from epochscope.images import safe_image_path, thumbnail_uri
 
 
@@ -93,6 +93,8 @@ def test_most_confused_pairs_skip_the_diagonal_and_filter_by_band() -> None:
     bands = ["dog", "dog", "vehicle"]
     assert [(p.true, p.pred) for p in most_confused(conf, bands, "vehicle")] == [(0, 2), (1, 2)]
     assert len(most_confused(conf, limit=1)) == 1
+    # a cut through tied counts keeps the first by true, then predicted class, every time
+    assert [(p.true, p.pred) for p in most_confused(conf, limit=2)] == [(0, 1), (0, 2)]
 
 
 def test_thumbnails_open_photo_formats_only(tmp_path: Path) -> None:
