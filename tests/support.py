@@ -226,6 +226,21 @@ def make_fake_run(
     return run
 
 
+def make_hostile_runs(runs_dir: Path, names: list[str], hparams: dict) -> tuple[Path, Path]:
+    """A fake run whose first classes are named ``names`` and whose hyper-parameters are
+    ``hparams`` (text meant to break out of HTML), and a second run with the same classes to
+    compare it with; both paths."""
+    run = make_fake_run(runs_dir, "hostile", epochs_done=3, hparams=hparams)
+    rows = [line.split("\t") for line in (run / "classes.tsv").read_text().splitlines()]
+    for i, name in enumerate(names, start=1):
+        rows[i][2] = name
+    with (run / "classes.tsv").open("w", newline="") as f:
+        csv.writer(f, delimiter="\t", lineterminator="\n").writerows(rows)
+    other = make_fake_run(runs_dir, "other", epochs_done=2)
+    (other / "classes.tsv").write_text((run / "classes.tsv").read_text())
+    return run, other
+
+
 def make_label_run(
     runs_dir: Path, name: str = "labels", epochs: int = 3, per_class: int = 12, seed: int = 0
 ) -> tuple[Path, dict[int, np.ndarray], np.ndarray]:

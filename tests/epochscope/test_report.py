@@ -5,7 +5,6 @@ tests/system/test_browser_report.py."""
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import shutil
@@ -20,7 +19,7 @@ from epochscope import maps
 from epochscope.cli import main
 from epochscope.report import ReportError, build_report
 from epochscope.report.safe import script_json
-from tests.support import make_fake_run
+from tests.support import make_fake_run, make_hostile_runs
 
 HOSTILE = [
     "<script>alert(1)</script>",
@@ -139,14 +138,7 @@ def test_lite_report_is_small_and_has_no_plotly(tiny_copy: Path) -> None:
 
 def test_hostile_run_text_appears_only_escaped(tmp_path: Path) -> None:
     hparams = {"note": HOSTILE[0], HOSTILE[1]: HOSTILE[2], "list": HOSTILE[3:]}
-    run_dir = make_fake_run(tmp_path / "runs", "hostile", epochs_done=3, hparams=hparams)
-    rows = [line.split("\t") for line in (run_dir / "classes.tsv").read_text().splitlines()]
-    for i, bad in enumerate(HOSTILE, start=1):
-        rows[i][2] = bad
-    with (run_dir / "classes.tsv").open("w", newline="") as f:
-        csv.writer(f, delimiter="\t", lineterminator="\n").writerows(rows)
-    other = make_fake_run(tmp_path / "runs", "other", epochs_done=2)
-    (other / "classes.tsv").write_text((run_dir / "classes.tsv").read_text())
+    run_dir, other = make_hostile_runs(tmp_path / "runs", HOSTILE, hparams)
     run = epochscope.open_run(run_dir)
     for lite in (False, True):
         html = build_report(run, compare=epochscope.open_run(other), lite=lite)

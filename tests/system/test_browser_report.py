@@ -5,7 +5,6 @@ under it has that cell's colour), and a hostile run's report runs none of its te
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import shutil
@@ -19,7 +18,7 @@ import epochscope
 from bench.synthetic_runs import write_run
 from epochscope.report import build_report
 from epochscope.report.colours import share_colours
-from tests.support import make_fake_run
+from tests.support import make_hostile_runs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -136,15 +135,7 @@ def test_report_opens_offline_sorts_and_zooms_to_a_single_cell(
 def test_hostile_run_report_runs_none_of_its_text(tmp_path: Path, browser) -> None:
     bad = ["<script>alert(1)</script>", '"onerror=alert(1)', "<img src=x onerror=alert(2)>",
            "</script><script>alert(3)</script>"]  # fmt: skip
-    run_dir = make_fake_run(tmp_path / "runs", "hostile", epochs_done=3,
-                            hparams={"note": bad[0], bad[1]: bad[2]})  # fmt: skip
-    rows = [line.split("\t") for line in (run_dir / "classes.tsv").read_text().splitlines()]
-    for i, name in enumerate(bad, start=1):
-        rows[i][2] = name
-    with (run_dir / "classes.tsv").open("w", newline="") as f:
-        csv.writer(f, delimiter="\t", lineterminator="\n").writerows(rows)
-    other = make_fake_run(tmp_path / "runs", "other", epochs_done=2)
-    (other / "classes.tsv").write_text((run_dir / "classes.tsv").read_text())
+    run_dir, other = make_hostile_runs(tmp_path / "runs", bad, {"note": bad[0], bad[1]: bad[2]})
     report = tmp_path / "hostile.html"
     html = build_report(epochscope.open_run(run_dir), compare=epochscope.open_run(other))
     report.write_text(html, encoding="utf-8")
