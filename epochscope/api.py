@@ -52,6 +52,8 @@ from epochscope.records import (
     Preprocess,
     RunInfo,
 )
+from epochscope.storage.location import redact
+from epochscope.storage.writing import bucket_has, pull_for_writing, writing_place
 from epochscope.writer import NullWriter, RunWriter
 
 ENGINE = "epochscope-api"
@@ -529,6 +531,7 @@ def init(
     if_exists: str = "error",
     epoch_base: int = 1,
     labels_later: bool = False,
+    storage_options: dict[str, Any] | None = None,
 ) -> RunLogger:
     """Start (or with ``resume=True`` continue) run ``name`` in ``runs_dir``.
 
@@ -553,6 +556,11 @@ def init(
     are paths without labels on purpose, the labels come with the first
     ``log_predictions(labels=...)``; without it such paths are refused here rather than after a
     whole epoch.
+
+    ``runs_dir`` may be a bucket (``s3://bucket/runs``, ``az://``, ``gs://``; credentials and
+    endpoints from the usual environment variables or ``storage_options``): the run is written
+    to a local copy under EPOCHSCOPE_CACHE_DIR and uploaded as it grows, off the training
+    thread; resuming a bucket run fetches it first.
     """
     check_run_name(name)
     if if_exists not in IF_EXISTS:
@@ -596,16 +604,24 @@ def init(
     epochs = _int_arg(epochs, "epochs", 0) if epochs is not None else 0
 
     rank, world = rank_and_world()
+    local_runs, bucket = writing_place(runs_dir)
+    shown_runs = redact(os.fspath(runs_dir)) if bucket else str(local_runs)
     if if_exists == "new" and rank == 0:
-        name = _free_name(Path(runs_dir), name)
+        name = _free_name(local_runs, name, bucket, storage_options)
     elif if_exists == "new" and world > 1:
         import torch.distributed as dist
 
         box = [None]
         dist.broadcast_object_list(box, src=0)
         name = str(box[0])
-    run_dir = Path(runs_dir) / name
-    writer: RunWriter | NullWriter = RunWriter(run_dir) if rank == 0 else NullWriter(run_dir)
+    run_dir = local_runs / name
+    if bucket is not None and rank == 0:
+        pull_for_writing(bucket, name, local_runs, storage_options)
+    writer: RunWriter | NullWriter = (
+        RunWriter(run_dir, bucket=bucket, storage_options=storage_options)
+        if rank == 0
+        else NullWriter(run_dir)
+    )
     done: set[int] = set()
     predicted: set[int] = set()
     if rank == 0:
@@ -616,7 +632,7 @@ def init(
         exists = (run_dir / RUN_JSON).is_file()
         if exists and if_exists == "error":
             raise FileExistsError(
-                f"name: run {name!r} already exists in {Path(runs_dir)}; pass "
+                f"name: run {name!r} already exists in {shown_runs}; pass "
                 "if_exists='resume' (or resume=True) to continue it, if_exists='replace' to "
                 "start over, if_exists='new' for a fresh name, or choose another name"
             )
@@ -626,6 +642,7 @@ def init(
             raise RunLockedError(f"name: run {name!r} is being written: {e}") from None
         if exists and if_exists == "replace":
             _clear_run(run_dir)
+            writer.start_over()
             exists = False
         try:
             if exists:
@@ -819,15 +836,22 @@ def _resume_checks(run_dir: Path, wnids: list[str], labels: np.ndarray | None) -
     return saved_labels if labels is None else labels
 
 
-def _free_name(runs_dir: Path, name: str) -> str:
-    """``name``, or ``name-2``, ``name-3``, ... : the first no run has."""
-    if not (runs_dir / name).exists():
+def _free_name(
+    runs_dir: Path, name: str, bucket: str | None = None, options: dict[str, Any] | None = None
+) -> str:
+    """``name``, or ``name-2``, ``name-3``, ... : the first no run has (here or in the bucket)."""
+
+    def taken(candidate: str) -> bool:
+        here = (runs_dir / candidate).exists()
+        return here or (bucket is not None and bucket_has(bucket, candidate, options))
+
+    if not taken(name):
         return name
     for n in range(2, 100_000):
         candidate = f"{name[: 64 - len(str(n)) - 1]}-{n}"
-        if not (runs_dir / candidate).exists():
+        if not taken(candidate):
             return candidate
-    raise FileExistsError(f"name: no free name {name}-N in {runs_dir}")
+    raise FileExistsError(f"name: no free name {name}-N in {bucket or runs_dir}")
 
 
 def _clear_run(run_dir: Path) -> None:

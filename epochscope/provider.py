@@ -5,7 +5,9 @@ Views ask it, never the files: the picker's run summaries and search words, a ru
 position, the epochs a run has, a model's bytes for the classifier, and where derived caches
 (the embedding map's layouts) go. Every cache it keeps is bounded and keyed by the run's
 name inside this one root; a run's files changing (inode, size, mtime) makes a new snapshot.
-Swapping the store (local files today) touches this module and :mod:`epochscope.run` alone.
+``Runs("s3://bucket/runs")`` (or az://, gs://) reads a bucket the same way: a local mirror
+(:mod:`epochscope.storage.mirror`) is brought up to date before each answer, within its
+request budget, and the answer comes from the mirror, so a bucket run shows as a local one.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from epochscope import maps, reader
 from epochscope.layout import (
@@ -24,6 +26,7 @@ from epochscope.layout import (
     MODELS,
     PREDICTION_SUFFIX,
     PREDICTIONS,
+    RUN_NAME_RE,
     epochs_in,
     safe_run_dir,
 )
@@ -31,6 +34,10 @@ from epochscope.modelfile import ModelFile
 from epochscope.records import RunInfo
 from epochscope.run import Run, RunCache
 from epochscope.settings import search_text, settings
+from epochscope.storage.location import is_remote, local_folder
+
+if TYPE_CHECKING:
+    from epochscope.storage.mirror import Mirror
 
 Having = Literal["predictions", "models", "embeddings"]
 _FOLDERS: dict[str, tuple[str, str]] = {
@@ -55,8 +62,19 @@ class Runs:
         max_runs: int = 256,
         metrics_runs: int | None = None,
         listed: int = 10_000,
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
-        self.root = Path(root)
+        self.url: str | None = None
+        self._mirror: Mirror | None = None
+        if is_remote(root):
+            from epochscope.storage.mirror import Mirror
+            from epochscope.storage.store import Store
+
+            self._mirror = Mirror(Store(os.fspath(root), storage_options))
+            self.url = self._mirror.store.shown
+            self.root = self._mirror.root
+        else:
+            self.root = local_folder(root)
         self._logs = reader.MetricsCache(metrics_runs)
         self._runs = RunCache(max_bytes, max_runs, logs=self._logs)
         self._summaries = reader.SummaryCache(listed)
@@ -68,11 +86,18 @@ class Runs:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"<epochscope Runs {str(self.root)!r}>"
+        return f"<epochscope Runs {self.url or str(self.root)!r}>"
+
+    def _fresh(self, name: str) -> None:
+        """A bucket run: its mirror brought up to date (at most one HEAD a poll interval)."""
+        if self._mirror is not None and isinstance(name, str) and RUN_NAME_RE.fullmatch(name):
+            self._mirror.refresh_run(name)
 
     # --- the picker ------------------------------------------------------------------------
     def summaries(self) -> list[reader.RunSummary]:
         """Every run (a valid name and a run.json), newest first; a damaged run hides itself."""
+        if self._mirror is not None:
+            self._mirror.refresh_listing()
         return reader.list_runs(self.root, self._summaries, self._candidates)
 
     def names(self, having: Having | None = None) -> list[str]:
@@ -134,11 +159,13 @@ class Runs:
 
     def run(self, name: str) -> Run:
         """The Run of ``name`` (a new snapshot when its files changed)."""
+        self._fresh(name)
         return self._runs.get(safe_run_dir(self.root, name))
 
     def epochs(self, name: str, having: Having = "predictions") -> list[int]:
         """Epochs of a run with predictions, models or embeddings, ascending ([] when none or
         when the name is not a run), without opening a Run."""
+        self._fresh(name)
         try:
             folder, suffix = _FOLDERS[having]
             return epochs_in(safe_run_dir(self.root, name) / folder, suffix)
@@ -147,11 +174,13 @@ class Runs:
 
     def model(self, name: str, epoch: int) -> ModelFile:
         """An epoch's model for the classifier; OSError when it has none."""
+        self._fresh(name)
         return ModelFile.of(safe_run_dir(self.root, name), epoch)
 
     # --- the live poll -----------------------------------------------------------------------
     def log(self, name: str) -> reader.MetricsLog:
         """metrics.jsonl of a run, brought up to date (read incrementally, bounded cache)."""
+        self._fresh(name)
         return self._logs.get(safe_run_dir(self.root, name))
 
     def events_since(self, name: str, cursor: int) -> tuple[list[dict[str, Any]], bool, int]:

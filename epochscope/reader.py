@@ -65,6 +65,7 @@ from epochscope.layout import (
 from epochscope.lock import lock_is_held
 from epochscope.predictions import LABEL_ARRAYS
 from epochscope.records import EVENT_TYPES, RUNNING_STATES, RunInfo, RunSummary, clean_number
+from epochscope.storage.state import bucket_writer_alive
 from epochscope.tsv import read_tsv
 
 log = logging.getLogger(__name__)
@@ -558,8 +559,10 @@ class MetricsCache:
 
 
 def lock_held(run_dir: str | os.PathLike[str]) -> bool:
-    """Whether some live process holds RUN/run.lock (a dead writer holds nothing)."""
-    return lock_is_held(Path(run_dir) / LOCK)
+    """Whether some live process holds RUN/run.lock (a dead writer holds nothing); for a run
+    mirrored from a bucket, whether its writer's heartbeat there is fresh."""
+    alive = bucket_writer_alive(run_dir)
+    return lock_is_held(Path(run_dir) / LOCK) if alive is None else alive
 
 
 def run_state(run_dir: str | os.PathLike[str], events: Iterable[dict[str, Any]]) -> str:

@@ -58,6 +58,7 @@ from epochscope.layout import (
 )
 from epochscope.modelfile import ModelFile
 from epochscope.records import RunInfo
+from epochscope.storage.location import is_remote, local_folder
 
 log = logging.getLogger(__name__)
 
@@ -612,9 +613,15 @@ class Run:
         return similar(self, image_or_index, k, epoch)
 
 
-def open_run(path: str | os.PathLike[str]) -> Run:
-    """A run directory as a :class:`Run`; LookupError when it is not one."""
-    return Run(path)
+def open_run(path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> Run:
+    """A run directory as a :class:`Run`; LookupError when it is not one. A bucket URL
+    (``s3://bucket/runs/NAME``, az://, gs://) reads through a mirror (see :class:`Runs`)."""
+    if is_remote(path):
+        from epochscope.provider import Runs
+
+        parent, _, name = os.fspath(path).rstrip("/").rpartition("/")
+        return Runs(parent, storage_options=storage_options).run(name)
+    return Run(local_folder(path))
 
 
 class RunCache:

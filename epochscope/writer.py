@@ -42,7 +42,7 @@ from epochscope.layout import (
     epoch_of,
     epochs_in,
 )
-from epochscope.lock import RunLock, read_pid
+from epochscope.lock import RunLock, RunLockedError, read_pid
 from epochscope.predictions import LABEL_ARRAYS, pad5
 from epochscope.records import EVENT_TYPES, Event, RunInfo
 from epochscope.tsv import tsv_bytes
@@ -138,12 +138,23 @@ class RunWriter:
 
     enabled = True
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        bucket: str | None = None,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        """``root``: the run directory. ``bucket``: a runs-folder URL (s3://...) the run is
+        uploaded to as it is written, ``root`` being its local staging copy."""
         self.root = Path(root)
         self._lock = RunLock(self.root / LOCK)
         self._events_fd: int | None = None
         self._events_mutex = threading.Lock()  # a device sampler writes from its own thread
         self._created = False
+        self.bucket = bucket
+        self._storage_options = storage_options
+        self._upload: Any = None  # a storage.upload.BackgroundUpload while writing to a bucket
 
     # --- ownership --------------------------------------------------------------------------
     def acquire(self) -> None:
@@ -156,12 +167,47 @@ class RunWriter:
             with contextlib.suppress(OSError):
                 tmp.unlink()
         truncate_partial_line(self.root / METRICS)
+        if self.bucket is not None:
+            try:
+                self._start_upload()
+            except BaseException:
+                self._lock.release()
+                raise
+
+    def _start_upload(self) -> None:
+        """Become the run's one writer in the bucket and start sending it up."""
+        from epochscope.storage import StorageError
+        from epochscope.storage.store import Store
+        from epochscope.storage.upload import BackgroundUpload, RunLeaseError, Upload
+
+        store = Store(self.bucket, self._storage_options)  # type: ignore[arg-type]
+        upload = Upload(self.root, store, self.root.name)
+        try:
+            upload.acquire()
+        except RunLeaseError as e:
+            raise RunLockedError(str(e)) from None
+        except OSError as e:  # no bucket, no credentials, no network: say so before training
+            raise StorageError(f"cannot write to {store.shown}: {type(e).__name__}: {e}") from None
+        self._upload = BackgroundUpload(upload)
+        self._upload.start()
+
+    def start_over(self) -> None:
+        """The run is being replaced (its files cleared): so is its copy in the bucket."""
+        if self._upload is not None:
+            self._upload.upload.start_over()
+
+    def _poke(self) -> None:
+        if self._upload is not None:
+            self._upload.poke()
 
     def close(self) -> None:
         with self._events_mutex:
             if self._events_fd is not None:
                 os.close(self._events_fd)
                 self._events_fd = None
+        if self._upload is not None:
+            self._upload.finish()
+            self._upload = None
         self._lock.release()
         # a run that failed before writing anything leaves no empty folder behind
         if self._created and [p.name for p in self.root.iterdir()] == [LOCK]:
@@ -173,12 +219,14 @@ class RunWriter:
     def write_bytes(self, name: str, data: bytes) -> Path:
         path = self.root / name
         atomic_write(path, data)
+        self._poke()
         return path
 
     def write_file(self, name: str, save: Callable[[Path], None]) -> Path:
         """A file that ``save(path)`` writes by name, made atomic (see :func:`atomic_save`)."""
         path = self.root / name
         atomic_save(path, save)
+        self._poke()
         return path
 
     def write_json(self, name: str, obj: Any) -> Path:
@@ -196,6 +244,7 @@ class RunWriter:
     def remove(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.root / name).unlink()
+        self._poke()
 
     # --- the contract's files -----------------------------------------------------------------
     def write_run_info(self, info: RunInfo) -> Path:
@@ -273,6 +322,8 @@ class RunWriter:
                 written += os.write(self._events_fd, line[written:])
             if kind in DURABLE_KINDS:
                 os.fsync(self._events_fd)
+        if kind != "step":  # steps ride along with the next pass (a heartbeat at the latest)
+            self._poke()
         return json.loads(line)
 
     # --- background pid -----------------------------------------------------------------------

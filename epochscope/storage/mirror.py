@@ -1,0 +1,220 @@
+"""A local mirror of a bucket's runs, kept up to date with few requests, read by the ordinary
+bounded reader (so a bucket run and a local run show the same).
+
+- The run list: one listing of the prefix at most every EPOCHSCOPE_LIST_SECONDS (30 s), plus
+  one HEAD of head.json per run the mirror has not seen closed.
+- A watched run: at most one HEAD of its head.json per EPOCHSCOPE_POLL_SECONDS (2 s); only when
+  its ETag changed is the head fetched, and then only the objects that changed.
+- Every object is checked against the reader's size limit before it is downloaded (size from
+  the head); names a head gives are checked to be run files, so nothing is written outside the
+  run's folder. Checkpoints are not mirrored (only a resuming trainer pulls them).
+- The mirror is a cache: EPOCHSCOPE_CACHE_MB (default 4096) bounds it, least recently used runs
+  out first (fetched again when next looked at).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from epochscope.layout import METRICS, RUN_NAME_RE, cap_of
+from epochscope.storage.bucket import HEAD, HEAD_CAP, Head, is_checkpoint, md5, segment_name
+from epochscope.storage.location import mirror_folder
+from epochscope.storage.state import STATE_DIR, write_state
+from epochscope.storage.store import Store
+from epochscope.writer import atomic_write
+
+log = logging.getLogger("epochscope.storage")
+CHECKPOINT_CAP = 16 << 30
+
+
+def _seconds(env: str, default: float) -> float:
+    try:
+        return max(0.0, float(os.environ.get(env, default)))
+    except ValueError:
+        return default
+
+
+class Mirror:
+    """The runs under one bucket prefix, mirrored into ``root`` (default: under
+    EPOCHSCOPE_CACHE_DIR, one folder per prefix)."""
+
+    def __init__(self, store: Store, root: str | os.PathLike[str] | None = None) -> None:
+        self.store = store
+        self.root = Path(root) if root is not None else mirror_folder(store.url)
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / STATE_DIR).mkdir(exist_ok=True)
+        self.list_seconds = _seconds("EPOCHSCOPE_LIST_SECONDS", 30.0)
+        self.poll_seconds = _seconds("EPOCHSCOPE_POLL_SECONDS", 2.0)
+        self.max_bytes = int(_seconds("EPOCHSCOPE_CACHE_MB", 4096) * (1 << 20))
+        self._listed_at = -1e18
+        self._polled: dict[str, float] = {}
+        self._etags: dict[str, str] = {}
+        self._closed: set[str] = set()
+        self._used: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    # --- the run list -----------------------------------------------------------------------
+    def refresh_listing(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._listed_at < self.list_seconds:
+            return
+        self._listed_at = now
+        names = [n for n in self.store.names() if RUN_NAME_RE.fullmatch(n)]
+        for name in names:
+            if name not in self._closed:
+                self.refresh_run(name, force=True)
+        listed = set(names)
+        for local in self.root.iterdir():
+            if RUN_NAME_RE.fullmatch(local.name) and local.name not in listed:
+                self._drop(local.name)  # gone from the bucket
+
+    # --- one run ----------------------------------------------------------------------------
+    def refresh_run(self, name: str, *, force: bool = False, checkpoints: bool = False) -> bool:
+        """Bring run ``name`` up to date (at most one HEAD per poll interval); True when
+        something changed. A store that is down keeps what the mirror has, said in the log."""
+        now = time.monotonic()
+        self._used[name] = time.time()
+        if not force and now - self._polled.get(name, -1e18) < self.poll_seconds:
+            return False
+        self._polled[name] = now
+        try:
+            found = self.store.stat(f"{name}/{HEAD}")
+        except (OSError, ValueError) as e:
+            log.warning("cannot reach %s/%s (%s); showing the copy fetched before",
+                        self.store.shown, name, type(e).__name__)  # fmt: skip
+            return False
+        if found is None:
+            return False
+        if found["etag"] == self._etags.get(name) and not checkpoints:
+            return False
+        with self._locked(name):
+            try:
+                changed = self._fetch(name, found, checkpoints)
+            except (OSError, ValueError) as e:
+                log.warning("cannot mirror %s/%s: %s", self.store.shown, name, e)
+                return False
+        self._etags[name] = found["etag"]
+        self._evict(keep=name)
+        return changed
+
+    def _fetch(self, name: str, found: dict[str, Any], checkpoints: bool) -> bool:
+        where = f"{self.store.shown}/{name}/{HEAD}"
+        head = Head.parse(self.store.get(f"{name}/{HEAD}", HEAD_CAP, found["size"]), where)
+        run_dir = self.root / name
+        run_dir.mkdir(exist_ok=True)
+        state = self._state(name)
+        have: dict[str, list] = state.get("files", {})
+        changed = False
+        for rel, (size, digest) in sorted(head.files.items()):
+            if is_checkpoint(rel) and not checkpoints:
+                continue
+            if have.get(rel) == [size, digest] and (run_dir / rel).is_file():
+                continue
+            cap = CHECKPOINT_CAP if is_checkpoint(rel) else cap_of(rel)
+            try:
+                data = self.store.get(f"{name}/{rel}", cap, size)
+            except FileNotFoundError:
+                continue  # pruned since the head was written: the next head says so
+            if md5(data) != digest:
+                continue  # rewritten since the head was written: the next poll gets it
+            atomic_write(run_dir / rel, data)
+            have[rel] = [size, digest]
+            changed = True
+        for rel in [r for r in have if r not in head.files]:
+            with contextlib.suppress(FileNotFoundError):
+                (run_dir / rel).unlink()
+            del have[rel]
+            changed = True
+        changed |= self._fetch_log(name, run_dir, head, state)
+        state.update(files=have, heartbeat=head.heartbeat, closed=head.closed,
+                     version=head.version)  # fmt: skip
+        write_state(self.root, name, state)
+        if head.closed:
+            self._closed.add(name)
+        else:
+            self._closed.discard(name)
+        return changed
+
+    def _fetch_log(self, name: str, run_dir: Path, head: Head, state: dict) -> bool:
+        path = run_dir / METRICS
+        have = int(state.get("metrics_end", 0))
+        if "metrics_end" not in state or have > head.metrics_end or not path.exists():
+            have = 0  # nothing mirrored yet, or not this log: start it again
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        pieces = []
+        for begin, end in head.metrics:
+            if end <= have:
+                continue
+            if begin > have:
+                raise ValueError(f"{self.store.shown}/{name}: a metrics segment is missing")
+            data = self.store.get(f"{name}/{segment_name(begin, end)}", end - begin + 1)
+            if len(data) != end - begin:
+                raise ValueError(f"{self.store.shown}/{name}: a metrics segment is torn")
+            pieces.append(data[have - begin :])
+            have = end
+        if not pieces and path.exists():
+            return False
+        with open(path, "ab") as f:  # whole lines, appended: a reader never sees half a line
+            f.write(b"".join(pieces))
+            f.flush()
+        state["metrics_end"] = have
+        return bool(pieces)
+
+    def pull(self, name: str) -> bool:
+        """Everything of run ``name``, checkpoints included (a trainer resuming it here)."""
+        return self.refresh_run(name, force=True, checkpoints=True)
+
+    # --- bookkeeping ------------------------------------------------------------------------
+    def _state(self, name: str) -> dict[str, Any]:
+        try:
+            body = json.loads((self.root / STATE_DIR / f"{name}.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return body if isinstance(body, dict) else {}
+
+    @contextlib.contextmanager
+    def _locked(self, name: str) -> Iterator[None]:
+        """One process at a time refreshes a run (gunicorn's workers share the mirror)."""
+        with self._lock, open(self.root / STATE_DIR / f"{name}.lock", "a+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _drop(self, name: str) -> None:
+        with self._locked(name):
+            shutil.rmtree(self.root / name, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / STATE_DIR / f"{name}.json").unlink()
+        self._etags.pop(name, None)
+        self._closed.discard(name)
+
+    def nbytes(self) -> int:
+        total = 0
+        for path in self.root.rglob("*"):
+            with contextlib.suppress(OSError):
+                if path.is_file():
+                    total += path.stat().st_size
+        return total
+
+    def _evict(self, keep: str) -> None:
+        """Least recently used runs out until the mirror fits EPOCHSCOPE_CACHE_MB."""
+        if self.nbytes() <= self.max_bytes:
+            return
+        runs = [p.name for p in self.root.iterdir() if RUN_NAME_RE.fullmatch(p.name)]
+        for name in sorted((n for n in runs if n != keep), key=lambda n: self._used.get(n, 0)):
+            self._drop(name)
+            if self.nbytes() <= self.max_bytes:
+                return

@@ -1,0 +1,103 @@
+"""One bucket prefix through fsspec: the few operations the upload and the mirror need.
+
+fsspec and its implementations (s3fs, adlfs, gcsfs) find credentials and endpoints where their
+SDKs do (environment variables such as AWS_ENDPOINT_URL or AZURE_STORAGE_CONNECTION_STRING,
+profiles, instance roles); ``storage_options`` pass anything else. Nothing here writes them
+anywhere: a Store shows itself by its redacted URL only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from typing import Any
+
+from epochscope.storage.location import SCHEMES, StorageError, redact, scheme_of
+
+
+class Store:
+    """The objects under one URL prefix, named by paths relative to it (``run/head.json``)."""
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        scheme = scheme_of(url)
+        if scheme not in SCHEMES:
+            raise StorageError(f"{redact(url)}: not a bucket URL (s3://, az://, gs://)")
+        module, extra = SCHEMES[scheme]
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise StorageError(
+                f"{redact(url)} needs {module}: pip install 'epochscope[{extra}]'"
+            ) from None
+        import fsspec  # the storage layer's only heavy import, made when a bucket is used
+
+        self.url = url.rstrip("/")
+        self.shown = redact(self.url)
+        try:
+            self.fs, root = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
+        except (TypeError, ValueError) as e:
+            raise StorageError(f"{self.shown}: {type(e).__name__} opening the store") from None
+        self.root = root.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"<epochscope Store {self.shown!r}>"
+
+    def path(self, rel: str) -> str:
+        return f"{self.root}/{rel}" if rel else self.root
+
+    def stat(self, rel: str) -> dict[str, Any] | None:
+        """Size and ETag of one object, asked of the store (one HEAD request), None if absent."""
+        path = self.path(rel)
+        self.fs.invalidate_cache(path)
+        try:
+            info = self.fs.info(path)
+        except FileNotFoundError:
+            return None
+        if info.get("type") == "directory":
+            return None
+        tag = info.get("ETag") or info.get("etag") or info.get("LastModified")
+        return {"size": int(info.get("size") or 0), "etag": str(tag)}
+
+    def get(self, rel: str, most: int, size: int | None = None) -> bytes:
+        """An object's bytes; ValueError, before downloading, when it is over ``most`` bytes
+        (``size`` from a listing or a head saves asking the store for it)."""
+        if size is None:
+            found = self.stat(rel)
+            if found is None:
+                raise FileNotFoundError(f"{self.shown}/{rel}")
+            size = found["size"]
+        if size > most:
+            raise ValueError(f"{self.shown}/{rel}: {size} bytes, over the {most}-byte limit")
+        data = self.fs.cat_file(self.path(rel))
+        if len(data) > most:  # it grew since it was listed
+            raise ValueError(f"{self.shown}/{rel}: over the {most}-byte limit")
+        return data
+
+    def put(self, rel: str, data: bytes) -> None:
+        self.fs.pipe_file(self.path(rel), data)
+
+    def put_file(self, rel: str, local: str) -> None:
+        self.fs.put_file(local, self.path(rel))
+
+    def create(self, rel: str, data: bytes) -> bool:
+        """Write ``rel`` only if it does not exist (a conditional write); False if it did."""
+        try:
+            with self.fs.open(self.path(rel), "xb") as f:
+                f.write(data)
+        except FileExistsError:
+            return False
+        return True
+
+    def names(self, rel: str = "") -> list[str]:
+        """The names one level under ``rel`` (objects and prefixes), [] when there are none."""
+        path = self.path(rel)
+        self.fs.invalidate_cache(path)
+        try:
+            listed = self.fs.ls(path, detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted({str(p).rstrip("/").rsplit("/", 1)[-1] for p in listed})
+
+    def remove(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self.path(rel))
