@@ -52,10 +52,15 @@ PYTEST  := $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile
 PYTEST_EACH := $(BIN)/python -m pytest -q -n $(WORKERS) --dist load
 TIMED    = start=$$(date +%s); $(1); rc=$$?; echo "$@: $$(( $$(date +%s) - start )) s"; exit $$rc
 
-test: install lint  ## the whole suite: unit, real training runs, browser tests (not the fault or real-photo tests)
+# Azurite (Microsoft's Azure Blob emulator) for the bucket tests, from npm into .tools/
+AZURITE := .tools/node_modules/.bin/azurite-blob
+$(AZURITE):
+	npm install --prefix .tools --no-audit --no-fund --loglevel=error azurite@3.37.0
+
+test: install lint $(AZURITE)  ## the whole suite: unit, real training runs, browser tests (not the fault or real-photo tests)
 	@$(call TIMED,$(PYTEST) -m "not faults and not realphotos")
 
-test-quick: install  ## about a minute: no browser, no slow tests
+test-quick: install $(AZURITE)  ## about a minute: no browser, no slow tests
 	@$(call TIMED,$(PYTEST) -m "not browser and not slow and not faults and not realphotos")
 
 test-real: install  ## accuracy on real photos: planted label errors found, similar images agree

@@ -15,7 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the Epochscope dashboard over a folder of run directories.",
     )
     p.add_argument("--runs-dir", default=os.environ.get("RUNS_DIR", "runs"),
-                   help="folder of run directories (default: $RUNS_DIR or ./runs)")  # fmt: skip
+                   help="folder of run directories, or a bucket: s3://BUCKET/PREFIX, az://, gs:// "
+                   "(default: $RUNS_DIR or ./runs)")  # fmt: skip
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only); any other "
                    "address needs --token, $EPOCHSCOPE_TOKEN or --allow-open")  # fmt: skip
@@ -68,16 +69,29 @@ def main(argv: list[str] | None = None) -> int:
               "only on a loopback --host (127.0.0.1) without --token, $EPOCHSCOPE_TOKEN or "
               "--allow-open; leave out --debug to serve others", file=sys.stderr)  # fmt: skip
         return 2
-    if not os.path.isdir(args.runs_dir):
-        os.makedirs(args.runs_dir, exist_ok=True)
-    os.environ["RUNS_DIR"] = os.path.abspath(args.runs_dir)
+    from epochscope import Runs
+    from epochscope.storage import StorageError, is_remote, redact
+
+    try:
+        if is_remote(args.runs_dir):
+            Runs(args.runs_dir).probe()  # a missing bucket or credentials: said now, not later
+            os.environ["RUNS_DIR"] = args.runs_dir
+        else:
+            Runs(args.runs_dir)  # refuses a local path that looks like a URL ("s3:bucket")
+            if not os.path.isdir(args.runs_dir):
+                os.makedirs(args.runs_dir, exist_ok=True)
+            os.environ["RUNS_DIR"] = os.path.abspath(args.runs_dir)
+    except StorageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    shown = redact(args.runs_dir)
     if args.max_upload_mb is not None:
         os.environ["EPOCHSCOPE_MAX_UPLOAD_MB"] = str(args.max_upload_mb)
     if args.data_root:
         roots = [os.path.abspath(r) for r in args.data_root]
         old = os.environ.get("EPOCHSCOPE_DATA_ROOTS")
         os.environ["EPOCHSCOPE_DATA_ROOTS"] = os.pathsep.join([*([old] if old else []), *roots])
-    print(f"Epochscope dashboard: http://{args.host}:{args.port}/  (runs: {args.runs_dir})")
+    print(f"Epochscope dashboard: http://{args.host}:{args.port}/  (runs: {shown})")
     if args.debug:
         from dashboard.app import app  # after the environment is set
 

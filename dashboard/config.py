@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 
 
-def runs_dir() -> Path:
-    """The folder of run directories: $RUNS_DIR, default ./runs."""
-    return Path(os.environ.get("RUNS_DIR", "runs"))
+def runs_dir() -> str:
+    """The folder of run directories or a bucket URL: $RUNS_DIR, default ./runs."""
+    return os.environ.get("RUNS_DIR", "runs")
 
 
 TOKEN_ENV = "EPOCHSCOPE_TOKEN"

@@ -21,12 +21,12 @@ from epochscope.records import RunInfo
 #: providers kept (one in a served dashboard: RUNS_DIR; tests and the bench open more folders)
 ROOTS = 4
 _lock = threading.Lock()
-_providers: OrderedDict[Path, Runs] = OrderedDict()
+_providers: OrderedDict[str, Runs] = OrderedDict()
 
 
 def provider(root: str | os.PathLike[str] | None = None) -> Runs:
     """The provider of ``root`` (default RUNS_DIR), kept for the last few roots asked for."""
-    key = Path(config.runs_dir() if root is None else root)
+    key = os.fspath(config.runs_dir() if root is None else root)
     with _lock:
         runs = _providers.get(key)
         if runs is None:

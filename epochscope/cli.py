@@ -4,6 +4,7 @@
     python -m epochscope import tensorboard LOGDIR [--runs-dir runs] [--name NAME]
     python -m epochscope report RUN [--epoch E] [--compare RUN2] [--photo FILE ...] [--lite]
         [--data-root DIR] [-o FILE.html]
+    python -m epochscope sync LOCAL_RUN_OR_RUNS s3://bucket/runs [--once] [--every S]
 
 Your own training code logs with ``epochscope.init`` (docs/api.md); then
 ``python -m dashboard --runs-dir runs`` shows every run.
@@ -15,15 +16,16 @@ import argparse
 import sys
 
 from epochscope.lock import RunLockedError
+from epochscope.storage.location import is_remote, redact
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m epochscope",
         description="Epochscope's command line: import runs made by other tools into a runs "
-        "directory the dashboard shows (python -m dashboard --runs-dir RUNS), or write an "
-        "offline HTML report of a run. To log your own training loop, use epochscope.init in "
-        "Python (docs/api.md).",
+        "directory the dashboard shows (python -m dashboard --runs-dir RUNS), write an "
+        "offline HTML report of a run, or upload runs to a bucket. To log your own training "
+        "loop, use epochscope.init in Python (docs/api.md).",
     )
     commands = p.add_subparsers(dest="command", metavar="COMMAND")
     imp = commands.add_parser("import", help="import a timm output folder or a TensorBoard log",
@@ -36,12 +38,19 @@ def parser() -> argparse.ArgumentParser:
     from epochscope.report import cli as report_cli
 
     report_cli.add_parser(commands)
+    from epochscope.storage import sync
+
+    sync.add_parser(commands)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     ns = p.parse_args(argv)
+    if ns.command == "sync":
+        from epochscope.storage import sync
+
+        return sync.main(ns)
     if ns.command == "report":
         from epochscope.report import cli as report_cli
 
@@ -61,5 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileExistsError, RunLockedError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2 if not isinstance(e, RunLockedError) else 3
-    print(f"imported {ns.folder} as {run_dir}")
+    remote = is_remote(ns.runs_dir)
+    where = f"{redact(ns.runs_dir).rstrip('/')}/{run_dir.name}" if remote else run_dir
+    print(f"imported {ns.folder} as {where}")
     return 0

@@ -88,6 +88,12 @@ class Runs:
     def __repr__(self) -> str:
         return f"<epochscope Runs {self.url or str(self.root)!r}>"
 
+    def probe(self) -> None:
+        """StorageError when a bucket cannot be listed (missing, no credentials, down); a
+        local folder needs nothing."""
+        if self._mirror is not None:
+            self._mirror.probe()
+
     def _fresh(self, name: str) -> None:
         """A bucket run: its mirror brought up to date (at most one HEAD a poll interval)."""
         if self._mirror is not None and isinstance(name, str) and RUN_NAME_RE.fullmatch(name):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -200,3 +201,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return rank.get(module, len(rank))
 
     items.sort(key=key)  # stable: the order within a module and among the rest is kept
+
+
+# --- storage servers (tests/storage_servers.py): one of each per test session ----------------
+@pytest.fixture(scope="session")
+def s3_session() -> Iterator[Any]:
+    from tests.storage_servers import s3_server
+
+    with s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_session: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """The session's S3 server, its endpoint and keys in the environment (where a user's
+    AWS_* settings would be), this test's own EPOCHSCOPE_CACHE_DIR, and no poll throttle."""
+    for key, value in s3_session.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("EPOCHSCOPE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("EPOCHSCOPE_POLL_SECONDS", "0")
+    monkeypatch.setenv("EPOCHSCOPE_LIST_SECONDS", "0")
+    return s3_session
+
+
+@pytest.fixture(scope="session")
+def azurite_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tests.storage_servers import azurite
+
+    with azurite(tmp_path_factory.mktemp("azurite")) as server:
+        yield server

@@ -16,6 +16,7 @@ from pathlib import Path
 from epochscope.layout import LOCK, METRICS, PID, TRAIN_LOG
 from epochscope.lock import lock_is_held, read_pid
 from epochscope.reader import MetricsLog, last_status
+from epochscope.storage.writing import writing_place
 from epochscope.writer import atomic_write
 
 LOG = TRAIN_LOG
@@ -73,7 +74,11 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    run_dir = Path(args.runs_dir) / args.name
+    try:
+        run_dir = writing_place(args.runs_dir)[0] / args.name  # a bucket run: its staging copy
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if not run_dir.is_dir():
         print(f"error: no run {args.name!r} in {args.runs_dir}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from pathlib import Path
 from epochscope.hierarchy import as_taxonomy
 from epochscope.layout import check_run_name
 from epochscope.records import MAX_PREPROCESS_SIDE, resize_size_for
+from epochscope.storage.location import check_location
 from trainer import recipe
 from trainer.presets import DEMO_PRESET
 
@@ -306,12 +307,19 @@ def parse_args(
     return args, explicit
 
 
+def check_runs_dir(runs_dir: str) -> None:
+    """StorageError (a ValueError) for a runs folder that is neither a folder nor a bucket
+    whose storage library is installed (``s3:bucket`` never becomes a folder named ``s3:``)."""
+    check_location(runs_dir)
+
+
 def validate(
     args: argparse.Namespace, explicit: set[str], engine: str, archs: Sequence[str]
 ) -> None:
     """Raise UsageError, in one line, for a bad value or what ``engine`` cannot do."""
     try:
         check_run_name(args.name)
+        check_runs_dir(args.runs_dir)
     except ValueError as e:
         raise UsageError(str(e)) from None
     for dest, owner, refusal in ENGINE_ONLY:

@@ -66,6 +66,8 @@ from epochscope.lock import RunLockedError
 from epochscope.predictions import LABEL_ARRAYS, accuracy
 from epochscope.reader import MetricsLog, model_epochs, prediction_epochs, read_run_json
 from epochscope.records import DataInfo, EpochEvent, Preprocess, RunInfo, StatusEvent, StepEvent
+from epochscope.storage.location import redact
+from epochscope.storage.writing import pull_for_writing, writing_place
 from epochscope.writer import NullWriter, RunWriter, prune_epochs
 from trainer import recipe
 from trainer.datasets import MEAN, STD, DataError, DatasetIndex
@@ -132,7 +134,10 @@ def finished_epochs(run_dir: Path) -> list[int]:
 
 
 def run_dir_of(args: argparse.Namespace) -> Path:
-    return Path(args.runs_dir).expanduser().resolve() / args.name
+    """The run directory the session writes: under --runs-dir, or for a bucket its local
+    staging copy (uploaded as it is written)."""
+    local_runs, _ = writing_place(args.runs_dir)
+    return local_runs.expanduser().resolve() / args.name
 
 
 def jsonable_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -156,8 +161,9 @@ class RunSession:
         self.args, self.explicit, self.argv = args, explicit, list(argv)
         self.engine, self.rank = engine, rank
         self.run_dir = run_dir_of(args)
+        self.bucket = writing_place(args.runs_dir)[1]
         self.writer: RunWriter | NullWriter = (
-            RunWriter(self.run_dir) if rank == 0 else NullWriter(self.run_dir)
+            RunWriter(self.run_dir, bucket=self.bucket) if rank == 0 else NullWriter(self.run_dir)
         )
         self.start_epoch = self.epoch = 1
         self._broadcast = broadcast
@@ -248,15 +254,21 @@ class RunSession:
         state, on every rank) or refuse (UsageError). ``suffixes``: the checkpoint's files,
         the first marking a complete one. Afterwards ``self.args`` holds the run's settings."""
         self._suffixes = tuple(suffixes)
-        refusal = None
+        refusal = unreachable = None
         if self.rank == 0:
             try:
+                if self.bucket is not None:  # resuming where the bucket has more: fetch it
+                    pull_for_writing(self.bucket, self.args.name, self.run_dir.parent)
                 self.writer.acquire()
             except RunLockedError as e:
                 refusal = str(e)
-        refusal = self._broadcast(refusal)
+            except (OSError, ValueError) as e:  # the bucket: missing, no credentials, down
+                unreachable = f"{redact(self.bucket or '')}: {type(e).__name__}: {e}"
+        refusal, unreachable = self._broadcast((refusal, unreachable))
         if refusal:
             raise RunLockedError(refusal)
+        if unreachable:
+            raise UsageError(f"cannot write to {unreachable}")
         decision, state = self._decide(load) if self.rank == 0 else (None, None)
         decision = self._broadcast(decision)  # rank 0 decides, every rank loads the same
         if decision["error"]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from epochscope.layout import RUN_JSON, check_run_name
 from epochscope.lock import RunLockedError, lock_is_held
+from epochscope.storage.writing import pull_for_writing, writing_place
 
 #: folder names too common to name a run alone: the default name takes their parents too
 GENERIC = re.compile(
@@ -55,7 +56,7 @@ def fraction(value: float) -> float:
 
 
 @contextmanager
-def staged(runs_dir: str | os.PathLike[str], name: str, resume: bool) -> Iterator[Path]:
+def staged(runs_dir: Path, name: str, resume: bool) -> Iterator[Path]:
     """A temporary runs directory to write run ``name`` into; on success the run is renamed
     to ``runs_dir/name``, on any error the temporary folder is removed and nothing changes."""
     runs = Path(runs_dir)
@@ -88,7 +89,16 @@ def staged(runs_dir: str | os.PathLike[str], name: str, resume: bool) -> Iterato
 def import_into(
     runs_dir: str | os.PathLike[str], name: str, resume: bool, write: Callable[[Path], Path]
 ) -> Path:
-    """``write(tmp_runs_dir)`` writes run ``name`` there; returns the run's final directory."""
-    with staged(runs_dir, name, resume) as tmp:
+    """``write(tmp_runs_dir)`` writes run ``name`` there; returns the run's final directory.
+    A bucket ``runs_dir`` (s3://...): the run is made in its local staging copy (the bucket's
+    copy fetched first when resuming), then uploaded whole."""
+    local_runs, bucket = writing_place(runs_dir)
+    if bucket is not None:
+        pull_for_writing(bucket, name, local_runs)
+    with staged(local_runs, name, resume) as tmp:
         write(tmp)
-    return Path(runs_dir) / name
+    if bucket is not None:
+        from epochscope.storage.sync import upload_once
+
+        upload_once(local_runs / name, bucket)
+    return local_runs / name

@@ -11,6 +11,7 @@ a local mirror that :mod:`~epochscope.storage.mirror` keeps up to date with few 
 from epochscope.storage.location import (
     StorageError,
     cache_dir,
+    check_location,
     is_remote,
     local_folder,
     redact,
@@ -20,6 +21,7 @@ from epochscope.storage.location import (
 __all__ = [
     "StorageError",
     "cache_dir",
+    "check_location",
     "is_remote",
     "local_folder",
     "redact",

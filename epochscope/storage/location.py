@@ -93,3 +93,20 @@ def staging_folder(url: str) -> Path:
 def mirror_folder(url: str) -> Path:
     """Where a reader keeps its local mirror of bucket prefix ``url``."""
     return cache_dir() / "mirror" / url_key(url)
+
+
+def check_location(text: str | os.PathLike[str]) -> None:
+    """StorageError unless ``text`` is a local folder or a bucket URL whose storage library
+    is installed (checked before any work starts, so the error comes first, not last)."""
+    if not is_remote(text):
+        local_folder(text)
+        return
+    raw = os.fspath(text)
+    scheme = scheme_of(raw)
+    if scheme not in SCHEMES:
+        local_folder(raw)  # raises, naming the schemes there are
+    module, extra = SCHEMES[scheme]  # type: ignore[index]
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise StorageError(f"{redact(raw)} needs {module}: pip install 'epochscope[{extra}]'")

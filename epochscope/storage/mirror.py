@@ -28,7 +28,7 @@ from typing import Any
 
 from epochscope.layout import METRICS, RUN_NAME_RE, cap_of
 from epochscope.storage.bucket import HEAD, HEAD_CAP, Head, is_checkpoint, md5, segment_name
-from epochscope.storage.location import mirror_folder
+from epochscope.storage.location import StorageError, mirror_folder
 from epochscope.storage.state import STATE_DIR, write_state
 from epochscope.storage.store import Store
 from epochscope.writer import atomic_write
@@ -62,6 +62,14 @@ class Mirror:
         self._closed: set[str] = set()
         self._used: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def probe(self) -> None:
+        """StorageError naming the store when one listing of it fails."""
+        try:
+            self.store.check_bucket()
+            self.store.names()
+        except (OSError, ValueError) as e:
+            raise StorageError(f"cannot list {self.store.shown}: {type(e).__name__}: {e}") from None
 
     # --- the run list -----------------------------------------------------------------------
     def refresh_listing(self, force: bool = False) -> None:
@@ -125,6 +133,9 @@ class Mirror:
                 data = self.store.get(f"{name}/{rel}", cap, size)
             except FileNotFoundError:
                 continue  # pruned since the head was written: the next head says so
+            except ValueError as e:  # over its read limit: refused unread, as locally
+                log.warning("not mirrored: %s", e)
+                continue
             if md5(data) != digest:
                 continue  # rewritten since the head was written: the next poll gets it
             atomic_write(run_dir / rel, data)

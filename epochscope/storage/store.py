@@ -12,7 +12,7 @@ import contextlib
 import importlib
 from typing import Any
 
-from epochscope.storage.location import SCHEMES, StorageError, redact, scheme_of
+from epochscope.storage.location import SCHEMES, StorageError, local_folder, redact, scheme_of
 
 
 class Store:
@@ -21,6 +21,7 @@ class Store:
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
         scheme = scheme_of(url)
         if scheme not in SCHEMES:
+            local_folder(url)  # raises, naming the schemes there are
             raise StorageError(f"{redact(url)}: not a bucket URL (s3://, az://, gs://)")
         module, extra = SCHEMES[scheme]
         try:
@@ -34,7 +35,10 @@ class Store:
         self.url = url.rstrip("/")
         self.shown = redact(self.url)
         try:
-            self.fs, root = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
+            # a filesystem of its own: fsspec's shared instances ignore the environment
+            # (AWS_ENDPOINT_URL...) they were made under
+            options = {"skip_instance_cache": True, **(storage_options or {})}
+            self.fs, root = fsspec.core.url_to_fs(self.url, **options)
         except (TypeError, ValueError) as e:
             raise StorageError(f"{self.shown}: {type(e).__name__} opening the store") from None
         self.root = root.rstrip("/")
@@ -61,14 +65,10 @@ class Store:
     def get(self, rel: str, most: int, size: int | None = None) -> bytes:
         """An object's bytes; ValueError, before downloading, when it is over ``most`` bytes
         (``size`` from a listing or a head saves asking the store for it)."""
-        if size is None:
-            found = self.stat(rel)
-            if found is None:
-                raise FileNotFoundError(f"{self.shown}/{rel}")
-            size = found["size"]
-        if size > most:
+        if size is not None and size > most:
             raise ValueError(f"{self.shown}/{rel}: {size} bytes, over the {most}-byte limit")
-        data = self.fs.cat_file(self.path(rel))
+        # a ranged read: one request, and never more than the limit comes down
+        data = self.fs.cat_file(self.path(rel), start=0, end=most + 1)
         if len(data) > most:  # it grew since it was listed
             raise ValueError(f"{self.shown}/{rel}: over the {most}-byte limit")
         return data
@@ -101,3 +101,10 @@ class Store:
     def remove(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self.path(rel))
+
+    def check_bucket(self) -> None:
+        """FileNotFoundError when the bucket (container) itself is not there: a listing of a
+        missing bucket looks like an empty one."""
+        bucket = self.root.split("/", 1)[0]
+        if not self.fs.exists(bucket):
+            raise FileNotFoundError(f"no bucket {bucket!r}")

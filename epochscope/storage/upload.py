@@ -63,6 +63,7 @@ class Upload:
         self.writer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.head: Head | None = None
         self.uploads = 0  # objects put, heads and leases included
+        self.bytes_up = 0  # bytes of the run's own files and segments sent
         self._seen: dict[str, tuple[int, int, str]] = {}  # rel -> size, mtime_ns, md5
         self._beat = 0.0
         self._leased = False
@@ -172,6 +173,7 @@ class Upload:
                 if head.files.get(rel) != (stat.st_size, digest):
                     self.store.put_file(self._rel(rel), str(path))
                     put += 1
+                    self.bytes_up += stat.st_size
                 size = stat.st_size
             else:
                 data = path.read_bytes()
@@ -179,6 +181,7 @@ class Upload:
                 if head.files.get(rel) != (size, digest):
                     self.store.put(self._rel(rel), data)
                     put += 1
+                    self.bytes_up += size
             self._seen[rel] = (stat.st_size, stat.st_mtime_ns, digest)
             head.files[rel] = (size, digest)
         gone = [rel for rel in head.files if rel not in local]
@@ -227,6 +230,7 @@ class Upload:
         end = start + len(data)
         self.store.put(self._rel(segment_name(start, end)), data)
         head.metrics.append((start, end))
+        self.bytes_up += len(data)
         return 1
 
     def _fold_log(self, head: Head) -> int:
