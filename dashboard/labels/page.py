@@ -1,8 +1,9 @@
 """Likely mislabeled images and calibration (``/labels``): the layout and its callbacks.
 
-``?run=NAME&epoch=E&label=I&suggested=J`` chooses what is shown first (the per-class table's
-and the drill-down's links fill in ``label`` and ``suggested``). Callbacks are thin: the
-figures and cards come from dashboard/labels/views.py, the numbers from epochscope.labels.
+The whole view is in its URL (labels/link.py): ``?run=NAME&epoch=E&method=M&label=I&
+suggested=J&scope=S``, written as it changes, so a copied link reproduces it (the per-class
+table's and the drill-down's links fill in ``label`` and ``suggested``). Callbacks are thin:
+the figures and cards come from labels/views.py, the numbers from epochscope.labels.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboard import runs
-from dashboard.kit import picker
+from dashboard.kit import picker, url
 from dashboard.kit.cards import image_card
 from dashboard.kit.controls import radio
-from dashboard.labels import views
+from dashboard.labels import link, views
 from dashboard.shell import tolerant
 from epochscope import labels
 
@@ -24,27 +25,12 @@ METHODS_SHOWN = [("self_confidence", "self-confidence"), ("normalized_margin", "
 ROW = {"display": "flex", "gap": "0.8rem", "alignItems": "center", "flexWrap": "wrap"}
 
 
-def _int(v: Any) -> int | None:
-    v = v[0] if isinstance(v, list) else v
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return None
-
-
 def _dropdown(id_: str, placeholder: str, width: str = "14rem", **kw: Any) -> dcc.Dropdown:
     return dcc.Dropdown(id=id_, placeholder=placeholder, style={"width": width}, **kw)
 
 
-def layout(
-    run: Any = None, epoch: Any = None, label: Any = None, suggested: Any = None, **_query: Any
-) -> html.Div:
-    wanted = {
-        "run": run[0] if isinstance(run, list) else run,
-        "epoch": _int(epoch),
-        "label": _int(label),
-        "suggested": _int(suggested),
-    }
+def layout(**query: Any) -> html.Div:
+    wanted = link.view_from_query(query)
     controls = html.Div(
         [
             html.Label("Run"),
@@ -55,14 +41,7 @@ def layout(
             _dropdown("labels-label", "any class"),
             html.Label("suggested"),
             _dropdown("labels-suggested", "any class"),
-            radio(
-                "labels-method",
-                [
-                    ("self_confidence", "self-confidence"),
-                    ("normalized_margin", "normalized margin"),
-                ],
-                "self_confidence",
-            ),
+            radio("labels-method", METHODS_SHOWN, wanted["method"]),
             html.Button("CSV of the whole ranking", id="labels-export", n_clicks=0),
             dcc.Download(id="labels-download"),
         ],
@@ -90,6 +69,8 @@ def layout(
             html.Div(id="labels-missing", className="error"),
             html.Div([issues, reliability], style={**ROW, "alignItems": "flex-start"}),
             dcc.Store(id="labels-wanted", data=wanted),
+            dcc.Store(id="labels-url"),
+            dcc.Store(id="labels-url-written"),
         ],
         className="page",
     )
@@ -116,22 +97,33 @@ def run_options(run: str | None, wanted: dict | None):
     epochs = opened.epochs
     if not epochs:
         raise PreventUpdate
-    asked = wanted if (wanted or {}).get("run") in (run, None) else {}
-    epoch = asked.get("epoch") if asked.get("epoch") in epochs else epochs[-1]
+    groups = views.group_options(opened)
+    shown = link.restore(wanted, run, epochs, opened.num_classes, [g["value"] for g in groups])
     classes = [{"label": n, "value": i} for i, n in enumerate(opened.names)]
-    label = asked.get("label") if asked.get("label") in range(opened.num_classes) else None
-    sugg = asked.get("suggested") if asked.get("suggested") in range(opened.num_classes) else None
     epoch_options = [{"label": str(e), "value": e} for e in epochs]
     return (
-        epoch_options,
-        epoch,
-        classes,
-        label,
-        classes,
-        sugg,
-        views.group_options(opened),
-        "all",
-    )
+        epoch_options, shown["epoch"], classes, shown["label"], classes, shown["suggested"],
+        groups, shown["scope"],
+    )  # fmt: skip
+
+
+@callback(
+    Output("labels-url", "data"),
+    Input("labels-run", "value"),
+    Input("labels-epoch", "value"),
+    Input("labels-method", "value"),
+    Input("labels-label", "value"),
+    Input("labels-suggested", "value"),
+    Input("labels-group", "value"),
+)
+def write_link(run: str | None, epoch: int | None, *choices: Any) -> str:
+    if not run or epoch is None:
+        raise PreventUpdate  # the run's epoch is chosen first: a half-made link is no entry
+    return link.view_query(run, epoch, *choices)
+
+
+# a filter or scope chosen is a step back can undo; the run, epoch and method are replaced
+url.register_writer("labels-url", push=("label", "suggested", "scope"))
 
 
 def _card(card: views.IssueCard) -> html.Div:

@@ -9,6 +9,8 @@ from dashboard.confusion import link as confusion
 from dashboard.confusion.link import view_from_query
 from dashboard.embedding_map import link as embedding_map
 from dashboard.kit import url
+from dashboard.labels import link as labels
+from dashboard.labels import page as labels_page
 
 
 def _query(search: str) -> dict:
@@ -58,6 +60,48 @@ def test_the_map_link_reads_back_as_the_same_map() -> None:
     whole = {"context": ["r"], "x": [-1.05, 1.05], "y": [-1.05, 1.05]}
     assert embedding_map.view_query("r", 4, "band", whole) == "?run=r&epoch=4"
     assert embedding_map.view_from_query({"colour": "pink"})["colour"] == "band"
+
+
+def test_the_labels_link_reads_back_as_the_same_view() -> None:
+    search = labels.view_query("r", 2, "normalized_margin", 4, 0, "band:dogs & cats")
+    assert labels.view_from_query(_query(search)) == {
+        "run": "r", "epoch": 2, "method": "normalized_margin", "label": 4, "suggested": 0,
+        "scope": "band:dogs & cats",
+    }  # fmt: skip
+    by_class = labels.view_query("r", 2, "self_confidence", None, 7, "class:7")
+    assert labels.view_from_query(_query(by_class))["scope"] == "class:7"
+    # the defaults leave no trace; the keys the confusion explorer's links use are these
+    assert labels.view_query("r", 3, "self_confidence", None, None, "all") == "?run=r&epoch=3"
+    assert labels.view_query("r", 3, None, 1, 2, None) == "?run=r&epoch=3&label=1&suggested=2"
+    # every method the page offers is one a link can name
+    assert [m for m, _ in labels_page.METHODS_SHOWN] == list(labels.METHODS)
+
+
+def test_a_broken_labels_query_gives_the_default_view() -> None:
+    bad = {"run": ["a", "b"], "epoch": "0", "method": "evil", "label": "-1",
+           "suggested": "x", "scope": "class:nine"}  # fmt: skip
+    assert labels.view_from_query(bad) == {
+        "run": "a", "epoch": None, "method": "self_confidence", "label": None,
+        "suggested": None, "scope": "all",
+    }  # fmt: skip
+    for text in ("band:", "bands:x", "class:-2", "class:", "", None, ["class:3", "all"]):
+        assert labels.scope(text) == ("class:3" if isinstance(text, list) else "all"), text
+
+
+def test_a_labels_link_is_kept_to_what_the_run_has() -> None:
+    scopes = ["all", "band:dogs", "class:0", "class:1", "class:2"]
+    wanted = {"run": "r", "epoch": 2, "label": 1, "suggested": 2, "scope": "band:dogs"}
+    assert labels.restore(wanted, "r", [1, 2, 3], 3, scopes) == {
+        "epoch": 2, "label": 1, "suggested": 2, "scope": "band:dogs",
+    }  # fmt: skip
+    # another run's link, or values this run does not have: the newest epoch, no filters
+    nothing = {"epoch": 3, "label": None, "suggested": None, "scope": "all"}
+    assert labels.restore(wanted, "other", [1, 2, 3], 3, scopes) == nothing
+    beyond = {"run": "r", "epoch": 9, "label": 3, "suggested": 5, "scope": "band:cats"}
+    assert labels.restore(beyond, "r", [1, 2, 3], 3, scopes) == nothing
+    assert labels.restore(None, "r", [1, 2, 3], 3, scopes) == nothing
+    # a link without a run applies to the run shown
+    assert labels.restore({"run": None, "label": 0}, "r", [4], 3, scopes)["label"] == 0
 
 
 def test_query_leaves_out_what_is_not_set() -> None:
