@@ -163,8 +163,8 @@ def measure_views(n: int, classes: int, repeats: int) -> dict:
         old = os.environ.get("RUNS_DIR")
         os.environ["RUNS_DIR"] = tmp
         try:
-            from dashboard import label_views
             from dashboard.app import server
+            from dashboard.labels import views as label_views
 
             client = server.test_client()
 

@@ -3,6 +3,7 @@ link of what the page shows (defaults left out), as pure functions of the page's
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from dashboard.kit import url
@@ -30,6 +31,7 @@ def view_from_query(query: dict[str, Any]) -> dict[str, Any]:
         "x": url.span(query.get("x")),
         "y": url.span(query.get("y")),
         "cls": url.integer(query.get("cls")),
+        "cell": url.pair(query.get("cell")),
     }
 
 
@@ -47,6 +49,18 @@ def linked_zoom(
     )
 
 
+def linked_drill(
+    cell: Sequence[int] | None, selected: int | None, num_classes: int
+) -> tuple[int, int] | int | None:
+    """What an opened link drills into: its cell (true, predicted) when inside the matrix, else
+    its selected class, else nothing. A cell clicked after a class was chosen is the later,
+    narrower choice, so it wins."""
+    inside = range(num_classes)
+    if cell and len(cell) == 2 and cell[0] in inside and cell[1] in inside:
+        return int(cell[0]), int(cell[1])
+    return int(selected) if selected in inside else None
+
+
 def view_query(
     run: str | None,
     epoch: int | None,
@@ -58,6 +72,7 @@ def view_query(
     compare_epoch: int | None,
     view: dict | None,
     selected: int | None,
+    cell: Sequence[int] | None = None,
 ) -> str:
     """The link of what the page shows: the defaults left out, the zoom while zoomed in."""
     zoomed = view if view and view.get("context", [None])[0] == run else None
@@ -75,5 +90,6 @@ def view_query(
             ("x", url.show_span(zoomed["x"]) if zoomed and zoomed["x"] != whole else None),
             ("y", url.show_span(zoomed["y"]) if zoomed and zoomed["y"] != whole else None),
             ("cls", selected),
+            ("cell", list(cell) if cell else None),
         ]
     )

@@ -44,6 +44,15 @@ def choices(value: Any, allowed: Sequence[str]) -> list[str]:
     return [a for a in allowed if a in given]
 
 
+def pair(value: Any, low: int = 0, high: int = 10**9) -> tuple[int, int] | None:
+    """``a,b`` (two whole numbers in [low, high]) from the query, else None."""
+    parts = (first(value) or "").split(",")
+    if len(parts) != 2:
+        return None
+    numbers = [integer(p, low, high) for p in parts]
+    return None if None in numbers else (numbers[0], numbers[1])  # type: ignore[return-value]
+
+
 def span(value: Any) -> tuple[float, float] | None:
     """``lo,hi`` (two finite numbers, lo < hi) from the query, else None."""
     parts = (first(value) or "").split(",")

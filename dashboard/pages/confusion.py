@@ -1,8 +1,9 @@
 """Confusion explorer (``/confusion``, and ``/classes`` with the per-class table first).
 
 Callbacks are thin: they check inputs and route them to dashboard.confusion.service, which
-reads the run through epochscope.reader, renders with datashader and builds the figures. The
-components are laid out in pages/confusion_layout.py.
+reads the run through its Run, renders with datashader and builds the figures. The
+components are laid out in pages/confusion_layout.py; the view's state is in its URL
+(confusion/link.py: zoom, class, the drilled cell, ...).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dash.exceptions import PreventUpdate
 from dashboard import config, runs
 from dashboard.confusion import export, service
 from dashboard.confusion.figure import plot_size
-from dashboard.confusion.link import linked_zoom
+from dashboard.confusion.link import linked_drill, linked_zoom
 from dashboard.confusion.link import view_query as link_query
 from dashboard.confusion.render import SCALES, warm_up
 from dashboard.confusion.view import next_view
@@ -276,6 +277,7 @@ def update_matrix(
     *VIEW_INPUTS,
     Input("confusion-view", "data"),
     Input("confusion-selected", "data"),
+    Input("confusion-cell", "data"),
 )
 def link(*state: Any) -> str:
     run, epoch, view = state[0], state[1], state[8]
@@ -284,7 +286,7 @@ def link(*state: Any) -> str:
     return link_query(*state)
 
 
-url.register_writer("confusion-url", push=("x", "y", "cls"))
+url.register_writer("confusion-url", push=("x", "y", "cls", "cell"))
 
 
 def _state_compare(view: dict) -> service.Compare | None:
@@ -405,12 +407,14 @@ def select_class(text: str | None, active: dict | None, rows: list[dict] | None,
 
 @callback(
     Output("confusion-drill", "children"),
+    Output("confusion-cell", "data"),
     Input("confusion-graph", "clickData"),
     Input("confusion-pairs", "active_cell"),
     Input("confusion-selected", "data"),
     Input("confusion-view", "data"),
     State("confusion-pairs", "derived_viewport_data"),
     State("confusion-drill", "children"),
+    State("confusion-cell", "data"),
     State("confusion-run", "value"),
     State("confusion-mode", "value"),
     State("confusion-order", "value"),
@@ -424,54 +428,70 @@ def drill_down(
     view: dict | None,
     table_rows: list[dict] | None,
     shown: Any,
+    cell: list[int] | None,
     run: str | None,
     mode: str,
     kind: str,
     options: list[str] | None,
 ):
+    """The images of a clicked cell or pair (kept as the cell, for the link) or of the
+    selected class (the cell cleared); a link's cell or class once its first view is drawn."""
     opened = runs.named(run)
     if not view:
         raise PreventUpdate
     epoch = view["epoch"]
     trigger = _drill_trigger(dash.ctx.triggered_prop_ids, click, active)
-    if trigger == "confusion-view" and (isinstance(shown, list) or selected is None):
-        raise PreventUpdate  # a new view; only a link's selected class, once, is drilled into
-    if trigger in ("confusion-selected", "confusion-view"):
+    if trigger == "confusion-view":
+        if isinstance(shown, list):
+            raise PreventUpdate  # a new view; only a link's cell or class, once, is drilled into
+        target = linked_drill(cell, selected, opened.num_classes)
+        if target is None:
+            raise PreventUpdate
+        if isinstance(target, tuple):
+            return _drill_cell(opened, epoch, mode, *target), dash.no_update
+        return _drill_class(opened, epoch, target), dash.no_update
+    if trigger == "confusion-selected":
         if selected is None or not 0 <= int(selected) < opened.num_classes:
             raise PreventUpdate
-        images = service.drill_class(opened, epoch, int(selected))
-        t = service.describe_class(opened, int(selected))
-        head = html.Div(
-            [html.B(t["name"]), f" ({t['wnid']}) · epoch {epoch} · {len(images)} image(s),"
-             " wrong first guesses first"],
-            id="confusion-drill-head",
-        )  # fmt: skip
-        link = _labels_link(run, epoch, f"Likely mislabeled images of {t['name']}",
-                            label=int(selected))  # fmt: skip
-        return [head, link, *_thumbnail_note(opened), *(_image_card(im, int(selected), -1)
-                                                         for im in images)]  # fmt: skip
+        return _drill_class(opened, epoch, int(selected)), None
     if trigger == "confusion-pairs":
         if not active or not table_rows or active["row"] >= len(table_rows):
             raise PreventUpdate
         row = table_rows[active["row"]]
-        true, pred = row["true_index"], row["pred_index"]
+        true, pred = int(row["true_index"]), int(row["pred_index"])
     else:
-        cell, _ = _cell(click, view, run, mode, kind, options)
-        if cell is None:
+        found, _ = _cell(click, view, run, mode, kind, options)
+        if found is None:
             raise PreventUpdate
-        true, pred = cell.true, cell.pred
+        true, pred = found.true, found.pred
+    return _drill_cell(opened, epoch, mode, true, pred), [true, pred]
+
+
+def _drill_class(opened: Run, epoch: int, index: int) -> list:
+    """A class's validation images, wrong first guesses first, and the way to its likely
+    mislabeled ones."""
+    images = service.drill_class(opened, epoch, index)
+    t = service.describe_class(opened, index)
+    head = html.Div(
+        [html.B(t["name"]), f" ({t['wnid']}) · epoch {epoch} · {len(images)} image(s),"
+         " wrong first guesses first"],
+        id="confusion-drill-head",
+    )  # fmt: skip
+    link = _labels_link(opened.name, epoch, f"Likely mislabeled images of {t['name']}",
+                        label=index)  # fmt: skip
+    return [head, link, *_thumbnail_note(opened), *(_image_card(im, index, -1) for im in images)]
+
+
+def _drill_cell(opened: Run, epoch: int, mode: str, true: int, pred: int) -> list:
+    """The validation images of one cell (true class, predicted class)."""
     images = service.drill(opened, epoch, mode, true, pred)
     t, p = service.describe_class(opened, true), service.describe_class(opened, pred)
     head = html.Div(
-        [
-            html.B(t["name"]),
-            " → ",
-            html.B(p["name"]),
-            f" · epoch {epoch} · {len(images)} image(s) shown",
-        ],
+        [html.B(t["name"]), " → ", html.B(p["name"]),
+         f" · epoch {epoch} · {len(images)} image(s) shown"],
         id="confusion-drill-head",
-    )
-    link = _labels_link(run, epoch, f"Likely mislabeled: given {t['name']}, more likely "
+    )  # fmt: skip
+    link = _labels_link(opened.name, epoch, f"Likely mislabeled: given {t['name']}, more likely "
                         f"{p['name']}", label=true, suggested=pred)  # fmt: skip
     return [head, link, *_thumbnail_note(opened),
             *(_image_card(im, true, pred) for im in images)]  # fmt: skip

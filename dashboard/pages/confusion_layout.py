@@ -243,6 +243,8 @@ def layout(focus: str = "matrix", **query: Any) -> html.Div:
     stores = [
         dcc.Store(id="confusion-view"),
         dcc.Store(id="confusion-selected", data=view["cls"]),
+        # the drilled cell [true, predicted]: written by the drill-down, read back from a link
+        dcc.Store(id="confusion-cell", data=list(view["cell"]) if view["cell"] else None),
         dcc.Store(id="confusion-zoom"),
         dcc.Store(id="confusion-viewport"),
         dcc.Store(id="confusion-share", data=0.5 if focus == "classes" else 1.0),

@@ -7,7 +7,7 @@ import json
 import plotly.graph_objects as go
 import pytest
 
-from dashboard import figures
+from dashboard.training import figures
 from tests.support import epoch_event
 
 

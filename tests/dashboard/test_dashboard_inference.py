@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from dashboard import inference
-from dashboard.classify_view import classify_uploads, data_url_bytes, percent, wordnet_path
+from dashboard.classify.results import classify_uploads, data_url_bytes, percent, wordnet_path
 from dashboard.inference import ImageError
 from epochscope import ModelFile
 from epochscope.predictions import softmax, top_k

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.classify_view import trained_on_synthetic
-from dashboard.hparams import hparam_rows, run_hparams, search_text
+from dashboard.classify.results import trained_on_synthetic
+from dashboard.training.hparams import hparam_rows, run_hparams, search_text
 from epochscope import Runs
 from epochscope.reader import is_synthetic_dataset
 from epochscope.records import DataInfo

@@ -20,10 +20,9 @@ VIEWS = {
     "confusion": ("dashboard/confusion/", "dashboard/pages/confusion.py",
                   "dashboard/pages/confusion_layout.py"),
     "map": ("dashboard/embedding_map/", "dashboard/pages/embedding_map.py"),
-    "labels": ("dashboard/label_views.py", "dashboard/pages/labels.py"),
-    "classify": ("dashboard/classify_view.py", "dashboard/pages/classify.py"),
-    "training": ("dashboard/figures.py", "dashboard/live.py", "dashboard/hparams.py",
-                 "dashboard/mistakes.py", "dashboard/pages/training.py"),
+    "labels": ("dashboard/labels/", "dashboard/pages/labels.py"),
+    "classify": ("dashboard/classify/", "dashboard/pages/classify.py"),
+    "training": ("dashboard/training/", "dashboard/pages/training.py"),
 }  # fmt: skip
 
 #: calls that read the file system: a dashboard module asks the provider instead

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import epochscope
-from dashboard import label_views
 from dashboard.kit import calibration_chart
+from dashboard.labels import views as label_views
 from epochscope.analysis.label_issues import COLUMNS
 from epochscope.reader import LABEL_STATS_MISSING
 from tests.support import make_label_run, strip_label_arrays

@@ -9,7 +9,7 @@ import pytest
 
 from bench.synthetic_embeddings import write_embeddings
 from bench.synthetic_runs import write_run
-from dashboard import mistakes
+from dashboard.training import mistakes
 from epochscope import maps
 from epochscope.run import open_run
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dashboard import live
+from dashboard.training import live
 from epochscope import Runs
 from epochscope import reader as rundir
 from epochscope.reader import MetricsCache, MetricsLog

@@ -128,13 +128,35 @@ def test_confusion_page_zoom_hover_click_and_epochs(
     assert gif.format == "GIF" and gif.n_frames == 3
 
 
-def test_a_copied_link_reproduces_the_zoom_selection_and_epoch(
+def _busiest_mistake(tiny_run: Path, epoch: int, lo: int, hi: int) -> tuple[int, int, int]:
+    """(true, predicted, count) of the top-5 mistake with most images at ``epoch`` whose cell
+    lies in display slots [lo, hi) on both axes (the hierarchy order)."""
+    classes = read_classes(tiny_run)
+    labels, _ = read_val_index(tiny_run)
+    top5, _ = load_predictions(tiny_run, epoch)
+    order = wordnet_order([w for _, w, _ in classes])
+    slot = np.argsort(order)  # slot[class]: where the class is drawn
+    conf = confusion(labels, top5, len(classes), "top5")
+    inside = [
+        (int(n), int(t), int(p))
+        for t, p, n in zip(conf.rows, conf.cols, conf.counts, strict=True)
+        if t != p and lo <= slot[t] < hi and lo <= slot[p] < hi
+    ]
+    count, true, pred = max(inside)
+    return true, pred, count
+
+
+def test_a_copied_link_reproduces_the_zoom_selection_cell_and_epoch(
     tiny_run: Path, dashboard_server, browser_page
 ) -> None:
-    """Zoom the matrix, select a class, choose an epoch: the address bar then holds the view,
-    and opening it in a new page shows the same range, selection and epoch; back undoes the
-    zoom."""
+    """Zoom the matrix, select a class, choose an epoch, click a cell: the address bar then
+    holds the view, and opening it in a new page shows the same range, selection, epoch and the
+    cell's drill-down; back undoes the cell, then the zoom."""
     names = [n for _, _, n in read_classes(tiny_run)]
+    order = wordnet_order([w for _, w, _ in read_classes(tiny_run)])
+    slot = np.argsort(order)
+    true, pred, count = _busiest_mistake(tiny_run, 1, 4, 12)
+    cell_head = f"{names[true]} → {names[pred]} · epoch 1"
 
     def href(p) -> str:  # the address bar (page.url lags behind history.replaceState)
         return p.evaluate("window.location.href")
@@ -164,8 +186,16 @@ def test_a_copied_link_reproduces_the_zoom_selection_and_epoch(
         lambda: (s := page.evaluate(STATE_JS)) and "epoch 1 " in s["title"] and s,
         30, "the epoch-1 matrix",
     )  # fmt: skip
-    link = _wait(lambda: "epoch=1" in href(page) and href(page), 20, "the epoch in the URL")
-    assert "cls=7" in link and "x=4%2C12" in link and "y=4%2C12" in link
+    _wait(lambda: "epoch=1" in href(page), 20, "the epoch in the URL")
+    # click one cell of the zoomed matrix: its images are listed, and the cell joins the link
+    x, y = page.evaluate(TO_PAGE_JS, [slot[pred] + 0.5, slot[true] + 0.5])
+    page.mouse.click(x, y)
+    page.locator("#confusion-drill-head", has_text=cell_head).wait_for(timeout=30_000)
+    cards = page.locator("#confusion-drill .confusion-image").count()
+    assert cards == min(count, 24)
+    link = _wait(lambda: "cell=" in href(page) and href(page), 20, "the cell in the URL")
+    assert f"cell={true}%2C{pred}" in link
+    assert "epoch=1" in link and "cls=7" in link and "x=4%2C12" in link and "y=4%2C12" in link
     # the shell's Report link downloads the run at the epoch shown, not the newest
     with page.expect_download(timeout=idle_ms(60)) as download:
         page.click("#shell-report")
@@ -184,11 +214,21 @@ def test_a_copied_link_reproduces_the_zoom_selection_and_epoch(
     assert sorted(again["x"]) == sorted(shown["x"]) == [4, 12]
     assert sorted(again["y"]) == sorted(shown["y"]) == [4, 12]
     assert (again["ix"], again["sx"]) == (shown["ix"], shown["sx"])
-    other.wait_for_selector(f"#confusion-drill-head:has-text('{chosen}')", timeout=30_000)
+    # the drill-down is the cell's (clicked after the class was chosen), at the same epoch
+    other.locator("#confusion-drill-head", has_text=cell_head).wait_for(timeout=30_000)
+    assert other.locator("#confusion-drill .confusion-image").count() == cards
     assert other.locator("#confusion-epoch-label").inner_text() == "epoch 1"
+    assert "cell=" in href(other)  # the restored cell stays in its link
     other.close()
 
-    # back: the view before the zoom (the class search's own zoom), laid out again from its URL
+    # back: the cell undone, the zoom and the class kept (the class's images again)
+    page.go_back()
+    _wait(lambda: "cell=" not in href(page), 20, "the URL before the cell")
+    assert "x=4%2C12" in href(page) and "cls=7" in href(page)
+    page.wait_for_selector(f"#confusion-drill-head:has-text('{chosen}')", timeout=30_000)
+    assert "→" not in page.locator("#confusion-drill-head").inner_text()
+
+    # back again: the view before the zoom (the class search's own zoom), laid out from its URL
     page.go_back()
     _wait(lambda: "x=4%2C12" not in href(page), 20, "the URL before the zoom")
     assert "cls=7" in href(page)

@@ -2,7 +2,8 @@
 copies of the real tiny training run (its predictions files hold the label arrays) and of it as
 a run from before them (every predictions file re-saved without the arrays): the view's
 thumbnails with given and suggested labels, its CSV export, the reliability diagram, the ECE
-curve on the training page, the way in from the per-class table, and what an old run says."""
+curve on the training page, the way in from the per-class table, what an old run says, and a
+copied link that reproduces the filters, cards and diagram."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import csv
 import json
 import shutil
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 import epochscope
+from epochscope import labels
 from epochscope.reader import LABEL_STATS_MISSING, prediction_epochs
 from tests.support import http, strip_label_arrays
 from tests.support import wait_for as _wait
@@ -43,6 +46,11 @@ def label_runs(tiny_run: Path, tmp_path: Path) -> Path:
     for epoch in prediction_epochs(runs / "old"):
         strip_label_arrays(runs / "old", epoch)
     return runs
+
+
+def _pick(page, dropdown_id: str, label: str) -> None:
+    page.click(f"#{dropdown_id}")
+    page.get_by_role("option", name=label, exact=True).click()
 
 
 def _server(dashboard_server, runs: Path) -> str:
@@ -153,3 +161,81 @@ def test_ece_curve_the_way_in_from_the_class_table_and_an_old_run(
     ), 20, "the reliability diagram's message")  # fmt: skip
     assert LABEL_STATS_MISSING in fig
     page.screenshot(path=str(output_dir / "labels-old-run.png"), full_page=True)
+
+
+def test_a_copied_link_reproduces_the_filters_cards_and_scope(
+    label_runs: Path, dashboard_server, browser_page
+) -> None:
+    """Choose an epoch, the method, a given and a suggested class and the reliability scope:
+    the address bar then holds them, a new page opened at it shows the same filters, cards and
+    diagram, and back undoes the scope."""
+    run = epochscope.open_run(label_runs / "tiny")
+    epoch, method = 2, "normalized_margin"
+    top = run.label_issues(epoch, method=method)
+    label, suggested = int(top["label"][0]), int(top["suggested"][0])
+    expected = labels.issue_columns(run, epoch, limit=24, method=method, label=label,
+                                    suggested=suggested)  # fmt: skip
+    bands = labels.band_ids(run)[0]
+    scope, option, what = (
+        (f"band:{bands[0]}", f"band: {bands[0]}", bands[0]) if bands
+        else (f"class:{label}", f"class: {run.names[label]}", run.names[label])
+    )  # fmt: skip
+
+    def href(p) -> str:  # the address bar (page.url lags behind history.replaceState)
+        return p.evaluate("window.location.href")
+
+    def shown(p) -> dict:
+        return {
+            "epoch": p.locator("#labels-epoch").inner_text().strip(),
+            "label": p.locator("#labels-label").inner_text().strip(),
+            "suggested": p.locator("#labels-suggested").inner_text().strip(),
+            "method": p.locator("#labels-method input:checked").get_attribute("value"),
+            "cards": p.locator("#labels-issues .labels-image").all_inner_texts(),
+        }
+
+    base = _server(dashboard_server, label_runs)
+    page = browser_page
+    page.goto(f"{base}/labels?run=tiny")
+    page.wait_for_selector("#labels-issues .labels-image")
+    _wait(lambda: "epoch=3" in href(page), 20, "the run and epoch in the URL")
+    _pick(page, "labels-epoch", str(epoch))
+    page.locator("#labels-method").get_by_text("normalized margin").click()
+    _pick(page, "labels-label", run.names[label])
+    _pick(page, "labels-suggested", run.names[suggested])
+    cards = page.locator("#labels-issues .labels-image")
+    _wait(lambda: cards.count() == len(expected["index"]) and
+          {g for g in page.locator("#labels-issues .labels-given").all_inner_texts()}
+          == {run.names[label]}, 20, "the cards of the given and suggested class")  # fmt: skip
+    _pick(page, "labels-group", option)
+    fig = _wait(lambda: (f := page.evaluate(RELIABILITY_JS)) and what in f["title"] and f,
+                20, "the reliability diagram of the scope")  # fmt: skip
+    link = _wait(lambda: "scope=" in (h := href(page)) and h, 20, "the scope in the URL")
+    assert parse_qs(urlsplit(link).query) == {
+        "run": ["tiny"], "epoch": [str(epoch)], "method": [method], "label": [str(label)],
+        "suggested": [str(suggested)], "scope": [scope],
+    }  # fmt: skip
+    before = shown(page)
+    assert before["epoch"] == str(epoch) and before["method"] == method
+    assert before["label"] == run.names[label] and before["suggested"] == run.names[suggested]
+    assert [c.split("#")[-1].split(" ")[0] for c in before["cards"]] == [
+        str(i) for i in expected["index"]
+    ]
+
+    # the copied link in a new page: the same filters, cards and diagram
+    other = page.context.new_page()
+    other.goto(link)
+    other.wait_for_selector("#labels-issues .labels-image")
+    again = _wait(lambda: (s := shown(other)) == before and s, 30, "the same view")
+    assert again["cards"] == before["cards"]
+    _wait(lambda: (f := other.evaluate(RELIABILITY_JS)) and f["title"] == fig["title"], 20,
+          "the same reliability diagram")  # fmt: skip
+    assert f"epoch {epoch}" in fig["title"]
+    assert href(other) == link  # opening it wrote nothing new
+    other.close()
+
+    # back: the scope before (the whole set), the filters kept
+    page.go_back()
+    _wait(lambda: "scope=" not in href(page), 20, "the URL before the scope")
+    _wait(lambda: (f := page.evaluate(RELIABILITY_JS)) and "all images" in f["title"], 30,
+          "the diagram of all images again")  # fmt: skip
+    _wait(lambda: shown(page)["cards"] == before["cards"], 30, "the same cards after back")

@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from dashboard import live
 from dashboard.confusion import data as confusion_data
 from dashboard.confusion import service
+from dashboard.training import live
 from epochscope import Runs
 from epochscope.reader import MetricsLog, list_runs, load_predictions
 from tests.support import DashClient, figure_ok, make_fake_run

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from dashboard import inference
-from dashboard.classify_view import classify_uploads
+from dashboard.classify.results import classify_uploads
 from tests.support import classify, gunicorn_pids, make_fake_run, rss_mib
 
 RSS_GROWTH_BOUND_MIB = 400  # after the whole corpus; one allowed 64 MP photo alone is ~200 MB

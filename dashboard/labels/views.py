@@ -1,6 +1,6 @@
-"""The "Likely mislabeled" view, the reliability diagram and the ECE curve: plain functions of
-what ``epochscope.labels`` computes from a Run (no Dash callbacks, no file access but the
-drill-down's allowed thumbnails). The page (pages/labels.py) and the training page call them.
+"""The "Likely mislabeled" view and the reliability diagram: plain functions of what
+``epochscope.labels`` computes from a Run (no Dash callbacks, no file access but the
+drill-down's allowed thumbnails). The page's callbacks (labels/page.py) call them.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 import plotly.graph_objects as go
 from dash import Patch
 
-from dashboard import figures
+from dashboard.training import figures
 from epochscope import Runs
 from epochscope.events import epoch_table, event_epoch, last_status
 from epochscope.records import clean_number
