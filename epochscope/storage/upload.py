@@ -261,9 +261,10 @@ def _md5_file(path: Path) -> str:
 
 class BackgroundUpload:
     """Passes of an :class:`Upload` on a thread of their own: ``poke()`` after a write (never
-    blocks: pokes while a pass runs fold into one), ``finish()`` at the end."""
+    blocks: pokes while a pass runs fold into one), one every ``every`` seconds anyway (step
+    lines, the heartbeat; a pass with nothing new sends nothing), ``finish()`` at the end."""
 
-    def __init__(self, upload: Upload, *, every: float = BEAT_SECONDS, gap: float = 1.0) -> None:
+    def __init__(self, upload: Upload, *, every: float = 10.0, gap: float = 1.0) -> None:
         self.upload = upload
         self.every, self.gap = every, gap
         self.failures = 0
