@@ -8,7 +8,7 @@ DATA   ?= data/demo
 HOST   ?= 127.0.0.1
 PORT   ?= 8050
 
-.PHONY: install install-mxnet demo demo-data dashboard stop test test-quick test-real test-faults lint format bench catalogue clean
+.PHONY: install install-mxnet demo demo-data dashboard stop test test-quick test-real test-package test-faults lint format bench catalogue clean
 
 install: $(STAMP)  ## make .venv with the dashboard, trainer and dev requirements (quick when nothing changed)
 
@@ -58,13 +58,16 @@ $(AZURITE):
 	npm install --prefix .tools --no-audit --no-fund --loglevel=error azurite@3.37.0
 
 test: install lint $(AZURITE)  ## the whole suite: unit, real training runs, browser tests (not the fault or real-photo tests)
-	@$(call TIMED,$(PYTEST) -m "not faults and not realphotos")
+	@$(call TIMED,$(PYTEST) -m "not faults and not realphotos and not packaging")
 
 test-quick: install $(AZURITE)  ## about a minute: no browser, no slow tests
-	@$(call TIMED,$(PYTEST) -m "not browser and not slow and not faults and not realphotos")
+	@$(call TIMED,$(PYTEST) -m "not browser and not slow and not faults and not realphotos and not packaging")
 
 test-real: install  ## accuracy on real photos: planted label errors found, similar images agree
 	@$(call TIMED,$(PYTEST) -m realphotos)
+
+test-package: install  ## the built wheel with [dashboard,s3] in a fresh venv serves a bucket run
+	@$(call TIMED,$(PYTEST) -m packaging)
 
 test-faults: install  ## heavy fault tests: kills, full disk, lost rank, load (docs/reliability.md)
 	@$(call TIMED,$(PYTEST_EACH) -m faults)

@@ -33,6 +33,7 @@ SECTIONS = {
     "labels": "bench.labels_bench",
     "similar": "bench.similar_bench",
     "report": "bench.report_bench",
+    "storage": "bench.storage_bench",
     "loader": "bench.loader_bench",
     "recipe": "bench.recipe_bench",
     "planted": "bench.planted_bench",

@@ -163,6 +163,27 @@ KEYS: tuple[Key, ...] = (
         note="that report's size, plotly.js (4.8 MB) inlined"),
     Key("report_lite_mb", "report", ("lite", "mb"), "MB", "<=", 3,
         note="the same with --lite (SVG curves, no per-cell read-out, 10 smaller frames)"),
+    Key("s3_epoch_first_view_ratio", "storage", ("views", "s3_first_view_ratio"), "x", "<=", 3,
+        note="a 50,000 x 1,000 run never seen: fresh reader of s3:// (moto, loopback) / of a "
+        "local copy never read, open + top-5 confusion of one epoch"),
+    Key("s3_epoch_first_view_ms", "storage", ("views", "s3_first_view_ms", "median"), "ms",
+        note="that first view from the bucket (downloads the run)"),
+    Key("s3_epoch_warm_view_ratio", "storage", ("views", "s3_warm_view_ratio"), "x", "<=", 1.2,
+        note="the served provider's next cold Run of the mirrored run / of the local run"),
+    Key("s3_epoch_warm_view_ms", "storage", ("views", "s3_warm_view_ms", "median"), "ms",
+        note="that warm view"),
+    Key("s3_picker_cold_ms", "storage", ("picker", "cold_ms"), "ms",
+        note="the picker's summaries of 1,000 bucket runs from an empty cache"),
+    Key("s3_picker_warm_ms", "storage", ("picker", "warm_ms", "median"), "ms", "<=", 50,
+        note="the same within the listing interval (no request)"),
+    Key("s3_idle_requests_per_min", "storage", ("idle", "reader_per_min"), "req/min", "<=", 2,
+        note="a reader's requests for one watched idle live run (writer alive), after backing "
+        "off; the listing (2 a minute) comes on top"),
+    Key("s3_idle_writer_requests_per_min", "storage", ("idle", "writer_per_min"), "req/min",
+        note="the idle writer's own (heartbeat: lease GET + PUT, head PUT)"),
+    Key("s3_upload_overhead", "storage", ("upload", "overhead"), "x", ">=", 0.97,
+        note="a loop logging 10,000 x 100 predictions an epoch: local runs dir time / bucket "
+        "runs dir time"),
 )  # fmt: skip
 
 # the keys a run must produce (the others may be skipped, e.g. without .venv-mxnet)

@@ -1,4 +1,6 @@
-"""``python -m epochscope``: bring runs made elsewhere into a runs directory.
+"""``python -m epochscope`` (or the ``epochscope`` console command): bring runs made elsewhere
+into a runs directory, write reports, send runs to a bucket; ``epochscope dashboard ...`` and
+``epochscope trainer ...`` are ``python -m dashboard ...`` and ``python -m trainer ...``.
 
     python -m epochscope import timm OUTPUT_DIR [--runs-dir runs] [--name NAME] [--topk FILE ...]
     python -m epochscope import tensorboard LOGDIR [--runs-dir runs] [--name NAME]
@@ -41,12 +43,25 @@ def parser() -> argparse.ArgumentParser:
     from epochscope.storage import sync
 
     sync.add_parser(commands)
+    commands.add_parser("dashboard", help="serve the dashboard (= python -m dashboard; "
+                        "needs the dashboard extra)", add_help=False)  # fmt: skip
+    commands.add_parser("trainer", help="train, stop, predict (= python -m trainer; needs the "
+                        "trainer extra)", add_help=False)  # fmt: skip
     return p
 
 
+#: commands of the other two parts, reached from this one console command as well
+PASSTHROUGH = {"dashboard": "dashboard.__main__", "trainer": "trainer.cli"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in PASSTHROUGH:  # epochscope dashboard ... = python -m dashboard ...
+        import importlib
+
+        return int(importlib.import_module(PASSTHROUGH[args[0]]).main(args[1:]) or 0)
     p = parser()
-    ns = p.parse_args(argv)
+    ns = p.parse_args(args)
     if ns.command == "sync":
         from epochscope.storage import sync
 

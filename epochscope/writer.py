@@ -177,10 +177,10 @@ class RunWriter:
     def _start_upload(self) -> None:
         """Become the run's one writer in the bucket and start sending it up."""
         from epochscope.storage import StorageError
-        from epochscope.storage.store import Store
+        from epochscope.storage.store import open_store
         from epochscope.storage.upload import BackgroundUpload, RunLeaseError, Upload
 
-        store = Store(self.bucket, self._storage_options)  # type: ignore[arg-type]
+        store = open_store(self.bucket, self._storage_options)  # type: ignore[arg-type]
         upload = Upload(self.root, store, self.root.name)
         try:
             upload.acquire()

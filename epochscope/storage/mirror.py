@@ -82,6 +82,12 @@ class Mirror:
         self._listed_at = now
         names = [n for n in self.store.names() if RUN_NAME_RE.fullmatch(n)]
         for name in names:
+            if name not in self._etags:  # a new worker over a mirror made before: start from it
+                known = self._state(name)
+                if known.get("etag"):
+                    self._etags[name] = known["etag"]
+                    if known.get("closed"):
+                        self._closed.add(name)
             if name not in self._closed:
                 self.refresh_run(name, force=True)
         listed = set(names)
@@ -107,13 +113,14 @@ class Mirror:
             return False
         if found is None:
             return False
+        # idle: ask less often (2, 4, 8 ... 30 s), back to every 2 s once the run changes
+        self._interval[name] = min(self.poll_max_seconds, max(interval, 0.5) * 2)
+        if self.poll_seconds == 0:
+            self._interval[name] = 0.0
+        if name not in self._etags and (self.root / name).is_dir():
+            self._etags[name] = self._state(name).get("etag", "")  # mirrored by another worker
         if found["etag"] == self._etags.get(name) and not checkpoints:
-            # idle: ask less often (2, 4, 8 ... 30 s), back to every 2 s once it changes
-            self._interval[name] = min(self.poll_max_seconds, max(interval, 0.5) * 2)
-            if self.poll_seconds == 0:
-                self._interval[name] = 0.0
             return False
-        self._interval[name] = self.poll_seconds
         with self._locked(name):
             try:
                 changed = self._fetch(name, found, checkpoints)
@@ -121,6 +128,8 @@ class Mirror:
                 log.warning("cannot mirror %s/%s: %s", self.store.shown, name, e)
                 return False
         self._etags[name] = found["etag"]
+        if changed:  # a heartbeat alone changes the head, not the run: keep backing off
+            self._interval[name] = self.poll_seconds
         self._evict(keep=name)
         return changed
 
@@ -132,20 +141,26 @@ class Mirror:
         state = self._state(name)
         have: dict[str, list] = state.get("files", {})
         changed = False
+        wanted = []
         for rel, (size, digest) in sorted(head.files.items()):
             if is_checkpoint(rel) and not checkpoints:
                 continue
             if have.get(rel) == [size, digest] and (run_dir / rel).is_file():
                 continue
             cap = CHECKPOINT_CAP if is_checkpoint(rel) else cap_of(rel)
-            try:
-                data = self.store.get(f"{name}/{rel}", cap, size)
-            except FileNotFoundError:
-                continue  # pruned since the head was written: the next head says so
-            except ValueError as e:  # over its read limit: refused unread, as locally
-                log.warning("not mirrored: %s", e)
+            if size > cap:  # refused unread, as the local reader refuses it
+                log.warning("not mirrored: %s/%s/%s: %d bytes, over its %d-byte limit",
+                            self.store.shown, name, rel, size, cap)  # fmt: skip
                 continue
-            if md5(data) != digest:
+            wanted.append((rel, size, digest))
+        got = self.store.get_many([(f"{name}/{rel}", size) for rel, size, _ in wanted])
+        for (rel, size, digest), data in zip(wanted, got, strict=True):
+            if isinstance(data, BaseException):
+                if not isinstance(data, FileNotFoundError):  # pruned since: the next head says
+                    log.warning("cannot fetch %s/%s/%s: %s", self.store.shown, name, rel,
+                                type(data).__name__)  # fmt: skip
+                continue
+            if len(data) != size or md5(data) != digest:
                 continue  # rewritten since the head was written: the next poll gets it
             atomic_write(run_dir / rel, data)
             have[rel] = [size, digest]
@@ -157,7 +172,7 @@ class Mirror:
             changed = True
         changed |= self._fetch_log(name, run_dir, head, state)
         state.update(files=have, heartbeat=head.heartbeat, closed=head.closed,
-                     version=head.version)  # fmt: skip
+                     version=head.version, etag=found["etag"])  # fmt: skip
         write_state(self.root, name, state)
         if head.closed:
             self._closed.add(name)
@@ -183,7 +198,8 @@ class Mirror:
                 raise ValueError(f"{self.store.shown}/{name}: a metrics segment is torn")
             pieces.append(data[have - begin :])
             have = end
-        if not pieces and path.exists():
+        if not pieces:
+            state["metrics_end"] = have
             return False
         with open(path, "ab") as f:  # whole lines, appended: a reader never sees half a line
             f.write(b"".join(pieces))

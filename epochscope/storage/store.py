@@ -9,7 +9,12 @@ anywhere: a Store shows itself by its redacted URL only.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
+import json
+import os
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from epochscope.storage.location import SCHEMES, StorageError, local_folder, redact, scheme_of
@@ -73,6 +78,20 @@ class Store:
             raise ValueError(f"{self.shown}/{rel}: over the {most}-byte limit")
         return data
 
+    def get_many(self, wanted: list[tuple[str, int]]) -> list[bytes | BaseException]:
+        """Objects ``(rel, size)`` fetched together (concurrently where the store's library
+        can: s3fs, adlfs), each read no further than one byte past its ``size`` (checked
+        against the caps before): bytes, or the exception of that one object."""
+        if not wanted:
+            return []
+        paths = [self.path(rel) for rel, _ in wanted]
+        ends = [size + 1 for _, size in wanted]
+        try:
+            got = self.fs.cat_ranges(paths, [0] * len(paths), ends, on_error="return")
+        except (OSError, ValueError) as e:
+            return [e] * len(wanted)
+        return [g if isinstance(g, bytes | BaseException) else bytes(g) for g in got]
+
     def put(self, rel: str, data: bytes) -> None:
         self.fs.pipe_file(self.path(rel), data)
 
@@ -108,3 +127,31 @@ class Store:
         bucket = self.root.split("/", 1)[0]
         if not self.fs.exists(bucket):
             raise FileNotFoundError(f"no bucket {bucket!r}")
+
+
+_STORES: OrderedDict[tuple, Store] = OrderedDict()
+_STORES_LOCK = threading.Lock()
+_CREDENTIAL_ENV = ("AWS_", "AZURE_", "GOOGLE_", "GCS_", "FSSPEC_")
+
+
+def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store:
+    """A Store of ``url``, shared by the writer, the pull before it and a sync of the same
+    process (making a client costs a few hundred ms); a new one when the storage options or
+    the credential and endpoint variables of the environment changed."""
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_CREDENTIAL_ENV)))
+    try:
+        options = json.dumps(storage_options or {}, sort_keys=True, default=repr)
+    except TypeError:
+        return Store(url, storage_options)
+    key = (url.rstrip("/"), options, hashlib.sha256(repr(env).encode()).hexdigest())
+    with _STORES_LOCK:
+        store = _STORES.get(key)
+        if store is not None:
+            _STORES.move_to_end(key)
+            return store
+    store = Store(url, storage_options)
+    with _STORES_LOCK:
+        _STORES[key] = store
+        while len(_STORES) > 16:
+            _STORES.popitem(last=False)
+    return store

@@ -16,7 +16,7 @@ from typing import Any
 from epochscope.layout import LOCK, RUN_JSON, RUN_NAME_RE
 from epochscope.lock import lock_is_held
 from epochscope.storage.location import StorageError, is_remote, redact
-from epochscope.storage.store import Store
+from epochscope.storage.store import Store, open_store
 from epochscope.storage.upload import RunLeaseError, Upload
 
 
@@ -104,7 +104,7 @@ def main(ns: argparse.Namespace) -> int:
 
 def upload_once(run_dir: Path, url: str, storage_options: dict[str, Any] | None = None) -> Upload:
     """Send one finished run up whole (an importer's result), as its one writer."""
-    upload = Upload(run_dir, Store(url, storage_options), run_dir.name)
+    upload = Upload(run_dir, open_store(url, storage_options), run_dir.name)
     upload.acquire()
     try:
         upload.sync(final=True)

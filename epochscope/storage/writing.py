@@ -26,9 +26,9 @@ def writing_place(runs_dir: str | os.PathLike[str]) -> tuple[Path, str | None]:
 
 def bucket_has(bucket: str, name: str, storage_options: dict[str, Any] | None = None) -> bool:
     from epochscope.storage.bucket import HEAD
-    from epochscope.storage.store import Store
+    from epochscope.storage.store import open_store
 
-    return Store(bucket, storage_options).stat(f"{name}/{HEAD}") is not None
+    return open_store(bucket, storage_options).stat(f"{name}/{HEAD}") is not None
 
 
 def pull_for_writing(
@@ -39,9 +39,9 @@ def pull_for_writing(
     from epochscope.storage.bucket import HEAD, HEAD_CAP, Head
     from epochscope.storage.mirror import Mirror
     from epochscope.storage.state import STATE_DIR
-    from epochscope.storage.store import Store
+    from epochscope.storage.store import open_store
 
-    store = Store(bucket, storage_options)
+    store = open_store(bucket, storage_options)
     found = store.stat(f"{name}/{HEAD}")
     if found is None:
         return False

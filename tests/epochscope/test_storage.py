@@ -16,7 +16,7 @@ import epochscope
 from epochscope import Runs, open_run
 from epochscope.lock import RunLockedError
 from epochscope.storage import StorageError, local_folder
-from epochscope.storage.bucket import HEAD, Head
+from epochscope.storage.bucket import HEAD, Head, md5
 from epochscope.storage.store import Store
 from tests.storage_servers import S3_SECRET, s3_server
 from tests.waits import wait_for
@@ -285,3 +285,46 @@ def test_mirror_is_bounded_least_recently_used_out(s3, monkeypatch, tmp_path: Pa
     assert kept == ["b", "c"], kept  # a, used first, went out
     assert runs.run("a").epochs == [1]  # and comes back when looked at
     assert os.path.isdir(runs.root / "a")
+
+
+WRITER = """
+import sys, time, numpy as np, epochscope
+labels = np.arange(40) % 5
+run = epochscope.init("k", sys.argv[1], classes=list("abcde"), val_labels=labels)
+for e in range(1, 100):
+    rng = np.random.default_rng(e)
+    run.log_predictions(e, rng.normal(size=(40, 5)) + np.eye(5)[labels] * e)
+    run.log_epoch(e)
+    time.sleep(0.3)
+"""
+
+
+def test_a_writer_killed_while_uploading_resumes_elsewhere_without_a_torn_epoch(
+    s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    url = f"s3://{s3.new_bucket()}/runs"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, url], env=dict(os.environ))
+    runs = Runs(url)
+    try:
+        wait_for(lambda: len(runs.epochs("k")) >= 3, 60, "three epochs in the bucket", proc=proc)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    store = Store(url)
+    head = Head.parse(store.get(f"k/{HEAD}", 1 << 20), "head")
+    for rel, (size, digest) in head.files.items():  # every object the head names is whole
+        assert md5(store.get(f"k/{rel}", size + 1)) == digest, rel
+    acknowledged = Runs(url).run("k").epochs
+    # another machine (a fresh cache) takes the dead writer's lease over and goes on
+    monkeypatch.setenv("EPOCHSCOPE_CACHE_DIR", str(tmp_path / "elsewhere"))
+    with epochscope.init("k", url, classes=CLASSES, val_labels=LABELS, resume=True) as run:
+        nxt = max(acknowledged) + 1
+        run.log_predictions(nxt, logits(nxt))
+        run.log_epoch(nxt)
+    after = Runs(url).run("k")
+    assert after.epochs[: len(acknowledged)] == acknowledged and after.epochs[-1] == nxt
+    assert sorted(after.epoch_events) == after.epochs
