@@ -257,6 +257,6 @@ def run(quick: bool = False) -> dict:
             "views": _epoch_views(tmp, per_class=5 if quick else 50, repeats=2 if quick else 5),
             "picker": _picker(tmp, runs=30 if quick else 1000, count=count),
             # quick: the first, backing-off seconds only (a test that it runs, not the figure)
-            "idle": _idle(tmp, 4 if quick else 60, 10 if quick else 120, count),
+            "idle": _idle(tmp, 4 if quick else 70, 10 if quick else 240, count),
             "upload": _overhead(tmp, 3 if quick else 5, 0.5 if quick else 3.0, 1 if quick else 2),
         }

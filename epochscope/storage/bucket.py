@@ -32,7 +32,7 @@ FORMAT = 1
 HEAD_CAP = 16 << 20  # a head of a run with 10,000 epoch files is about 1 MB
 LEASE_CAP = 64 << 10
 #: a writer refreshes its heartbeat this often; a reader calls it dead after STALE_SECONDS
-BEAT_SECONDS = 60.0
+BEAT_SECONDS = 120.0
 
 LOCAL_ONLY = frozenset({LOCK, PID, TRAIN_LOG, METRICS})
 _EPOCH_NAME = re.compile(r"epoch-\d{4,}(?:\.[A-Za-z0-9]+)+")

@@ -4,7 +4,7 @@ bounded reader (so a bucket run and a local run show the same).
 - The run list: one listing of the prefix at most every EPOCHSCOPE_LIST_SECONDS (30 s), plus
   one HEAD of head.json per run the mirror has not seen closed.
 - A watched run: at most one HEAD of its head.json per EPOCHSCOPE_POLL_SECONDS (2 s), the
-  interval doubling while nothing changes up to EPOCHSCOPE_POLL_MAX_SECONDS (30 s); only when
+  interval doubling while nothing changes up to EPOCHSCOPE_POLL_MAX_SECONDS (40 s); only when
   its ETag changed is the head fetched, and then only the objects that changed.
 - Every object is checked against the reader's size limit before it is downloaded (size from
   the head); names a head gives are checked to be run files, so nothing is written outside the
@@ -56,7 +56,7 @@ class Mirror:
         (self.root / STATE_DIR).mkdir(exist_ok=True)
         self.list_seconds = _seconds("EPOCHSCOPE_LIST_SECONDS", 30.0)
         self.poll_seconds = _seconds("EPOCHSCOPE_POLL_SECONDS", 2.0)
-        self.poll_max_seconds = _seconds("EPOCHSCOPE_POLL_MAX_SECONDS", 30.0)
+        self.poll_max_seconds = _seconds("EPOCHSCOPE_POLL_MAX_SECONDS", 40.0)
         self._interval: dict[str, float] = {}  # per run: doubles while its head stays the same
         self.max_bytes = int(_seconds("EPOCHSCOPE_CACHE_MB", 4096) * (1 << 20))
         self._listed_at = -1e18
@@ -113,7 +113,7 @@ class Mirror:
             return False
         if found is None:
             return False
-        # idle: ask less often (2, 4, 8 ... 30 s), back to every 2 s once the run changes
+        # idle: ask less often (2, 4, 8 ... 40 s), back to every 2 s once the run changes
         self._interval[name] = min(self.poll_max_seconds, max(interval, 0.5) * 2)
         if self.poll_seconds == 0:
             self._interval[name] = 0.0

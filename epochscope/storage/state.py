@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 STATE_DIR = ".bucket"
-#: a writer whose heartbeat is older than this is dead (it beats every 60 s)
-STALE_SECONDS = 180.0
+#: a writer whose heartbeat is older than this is dead (it beats every 120 s)
+STALE_SECONDS = 300.0
 
 
 def write_state(root: Path, name: str, state: dict[str, Any]) -> None:
