@@ -100,27 +100,29 @@ def _epoch_views(tmp: Path, per_class: int, repeats: int) -> dict:
     write_run(source / "big", num_classes=1000, per_class=per_class, epochs=2)
     url = f"s3://{_bucket()}/runs"
     upload_once(source / "big", url)
+
+    def views(root: Path | str) -> tuple[float, float]:
+        """Seconds of a first view (a provider made over ``root``) and of its next cold Run."""
+        t0 = time.perf_counter()
+        provider = Runs(root)
+        provider.run("big").confusion(2)
+        first = time.perf_counter() - t0
+        provider.clear()
+        t0 = time.perf_counter()
+        provider.run("big").confusion(2)
+        return first, time.perf_counter() - t0
+
     local_first, local_warm, first, warm = [], [], [], []
     for r in range(repeats):  # interleaved: a noisy neighbour slows all four alike
         copy = tmp / f"views-{r}"
         shutil.copytree(source, copy)
-        t0 = time.perf_counter()
-        local = Runs(copy)
-        local.run("big").confusion(2)
-        local_first.append(time.perf_counter() - t0)
-        local.clear()
-        t0 = time.perf_counter()
-        local.run("big").confusion(2)
-        local_warm.append(time.perf_counter() - t0)
+        a, b = views(copy)
+        local_first.append(a)
+        local_warm.append(b)
         _cache(tmp)
-        t0 = time.perf_counter()
-        provider = Runs(url)
-        provider.run("big").confusion(2)
-        first.append(time.perf_counter() - t0)
-        provider.clear()
-        t0 = time.perf_counter()
-        provider.run("big").confusion(2)
-        warm.append(time.perf_counter() - t0)
+        a, b = views(url)
+        first.append(a)
+        warm.append(b)
 
     def ms(values: list[float]) -> dict:
         return stat([1000 * v for v in values], "ms").as_dict()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from epochscope.layout import LOCK, METRICS, PID, TRAIN_LOG
-from epochscope.lock import lock_is_held, read_pid
+from epochscope.lock import lock_is_held, process_alive, read_pid
 from epochscope.reader import MetricsLog, last_status
 from epochscope.storage.writing import writing_place
 from epochscope.writer import atomic_write
@@ -124,21 +124,6 @@ def torchrun_agent(pid: int) -> int | None:
     if b"torchrun" in names or b"torch.distributed.run" in argv[:4]:
         return parent
     return None
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child of ours counts as gone
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _last_status(metrics: Path) -> tuple[str | None, int | None]:

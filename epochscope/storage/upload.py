@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 from epochscope.layout import METRICS
+from epochscope.lock import process_alive
 from epochscope.storage.bucket import (
     BEAT_SECONDS,
     HEAD,
@@ -41,16 +42,6 @@ BIG = 8 << 20  # files over this go up from disk in parts, not from memory
 
 class RunLeaseError(RuntimeError):
     """Another writer holds the run in the bucket (or took it over from this one)."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Upload:
@@ -98,7 +89,7 @@ class Upload:
         held = self._read_lease() or {}
         age = time.time() - float(held.get("heartbeat") or 0)
         here = held.get("host") == socket.gethostname() and isinstance(held.get("pid"), int)
-        dead_here = here and not _alive(held["pid"])
+        dead_here = here and not process_alive(held["pid"])
         if age < STALE_SECONDS and not dead_here:
             raise RunLeaseError(
                 f"run {self.name!r} in {self.store.shown} is being written by "

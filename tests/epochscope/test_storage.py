@@ -214,6 +214,9 @@ def test_a_hostile_head_writes_nothing_outside_the_mirror_and_nothing_over_its_c
     assert not (tmp_path / "escape.txt").exists()
     mirrored = [w for w in written if w.endswith("/h/run.json")]
     assert len(mirrored) == 1  # the one sound file came through
+    for name in ("../h", "h/../../x", ".bucket", "/etc"):  # a run name cannot leave its prefix
+        with pytest.raises(ValueError):
+            runs.run(name)
 
 
 def test_urls_are_never_local_folders(tmp_path: Path, monkeypatch, capsys) -> None:

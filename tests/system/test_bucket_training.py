@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_TRAIN_ARGS, run_cli
+from tests.storage_servers import S3_SECRET
 from tests.support import gunicorn, http
 from tests.waits import stretched, wait_for
 
@@ -81,6 +82,20 @@ def test_a_run_trained_into_a_bucket_shows_in_a_dashboard_reading_it_and_resumes
                 env={**s3.env, "EPOCHSCOPE_CACHE_DIR": str(tmp_path / "third")})  # fmt: skip
         wait_for(lambda: http(f"{base}/api/v1/calibration?run=cloud&epoch=3").status == 200,
                  30, "epoch 3 of the resumed run in the dashboard")  # fmt: skip
+        # the planted key appears in no page, reply, log or file of any machine
+        pages = [
+            http(f"{base}{path}").body
+            for path in (
+                "/",
+                "/?run=cloud",
+                "/_dash-layout",
+                "/api/v1/calibration?run=cloud&epoch=3",
+                "/api/v1/report?run=cloud&lite=1",
+            )
+        ]
+        assert not any(S3_SECRET.encode() in page for page in pages)
+        for path in tmp_path.rglob("*"):
+            assert not path.is_file() or S3_SECRET.encode() not in path.read_bytes(), path
     from epochscope import Runs
 
     run = Runs(url).run("cloud")
