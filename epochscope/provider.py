@@ -68,9 +68,9 @@ class Runs:
         self._mirror: Mirror | None = None
         if is_remote(root):
             from epochscope.storage.mirror import Mirror
-            from epochscope.storage.store import Store
+            from epochscope.storage.store import open_store
 
-            self._mirror = Mirror(Store(os.fspath(root), storage_options))
+            self._mirror = Mirror(open_store(os.fspath(root), storage_options))
             self.url = self._mirror.store.shown
             self.root = self._mirror.root
         else:

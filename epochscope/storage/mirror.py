@@ -24,6 +24,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,8 @@ class Mirror:
         self._etags: dict[str, str] = {}
         self._closed: set[str] = set()
         self._used: dict[str, float] = {}
-        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}  # one per run: refreshes of others go on
+        self._locks_guard = threading.Lock()
 
     def probe(self) -> None:
         """StorageError naming the store when one listing of it fails."""
@@ -88,15 +90,21 @@ class Mirror:
                     self._etags[name] = known["etag"]
                     if known.get("closed"):
                         self._closed.add(name)
-            if name not in self._closed:
-                self.refresh_run(name, force=True)
+        stale = [n for n in names if n not in self._closed]
+        # many runs at once (the first listing of a bucket): their requests overlap
+        with ThreadPoolExecutor(max_workers=min(16, max(1, len(stale)))) as pool:
+            list(pool.map(lambda n: self.refresh_run(n, force=True, evict=False), stale))
+        if stale:
+            self._evict(keep="")
         listed = set(names)
         for local in self.root.iterdir():
             if RUN_NAME_RE.fullmatch(local.name) and local.name not in listed:
                 self._drop(local.name)  # gone from the bucket
 
     # --- one run ----------------------------------------------------------------------------
-    def refresh_run(self, name: str, *, force: bool = False, checkpoints: bool = False) -> bool:
+    def refresh_run(
+        self, name: str, *, force: bool = False, checkpoints: bool = False, evict: bool = True
+    ) -> bool:
         """Bring run ``name`` up to date (at most one HEAD per poll interval); True when
         something changed. A store that is down keeps what the mirror has, said in the log."""
         now = time.monotonic()
@@ -128,9 +136,10 @@ class Mirror:
                 log.warning("cannot mirror %s/%s: %s", self.store.shown, name, e)
                 return False
         self._etags[name] = found["etag"]
+        if evict and changed:
+            self._evict(keep=name)
         if changed:  # a heartbeat alone changes the head, not the run: keep backing off
             self._interval[name] = self.poll_seconds
-        self._evict(keep=name)
         return changed
 
     def _fetch(self, name: str, found: dict[str, Any], checkpoints: bool) -> bool:
@@ -222,7 +231,9 @@ class Mirror:
     @contextlib.contextmanager
     def _locked(self, name: str) -> Iterator[None]:
         """One process at a time refreshes a run (gunicorn's workers share the mirror)."""
-        with self._lock, open(self.root / STATE_DIR / f"{name}.lock", "a+b") as f:
+        with self._locks_guard:
+            lock = self._locks.setdefault(name, threading.Lock())
+        with lock, open(self.root / STATE_DIR / f"{name}.lock", "a+b") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 yield
