@@ -694,18 +694,9 @@ def export_view(_png: int, _gif: int, view: dict | None, run: str | None, mode: 
     if not view:
         raise PreventUpdate
     gif = dash.ctx.triggered_id == "confusion-export-gif"
-    if gif:
-        try:
-            data_gif, _ = export.bounded_gif(
-                opened, opened.epochs, mode, kind, scale, tuple(view["x"]),
-                tuple(view["y"]), max_frames=config.gif_max_frames(),
-            )  # fmt: skip
-        except TimeoutError:
-            raise PreventUpdate from None  # a GIF is being made in this worker: click again
-        return dash.no_update, dcc.send_bytes(data_gif, f"{run}-{mode}-{kind}-epochs.gif")
-    frames = export.run_frames(
-        opened, [view["epoch"]], mode, kind, scale, tuple(view["x"]), tuple(view["y"]),
-        min_size=1000, max_size=2000,
-    )  # fmt: skip
-    name = f"{run}-epoch{view['epoch']:04d}-{mode}-{kind}.png"
-    return dcc.send_bytes(export.png_bytes(frames[0]), name), dash.no_update
+    try:
+        made = export.view_file(opened, view, mode, kind, scale, gif, config.gif_max_frames())
+    except TimeoutError:
+        raise PreventUpdate from None  # a GIF is being made in this worker: click again
+    sent = dcc.send_bytes(*made)
+    return (dash.no_update, sent) if gif else (sent, dash.no_update)
