@@ -16,7 +16,7 @@ from dash import ALL, Input, Output, State, callback, clientside_callback, dcc, 
 from dash.exceptions import PreventUpdate
 
 from dashboard import config, runs
-from dashboard.confusion import export, service
+from dashboard.confusion import export, service, state
 from dashboard.confusion.figure import plot_size
 from dashboard.confusion.layout import (
     CLASS_COLUMNS,
@@ -25,10 +25,8 @@ from dashboard.confusion.layout import (
     PAIR_COLUMNS_ROW,
 )
 from dashboard.confusion.layout import layout as _layout
-from dashboard.confusion.link import linked_drill, linked_zoom
 from dashboard.confusion.link import view_query as link_query
 from dashboard.confusion.render import SCALES, warm_up
-from dashboard.confusion.view import next_view
 from dashboard.kit import epochs as kit_epochs
 from dashboard.kit import images as kit_images
 from dashboard.kit import picker, url
@@ -75,6 +73,20 @@ def _compare(compare: str | None, compare_epoch: int | None) -> service.Compare 
     if compare_epoch not in opened.epochs:
         return None
     return service.Compare(opened, int(compare_epoch))
+
+
+def _checked_compare(
+    opened: Run, compare: str | None, compare_epoch: int | None
+) -> tuple[service.Compare | None, str]:
+    """The compared side and the problem said beside the matrix ("" when none): a run with
+    other classes is no comparison."""
+    other = _compare(compare, compare_epoch)
+    if other is not None:
+        try:
+            opened.check_same_classes(other.run)
+        except ClassMismatch as e:
+            return None, str(e)
+    return other, ""
 
 
 def _view_options(options: list[str] | None) -> dict[str, Any]:
@@ -155,17 +167,9 @@ def compare_epochs(
     if not compare:
         return [], None
     epochs = runs.named(compare).epochs
-    options = [{"label": str(e), "value": e} for e in epochs]
-    asked = (wanted or {}).get("compare_epoch")
-    if current in epochs and dash.ctx.triggered_id != "confusion-compare":
-        return options, current
-    if asked in epochs and (wanted or {}).get("compare") == compare:
-        return options, asked
-    # one run at two epochs: against the previous epoch by default; another run: the same epoch
-    if compare == run and epoch is not None:
-        earlier = [e for e in epochs if e < epoch]
-        return options, (earlier or epochs)[-1]
-    return options, epoch if epoch in epochs else (epochs or [None])[-1]
+    changed = dash.ctx.triggered_id == "confusion-compare"
+    value = state.compare_epoch(epochs, compare, run, epoch, current, wanted, changed)
+    return [{"label": str(e), "value": e} for e in epochs], value
 
 
 kit_epochs.register_play("confusion-epoch", "confusion-play", "confusion-interval")
@@ -228,43 +232,21 @@ def update_matrix(
     if not viewport:
         raise PreventUpdate  # the browser's size comes first (a fraction of a second)
     context = _context(run, kind, opened)
-    trigger = dash.ctx.triggered_id
-    from_graph = trigger == "confusion-graph"
+    from_graph = dash.ctx.triggered_id == "confusion-graph"
     if from_graph and relayout and not moves_axes(relayout):
         raise PreventUpdate  # autosize and other events that move nothing
-    x, y = next_view(relayout, previous, context[2], context, from_graph)
-    if previous is None:  # the first view: the zoom a link names
-        x, y = linked_zoom(wanted, run, opened.num_classes, (x, y))
     # the search sets the selection and the zoom at once: either may be named the trigger
-    if "confusion-zoom.data" in dash.ctx.triggered_prop_ids and zoom and zoom.get("run") == run:
-        x, y = tuple(zoom["x"]), tuple(zoom["y"])
-    other, problem = _compare(compare, compare_epoch), ""
-    if other is not None:
-        try:
-            opened.check_same_classes(other.run)
-        except ClassMismatch as e:
-            other, problem = None, str(e)
-    size = plot_size(viewport["w"], viewport["h"], share or 1.0)
-    view = service.matrix_view(
-        opened, epoch, mode, kind, scale, x, y, size=size, compare=other,
-        highlight=selected, **_view_options(options),
-    )  # fmt: skip
-    state = {
-        "context": context,
-        "x": list(x),
-        "y": list(y),
-        "grid": view.grid.to_dict(),
-        "epoch": epoch,
-        "compare": [other.run.name, other.epoch] if other else None,
-        "size": list(size),
-        "hide_diagonal": _view_options(options)["hide_diagonal"],
-    }
-    info = (
-        f"Showing slots {x[0]:.0f}-{x[1]:.0f} (predicted) x {y[0]:.0f}-{y[1]:.0f} (true) · "
-        f"image {view.image_bytes / 1024:.0f} KB, rendered in {view.seconds * 1000:.0f} ms · "
-        "drag to zoom, double-click for the whole matrix"
-    )
-    return view.figure, state, info, f"epoch {epoch}", problem
+    found = zoom if "confusion-zoom.data" in dash.ctx.triggered_prop_ids else None
+    x, y = state.matrix_ranges(relayout, previous, context, from_graph, wanted, found)
+    other, problem = _checked_compare(opened, compare, compare_epoch)
+    how, size = _view_options(options), plot_size(viewport["w"], viewport["h"], share or 1.0)
+    view = service.matrix_view(opened, epoch, mode, kind, scale, x, y, size=size, compare=other,
+                               highlight=selected, **how)  # fmt: skip
+    compared = (other.run.name, other.epoch) if other else None
+    kept = state.stored_view(context, x, y, view.grid.to_dict(), epoch, compared, size,
+                             how["hide_diagonal"])  # fmt: skip
+    info = state.matrix_info(x, y, view.image_bytes, view.seconds)
+    return view.figure, kept, info, f"epoch {epoch}", problem
 
 
 @callback(
@@ -387,9 +369,9 @@ def select_class(text: str | None, active: dict | None, rows: list[dict] | None,
                  run: str | None, kind: str):  # fmt: skip
     opened = runs.named(run)
     if dash.ctx.triggered_id == "confusion-classes":
-        if not active or not rows or active["row"] >= len(rows):
+        if (row := state.active_row(active, rows)) is None:
             raise PreventUpdate
-        return rows[active["row"]]["index"], dash.no_update, ""
+        return row["index"], dash.no_update, ""
     found = service.find_classes(opened, text or "")
     if not found:
         return dash.no_update, dash.no_update, f"no class matches {text!r}" if text else ""
@@ -434,32 +416,21 @@ def drill_down(
     opened = runs.named(run)
     if not view:
         raise PreventUpdate
+    trigger = state.drill_trigger(dash.ctx.triggered_prop_ids, click, active)
+    clicked = trigger == "confusion-graph"
+    found = _cell(click, view, run, mode, kind, options)[0] if clicked else None
+    target = state.drill_target(
+        trigger, opened.num_classes, isinstance(shown, list), cell, selected,
+        state.active_row(active, table_rows), found and (found.true, found.pred),
+    )  # fmt: skip
+    if target is None:
+        raise PreventUpdate
     epoch = view["epoch"]
-    trigger = _drill_trigger(dash.ctx.triggered_prop_ids, click, active)
-    if trigger == "confusion-view":
-        if isinstance(shown, list):
-            raise PreventUpdate  # a new view; only a link's cell or class, once, is drilled into
-        target = linked_drill(cell, selected, opened.num_classes)
-        if target is None:
-            raise PreventUpdate
-        if isinstance(target, tuple):
-            return _drill_cell(opened, epoch, mode, *target), dash.no_update
-        return _drill_class(opened, epoch, target), dash.no_update
-    if trigger == "confusion-selected":
-        if selected is None or not 0 <= int(selected) < opened.num_classes:
-            raise PreventUpdate
-        return _drill_class(opened, epoch, int(selected)), None
-    if trigger == "confusion-pairs":
-        if not active or not table_rows or active["row"] >= len(table_rows):
-            raise PreventUpdate
-        row = table_rows[active["row"]]
-        true, pred = int(row["true_index"]), int(row["pred_index"])
+    if target.cell:
+        listed = _drill_cell(opened, epoch, mode, *target.cell)
     else:
-        found, _ = _cell(click, view, run, mode, kind, options)
-        if found is None:
-            raise PreventUpdate
-        true, pred = found.true, found.pred
-    return _drill_cell(opened, epoch, mode, true, pred), [true, pred]
+        listed = _drill_class(opened, epoch, target.cls)
+    return listed, dash.no_update if target.from_link else target.stored
 
 
 def _drill_class(opened: Run, epoch: int, index: int) -> list:
@@ -490,21 +461,6 @@ def _drill_cell(opened: Run, epoch: int, mode: str, true: int, pred: int) -> lis
                         f"{p['name']}", label=true, suggested=pred)  # fmt: skip
     return [head, link, *_thumbnail_note(opened),
             *(_image_card(im, true, pred) for im in images)]  # fmt: skip
-
-
-def _drill_trigger(changed: Any, click: dict | None, active: dict | None) -> str:
-    """What asked for a drill-down. A new view counts only when nothing else did (the pairs
-    table's cleared active cell and the first view arrive together when a link is opened)."""
-    changed = set(changed or ())
-    if "confusion-selected.data" in changed:
-        return "confusion-selected"
-    if "confusion-pairs.active_cell" in changed and active:
-        return "confusion-pairs"
-    if "confusion-graph.clickData" in changed and click:
-        return "confusion-graph"
-    if "confusion-view.data" in changed:
-        return "confusion-view"
-    return "confusion-pairs" if "confusion-pairs.active_cell" in changed else "confusion-graph"
 
 
 def _labels_link(run: str, epoch: int, text: str, **classes: int) -> dcc.Link:
