@@ -200,6 +200,27 @@ def bounded_gif(
         GIF_EXPORTS.release()
 
 
+def view_file(
+    run: Run,
+    view: dict,
+    mode: Mode,
+    kind: OrderKind,
+    scale: Scale,
+    gif: bool,
+    max_frames: int,
+) -> tuple[bytes, str]:
+    """The page's export of its drawn ``view`` (its epoch and ranges) and the file's name: a PNG
+    of its epoch at 1000-2000 matrix pixels, or a GIF of the same ranges over the run's epochs
+    (bounded_gif: at most ``max_frames``, one export per worker; TimeoutError while another
+    runs)."""
+    x, y = tuple(view["x"]), tuple(view["y"])
+    if gif:
+        data_gif, _ = bounded_gif(run, run.epochs, mode, kind, scale, x, y, max_frames)
+        return data_gif, f"{run.name}-{mode}-{kind}-epochs.gif"
+    frame = run_frames(run, [view["epoch"]], mode, kind, scale, x, y, 1000, 2000)[0]
+    return png_bytes(frame), f"{run.name}-epoch{view['epoch']:04d}-{mode}-{kind}.png"
+
+
 def _mode_label(mode: Mode) -> str:
     return "top-5 guesses" if mode == "top5" else "top-1 guess"
 

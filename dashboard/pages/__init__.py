@@ -1,2 +1,2 @@
-"""Dash pages: one module per URL (register_page in each). The labels, classify and training
-pages only register their URL and their view package's layout; the view is the package."""
+"""Dash pages: one module per URL (register_page in each). Each only registers its URL with its
+view package's layout (``confusion.py`` two: /confusion and /classes); the view is the package."""

@@ -138,6 +138,20 @@ def test_export_cli_writes_png_and_gif(run_dir: Path, tmp_path: Path) -> None:
     assert export.main([str(run_dir / "nope")]) == 1
 
 
+def test_the_pages_export_of_its_view_is_a_png_of_its_epoch_or_a_gif_of_all(
+    run_dir: Path,
+) -> None:
+    r = data.run(run_dir)
+    view = {"epoch": 2, "x": [0.0, 10.0], "y": [5.0, 15.0]}
+    png, name = export.view_file(r, view, "top1", "index", "log", False, 60)
+    assert name == "synth-epoch0002-top1-index.png"
+    img = Image.open(io.BytesIO(png))
+    assert img.format == "PNG" and img.width >= 1000 + export.LEFT  # 1000-2000 matrix pixels
+    gif, name = export.view_file(r, view, "top5", "wordnet", "eq_hist", True, 2)
+    assert name == "synth-top5-wordnet-epochs.gif"
+    assert Image.open(io.BytesIO(gif)).n_frames == 2  # the first and last of 3 epochs
+
+
 def test_gif_export_is_bounded_in_frames_and_one_at_a_time(tmp_path: Path) -> None:
     data.clear()
     run = write_run(tmp_path / "long", num_classes=20, per_class=3, epochs=25)

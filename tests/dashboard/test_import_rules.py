@@ -17,8 +17,7 @@ READ_INTERNALS = ("epochscope.reader", "epochscope.layout", "epochscope.maps")
 
 #: each view: the modules it is made of (a package or files, its page included)
 VIEWS = {
-    "confusion": ("dashboard/confusion/", "dashboard/pages/confusion.py",
-                  "dashboard/pages/confusion_layout.py"),
+    "confusion": ("dashboard/confusion/", "dashboard/pages/confusion.py"),
     "map": ("dashboard/embedding_map/", "dashboard/pages/embedding_map.py"),
     "labels": ("dashboard/labels/", "dashboard/pages/labels.py"),
     "classify": ("dashboard/classify/", "dashboard/pages/classify.py"),

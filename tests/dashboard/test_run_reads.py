@@ -41,7 +41,7 @@ class FileCalls:
 
 
 def _frame(run_dir: Path, epoch: int, kind: str) -> service.MatrixView:
-    """What the matrix callback does for one frame (dashboard/pages/confusion.py)."""
+    """What the matrix callback does for one frame (dashboard/confusion/page.py)."""
     opened = data.run(run_dir)
     assert epoch in opened.epochs
     c = opened.num_classes

@@ -10,7 +10,7 @@ import numpy as np
 
 import epochscope
 from dashboard.confusion import data, service
-from dashboard.pages.confusion_layout import CLASS_COLUMNS
+from dashboard.confusion.layout import CLASS_COLUMNS
 from tests.support import make_fake_run
 
 NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

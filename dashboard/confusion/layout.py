@@ -1,6 +1,6 @@
 """The components of the confusion explorer, shared by ``/confusion`` (matrix first) and
-``/classes`` (per-class table first). The callbacks live in pages/confusion.py; this module
-only lays out components, so both URLs show the same working explorer."""
+``/classes`` (per-class table first). The callbacks live in page.py; this module only lays
+out components, so both URLs show the same working explorer."""
 
 from __future__ import annotations
 
