@@ -1,7 +1,7 @@
 """A trainer and a dashboard that share nothing but a bucket (two machines' stand-in): the
-trainer writes s3:// through moto's S3 server, a gunicorn with its own cache reads the same
-bucket, each epoch reaches it within seconds, and a trainer on a third "machine" (a fresh
-cache) resumes the run from the bucket at the next epoch."""
+trainer writes s3:// through moto's S3 server, and az:// through Azurite; a gunicorn with its
+own cache reads the same bucket, each epoch reaches it within seconds, and a trainer on a third
+"machine" (a fresh cache) resumes the run from the bucket at the next epoch."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_TRAIN_ARGS, run_cli
-from tests.storage_servers import S3_SECRET
+from tests.storage_servers import AZURITE_KEY, S3_SECRET
 from tests.support import gunicorn, http
 from tests.waits import stretched, wait_for
 
@@ -37,15 +37,29 @@ def _written_epochs(staging: Path) -> dict[int, float]:
     return found
 
 
+@pytest.fixture(params=["s3", "az"])
+def bucket(request, monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict[str, str], str]:
+    """(a fresh runs URL, the environment that reaches it, the secret in that environment):
+    moto's S3 server or Azurite, the same test through both."""
+    if request.param == "s3":
+        s3 = request.getfixturevalue("s3")
+        return f"s3://{s3.new_bucket()}/runs", dict(s3.env), S3_SECRET
+    azurite = request.getfixturevalue("azurite_session")
+    env = {"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return f"az://{azurite.new_container()}/runs", env, AZURITE_KEY
+
+
 def test_a_run_trained_into_a_bucket_shows_in_a_dashboard_reading_it_and_resumes_elsewhere(
-    s3, demo_data: Path, tmp_path: Path
+    bucket: tuple[str, dict[str, str], str], demo_data: Path, tmp_path: Path
 ) -> None:
     import subprocess
     import sys
 
-    url = f"s3://{s3.new_bucket()}/runs"
-    trainer_env = {**s3.env, "EPOCHSCOPE_CACHE_DIR": str(tmp_path / "trainer-machine")}
-    dash_env = {**s3.env, "RUNS_DIR": url, "EPOCHSCOPE_CACHE_DIR": str(tmp_path / "dashboard")}
+    url, store_env, secret = bucket
+    trainer_env = {**store_env, "EPOCHSCOPE_CACHE_DIR": str(tmp_path / "trainer-machine")}
+    dash_env = {**store_env, "RUNS_DIR": url, "EPOCHSCOPE_CACHE_DIR": str(tmp_path / "dashboard")}
     # the served defaults are what is held (the s3 fixture turns the throttles off)
     dash_env.update(EPOCHSCOPE_POLL_SECONDS="2", EPOCHSCOPE_LIST_SECONDS="30")
     (tmp_path / "logs").mkdir()
@@ -79,7 +93,7 @@ def test_a_run_trained_into_a_bucket_shows_in_a_dashboard_reading_it_and_resumes
         # a third machine (a fresh cache) resumes from the bucket: checkpoints come with it
         run_cli("trainer", "train", "--data", str(demo_data), "--runs-dir", url, "--name",
                 "cloud", *_args(3), "--resume",
-                env={**s3.env, "EPOCHSCOPE_CACHE_DIR": str(tmp_path / "third")})  # fmt: skip
+                env={**store_env, "EPOCHSCOPE_CACHE_DIR": str(tmp_path / "third")})  # fmt: skip
         wait_for(lambda: http(f"{base}/api/v1/calibration?run=cloud&epoch=3").status == 200,
                  30, "epoch 3 of the resumed run in the dashboard")  # fmt: skip
         # the planted key appears in no page, reply, log or file of any machine
@@ -93,9 +107,9 @@ def test_a_run_trained_into_a_bucket_shows_in_a_dashboard_reading_it_and_resumes
                 "/api/v1/report?run=cloud&lite=1",
             )
         ]
-        assert not any(S3_SECRET.encode() in page for page in pages)
+        assert not any(secret.encode() in page for page in pages)
         for path in tmp_path.rglob("*"):
-            assert not path.is_file() or S3_SECRET.encode() not in path.read_bytes(), path
+            assert not path.is_file() or secret.encode() not in path.read_bytes(), path
     from epochscope import Runs
 
     run = Runs(url).run("cloud")
