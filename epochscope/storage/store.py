@@ -10,31 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import json
 import os
 import threading
 from collections import OrderedDict
 from typing import Any
 
-from epochscope.storage.location import SCHEMES, StorageError, local_folder, redact, scheme_of
+from epochscope.storage.location import StorageError, check_location, is_remote, redact
 
 
 class Store:
     """The objects under one URL prefix, named by paths relative to it (``run/head.json``)."""
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
-        scheme = scheme_of(url)
-        if scheme not in SCHEMES:
-            local_folder(url)  # raises, naming the schemes there are
+        if not is_remote(url):
             raise StorageError(f"{redact(url)}: not a bucket URL (s3://, az://, gs://)")
-        module, extra = SCHEMES[scheme]
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            raise StorageError(
-                f"{redact(url)} needs {module}: pip install 'epochscope[{extra}]'"
-            ) from None
+        check_location(url)  # an unknown scheme, or its library missing: the fix named
         import fsspec  # the storage layer's only heavy import, made when a bucket is used
 
         self.url = url.rstrip("/")
