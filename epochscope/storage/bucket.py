@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -59,6 +60,15 @@ def segment_name(begin: int, end: int) -> str:
 
 def md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def md5_file(path: str | os.PathLike[str]) -> str:
+    """:func:`md5` of a file read 1 MiB at a time (a model or checkpoint is not loaded whole)."""
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 @dataclass

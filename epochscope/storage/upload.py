@@ -31,6 +31,7 @@ from epochscope.storage.bucket import (
     STALE_SECONDS,
     Head,
     md5,
+    md5_file,
     segment_name,
     stored,
 )
@@ -53,7 +54,6 @@ class Upload:
         self.name = name
         self.writer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.head: Head | None = None
-        self.uploads = 0  # objects put, heads and leases included
         self.bytes_up = 0  # bytes of the run's own files and segments sent
         self._seen: dict[str, tuple[int, int, str]] = {}  # rel -> size, mtime_ns, md5
         self._beat = 0.0
@@ -111,7 +111,6 @@ class Upload:
             raise RunLeaseError(f"{self.where}: another writer took the run over; "
                                 "this one stops uploading")  # fmt: skip
         self.store.put(self._rel(LEASE), self._lease_body())
-        self.uploads += 1
 
     def release(self) -> None:
         if self._leased:
@@ -136,12 +135,12 @@ class Upload:
         if old is not None:
             self._orphans = [*old.files, *(segment_name(b, e) for b, e in old.metrics)]
 
-    def _local_files(self) -> dict[str, tuple[Path, int]]:
+    def _local_files(self) -> dict[str, Path]:
         out = {}
         for path in self.run_dir.rglob("*"):
             rel = path.relative_to(self.run_dir).as_posix()
             if stored(rel) and path.is_file() and not path.is_symlink():
-                out[rel] = (path, path.stat().st_size)
+                out[rel] = path
         return out
 
     def sync(self, *, final: bool = False) -> int:
@@ -152,7 +151,7 @@ class Upload:
         head = self.head
         put = 0
         local = self._local_files()
-        for rel, (path, _size) in sorted(local.items()):
+        for rel, path in sorted(local.items()):
             stat = path.stat()
             seen = self._seen.get(rel)
             if seen and seen[:2] == (stat.st_size, stat.st_mtime_ns):
@@ -160,7 +159,7 @@ class Upload:
                 if head.files.get(rel) == (stat.st_size, digest):
                     continue
             if stat.st_size > BIG:
-                digest = _md5_file(path)
+                digest = md5_file(path)
                 if head.files.get(rel) != (stat.st_size, digest):
                     self.store.put_file(self._rel(rel), str(path))
                     put += 1
@@ -195,7 +194,6 @@ class Upload:
             self.store.remove(self._rel(self._orphans.pop()))
         if final and len(head.metrics) > 1:
             put += self._fold_log(head)
-        self.uploads += put
         return put
 
     def _sync_log(self, head: Head) -> int:
@@ -238,16 +236,6 @@ class Upload:
             if (begin, stop) != (0, end):
                 self.store.remove(self._rel(segment_name(begin, stop)))
         return 2
-
-
-def _md5_file(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 class BackgroundUpload:
