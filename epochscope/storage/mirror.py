@@ -65,6 +65,7 @@ class Mirror:
         self._etags: dict[str, str] = {}
         self._closed: set[str] = set()
         self._used: dict[str, float] = {}
+        self._sizes: dict[str, int] = {}  # bytes mirrored per run (from its state)
         self._locks: dict[str, threading.Lock] = {}  # one per run: refreshes of others go on
         self._locks_guard = threading.Lock()
 
@@ -84,12 +85,7 @@ class Mirror:
         self._listed_at = now
         names = [n for n in self.store.names() if RUN_NAME_RE.fullmatch(n)]
         for name in names:
-            if name not in self._etags:  # a new worker over a mirror made before: start from it
-                known = self._state(name)
-                if known.get("etag"):
-                    self._etags[name] = known["etag"]
-                    if known.get("closed"):
-                        self._closed.add(name)
+            self._adopt(name)
         stale = [n for n in names if n not in self._closed]
         # many runs at once (the first listing of a bucket): their requests overlap
         with ThreadPoolExecutor(max_workers=min(16, max(1, len(stale)))) as pool:
@@ -125,8 +121,7 @@ class Mirror:
         self._interval[name] = min(self.poll_max_seconds, max(interval, 0.5) * 2)
         if self.poll_seconds == 0:
             self._interval[name] = 0.0
-        if name not in self._etags and (self.root / name).is_dir():
-            self._etags[name] = self._state(name).get("etag", "")  # mirrored by another worker
+        self._adopt(name)
         if found["etag"] == self._etags.get(name) and not checkpoints:
             return False
         with self._locked(name):
@@ -183,6 +178,7 @@ class Mirror:
         state.update(files=have, heartbeat=head.heartbeat, closed=head.closed,
                      version=head.version, etag=found["etag"])  # fmt: skip
         write_state(self.root, name, state)
+        self._sizes[name] = _mirrored_bytes(state)
         if head.closed:
             self._closed.add(name)
         else:
@@ -221,6 +217,18 @@ class Mirror:
         return self.refresh_run(name, force=True, checkpoints=True)
 
     # --- bookkeeping ------------------------------------------------------------------------
+    def _adopt(self, name: str) -> None:
+        """A run this process has not refreshed yet starts from what the mirror holds of it
+        (another worker, or an earlier process, may have mirrored it): its ETag, whether it
+        closed, its size. Nothing is asked of the store."""
+        if name in self._etags:
+            return
+        known = self._state(name) if (self.root / name).is_dir() else {}
+        self._etags[name] = known.get("etag", "")
+        if known.get("closed"):
+            self._closed.add(name)
+        self._sizes[name] = _mirrored_bytes(known)
+
     def _state(self, name: str) -> dict[str, Any]:
         try:
             body = json.loads((self.root / STATE_DIR / f"{name}.json").read_text())
@@ -247,21 +255,24 @@ class Mirror:
                 (self.root / STATE_DIR / f"{name}.json").unlink()
         self._etags.pop(name, None)
         self._closed.discard(name)
-
-    def nbytes(self) -> int:
-        total = 0
-        for path in self.root.rglob("*"):
-            with contextlib.suppress(OSError):
-                if path.is_file():
-                    total += path.stat().st_size
-        return total
+        self._sizes.pop(name, None)
 
     def _evict(self, keep: str) -> None:
-        """Least recently used runs out until the mirror fits EPOCHSCOPE_CACHE_MB."""
-        if self.nbytes() <= self.max_bytes:
-            return
+        """Least recently used runs out until the mirror fits EPOCHSCOPE_CACHE_MB. Sizes come
+        from the mirror's own records of what it fetched, not from walking its files."""
         runs = [p.name for p in self.root.iterdir() if RUN_NAME_RE.fullmatch(p.name)]
+        for name in runs:
+            self._adopt(name)
+        total = sum(self._sizes.get(n, 0) for n in runs)
         for name in sorted((n for n in runs if n != keep), key=lambda n: self._used.get(n, 0)):
-            self._drop(name)
-            if self.nbytes() <= self.max_bytes:
+            if total <= self.max_bytes:
                 return
+            total -= self._sizes.get(name, 0)
+            self._drop(name)
+
+
+def _mirrored_bytes(state: dict[str, Any]) -> int:
+    """Bytes a run's mirror holds, from its state: the files fetched and the log's length."""
+    files = state.get("files") or {}
+    sizes = [entry[0] for entry in files.values() if isinstance(entry, list) and entry]
+    return sum(s for s in sizes if isinstance(s, int)) + int(state.get("metrics_end") or 0)
