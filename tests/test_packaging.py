@@ -94,7 +94,12 @@ def test_the_wheel_with_its_dashboard_and_s3_extras_serves_a_bucket_run(s3, tmp_
             except OSError:
                 return False
 
-        wait_for(served, 120, "the installed dashboard to serve the bucket run", proc=server)
+        try:
+            wait_for(served, 120, "the installed dashboard to serve the bucket run", proc=server)
+        except AssertionError as failure:
+            log.flush()
+            printed = (tmp_path / "dashboard.log").read_text(errors="replace")[-4000:]
+            raise AssertionError(f"{failure}\n--- the dashboard printed:\n{printed}") from None
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)

@@ -26,18 +26,32 @@ class Store:
         if not is_remote(url):
             raise StorageError(f"{redact(url)}: not a bucket URL (s3://, az://, gs://)")
         check_location(url)  # an unknown scheme, or its library missing: the fix named
-        import fsspec  # the storage layer's only heavy import, made when a bucket is used
-
         self.url = url.rstrip("/")
         self.shown = redact(self.url)
+        # a filesystem of its own: fsspec's shared instances ignore the environment
+        # (AWS_ENDPOINT_URL...) they were made under
+        self._options = {"skip_instance_cache": True, **(storage_options or {})}
+        self._fs, root = self._connect()
+        self._pid = os.getpid()
+        self.root = root.rstrip("/")
+
+    def _connect(self) -> tuple[Any, str]:
+        import fsspec  # the storage layer's only heavy import, made when a bucket is used
+
         try:
-            # a filesystem of its own: fsspec's shared instances ignore the environment
-            # (AWS_ENDPOINT_URL...) they were made under
-            options = {"skip_instance_cache": True, **(storage_options or {})}
-            self.fs, root = fsspec.core.url_to_fs(self.url, **options)
+            return fsspec.core.url_to_fs(self.url, **self._options)
         except (TypeError, ValueError) as e:
             raise StorageError(f"{self.shown}: {type(e).__name__} opening the store") from None
-        self.root = root.rstrip("/")
+
+    @property
+    def fs(self) -> Any:
+        """The fsspec filesystem, made again in a forked child (gunicorn's workers fork from
+        the process that probed the bucket): s3fs and adlfs refuse to run their event loop
+        in a process other than the one that made it ("This class is not fork-safe")."""
+        if self._pid != os.getpid():
+            self._fs, _ = self._connect()
+            self._pid = os.getpid()
+        return self._fs
 
     def __repr__(self) -> str:
         return f"<epochscope Store {self.shown!r}>"

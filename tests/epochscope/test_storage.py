@@ -331,3 +331,23 @@ def test_a_writer_killed_while_uploading_resumes_elsewhere_without_a_torn_epoch(
     after = Runs(url).run("k")
     assert after.epochs[: len(acknowledged)] == acknowledged and after.epochs[-1] == nxt
     assert sorted(after.epoch_events) == after.epochs
+
+
+def _epochs_in_a_forked_child(url: str) -> list[int]:
+    return Runs(url).run("r").epochs
+
+
+def test_a_bucket_probed_before_a_fork_reads_in_the_child(s3) -> None:
+    """gunicorn's workers fork from the process that probed the bucket: s3fs refuses to run
+    its event loop in another process ("This class is not fork-safe"), so a store is made
+    again in a child."""
+    import multiprocessing
+
+    url = f"s3://{s3.new_bucket()}/runs"
+    labels = np.arange(20) % 4
+    with epochscope.init("r", url, classes=list("abcd"), val_labels=labels) as run:
+        run.log_predictions(1, np.eye(4)[labels] * 3.0)
+        run.log_epoch(1)
+    Runs(url).probe()  # as python -m dashboard does before gunicorn forks
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply(_epochs_in_a_forked_child, (url,)) == [1]
