@@ -9,7 +9,9 @@
   ``{index, path, label, label_name, distance}``, closest first (:mod:`epochscope.similar`);
   409 when the run has no embeddings or the epoch's model no ``embedding`` output.
 - ``GET /api/v1/label-issues?run=NAME&epoch=E&limit=N&method=M``: the validation images most
-  likely mislabeled first, a JSON list of objects with ``Run.label_issues``' fields.
+  likely mislabeled first, a JSON list of objects with ``Run.label_issues``' fields;
+  ``split=train&first=F&last=L``: the training images instead (``Run.training_label_issues``'
+  fields, over the training statistics of epochs F..L, default all).
 - ``GET /api/v1/calibration?run=NAME&epoch=E``: ``Run.calibration``'s dict, tables as lists of
   row objects.
 - ``GET /api/v1/report?run=NAME&epoch=E&compare=NAME2&lite=1``: the run's offline HTML report
@@ -32,7 +34,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import parse_form_data
 
 from dashboard import config, inference, runs
-from epochscope import Runs, labels, similar
+from epochscope import Runs, labels, similar, train_labels
 from epochscope.analysis.label_issues import METHODS
 from epochscope.embeddings import EMBEDDINGS_MISSING
 from epochscope.run import Run
@@ -166,7 +168,7 @@ def _label_answer(compute: Any) -> Any:
         return compute()
     except ApiError as e:
         return _error(str(e), e.status)
-    except labels.LabelStatsMissing as e:  # a run from before the label arrays
+    except (labels.LabelStatsMissing, train_labels.TrainStatsMissing) as e:  # not recorded
         return _error(str(e), 409)
     except LookupError as e:  # a file removed since the run was opened
         return _error(str(e), 404)
@@ -176,6 +178,11 @@ def _label_answer(compute: Any) -> Any:
 
 def label_issues_reply(args: Any) -> Response:
     """``GET /api/v1/label-issues``' answer for query arguments ``args``."""
+    split = args.get("split") or "val"
+    if split == "train":
+        return train_issues_reply(args)
+    if split != "val":
+        raise ApiError(f"split must be val or train, not {split!r:.40}", 400)
     opened, epoch = run_and_epoch(args.get("run"), args.get("epoch"))
     limit = _whole("limit", args.get("limit"), DEFAULT_ISSUES, 1, MAX_ISSUES)
     method = args.get("method") or "self_confidence"
@@ -183,6 +190,17 @@ def label_issues_reply(args: Any) -> Response:
         raise ApiError(f"method must be one of {', '.join(METHODS)}, not {method!r:.40}", 400)
     cols = labels.issue_columns(opened, epoch, limit=limit, method=method)
     return _json(labels.records(cols), opened, epoch)
+
+
+def train_issues_reply(args: Any) -> Response:
+    """``GET /api/v1/label-issues?split=train``: the training images most likely mislabeled
+    first, from the training statistics of epochs ``first..last`` (default: all)."""
+    opened, last = run_and_epoch(args.get("run"), args.get("last") or args.get("epoch"))
+    first = _whole("first", args.get("first"), None, 1, last)
+    limit = _whole("limit", args.get("limit"), DEFAULT_ISSUES, 1, MAX_ISSUES)
+    epochs = train_labels.epoch_range(opened, first, last)
+    cols = train_labels.issue_columns(opened, epochs[0], epochs[-1], limit=limit)
+    return _json(labels.records(cols), opened, epochs[-1])
 
 
 def calibration_reply(args: Any) -> Response:

@@ -34,7 +34,7 @@ from epochscope.export import (
     logits_module,
     with_embedding,
 )
-from epochscope.gather import gather_logits, rank_and_world, to_numpy
+from epochscope.gather import gather_logits, gather_to_rank0, rank_and_world, to_numpy
 from epochscope.hierarchy import as_taxonomy
 from epochscope.layout import HIERARCHY_TSV, RUN_JSON, THUMBNAILS, check_run_name
 from epochscope.lock import RunLockedError
@@ -54,6 +54,7 @@ from epochscope.records import (
 )
 from epochscope.storage.location import redact
 from epochscope.storage.writing import bucket_has, pull_for_writing, writing_place
+from epochscope.training_stats import TrainStatsCollector, dense, gather_rows
 from epochscope.writer import NullWriter, RunWriter
 
 ENGINE = "epochscope-api"
@@ -85,8 +86,14 @@ class RunLogger:
         epoch_base: int = 1,
         preprocess: Preprocess | None = None,
         check_images: Any = None,
+        train_labels: np.ndarray | None = None,
     ) -> None:
         self._writer = writer
+        self._train_labels = train_labels  # the labels trained on, by training index
+        self._train_labels_on: dict[Any, Any] = {}  # device -> the labels as a tensor there
+        self._train_stats = (
+            TrainStatsCollector(len(train_labels), len(wnids)) if train_labels is not None else None
+        )
         self._paths = paths  # val image paths relative to data.root, when files
         self.epoch_base = epoch_base  # the number the caller's first epoch has (0 or 1)
         self._preprocess = preprocess
@@ -173,6 +180,48 @@ class RunLogger:
             if value is not None:
                 fields[key] = _float_arg(value, key)
         self._writer.event("step", epoch, **{k: v for k, v in fields.items() if v is not None})
+
+    def log_train_batch(self, indices: Any, logits: Any, labels: Any = None) -> None:
+        """One training step's dataset ``indices`` ``[n]`` and the ``logits`` ``[n, classes]`` of
+        the forward pass it trained on (numpy or torch, any device: a tensor stays there until
+        the epoch ends, no host sync per step). ``labels``: the labels the step trained on,
+        default the run's ``train_labels`` at ``indices``. At :meth:`log_epoch` each image's
+        probability of its label, margin and preferred other class are written
+        (docs/run-directory.md, train_stats/): AUM, the data map and forgetting come from them.
+        Under torch.distributed every rank calls this and :meth:`log_epoch`; rank 0 gathers."""
+        self._check_open()
+        if self._train_stats is None:
+            raise ValueError(
+                "log_train_batch needs the training set: pass train_labels=[...] (and "
+                "train_images for paths) to epochscope.init"
+            )
+        if labels is None:
+            labels = self._train_labels_at(indices, logits)
+        self._train_stats.add(indices, logits, labels)
+
+    def _train_labels_at(self, indices: Any, logits: Any) -> Any:
+        assert self._train_labels is not None
+        if hasattr(logits, "detach"):  # a tensor: look the labels up on its device
+            torch = sys.modules["torch"]
+            on = self._train_labels_on.get(logits.device)
+            if on is None:
+                on = torch.as_tensor(self._train_labels, device=logits.device)
+                self._train_labels_on[logits.device] = on
+            return on[torch.as_tensor(indices).to(logits.device).long()]
+        idx = to_numpy(indices).astype(np.int64).reshape(-1)
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(self._train_labels)):
+            raise ValueError(f"indices outside 0..{len(self._train_labels) - 1} (train_labels)")
+        return self._train_labels[idx]
+
+    def _write_train_stats(self, epoch: int) -> None:
+        """The epoch's training statistics, gathered to rank 0 (every rank calls this)."""
+        collector = self._train_stats
+        if collector is None or not len(collector):
+            return
+        rows = gather_rows(collector.rows(), gather_to_rank0)
+        if rows is not None and self.is_writer:
+            stats = dense(rows, collector.num_train, collector.num_classes)
+            self._writer.write_train_stats(epoch, stats)
 
     def log_predictions(
         self,
@@ -380,6 +429,7 @@ class RunLogger:
                 f"epoch {self._shown(epoch)} comes before the last epoch logged, "
                 f"{self._shown(self.last_epoch)}"
             )
+        self._write_train_stats(epoch)
         now = time.time()
         from_predictions = self._logits.pop(epoch, None)
         if from_predictions is not None:
@@ -532,6 +582,8 @@ def init(
     epoch_base: int = 1,
     labels_later: bool = False,
     storage_options: dict[str, Any] | None = None,
+    train_images: Any = None,
+    train_labels: Any = None,
 ) -> RunLogger:
     """Start (or with ``resume=True`` continue) run ``name`` in ``runs_dir``.
 
@@ -556,6 +608,11 @@ def init(
     are paths without labels on purpose, the labels come with the first
     ``log_predictions(labels=...)``; without it such paths are refused here rather than after a
     whole epoch.
+
+    ``train_images`` and/or ``train_labels``: the training set in the order of the indices your
+    loader yields (paths or (path, label) pairs or an ImageFolder, as ``val_images``; labels
+    as ``val_labels``). With them, :meth:`RunLogger.log_train_batch` records each training
+    image's statistics every epoch, for the training-set label errors and the data map.
 
     ``runs_dir`` may be a bucket (``s3://bucket/runs``, ``az://``, ``gs://``; credentials and
     endpoints from the usual environment variables or ``storage_options``): the run is written
@@ -585,6 +642,9 @@ def init(
             "val_labels=[...] with them (or labels_later=True and log_predictions(labels=...))"
         )
     paths = [p for p, _ in samples] if samples is not None else None
+    train = _train_arg(train_images, train_labels, len(wnids), root, data_root)
+    if train is not None and not root:
+        root = train[0]
     n_val = len(samples) if samples is not None else len(images) if images is not None else None
     if labels is not None and n_val is not None and len(labels) != n_val:
         raise ValueError(f"val_labels has {len(labels)} entries but val_images {n_val}")
@@ -662,7 +722,9 @@ def init(
                     root=root,
                     layout="arrays" if images is not None else "files" if root else "none",
                     num_classes=len(wnids),
-                    num_train=_int_arg(num_train, "num_train", 0),
+                    num_train=len(train[2])
+                    if train is not None
+                    else _int_arg(num_train, "num_train", 0),
                     num_val=n_val
                     if n_val is not None
                     else len(labels)
@@ -685,6 +747,9 @@ def init(
                 writer.write_val_index(
                     [(paths[i] if paths else "", int(v)) for i, v in enumerate(labels)]
                 )
+            if train is not None:
+                _, train_paths, train_y = train
+                writer.write_train_index(list(zip(train_paths, train_y.tolist(), strict=True)))
             if images is not None:
                 writer.write_bytes(THUMBNAILS, thumbnails.thumbnails_bytes(images))
             if taxonomy is not None:
@@ -706,7 +771,8 @@ def init(
     elif paths is not None:
         check_images = [str(Path(root) / p) for p in paths[:CHECK_IMAGES]]
     run = RunLogger(writer, wnids, labels, image_size, done, predicted, steps_per_epoch, paths,
-              epoch_base=epoch_base, preprocess=pre, check_images=check_images)  # fmt: skip
+              epoch_base=epoch_base, preprocess=pre, check_images=check_images,
+              train_labels=train[2] if train is not None else None)  # fmt: skip
     if devices and rank == 0:
         from epochscope.devices import DeviceMonitor
 
@@ -817,6 +883,41 @@ def _val_arg(
             raise ValueError(f"val_images: {p} is not under data_root {root}")
         rel.append(p.relative_to(root).as_posix())
     return str(root), [(r, label) for r, (_, label) in zip(rel, items, strict=True)], None
+
+
+def _train_arg(
+    train_images: Any, train_labels: Any, num_classes: int, root: str, data_root: Any
+) -> tuple[str, list[str], np.ndarray] | None:
+    """(data root, training paths relative to it, labels) of init's training-set arguments,
+    None without them; paths are "" when only labels are given."""
+    if train_images is None and train_labels is None:
+        return None
+    labels = None
+    paths: list[str] | None = None
+    if train_images is not None:
+        base, samples, images = _val_arg(train_images, data_root if data_root else root or None)
+        if images is not None:
+            raise ValueError("train_images: paths, (path, label) pairs or an ImageFolder")
+        assert samples is not None
+        if root and base != root:
+            raise ValueError(
+                f"train_images lie under {base}, the validation images under {root}: pass "
+                "data_root= a folder that holds both"
+            )
+        root = base
+        paths = [p for p, _ in samples]
+        if all(label is not None for _, label in samples):
+            labels = _labels_arg([v for _, v in samples], num_classes, "train_images")
+    if train_labels is not None:
+        given = _labels_arg(train_labels, num_classes, "train_labels")
+        if labels is not None and not np.array_equal(given, labels):
+            raise ValueError("train_labels differ from the labels in train_images")
+        labels = given
+    if labels is None:
+        raise ValueError("train_images: paths without labels; pass train_labels=[...] as well")
+    if paths is not None and len(paths) != len(labels):
+        raise ValueError(f"train_labels has {len(labels)} entries but train_images {len(paths)}")
+    return root, paths if paths is not None else [""] * len(labels), labels
 
 
 def _resume_checks(run_dir: Path, wnids: list[str], labels: np.ndarray | None) -> np.ndarray | None:

@@ -59,6 +59,17 @@ def to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def gather_to_rank0(value: Any) -> list[Any] | None:
+    """Every rank's ``value`` (picklable) in rank order on rank 0, None on the others; ``[value]``
+    in a single process. Every rank must call it."""
+    dist = _dist()
+    if dist is None:
+        return [value]
+    parts: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(value, parts, dst=0)
+    return parts
+
+
 def gather_logits(logits: Any, indices: Any, num_samples: int) -> np.ndarray | None:
     """This rank's validation logits ``[n, C]`` with their dataset ``indices`` ``[n]`` ->
     all ``num_samples`` rows in index order on rank 0 (padding repeats dropped), None on the

@@ -1,9 +1,9 @@
 """Names and layout of a run directory (docs/run-directory.md): the one place they are spelled.
 
 ```
-RUNS/<run-name>/run.json, classes.tsv, val_index.tsv, metrics.jsonl,
+RUNS/<run-name>/run.json, classes.tsv, val_index.tsv, train_index.tsv, metrics.jsonl,
                 predictions/epoch-NNNN.npz, embeddings/epoch-NNNN.npz, models/epoch-NNNN.onnx,
-                checkpoints/epoch-NNNN.*
+                train_stats/epoch-NNNN.npz, checkpoints/epoch-NNNN.*
 ```
 """
 
@@ -25,6 +25,7 @@ RUN_NAME_RE = re.compile(RUN_NAME_PATTERN)
 RUN_JSON = "run.json"
 CLASSES_TSV = "classes.tsv"
 VAL_INDEX_TSV = "val_index.tsv"
+TRAIN_INDEX_TSV = "train_index.tsv"
 METRICS = "metrics.jsonl"
 HIERARCHY_TSV = "hierarchy.tsv"
 THUMBNAILS = "thumbnails.bin"
@@ -37,15 +38,18 @@ PREDICTIONS = "predictions"
 MODELS = "models"
 EMBEDDINGS = "embeddings"
 CHECKPOINTS = "checkpoints"
+TRAIN_STATS = "train_stats"
 PREDICTION_SUFFIX = ".npz"
 MODEL_SUFFIX = ".onnx"
 EMBEDDING_SUFFIX = ".npz"
+TRAIN_STATS_SUFFIX = ".npz"
 
 #: every fixed name the package knows (the docs test checks the reference names each)
 FILE_NAMES = (
     RUN_JSON,
     CLASSES_TSV,
     VAL_INDEX_TSV,
+    TRAIN_INDEX_TSV,
     METRICS,
     HIERARCHY_TSV,
     THUMBNAILS,
@@ -53,11 +57,12 @@ FILE_NAMES = (
     PID,
     TRAIN_LOG,
 )
-FOLDERS = (PREDICTIONS, EMBEDDINGS, MODELS, CHECKPOINTS)
+FOLDERS = (PREDICTIONS, EMBEDDINGS, MODELS, CHECKPOINTS, TRAIN_STATS)
 
 # header rows of the TSV files
 CLASSES_HEADER = ("index", "wnid", "name")
 VAL_INDEX_HEADER = ("row", "label", "path")
+TRAIN_INDEX_HEADER = VAL_INDEX_HEADER  # the same columns, training order
 HIERARCHY_HEADER = ("id", "parent", "name")
 
 # the suffix may have several parts: checkpoints/epoch-0001.states.npz
@@ -121,6 +126,10 @@ def embeddings_path(run_dir: str | os.PathLike[str], epoch: int) -> Path:
     return epoch_path(run_dir, EMBEDDINGS, epoch, EMBEDDING_SUFFIX)
 
 
+def train_stats_path(run_dir: str | os.PathLike[str], epoch: int) -> Path:
+    return epoch_path(run_dir, TRAIN_STATS, epoch, TRAIN_STATS_SUFFIX)
+
+
 def model_file(run_dir: str | os.PathLike[str], epoch: int) -> Path:
     return epoch_path(run_dir, MODELS, epoch, MODEL_SUFFIX)
 
@@ -170,10 +179,12 @@ CAPS: dict[str, int] = {
     RUN_JSON: 4 * MIB,
     CLASSES_TSV: 16 * MIB,
     VAL_INDEX_TSV: 64 * MIB,
+    TRAIN_INDEX_TSV: 256 * MIB,  # ImageNet's 1.28 M paths: about 60 MB
     HIERARCHY_TSV: 16 * MIB,
     METRICS: 4 * MIB,  # one line: the file itself is read in chunks, a longer line is skipped
     f"{PREDICTIONS}/epoch-NNNN{PREDICTION_SUFFIX}": 256 * MIB,
     f"{EMBEDDINGS}/epoch-NNNN{EMBEDDING_SUFFIX}": 1024 * MIB,
+    f"{TRAIN_STATS}/epoch-NNNN{TRAIN_STATS_SUFFIX}": 128 * MIB,  # 1.28 M images: 7.7 MB
     f"{MODELS}/epoch-NNNN{MODEL_SUFFIX}": 1024 * MIB,
     THUMBNAILS: 4096 * MIB,  # read by seeking to one image, never whole
     DEMO_MARKER: 1 * MIB,

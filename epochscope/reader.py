@@ -48,6 +48,7 @@ from epochscope.layout import (
     PREDICTIONS,
     RUN_JSON,
     RUN_NAME_RE,
+    TRAIN_INDEX_TSV,
     VAL_INDEX_HEADER,
     VAL_INDEX_TSV,
     SchemaError,
@@ -61,11 +62,13 @@ from epochscope.layout import (
     predictions_path,
     read_regular,
     safe_run_dir,
+    train_stats_path,
 )
 from epochscope.lock import lock_is_held
 from epochscope.predictions import LABEL_ARRAYS
 from epochscope.records import EVENT_TYPES, RUNNING_STATES, RunInfo, RunSummary, clean_number
 from epochscope.storage.state import bucket_writer_alive
+from epochscope.training_stats import STATS_ARRAYS
 from epochscope.tsv import read_tsv
 
 log = logging.getLogger(__name__)
@@ -149,7 +152,19 @@ def read_classes(run_dir: str | os.PathLike[str]) -> list[tuple[int, str, str]]:
 
 def read_val_index(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, list[str]]:
     """val_index.tsv as (labels int64 [N], paths relative to data.root)."""
-    path = Path(run_dir) / VAL_INDEX_TSV
+    return _read_index(run_dir, VAL_INDEX_TSV)
+
+
+def read_train_index(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, list[str]]:
+    """train_index.tsv as (labels trained on, int64 [N], paths relative to data.root);
+    LookupError for a run that wrote none (no training statistics)."""
+    if not (Path(run_dir) / TRAIN_INDEX_TSV).exists():
+        raise LookupError(f"run {Path(run_dir).name!r} has no {TRAIN_INDEX_TSV}")
+    return _read_index(run_dir, TRAIN_INDEX_TSV)
+
+
+def _read_index(run_dir: str | os.PathLike[str], name: str) -> tuple[np.ndarray, list[str]]:
+    path = Path(run_dir) / name
     rows = read_tsv(path, VAL_INDEX_HEADER, within=run_dir)
     if [r[0] for r in rows] != [str(i) for i in range(len(rows))]:
         raise ValueError(f"{path}: rows are not 0..{len(rows) - 1} in order")
@@ -315,6 +330,34 @@ def load_label_stats(
         raise ValueError(f"{path}: temperature must be one positive number, not {t!r}")
     arrays["temperature"] = t.astype(np.float32)
     return arrays
+
+
+def load_train_stats(
+    run_dir: str | os.PathLike[str], epoch: int, num_rows: int, num_classes: int
+) -> dict[str, np.ndarray]:
+    """An epoch's per-image training statistics (docs/run-directory.md, train_stats/):
+    ``p_label`` and ``margin`` float32 [N] (NaN: not seen that epoch), ``other`` int64 [N]
+    (-1: not seen), N the rows of train_index.tsv; headers checked before anything is
+    inflated, values checked after. LookupError when the epoch has none."""
+    path = train_stats_path(run_dir, check_epoch(epoch))
+    with _epoch_npz(run_dir, path, "training statistics", epoch) as z:
+        members = {}
+        for name in STATS_ARRAYS:
+            info, shape, dtype = _npy_header(z, name, path)
+            kind = "i" if name == "other" else "f"
+            if shape != (num_rows,) or dtype.kind not in ("iu" if kind == "i" else "f"):
+                want = "integers" if kind == "i" else "floats"
+                raise ValueError(f"{path}: {name} {list(shape)} must be {num_rows:,} {want}")
+            members[name] = info
+        arrays = {n: _npy_read(z, info) for n, info in members.items()}
+    other = arrays["other"].astype(np.int64)
+    if other.size and (other.min() < -1 or other.max() >= num_classes):
+        raise ValueError(f"{path}: other holds classes outside 0..{num_classes - 1}")
+    p_label = arrays["p_label"].astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        if np.any((p_label < 0) | (p_label > 1)):
+            raise ValueError(f"{path}: p_label holds values outside 0..1")
+    return {"p_label": p_label, "margin": arrays["margin"].astype(np.float32), "other": other}
 
 
 #: what a view says about an epoch whose predictions file lacks the label arrays

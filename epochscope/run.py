@@ -540,6 +540,30 @@ class Run:
         cols = labels.issue_columns(self, epoch, limit=limit, method=method)
         return labels.issues_frame(cols)
 
+    def training_label_issues(
+        self, first: int | None = None, last: int | None = None, limit: int | None = None
+    ) -> Any:
+        """Training images most likely mislabeled first (a pandas DataFrame), from the
+        training statistics of epochs ``first..last`` (default: all): ``index``, ``path``,
+        ``label``, ``suggested`` (the class the model preferred most often), ``score`` (0..1,
+        higher: more likely wrong), the names, and ``aum``, ``confidence``, ``variability``,
+        ``correctness``, ``forgetting`` (epochscope.analysis.training_dynamics). LookupError
+        (:class:`epochscope.train_labels.TrainStatsMissing`) for a run that recorded none."""
+        from epochscope import train_labels
+
+        cols = train_labels.issue_columns(self, first, last, limit=limit)
+        return train_labels.frame(cols)
+
+    def data_map(self, first: int | None = None, last: int | None = None) -> Any:
+        """The training set's data map (a pandas DataFrame, one row per training image):
+        ``index``, ``label``, ``aum``, ``confidence`` (mean probability of the given label over
+        the epochs), ``variability`` (its standard deviation), ``correctness``, ``forgetting``,
+        ``learned``, ``suggested``, ``epochs_seen``, ``band`` (easy, ambiguous, hard, unseen).
+        LookupError as :meth:`training_label_issues`."""
+        from epochscope import train_labels
+
+        return train_labels.frame(train_labels.map_arrays(self, first, last))
+
     def calibration(self, epoch: int | None = None) -> dict[str, Any]:
         """One epoch's calibration: ``ece``, ``ece_scaled`` (after temperature scaling),
         ``temperature``, ``accuracy``, ``count``, and DataFrames ``bins`` / ``bins_scaled``

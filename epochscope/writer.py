@@ -36,6 +36,10 @@ from epochscope.layout import (
     PREDICTION_SUFFIX,
     PREDICTIONS,
     RUN_JSON,
+    TRAIN_INDEX_HEADER,
+    TRAIN_INDEX_TSV,
+    TRAIN_STATS,
+    TRAIN_STATS_SUFFIX,
     VAL_INDEX_HEADER,
     VAL_INDEX_TSV,
     epoch_file,
@@ -45,6 +49,7 @@ from epochscope.layout import (
 from epochscope.lock import RunLock, RunLockedError, read_pid
 from epochscope.predictions import LABEL_ARRAYS, pad5
 from epochscope.records import EVENT_TYPES, Event, RunInfo
+from epochscope.training_stats import STATS_ARRAYS
 from epochscope.tsv import tsv_bytes
 
 #: event kinds whose line is fsync'ed: losing one would lose an epoch or a run's final state
@@ -260,6 +265,21 @@ class RunWriter:
         """``samples``: (path relative to data.root, true class index), in validation order."""
         rows = ([i, label, path] for i, (path, label) in enumerate(samples))
         return self.write_tsv(VAL_INDEX_TSV, VAL_INDEX_HEADER, rows)
+
+    def write_train_index(self, samples: Sequence[tuple[str, int]]) -> Path:
+        """``samples``: (path relative to data.root, the label trained on), in the training
+        order whose indices the train_stats files use."""
+        rows = ([i, label, path] for i, (path, label) in enumerate(samples))
+        return self.write_tsv(TRAIN_INDEX_TSV, TRAIN_INDEX_HEADER, rows)
+
+    def write_train_stats(self, epoch: int, stats: dict[str, np.ndarray]) -> Path:
+        """An epoch's per-image training statistics in the stored form of
+        :func:`epochscope.training_stats.dense` (``p_label``, ``margin``, ``other``)."""
+        arrays = {k: np.asarray(stats[k]) for k in STATS_ARRAYS}
+        if len({a.shape for a in arrays.values()}) != 1 or arrays["p_label"].ndim != 1:
+            shapes = [list(a.shape) for a in arrays.values()]
+            raise ValueError(f"train stats {shapes}: expected one [N] array each")
+        return self.write_npz(f"{TRAIN_STATS}/{epoch_file(epoch, TRAIN_STATS_SUFFIX)}", **arrays)
 
     def write_predictions(
         self, epoch: int, top5: np.ndarray, prob: np.ndarray, **label_stats: np.ndarray

@@ -658,6 +658,23 @@ def read_tsv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f, delimiter="\t"))
 
 
+def check_train_stats(run: Path, epoch: int, info: dict, event: dict) -> None:
+    """An epoch's training statistics: one row per training image, by training index; the
+    preferred other class is never the image's label; and the share of images whose margin is
+    positive is the epoch's train top-1 (the same logits, gathered by index from every rank)."""
+    train = read_tsv(run / "train_index.tsv")
+    assert len(train) == info["data"]["num_train"]
+    labels = np.array([int(r["label"]) for r in train])
+    with np.load(run / "train_stats" / f"epoch-{epoch:04d}.npz", allow_pickle=False) as z:
+        p, m, o = (z[k] for k in ("p_label", "margin", "other"))
+    assert p.dtype == m.dtype == np.float16 and p.shape == m.shape == o.shape == (len(train),)
+    seen = ~np.isnan(p)
+    assert seen.mean() > 0.9, seen.mean()  # the loader drops at most one partial batch
+    assert ((o >= 0) == seen).all() and (o[seen] != labels[seen]).all()
+    assert ((p[seen] >= 0) & (p[seen] <= 1)).all()
+    assert (m[seen] > 0).mean() == pytest.approx(event["train_top1"], abs=0.02)
+
+
 def check_run_directory(run: Path, epochs: int) -> dict:
     """Every file of docs/run-directory.md, loadable and consistent; returns row counts."""
     for name in CONTRACT_FILES:
@@ -700,6 +717,7 @@ def check_run_directory(run: Path, epochs: int) -> dict:
         hit5 = (top5 == labels[:, None]).any(axis=1).mean()
         assert per_epoch[epoch]["val_top5"] == pytest.approx(hit5)
         onnx.checker.check_model(str(run / "models" / f"epoch-{epoch:04d}.onnx"))
+        check_train_stats(run, epoch, info, per_epoch[epoch])
     assert (run / "checkpoints" / f"epoch-{epochs:04d}.pt").is_file()
     assert len(list((run / "checkpoints").glob("epoch-*.pt"))) <= 2  # --keep-checkpoints 2
     assert not list(run.rglob(".*.tmp-*"))
@@ -711,3 +729,40 @@ def check_run_directory(run: Path, epochs: int) -> dict:
         "steps": len(steps),
         "files": sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()),
     }
+
+
+def make_train_stats_run(
+    runs_dir: Path, name: str, *, as_torch: bool = False
+) -> tuple[Path, np.ndarray]:
+    """A run logged through the public API with training statistics (400 training images, 4
+    classes, 3 epochs, 40 labels moved to another class) whose 'model' prefers the true class
+    of every image; returns the run directory and the moved images' indices."""
+    import epochscope
+
+    rng = np.random.default_rng(2)
+    n, c, epochs, batch = 400, 4, 3, 64
+    true = rng.integers(0, c, n)
+    given = true.copy()
+    planted = rng.choice(n, 40, replace=False)
+    given[planted] = (true[planted] + 1) % c
+    val = np.arange(20) % c
+    paths = [(f"train/{i}.png", int(given[i])) for i in range(n)]
+    run = epochscope.init(name, runs_dir, classes=list("abcd"), val_labels=val,
+                          train_images=[(str(runs_dir / "data" / p), y) for p, y in paths],
+                          data_root=runs_dir / "data")  # fmt: skip
+    with run:
+        for epoch in range(1, epochs + 1):
+            order = rng.permutation(n)[: n - n % batch]  # drop_last: some unseen each epoch
+            for start in range(0, len(order), batch):
+                idx = order[start : start + batch]
+                logits = rng.normal(size=(len(idx), c)).astype(np.float32)
+                logits[np.arange(len(idx)), true[idx]] += 2.0 + epoch
+                if as_torch:
+                    import torch  # only the torch variant needs it
+
+                    run.log_train_batch(torch.from_numpy(idx), torch.from_numpy(logits))
+                else:
+                    run.log_train_batch(idx, logits)
+            run.log_predictions(epoch, np.eye(c)[val] * 3.0)
+            run.log_epoch(epoch)
+    return runs_dir / name, planted

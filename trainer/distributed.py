@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from epochscope.gather import order_by_index
+from epochscope.gather import gather_to_rank0, order_by_index
 
 
 @dataclass(frozen=True)
@@ -82,20 +82,11 @@ def broadcast_object(obj, src: int = 0):
     return box[0]
 
 
-def gather_objects(obj) -> list | None:
-    """Every rank's ``obj``, as a list on rank 0 (None elsewhere)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return [obj]
-    out = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
-    dist.gather_object(obj, out, dst=0)
-    return out
-
-
 def gather_predictions(
     indices: np.ndarray, num_samples: int, **arrays: np.ndarray
 ) -> dict[str, np.ndarray] | None:
     """Gather ``(indices, arrays)`` from every rank to rank 0, in index order, once each."""
-    parts = gather_objects((np.asarray(indices), {k: np.asarray(v) for k, v in arrays.items()}))
+    parts = gather_to_rank0((np.asarray(indices), {k: np.asarray(v) for k, v in arrays.items()}))
     if parts is None:
         return None
     all_idx = np.concatenate([p[0] for p in parts])

@@ -265,6 +265,15 @@ def get_parser(
         "features after a PCA to 128 dimensions, float16; pruned with the models)",
     )
     out.add_argument(
+        "--no-train-stats",
+        dest="train_stats",
+        action="store_false",
+        default=d(True),
+        help="do not record each training image's statistics per epoch (its label's "
+        "probability and margin from the training step's own logits, for the training-set "
+        "label errors and the data map; about 6 bytes an image an epoch)",
+    )
+    out.add_argument(
         "--log-interval",
         type=int,
         default=d(10),

@@ -385,6 +385,8 @@ class RunSession:
         )  # fmt: skip
         self.writer.write_classes(index.classes, index.names)
         self.writer.write_val_index(index.val)
+        if getattr(a, "train_stats", False):
+            self.writer.write_train_index(index.train)
         self._started = True
         if self._resuming:
             self._status("resumed", self.start_epoch, from_epoch=self.start_epoch - 1)
@@ -427,6 +429,7 @@ class RunSession:
         lr: float,
         onnx: Callable[[], bytes],
         save: SaveCheckpoint,
+        train_stats: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         """Rank 0: the epoch's predictions, ONNX model (``onnx()``), ``epoch`` event and
         checkpoint (``save(writer, epoch, meta)``), in that order, then the keep policies.
@@ -438,9 +441,12 @@ class RunSession:
         (the penultimate features [N, F]: stored as the epoch's embeddings) when the engine
         captured them, or ``embeddings`` it already computed from them
         (:class:`epochscope.embeddings.Embeddings`); None on the other ranks of a distributed
-        job."""
+        job. ``train_stats``: the epoch's per-image training statistics in the stored form
+        (:func:`epochscope.training_stats.dense`), written first."""
         if self.rank != 0 or val is None:
             return
+        if train_stats is not None:
+            self.writer.write_train_stats(epoch, dict(train_stats))
         new_bad = self._new_bad_images(train.bad, np.asarray(val["ok"], bool))
         if new_bad:
             message = f"skipped {len(new_bad)} unreadable image(s): " + ", ".join(new_bad[:5])

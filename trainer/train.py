@@ -27,8 +27,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from epochscope.export import onnx_bytes
+from epochscope.gather import gather_to_rank0
 from epochscope.layout import CHECKPOINTS, epoch_file
 from epochscope.predictions import LABEL_ARRAYS, label_stats, pad5
+from epochscope.training_stats import TrainStatsCollector, dense, gather_rows
 from epochscope.writer import RunWriter
 from trainer import background, cluster, fastdata, recipe
 from trainer.data import DataError, Normalize, cpu_threads
@@ -37,7 +39,6 @@ from trainer.distributed import (
     DistInfo,
     all_reduce_sum,
     broadcast_object,
-    gather_objects,
     gather_predictions,
     init_distributed,
     shutdown,
@@ -66,9 +67,11 @@ def train_one_epoch(
     log_interval: int,
     on_step: Callable[[dict[str, Any]], None],
     progress: bool,
+    stats: TrainStatsCollector | None = None,
 ) -> dict[str, Any]:
     """Train for one pass over ``loader``; return the epoch's summed counts (this rank) and
-    the indices of images that could not be read."""
+    the indices of images that could not be read. ``stats``: collects each image's training
+    statistics from the step's own logits (no extra pass, no host sync)."""
     model.train()
     device = normalize.device
     steps = len(loader)
@@ -98,6 +101,8 @@ def train_one_epoch(
         scheduler.step()
 
         with torch.no_grad():
+            if stats is not None:
+                stats.add(indices, logits, y, keep=ok)
             hit1, hit5 = _hits(logits.detach(), y)
             counts = torch.stack(
                 [(per_image.detach() * keep).sum(), (hit1 * keep).sum(), (hit5 * keep).sum(),
@@ -360,17 +365,24 @@ def train(session: RunSession, dist_info: DistInfo) -> None:
                   devices=device_names(device.type), device_kind=device.type,
                   loader=loader_plan.loader)  # fmt: skip
     save = functools.partial(save_checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
+    collector = (
+        TrainStatsCollector(len(index.train), len(index.classes)) if args.train_stats else None
+    )
     for epoch in session.epochs():
         train_sampler.set_epoch(epoch)
         stats = train_one_epoch(
             train_model, train_loader, normalize, optimizer, scheduler,
             epoch=epoch, label_smoothing=args.label_smoothing, amp=amp, world_size=world,
             log_interval=args.log_interval, on_step=functools.partial(session.log_step, epoch),
-            progress=session.interactive,
+            progress=session.interactive, stats=collector,
         )  # fmt: skip
+        train_stats = None
+        if collector is not None:  # every rank's rows, spread over the training set on rank 0
+            rows = gather_rows(collector.rows(), gather_to_rank0)
+            train_stats = rows and dense(rows, len(index.train), len(index.classes))
         sums = [stats["loss_sum"], stats["top1_sum"], stats["top5_sum"], stats["count"]]
         loss_sum, top1, top5, count = all_reduce_sum(sums, device)
-        train_bad = gather_objects(stats["bad"]) or []  # every rank's, on rank 0
+        train_bad = gather_to_rank0(stats["bad"]) or []  # every rank's, on rank 0
 
         val_start = time.perf_counter()
         # the unwrapped model: identical weights on every rank, no collectives needed
@@ -395,5 +407,5 @@ def train(session: RunSession, dist_info: DistInfo) -> None:
         session.record_epoch(
             epoch, totals, val, val_seconds=time.perf_counter() - val_start,
             lr=optimizer.param_groups[0]["lr"], onnx=lambda: onnx_bytes(model, args.image_size),
-            save=save,
+            save=save, train_stats=train_stats,
         )  # fmt: skip

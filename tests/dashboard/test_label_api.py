@@ -15,7 +15,7 @@ from dashboard.kit import calibration_chart
 from dashboard.labels import views as label_views
 from epochscope.analysis.label_issues import COLUMNS
 from epochscope.reader import LABEL_STATS_MISSING
-from tests.support import make_label_run, strip_label_arrays
+from tests.support import make_label_run, make_train_stats_run, strip_label_arrays
 
 FIELDS = [*COLUMNS, "label_name", "suggested_name", "flagged", "flagged_epochs"]
 
@@ -73,6 +73,32 @@ def test_calibration_answers_the_runs_dict_as_json(runs: Path, client) -> None:
     assert len(body["by_class"]) == 10 and body["by_class"][1]["name"] == "Egyptian cat"
     assert {b["band"] for b in body["by_band"]} == set(expected["by_band"]["band"])
     assert client.get("/api/v1/calibration?run=labels").get_json()["epoch"] == 3
+
+
+def test_training_label_issues_over_http_are_the_runs_ranking(tmp_path: Path, monkeypatch) -> None:
+    from dashboard.app import server
+    from epochscope.train_labels import ISSUE_COLUMNS, TRAIN_STATS_MISSING
+
+    runs_dir = tmp_path / "runs"
+    run_dir, planted = make_train_stats_run(runs_dir, "dyn")
+    make_label_run(runs_dir, "plain")  # no training statistics
+    monkeypatch.setenv("RUNS_DIR", str(runs_dir))
+    client = server.test_client()
+    r = client.get("/api/v1/label-issues?run=dyn&split=train&limit=40")
+    assert r.status_code == 200 and r.headers["Epochscope-Epoch"] == "3"
+    rows = r.get_json()
+    assert [list(row) for row in rows[:1]] == [list(ISSUE_COLUMNS)]
+    assert {row["index"] for row in rows} == set(planted.tolist())
+    expected = epochscope.open_run(run_dir).training_label_issues(2, 3, limit=5)
+    part = client.get("/api/v1/label-issues?run=dyn&split=train&first=2&last=3&limit=5")
+    assert [row["index"] for row in part.get_json()] == expected["index"].tolist()
+    for query, status, message in (
+        ("run=plain&split=train", 409, TRAIN_STATS_MISSING),
+        ("run=dyn&split=test", 400, "split must be val or train"),
+        ("run=dyn&split=train&first=4", 400, "first must be between 1 and 3"),
+    ):
+        r = client.get(f"/api/v1/label-issues?{query}")
+        assert r.status_code == status and message in r.get_json()["error"], r.get_json()
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ tiny real run read by the dashboard; its validation embeddings and ONNX ``embedd
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, needs_mxnet, run_cli
+from tests.support import check_train_stats, read_events, read_tsv
 from trainer.mxnet_engine import data as mxdata
 from trainer.mxnet_engine.gpus import DeviceError, check_gpu_support
 from trainer.mxnet_engine.launch import engine_of, strip_engine
@@ -109,17 +109,6 @@ def test_what_an_engine_cannot_honour_is_refused(engine, extra, message):
 
 
 # --- real MXNet runs ----------------------------------------------------------------------------
-def read_events(run: Path) -> list[dict]:
-    lines = (run / "metrics.jsonl").read_bytes().split(b"\n")
-    assert lines[-1] == b""
-    return [json.loads(line) for line in lines[:-1]]
-
-
-def read_tsv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
-
-
 @pytest.fixture(scope="module")
 def mx_data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("mxdata") / "demo10"
@@ -175,6 +164,7 @@ def test_mxnet_run_writes_the_contract(mx_run):
             assert np.abs(z["confidence"] - z["prob"][:, 0]).max() < 1e-3
             assert z["temperature"].shape == () and z["temperature"] > 0
         assert event["val_top5"] == pytest.approx(hit5)
+        check_train_stats(mx_run, epoch, info, event)  # both contexts' rows, by index
         onnx.checker.check_model(str(mx_run / "models" / f"epoch-{epoch:04d}.onnx"))
         for suffix in (".params", ".states.npz", ".json"):
             assert (mx_run / "checkpoints" / f"epoch-{epoch:04d}{suffix}").is_file()

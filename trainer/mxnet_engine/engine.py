@@ -21,6 +21,7 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 
 from epochscope.predictions import label_stats
+from epochscope.training_stats import TrainStatsCollector, dense
 from trainer import background
 from trainer.devices import device_names
 from trainer.mxnet_engine import checkpoints as ckpt
@@ -102,6 +103,7 @@ def train(session: RunSession) -> None:
     session.begin(index, engine_version=mx.__version__, world_size=len(devices),
                   devices=_device_list(devices), device_kind="cuda" if gpu else "cpu")  # fmt: skip
     save = functools.partial(ckpt.save, net=net, trainer=trainer)
+    collector = TrainStatsCollector(len(index.train), num_classes) if args.train_stats else None
     for epoch in session.epochs():
         mx.random.seed(args.seed * 1000 + epoch)
         batches = loader.batches(
@@ -110,8 +112,11 @@ def train(session: RunSession) -> None:
         totals = train_one_epoch(
             net, trainer, norm, batches, steps=steps_per_epoch,
             label_smoothing=args.label_smoothing, log_interval=args.log_interval,
-            on_step=functools.partial(session.log_step, epoch),
+            on_step=functools.partial(session.log_step, epoch), stats=collector,
         )  # fmt: skip
+        train_stats = None
+        if collector is not None:  # one process holds every device's rows
+            train_stats = dense(collector.rows(), len(index.train), num_classes)
         sync_batchnorm_stats(net, devices)
         val_start = time.perf_counter()
         val_batches = loader.batches("val", 2 * args.batch_size, val_pipe, 0, False)
@@ -119,7 +124,7 @@ def train(session: RunSession) -> None:
         session.record_epoch(
             epoch, totals, val, val_seconds=time.perf_counter() - val_start,
             lr=trainer.learning_rate, onnx=lambda: onnx_bytes(net, args.image_size, num_classes),
-            save=save,
+            save=save, train_stats=train_stats,
         )  # fmt: skip
 
 
@@ -181,6 +186,17 @@ def _hits(logits: nd.NDArray, y: nd.NDArray) -> tuple[nd.NDArray, nd.NDArray]:
     return match[:, 0], match.max(axis=1)
 
 
+def _batch_stats(logits: nd.NDArray, y: nd.NDArray) -> tuple[nd.NDArray, ...]:
+    """(p_label, margin, other) of one device's share, as
+    :func:`epochscope.training_stats.batch_stats` computes them, on that device."""
+    z = logits.detach().astype("float32")
+    given = nd.pick(z, y, axis=1)
+    p_label = nd.pick(nd.softmax(z, axis=1), y, axis=1)
+    mine = nd.one_hot(y, z.shape[1]) > 0
+    others = nd.where(mine, nd.ones_like(z) * -np.inf, z)
+    return p_label, given - others.max(axis=1), others.argmax(axis=1)
+
+
 def train_one_epoch(
     net,
     trainer: gluon.Trainer,
@@ -191,8 +207,10 @@ def train_one_epoch(
     label_smoothing: float,
     log_interval: int,
     on_step,
+    stats: TrainStatsCollector | None = None,
 ) -> TrainTotals:
-    """One pass; counts stay on the devices between log points (one sync per window)."""
+    """One pass; counts stay on the devices between log points (one sync per window).
+    ``stats``: collects each image's training statistics from the step's own logits."""
     sums = np.zeros(4)  # loss, top1, top5, images
     window: list[nd.NDArray] = []
     bad: list[int] = []
@@ -212,6 +230,12 @@ def train_one_epoch(
         autograd.backward(losses)
         # unreadable images weigh nothing: the gradient is the mean over the readable ones
         trainer.step(max(int(ok.sum()), 1))
+        if stats is not None:  # split_and_load cuts the batch in order: rows likewise
+            cuts = np.cumsum([o.shape[0] for o in outs])[:-1]
+            for o, y, part, keep in zip(outs, ys, np.split(rows, cuts), np.split(ok, cuts),
+                                        strict=True):  # fmt: skip
+                cpu = [a.as_in_context(mx.cpu()) for a in _batch_stats(o, y)]
+                stats.add_computed(part, *cpu, keep=keep)
         for o, y, k, loss in zip(outs, ys, ks, losses, strict=True):
             h1, h5 = _hits(o.detach(), y)
             part = nd.stack(loss.sum(), (h1 * k).sum(), (h5 * k).sum(), k.sum()).reshape((4,))

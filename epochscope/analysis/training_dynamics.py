@@ -1,0 +1,144 @@
+"""Training dynamics of every training image over a range of epochs, and the likely
+mislabeled ones first: numpy only, one epoch's arrays at a time (a 1.28 M-image run's
+epochs are never stacked in memory).
+
+Per image, from each epoch's ``p_label``, ``margin`` and ``other``
+(:mod:`epochscope.training_stats`), over the epochs that saw it:
+
+- ``aum``: the mean margin (given logit minus the largest other), the area under the margin
+  curve of Pleiss et al. (NeurIPS 2020). Negative: the model kept preferring another class.
+- ``confidence``, ``variability``: the mean and standard deviation of ``p_label``, the data
+  map's axes (Swayamdipta et al. 2020: "hard to learn" = low confidence, low variability, mostly
+  label errors); ``correctness``: the share of epochs whose top-1 was the given label.
+- ``forgetting``: forgetting events (Toneva et al. 2019), epochs where an image the model had
+  right becomes wrong; ``learned``: whether it was ever right.
+- ``suggested``: the class the model preferred over the given label most often (a majority
+  vote over the epochs, Boyer-Moore: exact whenever one class wins more than half of them).
+
+The ranking is by AUM, lowest first. Measured on real photos with planted errors
+(bench/train_errors_bench.py) it was the most precise of the statistics above.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+#: the per-image columns of a data map, in order
+MAP_COLUMNS = (
+    "aum",
+    "confidence",
+    "variability",
+    "correctness",
+    "forgetting",
+    "learned",
+    "suggested",
+    "epochs_seen",
+)
+
+
+@dataclass(frozen=True)
+class TrainingDynamics:
+    """Per training image, the statistics of the module docstring (arrays [N])."""
+
+    aum: np.ndarray  # float32, NaN for an image never seen
+    confidence: np.ndarray  # float32
+    variability: np.ndarray  # float32
+    correctness: np.ndarray  # float32
+    forgetting: np.ndarray  # int32
+    learned: np.ndarray  # bool
+    suggested: np.ndarray  # int64, -1 never seen
+    epochs_seen: np.ndarray  # int32
+    epochs: tuple[int, ...]  # the epochs summarised
+
+    def __len__(self) -> int:
+        return len(self.aum)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {k: getattr(self, k) for k in MAP_COLUMNS}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.columns().values())
+
+
+def summarise(
+    stats: Iterable[tuple[int, dict[str, np.ndarray]]], num_train: int
+) -> TrainingDynamics:
+    """:class:`TrainingDynamics` of ``(epoch, arrays)`` pairs in epoch order, where arrays are
+    an epoch's ``p_label``, ``margin`` (float, NaN unseen) and ``other`` (int, -1 unseen)."""
+    n = int(num_train)
+    sum_p = np.zeros(n)
+    sum_p2 = np.zeros(n)
+    sum_m = np.zeros(n)
+    seen = np.zeros(n, np.int32)
+    right = np.zeros(n, np.int32)
+    forgetting = np.zeros(n, np.int32)
+    was_right = np.zeros(n, bool)  # right at the last epoch that saw the image
+    candidate = np.full(n, -1, np.int64)  # Boyer-Moore majority vote of ``other``
+    votes = np.zeros(n, np.int32)
+    epochs = []
+    for epoch, arrays in stats:
+        epochs.append(int(epoch))
+        p = np.asarray(arrays["p_label"], np.float64)
+        m = np.asarray(arrays["margin"], np.float64)
+        other = np.asarray(arrays["other"], np.int64)
+        if not p.shape == m.shape == other.shape == (n,):
+            raise ValueError(f"epoch {epoch}: statistics of {len(p)} images, expected {n}")
+        now = ~np.isnan(p) & ~np.isnan(m) & (other >= 0)
+        correct = m > 0
+        sum_p[now] += p[now]
+        sum_p2[now] += p[now] ** 2
+        sum_m[now] += m[now]
+        seen += now
+        right += now & correct
+        forgetting += now & was_right & ~correct
+        was_right = np.where(now, correct, was_right)
+        empty = now & (votes == 0)
+        candidate[empty] = other[empty]
+        same = now & (candidate == other)
+        votes += np.where(empty | same, 1, np.where(now, -1, 0)).astype(np.int32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        count = np.where(seen > 0, seen, np.nan)
+        mean_p = sum_p / count
+        var = np.maximum(sum_p2 / count - mean_p**2, 0.0)
+        return TrainingDynamics(
+            aum=(sum_m / count).astype(np.float32),
+            confidence=mean_p.astype(np.float32),
+            variability=np.sqrt(var).astype(np.float32),
+            correctness=(right / count).astype(np.float32),
+            forgetting=forgetting,
+            learned=right > 0,
+            suggested=np.where(seen > 0, candidate, -1),
+            epochs_seen=seen,
+            epochs=tuple(epochs),
+        )
+
+
+def ranking(dynamics: TrainingDynamics) -> np.ndarray:
+    """Training indices, most likely mislabeled first: lowest AUM first (ties by lower
+    confidence), images never seen last."""
+    aum = np.where(np.isnan(dynamics.aum), np.inf, dynamics.aum)
+    confidence = np.where(np.isnan(dynamics.confidence), np.inf, dynamics.confidence)
+    return np.lexsort((confidence, aum))
+
+
+def issue_scores(dynamics: TrainingDynamics) -> np.ndarray:
+    """A 0..1 score per image, higher: more likely mislabeled, ordered as :func:`ranking`:
+    the logistic of minus the AUM (0.5 where the margin averaged zero)."""
+    with np.errstate(over="ignore"):
+        return (1.0 / (1.0 + np.exp(dynamics.aum.astype(np.float64)))).astype(np.float32)
+
+
+def bands(dynamics: TrainingDynamics) -> np.ndarray:
+    """The data map's regions (Swayamdipta et al.): ``easy`` (confidence >= 0.75),
+    ``hard`` (confidence < 0.25 and variability < 0.2: the region of label errors), ``ambiguous``
+    (the rest); ``unseen`` for an image no epoch saw."""
+    c, v = dynamics.confidence, dynamics.variability
+    out = np.full(len(c), "ambiguous", dtype=object)
+    out[c >= 0.75] = "easy"
+    out[(c < 0.25) & (v < 0.2)] = "hard"
+    out[np.isnan(c)] = "unseen"
+    return out

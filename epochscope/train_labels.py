@@ -1,0 +1,166 @@
+"""Training-set label issues and the data map of a run, as :class:`epochscope.Run` gives them.
+
+Built from the run's train_index.tsv and train_stats/ files (docs/run-directory.md) with
+:mod:`epochscope.analysis.training_dynamics`, kept in the Run's memo (so the worker's one bound
+on its Runs covers it), as plain columns for JSON replies and DataFrames for notebooks.
+
+A run without those files (trained before Epochscope recorded them, or logged by code that
+never called ``log_train_batch``) raises :class:`TrainStatsMissing`, a LookupError whose
+message says why and what to do.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from epochscope import reader
+from epochscope.analysis.training_dynamics import (
+    TrainingDynamics,
+    bands,
+    issue_scores,
+    ranking,
+    summarise,
+)
+from epochscope.layout import TRAIN_STATS, TRAIN_STATS_SUFFIX, epochs_in
+
+if TYPE_CHECKING:
+    from epochscope.run import Run
+
+#: what a view says about a run with no training statistics
+TRAIN_STATS_MISSING = (
+    "this run has no per-image training statistics: it was trained before Epochscope "
+    "recorded them, or by code that does not call log_train_batch (docs/api.md, "
+    "'Training-set label errors')"
+)
+#: the columns of the training ranking, in order (Python, HTTP and CSV forms)
+ISSUE_COLUMNS = (
+    "index",
+    "path",
+    "label",
+    "suggested",
+    "score",
+    "label_name",
+    "suggested_name",
+    "aum",
+    "confidence",
+    "variability",
+    "correctness",
+    "forgetting",
+)
+
+
+class TrainStatsMissing(LookupError):
+    """The run recorded no training statistics (see :data:`TRAIN_STATS_MISSING`)."""
+
+
+def stats_epochs(run: Run) -> list[int]:
+    """Epochs with a train_stats file, ascending."""
+    return epochs_in(run.path / TRAIN_STATS, TRAIN_STATS_SUFFIX)
+
+
+def train_index(run: Run) -> tuple[np.ndarray, list[str]]:
+    """(labels trained on, paths) of the training set; :class:`TrainStatsMissing` without."""
+
+    def read() -> tuple[np.ndarray, list[str]]:
+        try:
+            return reader.read_train_index(run.path)
+        except LookupError:
+            raise TrainStatsMissing(f"run {run.name!r}: {TRAIN_STATS_MISSING}") from None
+
+    return run.memo(("train_index",), read)
+
+
+def epoch_range(run: Run, first: int | None = None, last: int | None = None) -> list[int]:
+    """The epochs with statistics in ``first..last`` (both optional, inclusive)."""
+    epochs = stats_epochs(run)
+    if not epochs:
+        raise TrainStatsMissing(f"run {run.name!r}: {TRAIN_STATS_MISSING}")
+    lo = epochs[0] if first is None else int(first)
+    hi = epochs[-1] if last is None else int(last)
+    chosen = [e for e in epochs if lo <= e <= hi]
+    if not chosen:
+        raise LookupError(
+            f"run {run.name!r} has training statistics for epochs {epochs[0]}..{epochs[-1]}, "
+            f"none in {lo}..{hi}"
+        )
+    return chosen
+
+
+def dynamics(run: Run, first: int | None = None, last: int | None = None) -> TrainingDynamics:
+    """Every training image's dynamics over the epochs ``first..last`` (default: all), each
+    epoch's file read once, one at a time."""
+    epochs = tuple(epoch_range(run, first, last))
+    labels, _ = train_index(run)
+
+    def build() -> TrainingDynamics:
+        n, c = len(labels), run.num_classes
+        pairs = ((e, reader.load_train_stats(run.path, e, n, c)) for e in epochs)
+        return summarise(pairs, n)
+
+    return run.memo(("train_dynamics", epochs), build)
+
+
+def _mask(labels: np.ndarray, suggested: np.ndarray, label: int | None, want: int | None):
+    mask = np.ones(len(labels), dtype=bool)
+    if label is not None:
+        mask &= labels == label
+    if want is not None:
+        mask &= suggested == want
+    return mask
+
+
+def _number(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+def issue_columns(
+    run: Run,
+    first: int | None = None,
+    last: int | None = None,
+    *,
+    limit: int | None = None,
+    label: int | None = None,
+    suggested: int | None = None,
+) -> dict[str, list]:
+    """The training images most likely mislabeled first (:data:`ISSUE_COLUMNS`), optionally
+    only those given class ``label`` and/or suggested ``suggested``; the first ``limit``."""
+    d = dynamics(run, first, last)
+    labels, paths = train_index(run)
+    order = run.memo(("train_ranking", d.epochs), lambda: ranking(d))
+    order = order[_mask(labels[order], d.suggested[order], label, suggested)]
+    if limit is not None:
+        order = order[: max(0, int(limit))]
+    names = run.names
+    score = issue_scores(d)
+    sug = d.suggested[order]
+    return {
+        "index": order.tolist(),
+        "path": [paths[i] for i in order],
+        "label": labels[order].tolist(),
+        "suggested": sug.tolist(),
+        "score": [_number(v) for v in score[order].tolist()],
+        "label_name": [names[i] for i in labels[order]],
+        "suggested_name": [names[i] if i >= 0 else "" for i in sug],
+        "aum": [_number(v) for v in d.aum[order].tolist()],
+        "confidence": [_number(v) for v in d.confidence[order].tolist()],
+        "variability": [_number(v) for v in d.variability[order].tolist()],
+        "correctness": [_number(v) for v in d.correctness[order].tolist()],
+        "forgetting": d.forgetting[order].tolist(),
+    }
+
+
+def map_arrays(run: Run, first: int | None = None, last: int | None = None) -> dict[str, Any]:
+    """The data map: per training image ``index``, ``label`` and the dynamics' columns
+    (:data:`epochscope.analysis.training_dynamics.MAP_COLUMNS`) and ``band``, as arrays."""
+    d = dynamics(run, first, last)
+    labels, _ = train_index(run)
+    return {"index": np.arange(len(labels)), "label": labels, **d.columns(), "band": bands(d)}
+
+
+def frame(columns: dict[str, Any]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(columns)
