@@ -26,6 +26,7 @@ RUN_JSON = "run.json"
 CLASSES_TSV = "classes.tsv"
 VAL_INDEX_TSV = "val_index.tsv"
 TRAIN_INDEX_TSV = "train_index.tsv"
+LABEL_EDITS_TSV = "label_edits.tsv"
 METRICS = "metrics.jsonl"
 HIERARCHY_TSV = "hierarchy.tsv"
 THUMBNAILS = "thumbnails.bin"
@@ -50,6 +51,7 @@ FILE_NAMES = (
     CLASSES_TSV,
     VAL_INDEX_TSV,
     TRAIN_INDEX_TSV,
+    LABEL_EDITS_TSV,
     METRICS,
     HIERARCHY_TSV,
     THUMBNAILS,
@@ -63,6 +65,7 @@ FOLDERS = (PREDICTIONS, EMBEDDINGS, MODELS, CHECKPOINTS, TRAIN_STATS)
 CLASSES_HEADER = ("index", "wnid", "name")
 VAL_INDEX_HEADER = ("row", "label", "path")
 TRAIN_INDEX_HEADER = VAL_INDEX_HEADER  # the same columns, training order
+LABEL_EDITS_HEADER = ("row", "edit", "label", "from")
 HIERARCHY_HEADER = ("id", "parent", "name")
 
 # the suffix may have several parts: checkpoints/epoch-0001.states.npz
@@ -180,6 +183,7 @@ CAPS: dict[str, int] = {
     CLASSES_TSV: 16 * MIB,
     VAL_INDEX_TSV: 64 * MIB,
     TRAIN_INDEX_TSV: 256 * MIB,  # ImageNet's 1.28 M paths: about 60 MB
+    LABEL_EDITS_TSV: 64 * MIB,
     HIERARCHY_TSV: 16 * MIB,
     METRICS: 4 * MIB,  # one line: the file itself is read in chunks, a longer line is skipped
     f"{PREDICTIONS}/epoch-NNNN{PREDICTION_SUFFIX}": 256 * MIB,

@@ -155,6 +155,8 @@ class DataInfo:
     synthetic: bool | None = None
     loader: str = ""  # memory-cache, prepared or jpeg ("" from writers that do not say)
     store: str = ""  # the prepared store read, when loader is "prepared"
+    excluded: int = 0  # training images left out (--exclude; label_edits.tsv lists them)
+    relabelled: int = 0  # training images given another label (--relabel)
 
     @classmethod
     def from_dict(cls, d: Any) -> DataInfo:
@@ -170,6 +172,8 @@ class DataInfo:
             synthetic=d["synthetic"] if isinstance(d.get("synthetic"), bool) else None,
             loader=str(d.get("loader", ""))[:100],
             store=str(d.get("store", ""))[:4096],
+            excluded=_int(d.get("excluded", 0), "data.excluded", 0),
+            relabelled=_int(d.get("relabelled", 0), "data.relabelled", 0),
         )
 
     @property

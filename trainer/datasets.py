@@ -54,6 +54,7 @@ class DatasetIndex:
     names: list[str]  # readable names
     train: list[tuple[str, int]] = field(repr=False)  # (path relative to root, label)
     val: list[tuple[str, int]] = field(repr=False)
+    excluded: tuple[int, ...] = field(default=(), repr=False)  # train rows never sampled
 
 
 def _is_image(name: str) -> bool:

@@ -267,6 +267,26 @@ def processes_on_this_machine() -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
 
 
+class KeptSampler(DistributedSampler):
+    """DistributedSampler over the training rows kept (all but ``--exclude``'s): it shuffles
+    and shares positions in ``kept`` and yields the rows they hold, so every loader reads the
+    dataset by its own row numbers as before."""
+
+    def __init__(self, kept: np.ndarray, **kwargs) -> None:
+        super().__init__(range(len(kept)), **kwargs)
+        self.kept = kept
+
+    def __iter__(self):
+        return (int(self.kept[i]) for i in super().__iter__())
+
+
+def kept_rows(index: DatasetIndex) -> np.ndarray:
+    """The training rows an epoch samples: every row but the excluded ones."""
+    keep = np.ones(len(index.train), bool)
+    keep[list(index.excluded)] = False
+    return np.flatnonzero(keep)
+
+
 def build_loaders(
     index: DatasetIndex,
     args: argparse.Namespace,
@@ -287,8 +307,8 @@ def build_loaders(
 
     chosen = chosen or plan_for(index, args)
     train_pipe, eval_pipe = train_steps(args), EvalPipeline(eval_preprocess(args))
-    train_sampler = DistributedSampler(
-        range(len(index.train)), num_replicas=world, rank=rank, shuffle=True, seed=args.seed
+    train_sampler = KeptSampler(
+        kept_rows(index), num_replicas=world, rank=rank, shuffle=True, seed=args.seed
     )
     # no shuffling: each rank reads every world-th image; the padding repeats are dropped later
     val_sampler = DistributedSampler(range(len(index.val)), num_replicas=world, rank=rank,

@@ -57,6 +57,18 @@ ENGINE_ONLY = (
         "--no-channels-last is a PyTorch option; MXNet always trains NCHW",
     ),
     (
+        "exclude",
+        "pytorch",
+        "--exclude is a PyTorch-engine option for now: drop --engine mxnet to retrain without "
+        "those images",
+    ),
+    (
+        "relabel",
+        "pytorch",
+        "--relabel is a PyTorch-engine option for now: drop --engine mxnet to retrain with "
+        "the new labels",
+    ),
+    (
         "num_devices",
         "mxnet",
         "--num-devices is an MXNet option; the PyTorch engine runs one "
@@ -156,6 +168,21 @@ def get_parser(
         metavar="FILE",
         help="a class hierarchy TSV (id, parent, name; e.g. assets/cifar100/hierarchy.tsv) "
         "copied into the run: the confusion matrix's order, bands and relatedness",
+    )
+    data.add_argument(
+        "--exclude",
+        default=d(None),
+        metavar="FILE",
+        help="train without these training images: a CSV with a path or index column (the "
+        "training-set ranking's CSV, e.g. its top rows) or one path or index per line",
+    )
+    data.add_argument(
+        "--relabel",
+        default=d(None),
+        metavar="FILE",
+        help="train these training images with new labels: a CSV with path or index and "
+        "new_label (or the ranking's suggested) columns, or 'image,label' lines; a label is a "
+        "class index, folder name or name",
     )
     data.add_argument(
         "--val-fraction",
@@ -365,6 +392,9 @@ def validate(
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
+    for flag, value in (("--exclude", args.exclude), ("--relabel", args.relabel)):
+        if value and not Path(value).is_file():
+            raise UsageError(f"{flag} {value}: no such file")
     if args.hierarchy:  # read now: a bad file fails before anything is written
         try:
             as_taxonomy(Path(args.hierarchy))

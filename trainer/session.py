@@ -55,6 +55,8 @@ from epochscope.layout import (
     EMBEDDING_SUFFIX,
     EMBEDDINGS,
     HIERARCHY_TSV,
+    LABEL_EDITS_HEADER,
+    LABEL_EDITS_TSV,
     METRICS,
     MODEL_SUFFIX,
     MODELS,
@@ -72,6 +74,7 @@ from epochscope.writer import NullWriter, RunWriter, prune_epochs
 from trainer import recipe
 from trainer.datasets import MEAN, STD, DataError, DatasetIndex
 from trainer.devices import DeviceMonitor
+from trainer.label_edits import LabelEdits
 from trainer.options import RUNTIME_OPTIONS, UsageError
 from trainer.presets import INVOCATION_OPTIONS, is_synthetic_dataset
 
@@ -360,6 +363,7 @@ class RunSession:
         devices: list[dict[str, Any]],
         device_kind: str,
         loader: str = "",
+        edits: LabelEdits | None = None,
     ) -> None:
         """Write run.json, classes.tsv and val_index.tsv; the ``started`` or ``resumed``
         status; start the device monitor (``device_kind``: cuda or cpu). ``loader``: how the
@@ -375,7 +379,9 @@ class RunSession:
                               num_classes=len(index.classes), num_train=len(index.train),
                               num_val=len(index.val),
                               synthetic=is_synthetic_dataset(index.root), loader=loader,
-                              store=str(getattr(index, "store", None) or "")),
+                              store=str(getattr(index, "store", None) or ""),
+                              excluded=len(edits.excluded) if edits else 0,
+                              relabelled=len(edits.relabelled) if edits else 0),
                 preprocess=Preprocess(image_size=a.image_size,
                                       resize_size=recipe.eval_resize_size(a), mean=MEAN, std=STD),
                 hparams=jsonable_args(a), world_size=world_size, devices=devices,
@@ -387,6 +393,10 @@ class RunSession:
         self.writer.write_val_index(index.val)
         if getattr(a, "train_stats", False):
             self.writer.write_train_index(index.train)
+        if edits:  # what this run changed about its training set, row by row
+            self.writer.write_tsv(LABEL_EDITS_TSV, LABEL_EDITS_HEADER, edits.rows())
+            files = " ".join(f for f in (a.exclude, a.relabel) if f)
+            self.say(f"training set: {edits.describe()} ({files})")
         self._started = True
         if self._resuming:
             self._status("resumed", self.start_epoch, from_epoch=self.start_epoch - 1)

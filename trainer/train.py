@@ -32,7 +32,7 @@ from epochscope.layout import CHECKPOINTS, epoch_file
 from epochscope.predictions import LABEL_ARRAYS, label_stats, pad5
 from epochscope.training_stats import TrainStatsCollector, dense, gather_rows
 from epochscope.writer import RunWriter
-from trainer import background, cluster, fastdata, recipe
+from trainer import background, cluster, fastdata, label_edits, recipe
 from trainer.data import DataError, Normalize, cpu_threads
 from trainer.devices import device_names
 from trainer.distributed import (
@@ -295,9 +295,12 @@ def train(session: RunSession, dist_info: DistInfo) -> None:
     # the data's index first (image folders or a prepared store): a bad --data fails before
     # anything is created in RUNS
     index = fastdata.discover_any(args.data, args.val_fraction)
+    label_edits.apply(index, getattr(args, "exclude", None), getattr(args, "relabel", None))
     # one trainer per run directory; start or resume (the run's saved settings from here on)
     checkpoint = session.open((CHECKPOINT_SUFFIX,), load_checkpoint)
     args = session.args
+    index, edits = label_edits.apply(index, getattr(args, "exclude", None),
+                                     getattr(args, "relabel", None))  # fmt: skip
     loader_plan = fastdata.plan_for(index, args)
     if not cuda and "OMP_NUM_THREADS" not in os.environ:  # an explicit setting wins
         # the in-memory cache needs no loader workers: every core trains
@@ -363,7 +366,7 @@ def train(session: RunSession, dist_info: DistInfo) -> None:
     # the epoch loop
     session.begin(index, engine_version=torch.__version__.split("+")[0], world_size=world,
                   devices=device_names(device.type), device_kind=device.type,
-                  loader=loader_plan.loader)  # fmt: skip
+                  loader=loader_plan.loader, edits=edits)  # fmt: skip
     save = functools.partial(save_checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
     collector = (
         TrainStatsCollector(len(index.train), len(index.classes)) if args.train_stats else None
