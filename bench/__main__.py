@@ -37,6 +37,8 @@ SECTIONS = {
     "loader": "bench.loader_bench",
     "recipe": "bench.recipe_bench",
     "planted": "bench.planted_bench",
+    "train_errors": "bench.train_errors_bench",
+    "train_dynamics": "bench.train_dynamics_bench",
     "similar_knn": "bench.similar_knn_bench",
     "confusion": "bench.confusion_bench",
     "map": "bench.map_bench",

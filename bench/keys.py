@@ -133,6 +133,25 @@ KEYS: tuple[Key, ...] = (
     Key("planted_vs_cleanlab", "planted", ("vs_cleanlab",), "x", ">=", 0.9,
         note="same share / cleanlab find_label_issues' (by self-confidence) on the ONNX "
         "model's full probabilities"),
+    Key("train_errors_precision", "train_errors", ("precision",), "",
+        note="real-photos-10, 10% of the training labels moved (--relabel), default recipe, "
+        "6 epochs: moved share of training_label_issues' top k (k = moved)"),
+    Key("train_errors_vs_chance", "train_errors", ("vs_chance",), "x", ">=", 3.0,
+        note="same share / k / N"),
+    Key("train_errors_vs_cleanlab_cv", "train_errors", ("vs_cleanlab_cv",), "x", ">=", 0.9,
+        note="same share / cleanlab find_label_issues' on 5-fold cross-validated probabilities"),
+    Key("train_errors_cost_vs_cv", "train_errors", ("cost_vs_cv",), "x",
+        note="seconds of the one training that gave the ranking / of the 5 CV trainings + scoring"),
+    Key("exclude_top1_gain", "train_errors", ("exclude_top1_gain",), "", ">", 0.0,
+        note="val top-1 of a retrain with --exclude of the top k minus the noisy run's, same seed"),
+    Key("relabel_top1_gain", "train_errors", ("relabel_top1_gain",), "",
+        note="the same with --relabel of the top k to their suggested class"),
+    Key("train_stats_overhead", "trainer", ("demo_model", "train_stats_overhead"), "x", ">=",
+        0.98, note="train_one_epoch recording per-image training statistics / without, CPU"),
+    Key("train_ranking_cold_s", "train_dynamics", ("ranking_cold_s",), "s", "<=", 1.0,
+        note="a new process: training_label_issues(limit=100) over 1.28 M images, 10 epochs"),
+    Key("data_map_points_ms", "train_dynamics", ("data_map_ms",), "ms", "<=", 300,
+        note="the data map's points for 1.28 M images after the ranking (not yet drawn)"),
     Key("labels_read_ms", "labels", ("read", "read_ms"), "ms", "<=", 100,
         note="one epoch, 50,000 x 1,000, from the stored file: label issues ranked, "
         "calibration (bins, ECE, scaled, per class)"),
@@ -189,7 +208,9 @@ KEYS: tuple[Key, ...] = (
 # the keys a run must produce (the others may be skipped, e.g. without .venv-mxnet)
 # (and the recipe and planted keys, which need ../shared/data/real-photos-10)
 REQUIRED = tuple(
-    k.name for k in KEYS if k.section not in ("engines", "recipe", "planted", "similar_knn")
+    k.name
+    for k in KEYS
+    if k.section not in ("engines", "recipe", "planted", "train_errors", "similar_knn")
 )
 
 

@@ -4,6 +4,8 @@
 the device sampler thread running) over a bare loop (forward, loss, backward, step) with the
 same model, batch, image size and data already in memory. ``eval_capture_vs_reference``:
 ``trainer.train.evaluate`` (top-5 capture for the prediction files) over a bare forward loop.
+``train_stats_overhead``: ``train_one_epoch`` recording each image's training statistics (and
+the epoch's copy of them to the host) over the same loop without, interleaved.
 Both sides take the same uint8 batches and normalise them on the device the same way.
 """
 
@@ -17,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.harness import interleaved, rate, ratio
+from epochscope.training_stats import TrainStatsCollector
 from epochscope.writer import RunWriter
 from trainer.data import Normalize, cpu_threads
 from trainer.devices import DeviceMonitor
@@ -118,7 +121,20 @@ def measure(
             evaluate(run_model, loader, normalize, amp=amp, progress=False)
             _sync(dev)
 
+        collector = TrainStatsCollector(images, classes)
+
+        def ours_train_with_stats() -> None:  # and the epoch's one copy to the host
+            train_one_epoch(
+                run_model, loader, normalize, opt, sched, epoch=1, label_smoothing=0.0,
+                amp=amp, world_size=1, log_interval=10,
+                on_step=lambda f: writer.event("step", 1, **f), progress=False,
+                stats=collector,
+            )  # fmt: skip
+            collector.rows()
+            _sync(dev)
+
         t_ours, t_bare = interleaved(ours_train, bare_train, repeats)
+        t_stats, t_plain = interleaved(ours_train_with_stats, ours_train, repeats)
         e_ours, e_bare = interleaved(ours_eval, bare_eval, repeats)
         monitor.stop()
         writer.close()
@@ -138,6 +154,8 @@ def measure(
         "train_img_per_s": rate(images, t_ours).as_dict(),
         "reference_train_img_per_s": rate(images, t_bare).as_dict(),
         "trainer_vs_reference": ratio(t_ours, t_bare).as_dict(),
+        # the per-image training statistics' cost: with them over without, same loop
+        "train_stats_overhead": ratio(t_stats, t_plain).as_dict(),
         "eval_img_per_s": rate(images, e_ours).as_dict(),
         "reference_eval_img_per_s": rate(images, e_bare).as_dict(),
         "eval_capture_vs_reference": ratio(e_ours, e_bare).as_dict(),

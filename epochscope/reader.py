@@ -17,7 +17,7 @@ import re
 import threading
 import zipfile
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,7 +69,7 @@ from epochscope.predictions import LABEL_ARRAYS
 from epochscope.records import EVENT_TYPES, RUNNING_STATES, RunInfo, RunSummary, clean_number
 from epochscope.storage.state import bucket_writer_alive
 from epochscope.training_stats import STATS_ARRAYS
-from epochscope.tsv import read_tsv
+from epochscope.tsv import SpanStrings, parse_tsv, plain_spans, read_tsv, span_uints
 
 log = logging.getLogger(__name__)
 
@@ -152,27 +152,44 @@ def read_classes(run_dir: str | os.PathLike[str]) -> list[tuple[int, str, str]]:
 
 def read_val_index(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, list[str]]:
     """val_index.tsv as (labels int64 [N], paths relative to data.root)."""
-    return _read_index(run_dir, VAL_INDEX_TSV)
+    labels, paths = _read_index(run_dir, VAL_INDEX_TSV)
+    return labels, list(paths)
 
 
-def read_train_index(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, list[str]]:
-    """train_index.tsv as (labels trained on, int64 [N], paths relative to data.root);
-    LookupError for a run that wrote none (no training statistics)."""
+def read_train_index(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, Sequence[str]]:
+    """train_index.tsv as (labels trained on, int64 [N], paths relative to data.root, decoded
+    when indexed); LookupError for a run that wrote none (no training statistics)."""
     if not (Path(run_dir) / TRAIN_INDEX_TSV).exists():
         raise LookupError(f"run {Path(run_dir).name!r} has no {TRAIN_INDEX_TSV}")
     return _read_index(run_dir, TRAIN_INDEX_TSV)
 
 
-def _read_index(run_dir: str | os.PathLike[str], name: str) -> tuple[np.ndarray, list[str]]:
+def _read_index(run_dir: str | os.PathLike[str], name: str) -> tuple[np.ndarray, Sequence[str]]:
+    """(labels, paths) of val_index.tsv or train_index.tsv. A plain file (no quoting) is read
+    with numpy over its bytes and its paths decoded when asked (ImageNet's 1.28 M training rows:
+    about 0.1 s instead of 2.3 s); anything else, or anything that numpy's reading would not
+    take exactly as written, goes through csv and int() with their messages."""
     path = Path(run_dir) / name
-    rows = read_tsv(path, VAL_INDEX_HEADER, within=run_dir)
-    if [r[0] for r in rows] != [str(i) for i in range(len(rows))]:
-        raise ValueError(f"{path}: rows are not 0..{len(rows) - 1} in order")
+    data = read_regular(path, cap_of(path), within=run_dir)
+    spans = plain_spans(data, len(VAL_INDEX_HEADER))
+    if spans is not None and len(spans):
+        head = [data[a:b].decode("utf-8", "replace") for a, b in spans[0]]
+        rows, labels = span_uints(data, spans[1:, 0]), span_uints(data, spans[1:, 1])
+        if (head == list(VAL_INDEX_HEADER) and rows is not None and labels is not None
+                and (rows == np.arange(len(rows))).all()):  # fmt: skip
+            try:
+                data.decode("utf-8")  # every path decodes later
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path} is not a readable TSV file: {e}") from None
+            return labels, SpanStrings(data, spans[1:, 2])
+    table = parse_tsv(path, data, VAL_INDEX_HEADER)
+    if [r[0] for r in table] != [str(i) for i in range(len(table))]:
+        raise ValueError(f"{path}: rows are not 0..{len(table) - 1} in order")
     try:
-        labels = np.array([int(r[1]) for r in rows], dtype=np.int64)
+        numbers = np.array([int(r[1]) for r in table], dtype=np.int64)
     except (ValueError, OverflowError):
         raise ValueError(f"{path}: a label is not an integer") from None
-    return labels, [r[2] for r in rows]
+    return numbers, [r[2] for r in table]
 
 
 @contextlib.contextmanager

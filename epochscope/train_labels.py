@@ -12,6 +12,7 @@ message says why and what to do.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -61,10 +62,10 @@ def stats_epochs(run: Run) -> list[int]:
     return epochs_in(run.path / TRAIN_STATS, TRAIN_STATS_SUFFIX)
 
 
-def train_index(run: Run) -> tuple[np.ndarray, list[str]]:
+def train_index(run: Run) -> tuple[np.ndarray, Sequence[str]]:
     """(labels trained on, paths) of the training set; :class:`TrainStatsMissing` without."""
 
-    def read() -> tuple[np.ndarray, list[str]]:
+    def read() -> tuple[np.ndarray, Sequence[str]]:
         try:
             return reader.read_train_index(run.path)
         except LookupError:

@@ -15,8 +15,10 @@ Per image, from each epoch's ``p_label``, ``margin`` and ``other``
 - ``suggested``: the class the model preferred over the given label most often (a majority
   vote over the epochs, Boyer-Moore: exact whenever one class wins more than half of them).
 
-The ranking is by AUM, lowest first. Measured on real photos with planted errors
-(bench/train_errors_bench.py) it was the most precise of the statistics above.
+The ranking is by confidence, lowest first (ties: lower AUM first). Measured on real photos
+with 10% of the training labels moved (bench/train_errors_bench.py, 6 epochs), precision at k
+was 0.538 by confidence, 0.516 by AUM, 0.214 by correctness, and 0.518 for cleanlab on 5-fold
+cross-validated probabilities; the mean margin of probabilities did worse than AUM (0.44).
 """
 
 from __future__ import annotations
@@ -70,9 +72,9 @@ def summarise(
     """:class:`TrainingDynamics` of ``(epoch, arrays)`` pairs in epoch order, where arrays are
     an epoch's ``p_label``, ``margin`` (float, NaN unseen) and ``other`` (int, -1 unseen)."""
     n = int(num_train)
-    sum_p = np.zeros(n)
-    sum_p2 = np.zeros(n)
-    sum_m = np.zeros(n)
+    sum_p = np.zeros(n, np.float32)  # float32: 90 epochs of values in 0..1 lose nothing visible
+    sum_p2 = np.zeros(n, np.float32)
+    sum_m = np.zeros(n, np.float32)
     seen = np.zeros(n, np.int32)
     right = np.zeros(n, np.int32)
     forgetting = np.zeros(n, np.int32)
@@ -82,8 +84,8 @@ def summarise(
     epochs = []
     for epoch, arrays in stats:
         epochs.append(int(epoch))
-        p = np.asarray(arrays["p_label"], np.float64)
-        m = np.asarray(arrays["margin"], np.float64)
+        p = np.asarray(arrays["p_label"], np.float32)
+        m = np.asarray(arrays["margin"], np.float32)
         other = np.asarray(arrays["other"], np.int64)
         if not p.shape == m.shape == other.shape == (n,):
             raise ValueError(f"epoch {epoch}: statistics of {len(p)} images, expected {n}")
@@ -118,18 +120,17 @@ def summarise(
 
 
 def ranking(dynamics: TrainingDynamics) -> np.ndarray:
-    """Training indices, most likely mislabeled first: lowest AUM first (ties by lower
-    confidence), images never seen last."""
+    """Training indices, most likely mislabeled first: lowest confidence first (ties by lower
+    AUM), images never seen last."""
     aum = np.where(np.isnan(dynamics.aum), np.inf, dynamics.aum)
     confidence = np.where(np.isnan(dynamics.confidence), np.inf, dynamics.confidence)
-    return np.lexsort((confidence, aum))
+    return np.lexsort((aum, confidence))
 
 
 def issue_scores(dynamics: TrainingDynamics) -> np.ndarray:
     """A 0..1 score per image, higher: more likely mislabeled, ordered as :func:`ranking`:
-    the logistic of minus the AUM (0.5 where the margin averaged zero)."""
-    with np.errstate(over="ignore"):
-        return (1.0 / (1.0 + np.exp(dynamics.aum.astype(np.float64)))).astype(np.float32)
+    1 - confidence (the given label's mean probability over the epochs)."""
+    return (1.0 - dynamics.confidence.astype(np.float64)).astype(np.float32)
 
 
 def bands(dynamics: TrainingDynamics) -> np.ndarray:

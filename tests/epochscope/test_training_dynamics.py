@@ -101,6 +101,7 @@ def test_the_api_records_training_statistics_and_the_ranking_finds_moved_labels(
     assert issues["path"][0].startswith("train/") and issues["score"].is_monotonic_decreasing
     top = issues.iloc[0]
     assert top["suggested"] != top["label"] and top["aum"] < 0
+    assert issues["confidence"].dropna().is_monotonic_increasing  # the ranking's order
     data_map = run.data_map(first=2)
     assert len(data_map) == 400 and set(data_map["band"]) <= {"easy", "ambiguous", "hard", "unseen"}
     assert (data_map["band"] == "unseen").sum() == (data_map["epochs_seen"] == 0).sum()
