@@ -159,9 +159,7 @@ def read_val_index(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, list[st
 def read_train_index(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, Sequence[str]]:
     """train_index.tsv as (labels trained on, int64 [N], paths relative to data.root, decoded
     when indexed); LookupError for a run that wrote none (no training statistics)."""
-    if not (Path(run_dir) / TRAIN_INDEX_TSV).exists():
-        raise LookupError(f"run {Path(run_dir).name!r} has no {TRAIN_INDEX_TSV}")
-    return _read_index(run_dir, TRAIN_INDEX_TSV)
+    return _read_index(run_dir, TRAIN_INDEX_TSV)  # the bounded reader: LookupError if missing
 
 
 def _read_index(run_dir: str | os.PathLike[str], name: str) -> tuple[np.ndarray, Sequence[str]]:
