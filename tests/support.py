@@ -421,7 +421,9 @@ class DashClient:
         self.deps = reply.json()
 
     def find(self, output_part: str) -> dict[str, Any]:
-        found = [d for d in self.deps if output_part in d["output"]]
+        # an output named exactly first ("map-run.options" is not "data-map-run.options")
+        found = [d for d in self.deps if output_part in d["output"].strip(".").split("...")]
+        found = found or [d for d in self.deps if output_part in d["output"]]
         assert len(found) == 1, f"{len(found)} callbacks output {output_part}"
         return found[0]
 
@@ -553,7 +555,8 @@ def load_every_file(run: Path) -> dict[str, int]:
     import onnxruntime as ort
     import torch
 
-    counts = {"npz": 0, "onnx": 0, "pt": 0, "json": 0, "tsv": 0, "states": 0, "params": 0}
+    kinds = ("npz", "train_stats", "onnx", "pt", "json", "tsv", "states", "params")
+    counts = dict.fromkeys(kinds, 0)
     for path in visible_files(run):
         suffix = path.suffix.lstrip(".")
         epoch = path.name[6:].split(".")[0] if path.name.startswith("epoch-") else None
@@ -567,6 +570,11 @@ def load_every_file(run: Path) -> dict[str, int]:
             with np.load(path, allow_pickle=False) as z:
                 n, d = z["vectors"].shape
                 assert z["components"].shape == (d, *z["mean"].shape) and n > 0, path
+        elif suffix == "npz" and path.parent.name == "train_stats":
+            with np.load(path, allow_pickle=False) as z:
+                shapes = {z[k].shape for k in ("p_label", "margin", "other")}
+                assert len(shapes) == 1 and next(iter(shapes))[0] > 0, path
+            suffix = "train_stats"
         elif suffix == "npz":
             with np.load(path, allow_pickle=False) as z:
                 assert z["top5"].shape == z["prob"].shape, path

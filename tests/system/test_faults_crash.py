@@ -214,10 +214,13 @@ def test_twenty_kills_lose_nothing(
     keys = ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5")
     for e in table:
         assert {x: table[e][x] for x in keys} == {x: ref_table[e][x] for x in keys}, e
-        for sub in ("predictions",):
-            a = np.load(run / sub / f"epoch-{e:04d}.npz", allow_pickle=False)
-            b = np.load(ref / sub / f"epoch-{e:04d}.npz", allow_pickle=False)
-            assert np.array_equal(a["top5"], b["top5"]) and np.array_equal(a["prob"], b["prob"])
+        for sub in ("predictions", "train_stats"):
+            with (
+                np.load(run / sub / f"epoch-{e:04d}.npz", allow_pickle=False) as a,
+                np.load(ref / sub / f"epoch-{e:04d}.npz", allow_pickle=False) as b,
+            ):
+                assert a.files == b.files, sub
+                assert all(np.array_equal(a[k], b[k], equal_nan=True) for k in a.files), (sub, e)
     mine, theirs = checkpoint_arrays(run, epochs, engine), checkpoint_arrays(ref, epochs, engine)
     assert sorted(mine) == sorted(theirs) and any(k.startswith(("momentum", "state")) for k in mine)
     assert all(np.array_equal(mine[n], theirs[n]) for n in theirs), "weights or optimizer differ"
