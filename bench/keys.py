@@ -150,8 +150,14 @@ KEYS: tuple[Key, ...] = (
         0.98, note="train_one_epoch recording per-image training statistics / without, CPU"),
     Key("train_ranking_cold_s", "train_dynamics", ("ranking_cold_s",), "s", "<=", 1.0,
         note="a new process: training_label_issues(limit=100) over 1.28 M images, 10 epochs"),
-    Key("data_map_points_ms", "train_dynamics", ("data_map_ms",), "ms", "<=", 300,
-        note="the data map's points for 1.28 M images after the ranking (not yet drawn)"),
+    Key("data_map_reply_ms", "train_dynamics", ("data_map_reply_ms",), "ms", "<=", 300,
+        note="the /data-map view of 1.28 M training images after the ranking: points, colours, "
+        "datashader PNG and figure"),
+    Key("data_map_zoom_ms", "train_dynamics", ("data_map_zoom_ms",), "ms",
+        note="the next reply, a zoom into the 'hard' corner"),
+    Key("data_map_click_ms", "train_dynamics", ("data_map_click_ms",), "ms",
+        note="a click: the nearest of 1.28 M points, the image's card and its history over 10 "
+        "epoch files"),
     Key("labels_read_ms", "labels", ("read", "read_ms"), "ms", "<=", 100,
         note="one epoch, 50,000 x 1,000, from the stored file: label issues ranked, "
         "calibration (bins, ECE, scaled, per class)"),

@@ -25,7 +25,7 @@ from bench.synthetic_embeddings import write_embeddings
 from bench.synthetic_runs import write_run
 from dashboard.confusion.service import figure_json
 from dashboard.embedding_map import service
-from dashboard.embedding_map.render import warm_up
+from dashboard.kit.points import warm_up
 from epochscope import maps
 from epochscope.analysis.embedding_map import layout
 from epochscope.run import open_run

@@ -5,9 +5,13 @@ epochs (2% of the labels 'wrong': their margins stay negative).
 - ``ranking_cold_s``: a new process opens the run and answers
   ``Run.training_label_issues(limit=100)`` (every epoch file read, the dynamics summarised, the
   ranking sorted): the dashboard's first training-ranking reply from a cold worker.
-- ``data_map_ms``: the data map's points (``epochscope.train_labels.map_arrays``: confidence,
-  variability, band for every image) once the dynamics are in the Run's memo, as a view asks for
-  them after the ranking.
+- ``data_map_ms``: the data map's columns (``epochscope.train_labels.map_arrays``: confidence,
+  variability, band for every image) once the dynamics are in the Run's memo.
+- ``data_map_reply_ms``: the /data-map view's first reply after the ranking
+  (``dashboard.data_map.service.map_view``: points and colours of every image, the datashader
+  PNG, the figure), datashader's kernels compiled first as a worker does at start;
+  ``data_map_zoom_ms`` the next reply (a zoom), ``data_map_click_ms`` a click (the nearest
+  image, its card and history).
 - ``file_mb``: one epoch's train_stats file.
 """
 
@@ -29,14 +33,26 @@ COLD = """
 import json, sys, time
 import epochscope
 from epochscope import train_labels
-t0 = time.perf_counter()  # a worker has imported epochscope before its first request
+from dashboard.data_map import service
+from dashboard.kit.points import warm_up
+warm_up()  # a worker has imported the app and compiled datashader before its first request
+t0 = time.perf_counter()
 run = epochscope.open_run(sys.argv[1])
 issues = train_labels.issue_columns(run, limit=100)
 t1 = time.perf_counter()
 points = train_labels.map_arrays(run)
 t2 = time.perf_counter()
-print(json.dumps({"ranking_s": t1 - t0, "map_s": t2 - t1, "rows": len(issues["index"]),
-                  "points": len(points["index"])}))
+view = service.map_view(run, None, "band")
+t3 = time.perf_counter()
+zoom = service.map_view(run, None, "band", (0.0, 0.2), (0.0, 0.25))
+t4 = time.perf_counter()
+row = service.nearest_image(run, None, 0.1, 0.1, (zoom.grid.dx, zoom.grid.dy))
+detail = service.image_detail(run, None, row if row is not None else 0)
+t5 = time.perf_counter()
+print(json.dumps({"ranking_s": t1 - t0, "map_s": t2 - t1, "reply_s": t3 - t2,
+                  "zoom_s": t4 - t3, "click_s": t5 - t4, "rows": len(issues["index"]),
+                  "points": len(points["index"]), "drawn": view.drawn,
+                  "history": len(detail.history["epoch"])}))
 """
 
 
@@ -76,12 +92,16 @@ def measure(images: int, classes: int, epochs: int, repeats: int) -> dict:
                                  text=True, cwd=fixtures.REPO, check=True)  # fmt: skip
             answers.append(json.loads(out.stdout))
     ranking = [a["ranking_s"] for a in answers]
-    points = [a["map_s"] * 1000 for a in answers]
+    assert all(a["drawn"] == images and a["history"] == epochs for a in answers), answers
+    ms = {k: [a[k] * 1000 for a in answers] for k in ("map_s", "reply_s", "zoom_s", "click_s")}
     return {
         "config": {"images": images, "classes": classes, "epochs": epochs},
         "file_mb": size / 1e6,
         "ranking_cold_s": _stat(ranking),
-        "data_map_ms": _stat(points),
+        "data_map_ms": _stat(ms["map_s"]),
+        "data_map_reply_ms": _stat(ms["reply_s"]),
+        "data_map_zoom_ms": _stat(ms["zoom_s"]),
+        "data_map_click_ms": _stat(ms["click_s"]),
     }
 
 

@@ -25,6 +25,7 @@ NAV = (
     ("Classes", "/classes"),
     ("Labels", "/labels"),
     ("Map", "/map"),
+    ("Data map", "/data-map"),
 )
 
 

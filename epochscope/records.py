@@ -350,6 +350,8 @@ class RunSummary:
     started: float | None
     error: str | None = None
     problem: str | None = None  # why run.json could not be read, when it could not
+    excluded: int = 0  # training images left out (trainer --exclude)
+    relabelled: int = 0  # training images given another label (trainer --relabel)
 
     def label(self) -> str:
         """One line for the run picker."""
@@ -357,5 +359,11 @@ class RunSummary:
         best = f"{self.best_val_top5:.1%}" if self.best_val_top5 is not None else "-"
         return (
             f"{self.name} · {self.state} · {self.engine} {self.arch} · "
-            f"epoch {self.epochs_done}/{total} · best val top-5 {best}"
+            f"epoch {self.epochs_done}/{total} · best val top-5 {best}{self._edits()}"
         )
+
+    def _edits(self) -> str:
+        """What a cleaned run changed of its training set (the noisy run's line has none)."""
+        parts = [f"{self.excluded:,} excluded"] if self.excluded else []
+        parts += [f"{self.relabelled:,} relabelled"] if self.relabelled else []
+        return f" · {', '.join(parts)}" if parts else ""

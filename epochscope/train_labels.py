@@ -117,6 +117,28 @@ def _number(v: float) -> float | None:
     return float(v) if math.isfinite(v) else None
 
 
+def _ranked(
+    run: Run, first: int | None, last: int | None, label: int | None, suggested: int | None
+) -> tuple[TrainingDynamics, np.ndarray]:
+    """(the dynamics, the ranking's training indices, only those of the filters)."""
+    d = dynamics(run, first, last)
+    labels, _ = train_index(run)
+    order = run.memo(("train_ranking", d.epochs), lambda: ranking(d))
+    return d, order[_mask(labels[order], d.suggested[order], label, suggested)]
+
+
+def issue_count(
+    run: Run,
+    first: int | None = None,
+    last: int | None = None,
+    *,
+    label: int | None = None,
+    suggested: int | None = None,
+) -> int:
+    """How many training images :func:`issue_columns` ranks with these filters."""
+    return len(_ranked(run, first, last, label, suggested)[1])
+
+
 def issue_columns(
     run: Run,
     first: int | None = None,
@@ -128,10 +150,8 @@ def issue_columns(
 ) -> dict[str, list]:
     """The training images most likely mislabeled first (:data:`ISSUE_COLUMNS`), optionally
     only those given class ``label`` and/or suggested ``suggested``; the first ``limit``."""
-    d = dynamics(run, first, last)
+    d, order = _ranked(run, first, last, label, suggested)
     labels, paths = train_index(run)
-    order = run.memo(("train_ranking", d.epochs), lambda: ranking(d))
-    order = order[_mask(labels[order], d.suggested[order], label, suggested)]
     if limit is not None:
         order = order[: max(0, int(limit))]
     names = run.names
@@ -150,6 +170,26 @@ def issue_columns(
         "variability": [_number(v) for v in d.variability[order].tolist()],
         "correctness": [_number(v) for v in d.correctness[order].tolist()],
         "forgetting": d.forgetting[order].tolist(),
+    }
+
+
+def history(
+    run: Run, index: int, first: int | None = None, last: int | None = None
+) -> dict[str, list]:
+    """One training image's statistics per epoch of ``first..last``: ``epoch``, ``p_label``
+    and ``margin`` (None: not seen that epoch), ``other`` (the best other class, -1: not
+    seen), ``correct`` (its margin was positive)."""
+    labels, _ = train_index(run)
+    rows = [
+        (e, reader.train_stats_row(run.path, e, int(index), len(labels)))
+        for e in epoch_range(run, first, last)
+    ]
+    return {
+        "epoch": [e for e, _ in rows],
+        "p_label": [_number(r["p_label"]) for _, r in rows],
+        "margin": [_number(r["margin"]) for _, r in rows],
+        "other": [int(r["other"]) for _, r in rows],
+        "correct": [bool(r["margin"] > 0) for _, r in rows],
     }
 
 

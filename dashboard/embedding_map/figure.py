@@ -6,7 +6,8 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from dashboard.embedding_map.render import EXTENT, Range, RenderedMap
+from dashboard.embedding_map.extent import EXTENT, Range
+from dashboard.kit.points import RenderedMap, image_layer
 from dashboard.kit.zoom import BACKGROUND, HOVER_CELLS, HoverGrid, hover_trace
 
 PLOT_W, PLOT_H = 760, 620
@@ -48,21 +49,7 @@ def map_spec(
         "paper_bgcolor": "white",
         "xaxis": _axis(rendered.x),
         "yaxis": _axis(rendered.y),
-        "images": [
-            {
-                "source": rendered.data_uri(),
-                "xref": "x",
-                "yref": "y",
-                "x": rendered.x[0],
-                "y": rendered.y[1],
-                "sizex": rendered.x[1] - rendered.x[0],
-                "sizey": rendered.y[1] - rendered.y[0],
-                "xanchor": "left",
-                "yanchor": "top",
-                "sizing": "stretch",
-                "layer": "below",
-            }
-        ],
+        "images": [image_layer(rendered)],
         "dragmode": "zoom",
         "hovermode": "closest",
         "meta": {"drawn": rendered.drawn, "pixels": [rendered.width, rendered.height]},

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboard.embedding_map.render import EXTENT
+from dashboard.embedding_map.extent import EXTENT
 from dashboard.embedding_map.service import COLOUR_BY
 from dashboard.kit import url
 

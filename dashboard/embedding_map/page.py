@@ -18,13 +18,13 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import config, runs
 from dashboard.embedding_map import link, service
+from dashboard.embedding_map.extent import EXTENT, clamp
 from dashboard.embedding_map.figure import waiting_spec
-from dashboard.embedding_map.render import EXTENT, clamp
-from dashboard.embedding_map.render import warm_up as _warm_up
 from dashboard.kit import epochs as kit_epochs
 from dashboard.kit import picker, url, zoom
 from dashboard.kit.cards import image_card
 from dashboard.kit.controls import radio
+from dashboard.kit.points import warm_up as _warm_up
 from dashboard.kit.zoom import GRAPH_CONFIG, HoverGrid
 from dashboard.shell import tolerant
 from epochscope.embeddings import EMBEDDINGS_MISSING

@@ -15,11 +15,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from dashboard.embedding_map.extent import EXTENT, Range
 from dashboard.embedding_map.figure import PLOT_H, PLOT_W, HoverGrid, map_spec, waiting_spec
 from dashboard.embedding_map.jobs import JOBS, LayoutJobs
-from dashboard.embedding_map.render import EXTENT, MapPoints, Range, map_points, render_map
 from dashboard.kit.bands import band_colour
 from dashboard.kit.images import DrillImage, image_cards
+from dashboard.kit.points import MapPoints, map_points, render_map
 from epochscope.analysis.bands import UNKNOWN
 from epochscope.embeddings import EMBEDDINGS_MISSING
 from epochscope.run import Run

@@ -11,7 +11,7 @@ from epochscope import images
 from epochscope.images import ImageSource
 from epochscope.run import Run
 
-__all__ = ["DrillImage", "ImageSource", "row_thumbnail", "thumbnail_source"]
+__all__ = ["DrillImage", "ImageSource", "file_thumbnail", "row_thumbnail", "thumbnail_source"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,13 @@ def row_thumbnail(run: Run, row: int, root: Path | None, rel: str | None = None)
     """The data URI of validation row ``row``: its file under ``root`` (an allowed root, from
     :func:`thumbnail_source`), else the run's own thumbnails.bin (images as arrays)."""
     return images.row_thumbnail(run, row, root, rel)
+
+
+def file_thumbnail(root: Path | None, rel: str) -> str | None:
+    """The data URI of the image ``rel`` under ``root`` (an allowed root, from
+    :func:`thumbnail_source`): a training image, which has no stored thumbnail."""
+    path = images.safe_image_path(str(root), rel) if root is not None and rel else None
+    return images.thumbnail_uri(path)
 
 
 def image_cards(

@@ -16,6 +16,9 @@ from epochscope.labels import METHODS
 
 DEFAULT_METHOD = "self_confidence"
 WHOLE_SET = "all"
+#: which images are ranked: the validation set's (by the epoch's predictions) or the training
+#: set's (by the training statistics of the epochs up to it)
+SPLITS = ("val", "train")
 
 
 def scope(value: Any) -> str:
@@ -38,6 +41,7 @@ def view_from_query(query: dict[str, Any]) -> dict[str, Any]:
         "label": url.integer(query.get("label")),
         "suggested": url.integer(query.get("suggested")),
         "scope": scope(query.get("scope")),
+        "split": url.choice(query.get("split"), SPLITS, "val"),
     }
 
 
@@ -68,9 +72,10 @@ def view_query(
     label: int | None,
     suggested: int | None,
     scope: str | None,
+    split: str | None = "val",
 ) -> str:
-    """The link of what the page shows: run and epoch, the filters set, the method and the
-    reliability scope unless they are the defaults."""
+    """The link of what the page shows: run and epoch, the filters set, the method, the
+    reliability scope and the split unless they are the defaults."""
     return url.query(
         [
             ("run", run),
@@ -79,5 +84,6 @@ def view_query(
             ("label", label),
             ("suggested", suggested),
             ("scope", None if scope in (None, WHOLE_SET) else scope),
+            ("split", None if split in (None, "val") else split),
         ]
     )

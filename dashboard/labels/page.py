@@ -1,9 +1,12 @@
 """Likely mislabeled images and calibration (``/labels``): the layout and its callbacks.
 
-The whole view is in its URL (labels/link.py): ``?run=NAME&epoch=E&method=M&label=I&
-suggested=J&scope=S``, written as it changes, so a copied link reproduces it (the per-class
-table's and the drill-down's links fill in ``label`` and ``suggested``). Callbacks are thin:
-the figures and cards come from labels/views.py, the numbers from epochscope.labels.
+The ranking is of the validation images (by the epoch's predictions) or, on the training tab,
+of the training images (by the training statistics of the epochs up to the one chosen). The
+whole view is in its URL (labels/link.py): ``?run=NAME&epoch=E&method=M&label=I&
+suggested=J&scope=S&split=train``, written as it changes, so a copied link reproduces it (the
+per-class table's and the drill-down's links fill in ``label`` and ``suggested``). Callbacks
+are thin: the figures and cards come from labels/views.py, the numbers from epochscope.labels
+and epochscope.train_labels.
 """
 
 from __future__ import annotations
@@ -19,8 +22,13 @@ from dashboard.kit.cards import image_card
 from dashboard.kit.controls import radio
 from dashboard.labels import link, views
 from dashboard.shell import tolerant
-from epochscope import labels
+from epochscope import labels, train_labels
 
+SPLITS_SHOWN = [("val", "validation set"), ("train", "training set")]
+TITLES = {
+    "val": "Likely mislabeled validation images",
+    "train": "Likely mislabeled training images (fix these, then retrain: docs/api.md)",
+}
 METHODS_SHOWN = [("self_confidence", "self-confidence"), ("normalized_margin", "normalized margin")]
 ROW = {"display": "flex", "gap": "0.8rem", "alignItems": "center", "flexWrap": "wrap"}
 
@@ -41,7 +49,8 @@ def layout(**query: Any) -> html.Div:
             _dropdown("labels-label", "any class"),
             html.Label("suggested"),
             _dropdown("labels-suggested", "any class"),
-            radio("labels-method", METHODS_SHOWN, wanted["method"]),
+            radio("labels-split", SPLITS_SHOWN, wanted["split"]),
+            html.Span(radio("labels-method", METHODS_SHOWN, wanted["method"]), id="labels-how"),
             html.Button("CSV of the whole ranking", id="labels-export", n_clicks=0),
             dcc.Download(id="labels-download"),
         ],
@@ -49,7 +58,7 @@ def layout(**query: Any) -> html.Div:
     )
     issues = html.Div(
         [
-            html.H4("Likely mislabeled validation images", style={"margin": "0.6rem 0 0.2rem"}),
+            html.H4(TITLES["val"], id="labels-title", style={"margin": "0.6rem 0 0.2rem"}),
             html.Div(id="labels-summary", className="hint"),
             html.Div(id="labels-issues", className="labels-grid"),
         ],
@@ -115,6 +124,7 @@ def run_options(run: str | None, wanted: dict | None):
     Input("labels-label", "value"),
     Input("labels-suggested", "value"),
     Input("labels-group", "value"),
+    Input("labels-split", "value"),
 )
 def write_link(run: str | None, epoch: int | None, *choices: Any) -> str:
     if not run or epoch is None:
@@ -123,7 +133,7 @@ def write_link(run: str | None, epoch: int | None, *choices: Any) -> str:
 
 
 # a filter or scope chosen is a step back can undo; the run, epoch and method are replaced
-url.register_writer("labels-url", push=("label", "suggested", "scope"))
+url.register_writer("labels-url", push=("label", "suggested", "scope", "split"))
 
 
 def _card(card: views.IssueCard) -> html.Div:
@@ -138,6 +148,7 @@ def _card(card: views.IssueCard) -> html.Div:
         ),
         html.Small(f"score {score}" + (" · flagged" if card.flagged else "")),
         html.Small(card.band, className="hint") if card.band else None,
+        html.Small(card.detail, className="hint") if card.detail else None,
         html.Small(f"#{card.row} {card.path}", className="hint"),
     ]
     return image_card(card.thumbnail, body, "labels-image")
@@ -152,16 +163,35 @@ def _card(card: views.IssueCard) -> html.Div:
     Input("labels-label", "value"),
     Input("labels-suggested", "value"),
     Input("labels-method", "value"),
+    Input("labels-split", "value"),
 )
 @tolerant
 def issues_view(
-    run: str | None, epoch: int | None, label: int | None, suggested: int | None, method: str
+    run: str | None,
+    epoch: int | None,
+    label: int | None,
+    suggested: int | None,
+    method: str,
+    split: str,
 ):
     opened = runs.named(run)
     if epoch not in opened.epochs:
         raise PreventUpdate
-    cards, summary, missing = views.issues_view(opened, epoch, method, label, suggested)
+    if split == "train":
+        cards, summary, missing = views.train_issues_view(opened, epoch, label, suggested)
+    else:
+        cards, summary, missing = views.issues_view(opened, epoch, method, label, suggested)
     return [_card(c) for c in cards], summary, missing
+
+
+@callback(
+    Output("labels-title", "children"),
+    Output("labels-how", "style"),
+    Input("labels-split", "value"),
+)
+def split_shown(split: str):
+    """The training ranking has one method (confidence over the epochs): no choice shown."""
+    return TITLES.get(split, TITLES["val"]), {"display": "none"} if split == "train" else {}
 
 
 @callback(
@@ -186,6 +216,7 @@ def reliability_view(run: str | None, epoch: int | None, group: str | None):
     State("labels-label", "value"),
     State("labels-suggested", "value"),
     State("labels-method", "value"),
+    State("labels-split", "value"),
     prevent_initial_call=True,
 )
 @tolerant
@@ -196,13 +227,20 @@ def export_csv(
     label: int | None,
     suggested: int | None,
     method: str,
+    split: str,
 ):
     opened = runs.named(run)
     if epoch not in opened.epochs:
         raise PreventUpdate
-    cols = labels.issue_columns(opened, epoch, method=method, label=label, suggested=suggested)
-    part = "".join(
-        f"-{k}{v}" for k, v in (("label", label), ("suggested", suggested)) if v is not None
-    )
-    name = f"{opened.name}-epoch{epoch:04d}-label-issues{part}.csv"
+    how = {"label": label, "suggested": suggested}
+    if split == "train":
+        try:
+            cols = train_labels.issue_columns(opened, None, epoch, **how)
+        except LookupError:
+            raise PreventUpdate from None  # the view already says what is missing
+    else:
+        cols = labels.issue_columns(opened, epoch, method=method, **how)
+    part = "".join(f"-{k}{v}" for k, v in how.items() if v is not None)
+    which = "-train" if split == "train" else ""
+    name = f"{opened.name}-epoch{epoch:04d}{which}-label-issues{part}.csv"
     return dcc.send_string(views.issues_csv(cols), name)

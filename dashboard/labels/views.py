@@ -15,8 +15,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from dashboard.kit.calibration_chart import AFTER, BEFORE
-from dashboard.kit.images import row_thumbnail, thumbnail_source
-from epochscope import labels
+from dashboard.kit.images import file_thumbnail, row_thumbnail, thumbnail_source
+from epochscope import labels, train_labels
 from epochscope.analysis.bands import UNKNOWN
 from epochscope.run import Run
 
@@ -34,6 +34,7 @@ class IssueCard:
     score: float | None
     band: str
     flagged: bool
+    detail: str = ""  # a training image's AUM and forgetting
 
 
 def issue_cards(
@@ -83,6 +84,58 @@ def issues_view(
     summary = (
         f"{total:,} images ranked by {method.replace('_', '-')} over {span}, "
         f"most likely wrong first; showing {len(cards)} (the CSV has them all)"
+    )
+    return cards, summary, ""
+
+
+def train_issue_cards(
+    columns: dict[str, list], root: Path | None, limit: int = CARDS
+) -> list[IssueCard]:
+    """The first ``limit`` rows of the training ranking (``train_labels.issue_columns``) as
+    cards, thumbnails from ``root`` (an allowed root) only."""
+    out = []
+    for i in range(min(limit, len(columns["index"]))):
+        aum, forgot = columns["aum"][i], columns["forgetting"][i]
+        detail = "" if aum is None else f"AUM {aum:+.2f}"
+        detail += f" · forgotten {forgot}x" if forgot else ""
+        out.append(
+            IssueCard(
+                row=int(columns["index"][i]),
+                path=columns["path"][i],
+                thumbnail=file_thumbnail(root, columns["path"][i]),
+                label=columns["label_name"][i],
+                suggested=columns["suggested_name"][i] or "-",
+                score=columns["score"][i],
+                band="",
+                flagged=False,
+                detail=detail,
+            )
+        )
+    return out
+
+
+def train_issues_view(
+    run: Run,
+    epoch: int,
+    label: int | None = None,
+    suggested: int | None = None,
+    allowed: list[Path] | None = None,
+) -> tuple[list[IssueCard], str, str]:
+    """The training tab: (cards, a summary line, "" or what is missing: a run with no
+    training statistics), ranked over the epochs up to ``epoch``."""
+    how = {"label": label, "suggested": suggested}
+    try:
+        used = train_labels.epoch_range(run, None, epoch)
+        cols = train_labels.issue_columns(run, None, epoch, limit=CARDS, **how)
+    except LookupError as e:  # none recorded, or none up to this epoch
+        return [], "", str(e)
+    cards = train_issue_cards(cols, thumbnail_source(run, allowed).root)
+    total = train_labels.issue_count(run, None, epoch, **how)
+    span = f"epochs {used[0]}-{used[-1]}" if len(used) > 1 else f"epoch {used[-1]}"
+    summary = (
+        f"{total:,} training images ranked by the probability the training step gave their "
+        f"label, averaged over {span} (of the augmented views it trained on), most likely "
+        f"wrong first; showing {len(cards)} (the CSV has them all)"
     )
     return cards, summary, ""
 

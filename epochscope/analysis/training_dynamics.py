@@ -133,13 +133,23 @@ def issue_scores(dynamics: TrainingDynamics) -> np.ndarray:
     return (1.0 - dynamics.confidence.astype(np.float64)).astype(np.float32)
 
 
-def bands(dynamics: TrainingDynamics) -> np.ndarray:
-    """The data map's regions (Swayamdipta et al.): ``easy`` (confidence >= 0.75),
-    ``hard`` (confidence < 0.25 and variability < 0.2: the region of label errors), ``ambiguous``
-    (the rest); ``unseen`` for an image no epoch saw."""
+#: the data map's regions, by their code in :func:`band_codes`
+BAND_NAMES = ("easy", "ambiguous", "hard", "unseen")
+
+
+def band_codes(dynamics: TrainingDynamics) -> np.ndarray:
+    """int8 [N]: each image's region of the data map (Swayamdipta et al.), an index into
+    :data:`BAND_NAMES`: ``easy`` (confidence >= 0.75), ``hard`` (confidence < 0.25 and
+    variability < 0.2: the region of label errors), ``ambiguous`` (the rest); ``unseen`` for an
+    image no epoch saw."""
     c, v = dynamics.confidence, dynamics.variability
-    out = np.full(len(c), "ambiguous", dtype=object)
-    out[c >= 0.75] = "easy"
-    out[(c < 0.25) & (v < 0.2)] = "hard"
-    out[np.isnan(c)] = "unseen"
+    out = np.full(len(c), BAND_NAMES.index("ambiguous"), dtype=np.int8)
+    out[c >= 0.75] = BAND_NAMES.index("easy")
+    out[(c < 0.25) & (v < 0.2)] = BAND_NAMES.index("hard")
+    out[np.isnan(c)] = BAND_NAMES.index("unseen")
     return out
+
+
+def bands(dynamics: TrainingDynamics) -> np.ndarray:
+    """Each image's region of the data map by name (:func:`band_codes`)."""
+    return np.array(BAND_NAMES, dtype=object)[band_codes(dynamics)]

@@ -19,10 +19,12 @@ from PIL import Image
 
 from bench.synthetic_embeddings import write_embeddings
 from bench.synthetic_runs import write_run
-from dashboard.embedding_map import render, service
+from dashboard.embedding_map import service
+from dashboard.embedding_map.extent import EXTENT, clamp
 from dashboard.embedding_map.jobs import LayoutJobs
-from dashboard.embedding_map.render import EXTENT, clamp, map_points, render_map
+from dashboard.kit import points
 from dashboard.kit.bands import band_colour
+from dashboard.kit.points import map_points, render_map
 from dashboard.kit.silhouette_chart import silhouette_figure
 from epochscope import maps
 from epochscope.embeddings import EMBEDDINGS_MISSING
@@ -78,9 +80,9 @@ def test_a_sparse_view_draws_each_point_as_a_disc_of_its_colour():
     """1,000 points in the map's pixels are discs (a real-photos-10 run's map); 50,000 are
     single pixels; where two discs overlap, the higher-ranked point's colour wins, as in a
     pixel both fall in."""
-    assert render.spread_radius(50_000, 760, 620) == 0
-    assert render.spread_radius(1_000, 760, 620) == render.MAX_SPREAD
-    assert 0 < render.spread_radius(5_000, 760, 620) < render.MAX_SPREAD
+    assert points.spread_radius(50_000, 760, 620) == 0
+    assert points.spread_radius(1_000, 760, 620) == points.MAX_SPREAD
+    assert 0 < points.spread_radius(5_000, 760, 620) < points.MAX_SPREAD
     xy = np.array([[-0.9, 0.9], [0.9, -0.9]], np.float32)
     colours = np.array([[255, 0, 0], [0, 0, 255]], np.uint8)
     img = np.asarray(Image.open(io.BytesIO(render_map(map_points(xy), colours, EXTENT, EXTENT,

@@ -20,6 +20,7 @@ VIEWS = {
     "confusion": ("dashboard/confusion/", "dashboard/pages/confusion.py"),
     "map": ("dashboard/embedding_map/", "dashboard/pages/embedding_map.py"),
     "labels": ("dashboard/labels/", "dashboard/pages/labels.py"),
+    "data map": ("dashboard/data_map/", "dashboard/pages/data_map.py"),
     "classify": ("dashboard/classify/", "dashboard/pages/classify.py"),
     "training": ("dashboard/training/", "dashboard/pages/training.py"),
 }  # fmt: skip

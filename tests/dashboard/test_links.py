@@ -76,15 +76,16 @@ def test_the_map_link_reads_back_as_the_same_map() -> None:
 
 
 def test_the_labels_link_reads_back_as_the_same_view() -> None:
-    search = labels.view_query("r", 2, "normalized_margin", 4, 0, "band:dogs & cats")
+    search = labels.view_query("r", 2, "normalized_margin", 4, 0, "band:dogs & cats", "train")
     assert labels.view_from_query(_query(search)) == {
         "run": "r", "epoch": 2, "method": "normalized_margin", "label": 4, "suggested": 0,
-        "scope": "band:dogs & cats",
+        "scope": "band:dogs & cats", "split": "train",
     }  # fmt: skip
     by_class = labels.view_query("r", 2, "self_confidence", None, 7, "class:7")
     assert labels.view_from_query(_query(by_class))["scope"] == "class:7"
     # the defaults leave no trace; the keys the confusion explorer's links use are these
     assert labels.view_query("r", 3, "self_confidence", None, None, "all") == "?run=r&epoch=3"
+    assert labels.view_query("r", 3, None, None, None, None, "val") == "?run=r&epoch=3"
     assert labels.view_query("r", 3, None, 1, 2, None) == "?run=r&epoch=3&label=1&suggested=2"
     # every method the page offers is one a link can name
     assert [m for m, _ in labels_page.METHODS_SHOWN] == list(labels.METHODS)
@@ -92,10 +93,10 @@ def test_the_labels_link_reads_back_as_the_same_view() -> None:
 
 def test_a_broken_labels_query_gives_the_default_view() -> None:
     bad = {"run": ["a", "b"], "epoch": "0", "method": "evil", "label": "-1",
-           "suggested": "x", "scope": "class:nine"}  # fmt: skip
+           "suggested": "x", "scope": "class:nine", "split": "test"}  # fmt: skip
     assert labels.view_from_query(bad) == {
         "run": "a", "epoch": None, "method": "self_confidence", "label": None,
-        "suggested": None, "scope": "all",
+        "suggested": None, "scope": "all", "split": "val",
     }  # fmt: skip
     for text in ("band:", "bands:x", "class:-2", "class:", "", None, ["class:3", "all"]):
         assert labels.scope(text) == ("class:3" if isinstance(text, list) else "all"), text

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from epochscope.run import Run
 from tests.conftest import run_cli
 from tests.support import read_tsv
 from trainer.datasets import DataError, DatasetIndex
@@ -108,6 +109,8 @@ def test_a_retrain_never_sees_excluded_images_and_trains_the_new_labels(
     info = json.loads((run / "run.json").read_text())
     assert (info["data"]["excluded"], info["data"]["relabelled"]) == (40, 30)
     assert info["hparams"]["exclude"] == str(xfile)
+    # the run picker's line says what the cleaned run changed
+    assert "40 excluded, 30 relabelled" in Run(run).summary.label()
     rows = read_tsv(run / "train_index.tsv")
     paths = [r["path"] for r in rows]
     assert paths == [p for p, _ in train]  # the rows line up with a run on the same data

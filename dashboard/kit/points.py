@@ -1,4 +1,5 @@
-"""Render the visible part of the embedding map to a PNG with datashader: every point drawn.
+"""Render the visible part of a map of many points (the embedding map, the data map) to a PNG
+with datashader: every point drawn.
 
 Each pixel shows how many images fall in it (brighter: more) in the colour of one of them.
 Which one is chosen by a fixed random rank per image (datashader's ``max`` of the rank), so a
@@ -6,7 +7,7 @@ band drawn last does not hide the others where they overlap, and a zoom shows th
 Where the view holds few points for its pixels (a run of 1,000 validation images, or a deep zoom)
 each point is drawn as a small disc instead of one pixel (:func:`spread_radius`), as datashader's
 dynspread does, so that a sparse map is not a field of single dots.
-Coordinates are the layout's ([-1, 1] on both axes, y up).
+Coordinates are the view's own (y up); each view sets its extent and its nearest-point search.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import base64
 import io
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import datashader as ds
 import numpy as np
@@ -24,8 +26,6 @@ from PIL import Image
 from dashboard.kit import zoom
 
 Range = zoom.Range
-EXTENT: Range = (-1.05, 1.05)  # the whole map, with a margin around the layout's [-1, 1]
-MIN_SPAN = 1e-3  # zooming further shows no more than single points
 _RANK_SEED = 0
 MAX_SPREAD = 3  # pixels around a point, at most (a 7-pixel disc)
 _SPREAD_PER = 7.0  # a point's radius grows by a pixel per this much spacing (pixels) between points
@@ -33,37 +33,36 @@ _SPREAD_PER = 7.0  # a point's radius grows by a pixel per this much spacing (pi
 
 @dataclass(frozen=True, eq=False)
 class MapPoints:
-    """An epoch's layout ready for datashader, and a KD-tree for 'which image is here'."""
+    """Points ready for datashader, and a KD-tree for 'which image is here' when asked for."""
 
     frame: pd.DataFrame  # x, y float32; r: a fixed random rank per image (float32)
     by_rank: np.ndarray  # int64 [N]: the image of each rank
-    tree: object  # scipy.spatial.cKDTree over (x, y)
+    tree: object  # scipy.spatial.cKDTree over (x, y), or None
 
     @property
     def nbytes(self) -> int:
         n = len(self.by_rank)
-        return int(self.frame.memory_usage(index=False).sum()) + self.by_rank.nbytes + 40 * n
+        tree = 40 * n if self.tree is not None else 0
+        return int(self.frame.memory_usage(index=False).sum()) + self.by_rank.nbytes + tree
 
     def __len__(self) -> int:
         return len(self.by_rank)
 
 
-def map_points(coords: np.ndarray) -> MapPoints:
-    """MapPoints of a layout float32 [N, 2]."""
-    from scipy.spatial import cKDTree
-
+def map_points(coords: np.ndarray, tree: bool = True) -> MapPoints:
+    """MapPoints of coordinates float32 [N, 2] (NaN: a point not drawn); ``tree``: build the
+    KD-tree (a view that finds the nearest point by brute force goes without)."""
     xy = np.asarray(coords, dtype=np.float32)
     n = len(xy)
     rank = np.random.default_rng(_RANK_SEED).permutation(n)
     by_rank = np.empty(n, dtype=np.int64)
     by_rank[rank] = np.arange(n)
     frame = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "r": rank.astype(np.float32)})
+    if not tree:
+        return MapPoints(frame, by_rank, None)
+    from scipy.spatial import cKDTree
+
     return MapPoints(frame, by_rank, cKDTree(xy.astype(np.float64)))
-
-
-def clamp(rng: Range) -> Range:
-    """Ordered, at least MIN_SPAN wide, moved back inside :data:`EXTENT` (and no larger)."""
-    return zoom.clamp(rng, EXTENT, MIN_SPAN)
 
 
 @dataclass(frozen=True)
@@ -150,7 +149,24 @@ def render_map(
     return RenderedMap(buf.getvalue(), x, y, width, height, drawn)
 
 
+def image_layer(rendered: RenderedMap) -> dict[str, Any]:
+    """The rendered PNG as a Plotly layout image filling its visible range."""
+    return {
+        "source": rendered.data_uri(),
+        "xref": "x",
+        "yref": "y",
+        "x": rendered.x[0],
+        "y": rendered.y[1],
+        "sizex": rendered.x[1] - rendered.x[0],
+        "sizey": rendered.y[1] - rendered.y[0],
+        "xanchor": "left",
+        "yanchor": "top",
+        "sizing": "stretch",
+        "layer": "below",
+    }
+
+
 def warm_up() -> None:
     """Compile datashader's numba kernels for these reductions now, not on a first view."""
-    pts = map_points(np.array([[0.0, 0.0], [0.5, 0.5]], dtype=np.float32))
-    render_map(pts, np.zeros((2, 3), dtype=np.uint8), EXTENT, EXTENT, 2, 2)
+    pts = map_points(np.array([[0.0, 0.0], [0.5, 0.5]], dtype=np.float32), tree=False)
+    render_map(pts, np.zeros((2, 3), dtype=np.uint8), (0.0, 1.0), (0.0, 1.0), 2, 2)

@@ -1,0 +1,116 @@
+"""The data map's figure as a plain Plotly dict: the datashader PNG as a layout image under the
+kit's invisible hover grid, on axes that mean something (variability, confidence), with the
+regions' boundaries drawn; and one image's history over the epochs."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+from dashboard.kit.points import RenderedMap, image_layer
+from dashboard.kit.zoom import BACKGROUND, HOVER_CELLS, HoverGrid, hover_trace
+
+PLOT_W, PLOT_H = 560, 620
+MARGIN = {"l": 60, "r": 20, "t": 50, "b": 50}
+#: the regions of training_dynamics.band_codes, drawn as lines: easy above, hard below-left
+EASY_FROM, HARD_BELOW, HARD_VARIABILITY = 0.75, 0.25, 0.2
+LINE = {"color": "rgba(255,255,255,0.45)", "width": 1, "dash": "dot"}
+
+
+def hover_grid(x: tuple[float, float], y: tuple[float, float], size: tuple[int, int]) -> HoverGrid:
+    w, h = size
+    nx = max(1, round(HOVER_CELLS * w / max(w, h)))
+    ny = max(1, round(HOVER_CELLS * h / max(w, h)))
+    return HoverGrid(x[0], y[0], (x[1] - x[0]) / nx, (y[1] - y[0]) / ny, nx, ny)
+
+
+def _axis(rng: tuple[float, float], title: str) -> dict[str, Any]:
+    return {"range": list(rng), "title": {"text": title}, "showgrid": False, "zeroline": False}
+
+
+def _regions() -> list[dict[str, Any]]:
+    return [
+        {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": EASY_FROM,
+         "y1": EASY_FROM, "line": LINE},
+        {"type": "line", "xref": "x", "x0": 0, "x1": HARD_VARIABILITY, "yref": "y",
+         "y0": HARD_BELOW, "y1": HARD_BELOW, "line": LINE},
+        {"type": "line", "xref": "x", "x0": HARD_VARIABILITY, "x1": HARD_VARIABILITY,
+         "yref": "y", "y0": 0, "y1": HARD_BELOW, "line": LINE},
+    ]  # fmt: skip
+
+
+def map_spec(
+    rendered: RenderedMap, title: str, size: tuple[int, int] = (PLOT_W, PLOT_H)
+) -> tuple[dict[str, Any], HoverGrid]:
+    """The figure of a rendered visible range (a dict: tests validate it through go.Figure)."""
+    w, h = size
+    grid = hover_grid(rendered.x, rendered.y, size)
+    layout = {
+        "width": w + MARGIN["l"] + MARGIN["r"],
+        "height": h + MARGIN["t"] + MARGIN["b"],
+        "margin": MARGIN,
+        "autosize": False,
+        "title": {"text": title, "x": 0.0, "xanchor": "left", "font": {"size": 13}},
+        "plot_bgcolor": BACKGROUND,
+        "paper_bgcolor": "white",
+        "xaxis": _axis(rendered.x, "variability (std of the label's probability over epochs)"),
+        "yaxis": _axis(rendered.y, "confidence (mean probability of the given label)"),
+        "images": [image_layer(rendered)],
+        "shapes": _regions(),
+        "dragmode": "zoom",
+        "hovermode": "closest",
+        "meta": {"drawn": rendered.drawn, "pixels": [rendered.width, rendered.height]},
+    }
+    return {"data": [hover_trace(grid, "data-map-cells")], "layout": layout}, grid
+
+
+def waiting_spec(message: str, size: tuple[int, int] = (PLOT_W, PLOT_H)) -> dict[str, Any]:
+    """An empty map saying why it is empty (no training statistics)."""
+    w, h = size
+    return {
+        "data": [],
+        "layout": {
+            "width": w + MARGIN["l"] + MARGIN["r"],
+            "height": h + MARGIN["t"] + MARGIN["b"],
+            "margin": MARGIN,
+            "xaxis": {"visible": False},
+            "yaxis": {"visible": False},
+            "plot_bgcolor": "#f4f4f4",
+            "annotations": [
+                {
+                    "text": "<br>".join(textwrap.wrap(message, 70)),
+                    "x": 0.5,
+                    "y": 0.5,
+                    "xref": "paper",
+                    "yref": "paper",
+                    "showarrow": False,
+                    "font": {"size": 13},
+                }
+            ],
+        },
+    }
+
+
+def history_figure(history: dict[str, list], title: str) -> dict[str, Any]:
+    """An image's probability of its given label per epoch (markers: right or wrong that
+    epoch) and its margin on a second axis; an epoch that did not see it has a gap."""
+    epochs, p, margin = history["epoch"], history["p_label"], history["margin"]
+    right = ["#1a9850" if c else "#d7301f" for c in history["correct"]]
+    return {
+        "data": [
+            {"type": "scatter", "x": epochs, "y": p, "name": "p(given label)", "meta": "p_label",
+             "mode": "lines+markers", "marker": {"color": right, "size": 8},
+             "line": {"color": "#4e79a7"}},
+            {"type": "scatter", "x": epochs, "y": margin, "name": "margin", "meta": "margin",
+             "yaxis": "y2", "mode": "lines", "line": {"color": "#f28e2b", "dash": "dot"}},
+        ],
+        "layout": {
+            "title": {"text": title, "font": {"size": 12}},
+            "height": 260,
+            "margin": {"l": 50, "r": 50, "t": 40, "b": 40},
+            "xaxis": {"title": {"text": "epoch"}, "dtick": 1},
+            "yaxis": {"title": {"text": "p(given label)"}, "range": [0, 1]},
+            "yaxis2": {"title": {"text": "margin"}, "overlaying": "y", "side": "right"},
+            "legend": {"orientation": "h", "y": -0.3},
+        },
+    }  # fmt: skip
