@@ -181,6 +181,11 @@ class RunLogger:
                 fields[key] = _float_arg(value, key)
         self._writer.event("step", epoch, **{k: v for k, v in fields.items() if v is not None})
 
+    @property
+    def records_train_stats(self) -> bool:
+        """Whether :meth:`log_train_batch` can record (``init`` was given the training set)."""
+        return self._train_stats is not None
+
     def log_train_batch(self, indices: Any, logits: Any, labels: Any = None) -> None:
         """One training step's dataset ``indices`` ``[n]`` and the ``logits`` ``[n, classes]`` of
         the forward pass it trained on (numpy or torch, any device: a tensor stays there until

@@ -118,13 +118,26 @@ def _number(v: float) -> float | None:
 
 
 def _ranked(
-    run: Run, first: int | None, last: int | None, label: int | None, suggested: int | None
+    run: Run,
+    first: int | None,
+    last: int | None,
+    label: int | None,
+    suggested: int | None,
+    limit: int | None = None,
 ) -> tuple[TrainingDynamics, np.ndarray]:
-    """(the dynamics, the ranking's training indices, only those of the filters)."""
+    """(the dynamics, the ranking's training indices: those of the filters, the first
+    ``limit``). A limited request ranks only what it shows (a cold worker's first reply); the
+    whole ranking is sorted once, for a request without a limit, and kept."""
     d = dynamics(run, first, last)
     labels, _ = train_index(run)
+    filtered = label is not None or suggested is not None
+    if limit is not None:
+        among = np.flatnonzero(_mask(labels, d.suggested, label, suggested)) if filtered else None
+        return d, ranking(d, limit=max(0, int(limit)), among=among)
     order = run.memo(("train_ranking", d.epochs), lambda: ranking(d))
-    return d, order[_mask(labels[order], d.suggested[order], label, suggested)]
+    if filtered:
+        order = order[_mask(labels[order], d.suggested[order], label, suggested)]
+    return d, order
 
 
 def issue_count(
@@ -136,7 +149,9 @@ def issue_count(
     suggested: int | None = None,
 ) -> int:
     """How many training images :func:`issue_columns` ranks with these filters."""
-    return len(_ranked(run, first, last, label, suggested)[1])
+    d = dynamics(run, first, last)
+    labels, _ = train_index(run)
+    return int(_mask(labels, d.suggested, label, suggested).sum())
 
 
 def issue_columns(
@@ -150,10 +165,8 @@ def issue_columns(
 ) -> dict[str, list]:
     """The training images most likely mislabeled first (:data:`ISSUE_COLUMNS`), optionally
     only those given class ``label`` and/or suggested ``suggested``; the first ``limit``."""
-    d, order = _ranked(run, first, last, label, suggested)
+    d, order = _ranked(run, first, last, label, suggested, limit)
     labels, paths = train_index(run)
-    if limit is not None:
-        order = order[: max(0, int(limit))]
     names = run.names
     score = issue_scores(d)
     sug = d.suggested[order]

@@ -98,14 +98,19 @@ def plain_spans(data: bytes, width: int) -> np.ndarray | None:
     if b'"' in data or b"\r" in data or not data.endswith(b"\n"):
         return None
     raw = np.frombuffer(data, np.uint8)
-    at = np.flatnonzero((raw == 9) | (raw == 10))  # every separator, in order
-    pattern = np.array([9] * (width - 1) + [10], np.uint8)
-    if len(at) % width or not (raw[at].reshape(-1, width) == pattern).all():
+    separator = raw == 9
+    separator |= raw == 10
+    at = np.flatnonzero(separator).reshape(-1, width) if separator.sum() % width == 0 else None
+    if at is None or not (raw[at] == np.array([9] * (width - 1) + [10], np.uint8)).all():
         return None
-    starts = np.concatenate([[0], at[:-1] + 1])
-    if len(at) and int((at - starts).max()) > MAX_FIELD:
+    spans = np.empty((*at.shape, 2), np.int64)
+    spans[..., 1] = at
+    spans[:, 1:, 0] = at[:, :-1] + 1  # a field starts after the tab before it
+    spans[1:, 0, 0] = at[:-1, -1] + 1  # a line after the newline before it
+    spans[:1, 0, 0] = 0
+    if len(at) and int((spans[..., 1] - spans[..., 0]).max()) > MAX_FIELD:
         return None  # csv.reader refuses it, with its own message
-    return np.stack([starts, at], axis=1).reshape(-1, width, 2)
+    return spans
 
 
 def span_uints(data: bytes, spans: np.ndarray) -> np.ndarray | None:
@@ -118,13 +123,17 @@ def span_uints(data: bytes, spans: np.ndarray) -> np.ndarray | None:
     if lengths.min() < 1 or most > 18:
         return None
     raw = np.frombuffer(data, np.uint8)
-    place = np.arange(most)
-    inside = place < lengths[:, None]
-    digits = raw[np.minimum(spans[:, :1] + place, len(raw) - 1)].astype(np.int64) - 48
-    if ((digits < 0) | (digits > 9))[inside].any() or ((digits[:, 0] == 0) & (lengths > 1)).any():
-        return None
-    power = 10 ** np.clip(lengths[:, None] - 1 - place, 0, None)
-    return (np.where(inside, digits, 0) * power).sum(axis=1)
+    first = spans[:, 0]
+    value = np.zeros(len(spans), np.int64)
+    for place in range(most):  # Horner's rule, one digit column at a time: N-long arrays only
+        inside = place < lengths
+        digit = raw[np.minimum(first + place, len(raw) - 1)].astype(np.int64) - 48
+        if ((digit < 0) | (digit > 9))[inside].any():
+            return None
+        if place == 0 and ((digit == 0) & (lengths > 1)).any():
+            return None  # a leading zero: int() would read it, the file's writer never writes it
+        value = np.where(inside, value * 10 + digit, value)
+    return value
 
 
 class SpanStrings(Sequence[str]):

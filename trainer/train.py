@@ -101,9 +101,11 @@ def train_one_epoch(
         scheduler.step()
 
         with torch.no_grad():
-            if stats is not None:
-                stats.add(indices, logits, y, keep=ok)
-            hit1, hit5 = _hits(logits.detach(), y)
+            top = logits.detach().float().topk(min(5, logits.shape[1]), dim=1)
+            if stats is not None:  # the loss and the top-5 give them: no more passes
+                nll = per_image if not label_smoothing else None
+                stats.add(indices, logits, y, keep=ok, nll=nll, top=top)
+            hit1, hit5 = _hits(top.indices, y)
             counts = torch.stack(
                 [(per_image.detach() * keep).sum(), (hit1 * keep).sum(), (hit5 * keep).sum(),
                  keep.sum()]
@@ -219,9 +221,8 @@ def has_features(model: nn.Module) -> bool:
     )
 
 
-def _hits(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    k = min(5, logits.shape[1])
-    top = logits.topk(k, dim=1).indices
+def _hits(top: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-1 and top-5 hits of the top-k class indices ``top`` ``[n, k]``."""
     match = top == y[:, None]
     return match[:, 0].float(), match.any(dim=1).float()
 

@@ -11,6 +11,13 @@ warning naming the fix, its predictions are skipped, and training goes on. The v
 images' features (the input of the classifier head: :mod:`epochscope.integrations.features`)
 are logged with the logits as the epoch's embeddings when the model has such a head.
 
+Per-image training statistics (the training-set label errors of docs/api.md) are recorded
+when the callback is given the training set (``train_labels=`` or ``train_images=``, in the
+order of the indices the training batches carry), the training batches are ``(inputs, labels,
+dataset_indices)`` and ``training_step`` returns ``{"loss": loss, "logits": logits}``: Lightning
+hands the callback what the step returns, never its forward pass. Where one of these is missing
+the callback says once which, and what to change, and training goes on without them.
+
 Per-epoch numbers are what they say: ``train_loss`` is the mean of the epoch's training-step
 losses (weighted by batch size), ``lr`` the learning rate the epoch trained with (read at its
 start, before an epoch-interval scheduler steps), and a training metric logged per step only
@@ -101,6 +108,8 @@ class EpochscopeCallback(pl.Callback):
             part = loss.detach().float() * n  # summed on its device: no sync per step
             self._loss_sum = part if self._loss_sum is None else self._loss_sum + part
             self._loss_n += n
+        if self.run is not None and self._train_stats_wanted:
+            self._train_batch(outputs, batch)
         if self.run is None or trainer.global_step % max(1, trainer.log_every_n_steps):
             return
         lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
@@ -112,6 +121,34 @@ class EpochscopeCallback(pl.Callback):
             epoch_step=batch_idx + 1,
             steps_per_epoch=_int_or_none(trainer.num_training_batches),
         )
+
+    @property
+    def _train_stats_wanted(self) -> bool:
+        return "train_stats" not in self._warned
+
+    def _train_batch(self, outputs: Any, batch: Any) -> None:
+        """The step's logits and the batch's indices to ``log_train_batch``, or one warning
+        naming what is missing (then no more tries)."""
+        assert self.run is not None
+        logits = outputs.get("logits") if isinstance(outputs, dict) else None
+        missing = []
+        if not self.run.records_train_stats:
+            missing.append("the training set: pass train_labels=[...] or train_images=... to "
+                           "EpochscopeCallback")  # fmt: skip
+        if not (isinstance(logits, torch.Tensor) and logits.ndim == 2):
+            missing.append('the logits: return {"loss": loss, "logits": logits} from '
+                           "training_step")  # fmt: skip
+        if not (isinstance(batch, list | tuple) and len(batch) > 2):
+            missing.append("the images' indices: training batches of (inputs, labels, "
+                           "dataset_indices)")  # fmt: skip
+        if missing:
+            self._warn_once(
+                "train_stats",
+                "EpochscopeCallback: no per-image training statistics (training-set label "
+                f"errors, the data map) for this run; missing {'; '.join(missing)}.",
+            )
+            return
+        self.run.log_train_batch(batch[2], logits.detach(), labels=batch[1])
 
     # --- validation -----------------------------------------------------------------------
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

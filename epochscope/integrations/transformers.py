@@ -16,6 +16,21 @@ The validation images' features (the input of the classifier head, e.g. ``classi
 when the model has such a head and one process evaluates (under several processes the hook's rows
 are one process's share: embeddings are left out, with a warning).
 
+Per-image training statistics (the training-set label errors of docs/api.md) need the training
+step's logits and the images' indices, and a ``Trainer`` shows its callbacks neither (and its
+collator drops dataset columns the model does not take). Give the callback the training set
+(``train_labels=``) and record them in ``compute_loss``::
+
+    class RecordingTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, **kw):
+            index = inputs.pop("index")  # the dataset yields {"pixel_values", "labels", "index"}
+            loss, outputs = super().compute_loss(model, inputs, return_outputs=True, **kw)
+            if model.training:
+                cb.run.log_train_batch(index, outputs["logits"].detach(), inputs["labels"])
+            return (loss, outputs) if return_outputs else loss
+
+    RecordingTrainer(..., args=TrainingArguments(..., remove_unused_columns=False))
+
 Without ``compute_metrics=cb.compute_metrics`` the callback warns when training starts (it finds
 the Trainer that calls it) and still logs every evaluation's ``eval_*`` numbers per epoch; only
 the predictions (confusion matrix) and the model are missing then.

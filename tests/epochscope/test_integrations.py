@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import epochscope
 from epochscope import reader
 
 CLASSES = ["red", "green", "blue"]
@@ -359,6 +360,67 @@ def test_lightning_epoch_numbers_are_epoch_means_and_the_epochs_own_lr(tmp_path:
     assert all("train_acc" not in row for row in table.values())
     assert any("train_acc logged per step only" in w and "on_epoch=True" in w for w in warned)
     assert reader.prediction_epochs(tmp_path / "means") == [1, 2, 3]
+    # no training set, no logits, no indices: said once, all three named, training went on
+    stats = [w for w in warned if "no per-image training statistics" in w]
+    assert len(stats) == 1
+    assert all(k in stats[0] for k in ("train_labels=", '"logits": logits', "dataset_indices"))
+    assert not (tmp_path / "means" / "train_stats").exists()
+
+
+@pytest.mark.slow
+def test_lightning_callback_records_training_statistics_from_the_step(tmp_path: Path) -> None:
+    """A step returning its logits, batches carrying their indices, the training labels given:
+    each epoch's file holds every image's probability of its label and margin as the model's
+    logits give them (the model is frozen, lr 0, so they can be recomputed after)."""
+    pytest.importorskip("lightning")
+    import lightning.pytorch as pl
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from epochscope.integrations.lightning import EpochscopeCallback
+
+    class Stepping(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                           torch.nn.Linear(3, 3))  # fmt: skip
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, _):
+            x, y, _index = batch
+            logits = self(x)
+            return {"loss": torch.nn.functional.cross_entropy(logits, y), "logits": logits}
+
+        def validation_step(self, batch, _):
+            return self(batch[0])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    torch.manual_seed(0)
+    x, y = _data(96, 0)
+    y[::7] = (y[::7] + 1) % 3  # some labels moved: their probabilities stay low
+    train = DataLoader(TensorDataset(x, y, torch.arange(96)), batch_size=16, shuffle=True)
+    val = DataLoader(TensorDataset(*_data(30, 1)), batch_size=8)
+    callback = EpochscopeCallback("stats", str(tmp_path), classes=CLASSES, image_size=8,
+                                  train_labels=y.tolist(), log_model=False)  # fmt: skip
+    model = Stepping()
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, callbacks=[callback],
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)  # fmt: skip
+    trainer.fit(model, train, val)
+    run_dir = tmp_path / "stats"
+    with torch.no_grad():
+        logits = model(x)
+    p = torch.softmax(logits, 1)[torch.arange(96), y].numpy()
+    for epoch in (1, 2):
+        stored = reader.load_train_stats(run_dir, epoch, 96, 3)
+        assert np.allclose(stored["p_label"], p, atol=2e-3)  # float16 on disk
+        assert (stored["other"] != y.numpy()).all()
+    issues = epochscope.open_run(run_dir).training_label_issues()
+    assert len(issues) == 96 and issues["confidence"].is_monotonic_increasing
 
 
 @pytest.mark.slow
@@ -417,3 +479,67 @@ def test_hf_trainer_without_compute_metrics_warns_and_logs_eval_loss(tmp_path: P
     logged = [h for h in trainer.state.log_history if "loss" in h and "eval_loss" not in h]
     first = [h["loss"] for h in logged if h["step"] <= 6]
     assert len(first) == 3 and table[1]["train_loss"] == pytest.approx(np.mean(first), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_hf_trainer_records_training_statistics_as_its_docstring_says(tmp_path: Path) -> None:
+    """The recipe of epochscope/integrations/transformers.py: a Trainer whose compute_loss
+    passes the step's logits and the batch's indices to the callback's run (frozen model, lr 0,
+    so the stored probabilities can be recomputed after)."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    from epochscope.integrations.transformers import EpochscopeTrainerCallback
+
+    x, y = _data(96, 0)
+
+    class Indexed(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(y)
+
+        def __getitem__(self, i: int) -> dict:
+            return {"pixel_values": x[i], "labels": y[i], "index": i}
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                           torch.nn.Linear(3, 3))  # fmt: skip
+
+        def forward(self, pixel_values, labels=None):
+            logits = self.net(pixel_values)
+            out = {"logits": logits}
+            if labels is not None:
+                out["loss"] = torch.nn.functional.cross_entropy(logits, labels)
+            return out
+
+    cb = EpochscopeTrainerCallback("hfstats", str(tmp_path), classes=CLASSES, image_size=8,
+                                   train_labels=y.tolist(), log_model=False)  # fmt: skip
+
+    class RecordingTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, **kw):
+            index = inputs.pop("index")
+            loss, outputs = super().compute_loss(model, inputs, return_outputs=True, **kw)
+            if model.training:
+                cb.run.log_train_batch(index, outputs["logits"].detach(), inputs["labels"])
+            return (loss, outputs) if return_outputs else loss
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "hf-out"), num_train_epochs=2, per_device_train_batch_size=16,
+        per_device_eval_batch_size=8, eval_strategy="epoch", save_strategy="no",
+        learning_rate=0.0, report_to=[], use_cpu=True, disable_tqdm=True,
+        remove_unused_columns=False,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = Tiny()
+    trainer = RecordingTrainer(model=model, args=args, train_dataset=Indexed(),
+                               eval_dataset=Indexed(), callbacks=[cb],
+                               compute_metrics=cb.compute_metrics)  # fmt: skip
+    trainer.train()
+    with torch.no_grad():
+        p = torch.softmax(model.net(x), 1)[torch.arange(96), y].numpy()
+    for epoch in (1, 2):
+        stored = reader.load_train_stats(tmp_path / "hfstats", epoch, 96, 3)
+        assert np.allclose(stored["p_label"], p, atol=2e-3)

@@ -12,7 +12,7 @@ import pytest
 
 import epochscope
 from epochscope import open_run
-from epochscope.analysis.training_dynamics import summarise
+from epochscope.analysis.training_dynamics import ranking, summarise
 from epochscope.reader import load_train_stats
 from epochscope.train_labels import TrainStatsMissing
 from epochscope.training_stats import batch_stats, dense
@@ -54,6 +54,13 @@ def test_batch_stats_are_the_given_label_probability_margin_and_best_other_class
     np.testing.assert_allclose(tp.numpy(), p, rtol=1e-5)
     np.testing.assert_allclose(tm.numpy(), m, atol=1e-5)
     np.testing.assert_array_equal(to.numpy(), o)
+    # what the trainer passes instead of a second pass: the loss and its top-5
+    t_logits, t_labels = torch.from_numpy(logits), torch.from_numpy(labels)
+    nll = torch.nn.functional.cross_entropy(t_logits, t_labels, reduction="none")
+    sp, sm, so = batch_stats(t_logits, t_labels, nll=nll, top=t_logits.topk(5, dim=1))
+    np.testing.assert_allclose(sp.numpy(), p, rtol=1e-5)
+    np.testing.assert_allclose(sm.numpy(), m, atol=1e-5)
+    np.testing.assert_array_equal(so.numpy(), o)
 
 
 def test_summaries_over_epochs_match_a_plain_loop_unseen_epochs_skipped() -> None:
@@ -107,6 +114,30 @@ def test_the_api_records_training_statistics_and_the_ranking_finds_moved_labels(
     assert (data_map["band"] == "unseen").sum() == (data_map["epochs_seen"] == 0).sum()
     assert data_map["epochs_seen"].max() == 2  # epochs 2 and 3 only
     assert data_map.loc[planted, "confidence"].mean() < 0.3 < data_map["confidence"].mean()
+
+
+def test_a_limited_ranking_is_the_first_rows_of_the_whole_one_ties_included() -> None:
+    """The partition a cold worker ranks with gives what the full sort gives: float16
+    probabilities over few epochs tie often, and ties go by AUM, then index."""
+    rng = np.random.default_rng(5)
+    n, classes = 5_000, 7
+    pairs = []
+    for epoch in (1, 2):
+        p = rng.choice([0.1, 0.25, 0.5, 0.75], n).astype(np.float16).astype(np.float32)
+        m = rng.choice([-1.0, 0.0, 1.0], n).astype(np.float32)
+        other = rng.integers(0, classes, n)
+        unseen = rng.uniform(size=n) < 0.1
+        p[unseen], m[unseen], other[unseen] = np.nan, np.nan, -1
+        pairs.append((epoch, {"p_label": p, "margin": m, "other": other}))
+    d = summarise(pairs, n)
+    whole = ranking(d)
+    for limit in (0, 1, 24, 100, 1_777, n - 1, n, n + 5):
+        assert np.array_equal(ranking(d, limit=limit), whole[:limit]), limit
+    among = np.flatnonzero(d.suggested == 3)
+    filtered = whole[np.isin(whole, among)]
+    for limit in (None, 10, len(among)):
+        got = ranking(d, limit=limit, among=among)
+        assert np.array_equal(got, filtered[:limit]), limit
 
 
 def test_a_run_without_training_statistics_says_why(tmp_path: Path) -> None:
