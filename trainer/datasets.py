@@ -301,3 +301,10 @@ def train_pipeline(image_size: int, min_scale: float = 0.08, flip: bool = True) 
 def preprocess(path: str | Path, image_size: int) -> np.ndarray:
     """One image as the exported model wants it: float32 [3, S, S], normalised."""
     return eval_preprocess.preprocess(path, Preprocess.for_size(image_size, mean=MEAN, std=STD))
+
+
+def kept_rows(index: DatasetIndex) -> np.ndarray:
+    """The training rows an epoch samples: every row but the excluded ones (--exclude)."""
+    keep = np.ones(len(index.train), bool)
+    keep[list(index.excluded)] = False
+    return np.flatnonzero(keep)

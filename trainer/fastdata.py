@@ -42,6 +42,7 @@ from trainer.datasets import (
     Pipeline,
     RandomHorizontalFlip,
     discover,
+    kept_rows,
     train_pipeline,
 )
 from trainer.recipe import CACHE_CHOICES
@@ -278,13 +279,6 @@ class KeptSampler(DistributedSampler):
 
     def __iter__(self):
         return (int(self.kept[i]) for i in super().__iter__())
-
-
-def kept_rows(index: DatasetIndex) -> np.ndarray:
-    """The training rows an epoch samples: every row but the excluded ones."""
-    keep = np.ones(len(index.train), bool)
-    keep[list(index.excluded)] = False
-    return np.flatnonzero(keep)
 
 
 def build_loaders(

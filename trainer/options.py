@@ -57,18 +57,6 @@ ENGINE_ONLY = (
         "--no-channels-last is a PyTorch option; MXNet always trains NCHW",
     ),
     (
-        "exclude",
-        "pytorch",
-        "--exclude is a PyTorch-engine option for now: drop --engine mxnet to retrain without "
-        "those images",
-    ),
-    (
-        "relabel",
-        "pytorch",
-        "--relabel is a PyTorch-engine option for now: drop --engine mxnet to retrain with "
-        "the new labels",
-    ),
-    (
         "num_devices",
         "mxnet",
         "--num-devices is an MXNet option; the PyTorch engine runs one "

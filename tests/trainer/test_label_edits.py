@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from epochscope.run import Run
-from tests.conftest import run_cli
+from tests.conftest import ENGINE_ARGS, ENGINES, run_cli
 from tests.support import read_tsv
 from trainer.datasets import DataError, DatasetIndex
 from trainer.label_edits import apply
@@ -83,8 +83,9 @@ def test_a_class_named_like_an_index_is_ambiguous(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
 def test_a_retrain_never_sees_excluded_images_and_trains_the_new_labels(
-    demo_data: Path, tmp_path: Path
+    engine: str, demo_data: Path, tmp_path: Path
 ) -> None:
     from trainer.datasets import discover
 
@@ -103,7 +104,7 @@ def test_a_retrain_never_sees_excluded_images_and_trains_the_new_labels(
     out = run_cli("trainer", "train", "--data", str(demo_data), "--runs-dir", str(runs),
                   "--name", "cleaned", "--epochs", "2", "--width", "0.25", "--image-size", "32",
                   "--batch-size", "64", "--workers", "0", "--exclude", str(xfile),
-                  "--relabel", str(rfile))  # fmt: skip
+                  "--relabel", str(rfile), *ENGINE_ARGS[engine])  # fmt: skip
     assert "training set: 40 training images excluded, 30 relabelled" in out.stdout + out.stderr
     run = runs / "cleaned"
     info = json.loads((run / "run.json").read_text())

@@ -32,6 +32,7 @@ from trainer.datasets import (
     Pipeline,
     discover,
     eval_pipeline,
+    kept_rows,
     train_pipeline,
 )
 
@@ -112,10 +113,11 @@ class BatchLoader:
         self, split: str, batch_size: int, pipeline: Pipeline, seed: int, shuffle: bool
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         samples = self.index.train if split == "train" else self.index.val
-        order = np.arange(len(samples))
+        # an excluded training row (--exclude) is never sampled; its row number stays
+        order = kept_rows(self.index) if split == "train" else np.arange(len(samples))
         if shuffle:
-            order = np.random.default_rng(seed).permutation(len(samples))
-        count = len(samples) // batch_size if shuffle else math.ceil(len(samples) / batch_size)
+            order = np.random.default_rng(seed).permutation(order)
+        count = len(order) // batch_size if shuffle else math.ceil(len(order) / batch_size)
         chunks = [order[i * batch_size : (i + 1) * batch_size].tolist() for i in range(count)]
         seeds = [(seed * 1_000_003 + i) & 0x7FFFFFFF for i in range(count)]
         if self._pool is None:

@@ -22,10 +22,18 @@ from mxnet import autograd, gluon, nd
 
 from epochscope.predictions import label_stats
 from epochscope.training_stats import TrainStatsCollector, dense
-from trainer import background
+from trainer import background, label_edits
 from trainer.devices import device_names
 from trainer.mxnet_engine import checkpoints as ckpt
-from trainer.mxnet_engine.data import MEAN, STD, BatchLoader, DataError, discover, make_pipeline
+from trainer.mxnet_engine.data import (
+    MEAN,
+    STD,
+    BatchLoader,
+    DataError,
+    discover,
+    kept_rows,
+    make_pipeline,
+)
 from trainer.mxnet_engine.model import (
     DeviceError,
     build_net,
@@ -56,15 +64,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def train(session: RunSession) -> None:
     index = discover(session.args.data, session.args.val_fraction)  # before RUNS is touched
+    label_edits.apply(index, session.args.exclude, session.args.relabel)  # refused early too
     state = session.open(ckpt.SUFFIXES, ckpt.load)
     args = session.args
+    index, edits = label_edits.apply(index, args.exclude, args.relabel)
     devices = contexts(args.device, args.num_devices)
     if args.batch_size < len(devices):
         raise UsageError(f"--batch-size {args.batch_size} is below the {len(devices)} devices")
-    steps_per_epoch = len(index.train) // args.batch_size
+    kept = len(kept_rows(index))
+    steps_per_epoch = kept // args.batch_size
     if steps_per_epoch == 0:
         raise DataError(
-            f"{len(index.train)} training images make less than one batch of "
+            f"{kept} training images make less than one batch of "
             f"{args.batch_size}; lower --batch-size"
         )
 
@@ -101,7 +112,8 @@ def train(session: RunSession) -> None:
     norm = Normalizer(devices)
     gpu = devices[0].device_type == "gpu"
     session.begin(index, engine_version=mx.__version__, world_size=len(devices),
-                  devices=_device_list(devices), device_kind="cuda" if gpu else "cpu")  # fmt: skip
+                  devices=_device_list(devices), device_kind="cuda" if gpu else "cpu",
+                  edits=edits)  # fmt: skip
     save = functools.partial(ckpt.save, net=net, trainer=trainer)
     collector = TrainStatsCollector(len(index.train), num_classes) if args.train_stats else None
     for epoch in session.epochs():
