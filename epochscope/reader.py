@@ -642,8 +642,10 @@ class MetricsCache:
 def lock_held(run_dir: str | os.PathLike[str]) -> bool:
     """Whether some live process holds RUN/run.lock (a dead writer holds nothing); for a run
     mirrored from a bucket, whether its writer's heartbeat there is fresh."""
-    alive = bucket_writer_alive(run_dir)
-    return lock_is_held(Path(run_dir) / LOCK) if alive is None else alive
+    # the lock first: a local run (the common case) costs one open, not a missing state file's
+    if lock_is_held(Path(run_dir) / LOCK):
+        return True
+    return bool(bucket_writer_alive(run_dir))  # None: not a mirror, and no one holds its lock
 
 
 def run_state(run_dir: str | os.PathLike[str], events: Iterable[dict[str, Any]]) -> str:

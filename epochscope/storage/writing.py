@@ -42,10 +42,11 @@ def pull_for_writing(
     from epochscope.storage.store import open_store
 
     store = open_store(bucket, storage_options)
-    found = store.stat(f"{name}/{HEAD}")
-    if found is None:
+    try:  # one ranged read, no stat first: a missing head is a run the bucket does not hold
+        body = store.get(f"{name}/{HEAD}", HEAD_CAP)
+    except FileNotFoundError:
         return False
-    head = Head.parse(store.get(f"{name}/{HEAD}", HEAD_CAP, found["size"]), store.shown)
+    head = Head.parse(body, store.shown)
     run_dir = local_runs / name
     try:
         local_log = (run_dir / METRICS).stat().st_size
