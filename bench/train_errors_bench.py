@@ -16,6 +16,10 @@ stay, the labels change), the trainer's default recipe at the planted section's 
 - ``exclude_top1_gain``: val top-1 of a retrain with ``--exclude`` of the ranking's top k (same
   seed, same noisy labels otherwise) minus the noisy run's.
 - ``relabel_top1_gain``: the same with ``--relabel`` of the top k to their suggested class.
+- ``threshold_precision`` / ``threshold_recall``: a run of the same recipe and noisy labels
+  with ``--threshold-samples 1/11`` (AUM's threshold samples, the paper's N / (C + 1)): of the
+  images its ranking flags, the planted share, and the share of the planted (those not made
+  threshold samples) it flags.
 
 The statistics' own cost is the trainer section's ``train_stats_overhead`` (in-process,
 interleaved: a whole training run's timing on this box varies by more than the cost).
@@ -34,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import fixtures
-from epochscope import open_run, reader
+from epochscope import open_run, reader, train_labels
 from epochscope.analysis.label_issues import precision_at_k
 from epochscope.predictions import softmax
 from epochscope.preprocess import preprocess
@@ -162,8 +166,19 @@ def measure(work: Path, *, epochs: int, folds: int) -> dict:
                              [[paths[r], y] for r, y in sorted(fixed.items())])  # fmt: skip
     train(runs, "relabelled", epochs, "--relabel", str(relabelled))
 
+    # AUM's own cut-off: threshold samples, the paper's share N / (C + 1)
+    classes = 1 + int(noisy_labels.max())
+    train(runs, "threshold", epochs, "--relabel", str(relabel),
+          "--threshold-samples", f"{1 / (classes + 1):.6f}")  # fmt: skip
+    marked = open_run(runs / "threshold")
+    flagged = marked.training_label_issues().query("flagged == True")["index"].to_numpy()
+    candidates = np.setdiff1d(truth, train_labels.threshold_rows(marked))
+
     return {
         "config": {"images": n, "planted": k, "epochs": epochs, "folds": folds},
+        "threshold_flagged": len(flagged),
+        "threshold_precision": float(np.isin(flagged, truth).mean()) if len(flagged) else 0.0,
+        "threshold_recall": float(np.isin(candidates, flagged).mean()),
         "chance": k / n,
         "precision": ours,
         "precision_by_statistic": by,

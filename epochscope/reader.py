@@ -39,6 +39,8 @@ from epochscope.layout import (
     DEMO_MARKER,
     EMBEDDING_SUFFIX,
     EMBEDDINGS,
+    LABEL_EDITS_HEADER,
+    LABEL_EDITS_TSV,
     LOCK,
     METRICS,
     METRICS_CHUNK,
@@ -160,6 +162,19 @@ def read_train_index(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, Seque
     """train_index.tsv as (labels trained on, int64 [N], paths relative to data.root, decoded
     when indexed); LookupError for a run that wrote none (no training statistics)."""
     return _read_index(run_dir, TRAIN_INDEX_TSV)  # the bounded reader: LookupError if missing
+
+
+def read_threshold_samples(run_dir: str | os.PathLike[str]) -> np.ndarray:
+    """The training rows trained as AUM's threshold samples (label_edits.tsv's ``threshold``
+    rows), ascending; empty for a run without them (or without label_edits.tsv)."""
+    try:
+        rows = read_tsv(Path(run_dir) / LABEL_EDITS_TSV, LABEL_EDITS_HEADER, within=run_dir)
+    except LookupError:
+        return np.zeros(0, np.int64)
+    try:
+        return np.array(sorted(int(r[0]) for r in rows if r[1] == "threshold"), np.int64)
+    except ValueError:
+        raise ValueError(f"{run_dir}/{LABEL_EDITS_TSV}: a row is not an integer") from None
 
 
 def _read_index(run_dir: str | os.PathLike[str], name: str) -> tuple[np.ndarray, Sequence[str]]:

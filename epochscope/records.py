@@ -157,6 +157,8 @@ class DataInfo:
     store: str = ""  # the prepared store read, when loader is "prepared"
     excluded: int = 0  # training images left out (--exclude; label_edits.tsv lists them)
     relabelled: int = 0  # training images given another label (--relabel)
+    # AUM's threshold samples (--threshold-samples): trained as an extra class num_classes
+    threshold_samples: int = 0
 
     @classmethod
     def from_dict(cls, d: Any) -> DataInfo:
@@ -174,6 +176,7 @@ class DataInfo:
             store=str(d.get("store", ""))[:4096],
             excluded=_int(d.get("excluded", 0), "data.excluded", 0),
             relabelled=_int(d.get("relabelled", 0), "data.relabelled", 0),
+            threshold_samples=_int(d.get("threshold_samples", 0), "data.threshold_samples", 0),
         )
 
     @property

@@ -24,6 +24,7 @@ from epochscope.analysis.training_dynamics import (
     issue_scores,
     ranking,
     summarise,
+    threshold_cut,
 )
 from epochscope.layout import TRAIN_STATS, TRAIN_STATS_SUFFIX, epochs_in
 
@@ -50,6 +51,7 @@ ISSUE_COLUMNS = (
     "variability",
     "correctness",
     "forgetting",
+    "flagged",
 )
 
 
@@ -72,6 +74,15 @@ def train_index(run: Run) -> tuple[np.ndarray, Sequence[str]]:
             raise TrainStatsMissing(f"run {run.name!r}: {TRAIN_STATS_MISSING}") from None
 
     return run.memo(("train_index",), read)
+
+
+def threshold_rows(run: Run) -> np.ndarray:
+    """The rows trained as AUM's threshold samples (an extra class C), ascending; empty for a
+    run trained without them."""
+    info = run.info_or_none
+    if info is None or not info.data.threshold_samples:
+        return np.zeros(0, np.int64)
+    return run.memo(("threshold_rows",), lambda: reader.read_threshold_samples(run.path))
 
 
 def epoch_range(run: Run, first: int | None = None, last: int | None = None) -> list[int]:
@@ -97,20 +108,33 @@ def dynamics(run: Run, first: int | None = None, last: int | None = None) -> Tra
     labels, _ = train_index(run)
 
     def build() -> TrainingDynamics:
-        n, c = len(labels), run.num_classes
+        # with threshold samples the step trained on one class more: 'other' may be it
+        n, c = len(labels), run.num_classes + (1 if len(threshold_rows(run)) else 0)
         pairs = ((e, reader.load_train_stats(run.path, e, n, c)) for e in epochs)
         return summarise(pairs, n)
 
     return run.memo(("train_dynamics", epochs), build)
 
 
-def _mask(labels: np.ndarray, suggested: np.ndarray, label: int | None, want: int | None):
+def _mask(
+    run: Run, labels: np.ndarray, suggested: np.ndarray, label: int | None, want: int | None
+) -> np.ndarray:
+    """The training images a ranking lists: given ``label`` and suggested ``want`` when set,
+    never a threshold sample."""
     mask = np.ones(len(labels), dtype=bool)
     if label is not None:
         mask &= labels == label
     if want is not None:
         mask &= suggested == want
+    mask[threshold_rows(run)] = False
     return mask
+
+
+def cut(run: Run, first: int | None = None, last: int | None = None) -> float | None:
+    """The AUM at or under which the ranking flags an image (:func:`threshold_cut`), for a run
+    trained with threshold samples; None without."""
+    rows = threshold_rows(run)
+    return threshold_cut(dynamics(run, first, last), rows) if len(rows) else None
 
 
 def _number(v: float) -> float | None:
@@ -130,13 +154,16 @@ def _ranked(
     whole ranking is sorted once, for a request without a limit, and kept."""
     d = dynamics(run, first, last)
     labels, _ = train_index(run)
-    filtered = label is not None or suggested is not None
+    fake = threshold_rows(run)  # trained with a fake label: not candidates
+    filtered = label is not None or suggested is not None or len(fake) > 0
     if limit is not None:
-        among = np.flatnonzero(_mask(labels, d.suggested, label, suggested)) if filtered else None
+        among = (
+            np.flatnonzero(_mask(run, labels, d.suggested, label, suggested)) if filtered else None
+        )
         return d, ranking(d, limit=max(0, int(limit)), among=among)
     order = run.memo(("train_ranking", d.epochs), lambda: ranking(d))
     if filtered:
-        order = order[_mask(labels[order], d.suggested[order], label, suggested)]
+        order = order[_mask(run, labels, d.suggested, label, suggested)[order]]
     return d, order
 
 
@@ -151,7 +178,7 @@ def issue_count(
     """How many training images :func:`issue_columns` ranks with these filters."""
     d = dynamics(run, first, last)
     labels, _ = train_index(run)
-    return int(_mask(labels, d.suggested, label, suggested).sum())
+    return int(_mask(run, labels, d.suggested, label, suggested).sum())
 
 
 def issue_columns(
@@ -170,6 +197,9 @@ def issue_columns(
     names = run.names
     score = issue_scores(d)
     sug = d.suggested[order]
+    sug = np.where(sug < len(names), sug, -1)  # the threshold samples' fake class: no label
+    at = cut(run, first, last)
+    flagged = [None] * len(order) if at is None else (d.aum[order] <= at).tolist()
     return {
         "index": order.tolist(),
         "path": [paths[i] for i in order],
@@ -183,6 +213,7 @@ def issue_columns(
         "variability": [_number(v) for v in d.variability[order].tolist()],
         "correctness": [_number(v) for v in d.correctness[order].tolist()],
         "forgetting": d.forgetting[order].tolist(),
+        "flagged": flagged,
     }
 
 

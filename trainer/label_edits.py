@@ -23,6 +23,8 @@ import io
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from trainer.datasets import DataError, DatasetIndex
 
 #: the most bytes an edit file may have (a 1.28 M-row ranking CSV is about 150 MB)
@@ -35,14 +37,19 @@ class LabelEdits:
 
     excluded: tuple[int, ...] = ()
     relabelled: tuple[tuple[int, int, int], ...] = ()  # (row, old label, new label)
+    # AUM's threshold samples (--threshold-samples): (row, given label), trained as class C
+    threshold: tuple[tuple[int, int], ...] = ()
+    fake_class: int = -1  # C, the number of real classes
 
     def __bool__(self) -> bool:
-        return bool(self.excluded or self.relabelled)
+        return bool(self.excluded or self.relabelled or self.threshold)
 
     def rows(self) -> list[list[object]]:
-        """label_edits.tsv's body: ``row``, ``edit`` (exclude, relabel), ``label``, ``from``."""
+        """label_edits.tsv's body: ``row``, ``edit`` (exclude, relabel, threshold), ``label``,
+        ``from``."""
         out: list[list[object]] = [[r, "exclude", "", ""] for r in self.excluded]
         out += [[r, "relabel", new, old] for r, old, new in self.relabelled]
+        out += [[r, "threshold", self.fake_class, old] for r, old in self.threshold]
         return sorted(out, key=lambda row: int(row[0]))  # type: ignore[call-overload]
 
     def describe(self) -> str:
@@ -51,6 +58,8 @@ class LabelEdits:
             parts.append(f"{len(self.excluded):,} training images excluded")
         if self.relabelled:
             parts.append(f"{len(self.relabelled):,} relabelled")
+        if self.threshold:
+            parts.append(f"{len(self.threshold):,} threshold samples (an extra class)")
         return ", ".join(parts)
 
 
@@ -200,3 +209,30 @@ def apply(
             changed.append((row, old, label))
     edits = LabelEdits(tuple(excluded), tuple(changed))
     return replace(index, train=train, excluded=tuple(excluded)), edits
+
+
+def threshold_samples(
+    index: DatasetIndex, edits: LabelEdits, fraction: float | None, seed: int
+) -> tuple[DatasetIndex, LabelEdits]:
+    """AUM's threshold samples (Pleiss et al. 2020): ``fraction`` of the kept training rows,
+    chosen by ``seed``, train with label C (an extra, fake class); their AUM is what a wrong
+    label looks like, which sets the ranking's cut-off. Returns the index to train from (those
+    rows labelled C) and ``edits`` with them. The run's train_index.tsv keeps their labels."""
+    if not fraction:
+        return index, edits
+    from trainer.datasets import kept_rows
+
+    kept = kept_rows(index)
+    count = round(fraction * len(kept))
+    if not 0 < count < len(kept):
+        raise DataError(
+            f"--threshold-samples {fraction:g} of {len(kept):,} training images is {count}: "
+            "choose a share that leaves some of each (the paper's: 1 / (classes + 1))"
+        )
+    chosen = np.sort(np.random.default_rng(seed).choice(kept, count, replace=False))
+    fake = len(index.classes)
+    train = list(index.train)
+    for r in chosen.tolist():
+        train[r] = (train[r][0], fake)
+    marked = tuple((r, index.train[r][1]) for r in chosen.tolist())
+    return replace(index, train=train), replace(edits, threshold=marked, fake_class=fake)

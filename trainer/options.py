@@ -57,6 +57,12 @@ ENGINE_ONLY = (
         "--no-channels-last is a PyTorch option; MXNet always trains NCHW",
     ),
     (
+        "threshold_samples",
+        "pytorch",
+        "--threshold-samples is a PyTorch-engine option for now: drop --engine mxnet to train "
+        "with threshold samples",
+    ),
+    (
         "num_devices",
         "mxnet",
         "--num-devices is an MXNet option; the PyTorch engine runs one "
@@ -171,6 +177,17 @@ def get_parser(
         help="train these training images with new labels: a CSV with path or index and "
         "new_label (or the ranking's suggested) columns, or 'image,label' lines; a label is a "
         "class index, folder name or name",
+    )
+    data.add_argument(
+        "--threshold-samples",
+        type=float,
+        default=d(None),
+        metavar="SHARE",
+        help="AUM's threshold samples (Pleiss et al. 2020): this share of the training images "
+        "(e.g. 1 / (classes + 1)), chosen by --seed, trains with an extra fake class; their "
+        "AUM sets the cut-off below which the training-set ranking flags an image (its "
+        "'flagged' column). The fake class never reaches the predictions or the model; "
+        "PyTorch engine, ResNets",
     )
     data.add_argument(
         "--val-fraction",
@@ -380,6 +397,11 @@ def validate(
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
+    share = args.threshold_samples
+    if share is not None and not (0 < share < 0.5):
+        raise UsageError(f"--threshold-samples {share:g}: a share between 0 and 0.5")
+    if share and not args.train_stats:
+        raise UsageError("--threshold-samples needs the training statistics: drop --no-train-stats")
     for flag, value in (("--exclude", args.exclude), ("--relabel", args.relabel)):
         if value and not Path(value).is_file():
             raise UsageError(f"{flag} {value}: no such file")

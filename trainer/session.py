@@ -381,7 +381,8 @@ class RunSession:
                               synthetic=is_synthetic_dataset(index.root), loader=loader,
                               store=str(getattr(index, "store", None) or ""),
                               excluded=len(edits.excluded) if edits else 0,
-                              relabelled=len(edits.relabelled) if edits else 0),
+                              relabelled=len(edits.relabelled) if edits else 0,
+                              threshold_samples=len(edits.threshold) if edits else 0),
                 preprocess=Preprocess(image_size=a.image_size,
                                       resize_size=recipe.eval_resize_size(a), mean=MEAN, std=STD),
                 hparams=jsonable_args(a), world_size=world_size, devices=devices,
@@ -395,7 +396,7 @@ class RunSession:
             self.writer.write_train_index(index.train)
         if edits:  # what this run changed about its training set, row by row
             self.writer.write_tsv(LABEL_EDITS_TSV, LABEL_EDITS_HEADER, edits.rows())
-            files = " ".join(f for f in (a.exclude, a.relabel) if f)
+            files = " ".join(f for f in (a.exclude, a.relabel) if f) or "--threshold-samples"
             self.say(f"training set: {edits.describe()} ({files})")
         self._started = True
         if self._resuming:

@@ -302,7 +302,9 @@ def train(session: RunSession, dist_info: DistInfo) -> None:
     args = session.args
     index, edits = label_edits.apply(index, getattr(args, "exclude", None),
                                      getattr(args, "relabel", None))  # fmt: skip
-    loader_plan = fastdata.plan_for(index, args)
+    share = getattr(args, "threshold_samples", None)
+    trained, edits = label_edits.threshold_samples(index, edits, share, args.seed)
+    loader_plan = fastdata.plan_for(trained, args)
     if not cuda and "OMP_NUM_THREADS" not in os.environ:  # an explicit setting wins
         # the in-memory cache needs no loader workers: every core trains
         torch.set_num_threads(cpu_threads(0 if loader_plan.in_memory else args.workers))
@@ -315,7 +317,7 @@ def train(session: RunSession, dist_info: DistInfo) -> None:
         raise UsageError(f"--batch-size {args.batch_size} is smaller than the {world} processes")
     batch = args.batch_size // world
     loaders = fastdata.build_loaders(
-        index, args, world=world, rank=dist_info.rank, batch=batch, pin_memory=cuda,
+        trained, args, world=world, rank=dist_info.rank, batch=batch, pin_memory=cuda,
         chosen=loader_plan, progress=session.interactive, device=device,
     )  # fmt: skip
     loader_plan = loaders.plan  # e.g. "jpeg+nvjpeg" when the GPU decodes
@@ -335,6 +337,10 @@ def train(session: RunSession, dist_info: DistInfo) -> None:
     model = create_model(
         args.arch, num_classes=len(index.classes), width=args.width, stem=args.stem
     )
+    if edits.threshold:  # before a checkpoint's weights load: they include its head
+        if not hasattr(model, "add_threshold_class"):
+            raise UsageError(f"--threshold-samples needs a ResNet; {args.arch} has no such head")
+        model.add_threshold_class()
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     normalize = Normalize(device, channels_last)
 
@@ -369,9 +375,9 @@ def train(session: RunSession, dist_info: DistInfo) -> None:
                   devices=device_names(device.type), device_kind=device.type,
                   loader=loader_plan.loader, edits=edits)  # fmt: skip
     save = functools.partial(save_checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
-    collector = (
-        TrainStatsCollector(len(index.train), len(index.classes)) if args.train_stats else None
-    )
+    # the statistics are of the logits trained on: with threshold samples, one class more
+    trained_classes = len(index.classes) + (1 if edits.threshold else 0)
+    collector = TrainStatsCollector(len(index.train), trained_classes) if args.train_stats else None
     for epoch in session.epochs():
         train_sampler.set_epoch(epoch)
         stats = train_one_epoch(
@@ -383,7 +389,7 @@ def train(session: RunSession, dist_info: DistInfo) -> None:
         train_stats = None
         if collector is not None:  # every rank's rows, spread over the training set on rank 0
             rows = gather_rows(collector.rows(), gather_to_rank0)
-            train_stats = rows and dense(rows, len(index.train), len(index.classes))
+            train_stats = rows and dense(rows, len(index.train), trained_classes)
         sums = [stats["loss_sum"], stats["top1_sum"], stats["top5_sum"], stats["count"]]
         loss_sum, top1, top5, count = all_reduce_sum(sums, device)
         train_bad = gather_to_rank0(stats["bad"]) or []  # every rank's, on rank 0

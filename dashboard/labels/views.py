@@ -107,7 +107,7 @@ def train_issue_cards(
                 suggested=columns["suggested_name"][i] or "-",
                 score=columns["score"][i],
                 band="",
-                flagged=False,
+                flagged=bool(columns["flagged"][i]),  # under the threshold samples' cut-off
                 detail=detail,
             )
         )
@@ -137,6 +137,12 @@ def train_issues_view(
         f"label, averaged over {span} (of the augmented views it trained on), most likely "
         f"wrong first; showing {len(cards)} (the CSV has them all)"
     )
+    at = train_labels.cut(run, None, epoch)
+    if at is not None:
+        summary += (
+            f"; flagged: AUM at most {at:+.2f}, the 99th percentile of the run's threshold "
+            "samples (images trained with a fake class)"
+        )
     return cards, summary, ""
 
 

@@ -15,10 +15,14 @@ Per image, from each epoch's ``p_label``, ``margin`` and ``other``
 - ``suggested``: the class the model preferred over the given label most often (a majority
   vote over the epochs, Boyer-Moore: exact whenever one class wins more than half of them).
 
-The ranking is by confidence, lowest first (ties: lower AUM first). Measured on real photos
-with 10% of the training labels moved (bench/train_errors_bench.py, 6 epochs), precision at k
-was 0.538 by confidence, 0.516 by AUM, 0.214 by correctness, and 0.518 for cleanlab on 5-fold
-cross-validated probabilities; the mean margin of probabilities did worse than AUM (0.44).
+The ranking is by confidence, lowest first (ties: lower AUM first). A run trained with AUM's
+threshold samples (a share of the images given an extra, fake class) also flags the images
+whose AUM is at most the threshold samples' 99th percentile (:func:`threshold_cut`).
+
+Measured on real photos with 10% of the training labels moved (bench/train_errors_bench.py, 6
+epochs), precision at k was 0.538 by confidence, 0.516 by AUM, 0.214 by correctness, and 0.518
+for cleanlab on 5-fold cross-validated probabilities; the mean margin of probabilities did
+worse than AUM (0.44).
 """
 
 from __future__ import annotations
@@ -143,6 +147,19 @@ def issue_scores(dynamics: TrainingDynamics) -> np.ndarray:
     """A 0..1 score per image, higher: more likely mislabeled, ordered as :func:`ranking`:
     1 - confidence (the given label's mean probability over the epochs)."""
     return (1.0 - dynamics.confidence.astype(np.float64)).astype(np.float32)
+
+
+#: AUM's cut-off: the threshold samples' AUM percentile an image must not exceed to be flagged
+THRESHOLD_PERCENTILE = 99.0
+
+
+def threshold_cut(dynamics: TrainingDynamics, rows: np.ndarray) -> float | None:
+    """The AUM under which an image is as badly learned as a deliberately wrong label: the
+    99th percentile of the threshold samples' AUM (Pleiss et al. 2020, section 3); None when
+    no threshold sample was seen."""
+    aum = dynamics.aum[np.asarray(rows, np.int64)]
+    aum = aum[~np.isnan(aum)]
+    return float(np.percentile(aum, THRESHOLD_PERCENTILE)) if len(aum) else None
 
 
 #: the data map's regions, by their code in :func:`band_codes`

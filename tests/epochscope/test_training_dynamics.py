@@ -12,7 +12,7 @@ import pytest
 
 import epochscope
 from epochscope import open_run
-from epochscope.analysis.training_dynamics import ranking, summarise
+from epochscope.analysis.training_dynamics import ranking, summarise, threshold_cut
 from epochscope.reader import load_train_stats
 from epochscope.train_labels import TrainStatsMissing
 from epochscope.training_stats import batch_stats, dense
@@ -138,6 +138,19 @@ def test_a_limited_ranking_is_the_first_rows_of_the_whole_one_ties_included() ->
     for limit in (None, 10, len(among)):
         got = ranking(d, limit=limit, among=among)
         assert np.array_equal(got, filtered[:limit]), limit
+
+
+def test_the_threshold_cut_is_the_99th_percentile_of_the_threshold_samples_aum() -> None:
+    rng = np.random.default_rng(3)
+    n = 1_000
+    m = rng.normal(size=n).astype(np.float32)
+    m[:10] = np.nan  # never seen: left out of the percentile
+    p = np.where(np.isnan(m), np.nan, 0.5).astype(np.float32)
+    other = np.where(np.isnan(m), -1, 1)
+    d = summarise([(1, {"p_label": p, "margin": m, "other": other})], n)
+    rows = np.arange(0, 200)
+    assert threshold_cut(d, rows) == pytest.approx(float(np.percentile(m[10:200], 99)))
+    assert threshold_cut(d, np.arange(10)) is None  # none of them seen
 
 
 def test_a_run_without_training_statistics_says_why(tmp_path: Path) -> None:

@@ -130,3 +130,51 @@ def test_a_retrain_never_sees_excluded_images_and_trains_the_new_labels(
         new = np.array([moved[paths[i]] for i in relabelled])
         seen = ~np.isnan(p_label[relabelled])
         assert (other[relabelled][seen] != new[seen]).all()  # scored against the new label
+
+
+@pytest.mark.slow
+def test_threshold_samples_train_a_fake_class_that_never_reaches_the_predictions(
+    demo_data: Path, tmp_path: Path
+) -> None:
+    """--threshold-samples 0.1: 80 of the 800 training images train as a 21st class; the run's
+    index keeps their labels, its predictions and model have 20 classes, the ranking leaves them
+    out and flags by their AUM; a resumed run rebuilds the extra head from its checkpoint."""
+    import onnxruntime as ort
+
+    from epochscope import open_run, train_labels
+    from trainer.datasets import discover
+
+    train = discover(demo_data).train
+    runs = tmp_path / "runs"
+    args = ("trainer", "train", "--data", str(demo_data), "--runs-dir", str(runs), "--name",
+            "aum", "--width", "0.25", "--image-size", "32", "--batch-size", "64", "--workers",
+            "0", "--threshold-samples", "0.1")  # fmt: skip
+    out = run_cli(*args, "--epochs", "1")
+    assert "80 threshold samples (an extra class)" in out.stdout + out.stderr
+    resumed = run_cli(*args, "--epochs", "2", "--resume")  # the head's weights from epoch 1
+    assert "epochs 2..2" in resumed.stdout
+    run = runs / "aum"
+    info = json.loads((run / "run.json").read_text())
+    assert info["data"]["threshold_samples"] == 80
+    edits = [e for e in read_tsv(run / "label_edits.tsv") if e["edit"] == "threshold"]
+    assert len(edits) == 80 and {e["label"] for e in edits} == {"20"}
+    rows = np.array([int(e["row"]) for e in edits])
+    index = read_tsv(run / "train_index.tsv")
+    assert [int(r["label"]) for r in index] == [y for _, y in train]  # the given labels kept
+    assert all(int(e["from"]) == train[int(e["row"])][1] for e in edits)
+    with np.load(run / "predictions" / "epoch-0002.npz") as z:
+        assert z["top5"].max() < 20  # the fake class never predicted
+    session = ort.InferenceSession(str(run / "models" / "epoch-0002.onnx"))
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    assert session.run(None, {"input": x})[0].shape == (1, 20)
+    for epoch in (1, 2):
+        with np.load(run / "train_stats" / f"epoch-{epoch:04d}.npz") as z:
+            assert z["other"].max() <= 20 and (~np.isnan(z["p_label"][rows])).sum() > 60
+    r = open_run(run)
+    issues = r.training_label_issues()
+    assert len(issues) == 800 - 80 and not set(issues["index"]) & set(rows.tolist())
+    at = train_labels.cut(r)
+    d = train_labels.dynamics(r)
+    assert at == pytest.approx(float(np.percentile(d.aum[rows], 99)))
+    assert issues["flagged"].tolist() == (issues["aum"] <= at).tolist()
+    assert (issues["suggested"] < 20).all()

@@ -95,6 +95,9 @@ def test_both_engines_parse_one_command_line():
         ("pytorch", ["--num-devices", "2"], "--num-devices is an MXNet option"),
         ("pytorch", ["--arch", "resnet7"], "unknown architecture 'resnet7'"),
         ("pytorch", ["--name", "../x"], "invalid run name"),
+        ("mxnet", ["--threshold-samples", "0.1"], "--threshold-samples is a PyTorch-engine"),
+        ("pytorch", ["--threshold-samples", "0.7"], "a share between 0 and 0.5"),
+        ("pytorch", ["--threshold-samples", "0.1", "--no-train-stats"], "drop --no-train-stats"),
     ],
 )
 def test_what_an_engine_cannot_honour_is_refused(engine, extra, message):

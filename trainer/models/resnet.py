@@ -141,7 +141,14 @@ class ResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.num_features = cin
         self.fc = nn.Linear(cin, num_classes)
+        self.threshold: nn.Linear | None = None  # AUM's extra class: add_threshold_class
         self._init_weights()
+
+    def add_threshold_class(self) -> None:
+        """One more output, in training steps only: the fake class of AUM's threshold samples
+        (``--threshold-samples``). Evaluation, the predictions and the exported model keep
+        ``num_classes`` outputs; checkpoints hold its weights (``threshold.*``)."""
+        self.threshold = nn.Linear(self.num_features, 1)
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -155,7 +162,11 @@ class ResNet(nn.Module):
         return self.final(self.stages(self.stem(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.forward_features(x)), 1))
+        pooled = torch.flatten(self.pool(self.forward_features(x)), 1)
+        logits = self.fc(pooled)
+        if self.threshold is not None and self.training:
+            logits = torch.cat([logits, self.threshold(pooled)], dim=1)
+        return logits
 
 
 def make_stem(kind: str, cout: int, norm: NormLayer, act: ActLayer) -> nn.Sequential:
