@@ -4,24 +4,20 @@ regions' boundaries drawn; and one image's history over the epochs."""
 
 from __future__ import annotations
 
-import textwrap
 from typing import Any
 
 from dashboard.kit.points import RenderedMap, image_layer
-from dashboard.kit.zoom import BACKGROUND, HOVER_CELLS, HoverGrid, hover_trace
+from dashboard.kit.zoom import BACKGROUND, HoverGrid, hover_trace, message_spec, points_grid
+from epochscope.analysis.training_dynamics import (
+    EASY_CONFIDENCE,
+    HARD_CONFIDENCE,
+    HARD_VARIABILITY,
+)
 
 PLOT_W, PLOT_H = 560, 620
 MARGIN = {"l": 60, "r": 20, "t": 50, "b": 50}
-#: the regions of training_dynamics.band_codes, drawn as lines: easy above, hard below-left
-EASY_FROM, HARD_BELOW, HARD_VARIABILITY = 0.75, 0.25, 0.2
+EASY_FROM, HARD_BELOW = EASY_CONFIDENCE, HARD_CONFIDENCE  # the regions' lines: easy above
 LINE = {"color": "rgba(255,255,255,0.45)", "width": 1, "dash": "dot"}
-
-
-def hover_grid(x: tuple[float, float], y: tuple[float, float], size: tuple[int, int]) -> HoverGrid:
-    w, h = size
-    nx = max(1, round(HOVER_CELLS * w / max(w, h)))
-    ny = max(1, round(HOVER_CELLS * h / max(w, h)))
-    return HoverGrid(x[0], y[0], (x[1] - x[0]) / nx, (y[1] - y[0]) / ny, nx, ny)
 
 
 def _axis(rng: tuple[float, float], title: str) -> dict[str, Any]:
@@ -44,7 +40,7 @@ def map_spec(
 ) -> tuple[dict[str, Any], HoverGrid]:
     """The figure of a rendered visible range (a dict: tests validate it through go.Figure)."""
     w, h = size
-    grid = hover_grid(rendered.x, rendered.y, size)
+    grid = points_grid(rendered.x, rendered.y, size)
     layout = {
         "width": w + MARGIN["l"] + MARGIN["r"],
         "height": h + MARGIN["t"] + MARGIN["b"],
@@ -66,29 +62,7 @@ def map_spec(
 
 def waiting_spec(message: str, size: tuple[int, int] = (PLOT_W, PLOT_H)) -> dict[str, Any]:
     """An empty map saying why it is empty (no training statistics)."""
-    w, h = size
-    return {
-        "data": [],
-        "layout": {
-            "width": w + MARGIN["l"] + MARGIN["r"],
-            "height": h + MARGIN["t"] + MARGIN["b"],
-            "margin": MARGIN,
-            "xaxis": {"visible": False},
-            "yaxis": {"visible": False},
-            "plot_bgcolor": "#f4f4f4",
-            "annotations": [
-                {
-                    "text": "<br>".join(textwrap.wrap(message, 70)),
-                    "x": 0.5,
-                    "y": 0.5,
-                    "xref": "paper",
-                    "yref": "paper",
-                    "showarrow": False,
-                    "font": {"size": 13},
-                }
-            ],
-        },
-    }
+    return message_spec(message, size, MARGIN, wrap=70)
 
 
 def history_figure(history: dict[str, list], title: str) -> dict[str, Any]:

@@ -3,22 +3,14 @@ invisible hover grid (Plotly sends hover and click events for a heatmap, never f
 
 from __future__ import annotations
 
-import textwrap
 from typing import Any
 
-from dashboard.embedding_map.extent import EXTENT, Range
+from dashboard.embedding_map.extent import Range
 from dashboard.kit.points import RenderedMap, image_layer
-from dashboard.kit.zoom import BACKGROUND, HOVER_CELLS, HoverGrid, hover_trace
+from dashboard.kit.zoom import BACKGROUND, HoverGrid, hover_trace, message_spec, points_grid
 
 PLOT_W, PLOT_H = 760, 620
 MARGIN = {"l": 20, "r": 20, "t": 50, "b": 20}
-
-
-def hover_grid(x: Range, y: Range, size: tuple[int, int]) -> HoverGrid:
-    w, h = size
-    nx = max(1, round(HOVER_CELLS * w / max(w, h)))
-    ny = max(1, round(HOVER_CELLS * h / max(w, h)))
-    return HoverGrid(x[0], y[0], (x[1] - x[0]) / nx, (y[1] - y[0]) / ny, nx, ny)
 
 
 def _axis(rng: Range) -> dict[str, Any]:
@@ -37,7 +29,7 @@ def map_spec(
     """The figure of a rendered visible range (a dict: validating through go.Figure costs more
     than the render; tests validate it once)."""
     w, h = size
-    grid = hover_grid(rendered.x, rendered.y, size)
+    grid = points_grid(rendered.x, rendered.y, size)
     hover = hover_trace(grid, "map-cells")
     layout = {
         "width": w + MARGIN["l"] + MARGIN["r"],
@@ -59,27 +51,4 @@ def map_spec(
 
 def waiting_spec(message: str, size: tuple[int, int] = (PLOT_W, PLOT_H)) -> dict[str, Any]:
     """An empty map saying why it is empty (no embeddings, being computed, failed)."""
-    w, h = size
-    return {
-        "data": [],
-        "layout": {
-            "width": w + MARGIN["l"] + MARGIN["r"],
-            "height": h + MARGIN["t"] + MARGIN["b"],
-            "margin": MARGIN,
-            "xaxis": _axis(EXTENT),
-            "yaxis": _axis(EXTENT),
-            "plot_bgcolor": "#f4f4f4",
-            "annotations": [
-                {
-                    "text": "<br>".join(textwrap.wrap(message, 90)),
-                    "x": 0.5,
-                    "y": 0.5,
-                    "xref": "paper",
-                    "yref": "paper",
-                    "showarrow": False,
-                    "font": {"size": 13},
-                    "width": w - 40,
-                }
-            ],
-        },
-    }
+    return message_spec(message, size, MARGIN, wrap=90)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import math
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -145,4 +146,44 @@ def hover_trace(grid: HoverGrid, name: str) -> dict[str, Any]:
         "showscale": False,
         "hoverinfo": "none",
         "colorscale": [[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]],
+    }
+
+
+def points_grid(x: Range, y: Range, size: tuple[int, int]) -> HoverGrid:
+    """The hover grid of a map of points ``size`` (w, h) pixels over ranges ``x`` and ``y``:
+    at most HOVER_CELLS cells along its longer side, square in pixels."""
+    w, h = size
+    nx = max(1, round(HOVER_CELLS * w / max(w, h)))
+    ny = max(1, round(HOVER_CELLS * h / max(w, h)))
+    return HoverGrid(x[0], y[0], (x[1] - x[0]) / nx, (y[1] - y[0]) / ny, nx, ny)
+
+
+def message_spec(
+    message: str, size: tuple[int, int], margin: Mapping[str, int], wrap: int = 90
+) -> dict[str, Any]:
+    """An empty view of ``size`` plot pixels saying why it is empty (nothing recorded, being
+    computed, failed), as a plain Plotly dict."""
+    w, h = size
+    return {
+        "data": [],
+        "layout": {
+            "width": w + margin["l"] + margin["r"],
+            "height": h + margin["t"] + margin["b"],
+            "margin": dict(margin),
+            "xaxis": {"visible": False},
+            "yaxis": {"visible": False},
+            "plot_bgcolor": "#f4f4f4",
+            "annotations": [
+                {
+                    "text": "<br>".join(textwrap.wrap(message, wrap)),
+                    "x": 0.5,
+                    "y": 0.5,
+                    "xref": "paper",
+                    "yref": "paper",
+                    "showarrow": False,
+                    "font": {"size": 13},
+                    "width": w - 40,
+                }
+            ],
+        },
     }

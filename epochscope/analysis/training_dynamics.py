@@ -164,6 +164,8 @@ def threshold_cut(dynamics: TrainingDynamics, rows: np.ndarray) -> float | None:
 
 #: the data map's regions, by their code in :func:`band_codes`
 BAND_NAMES = ("easy", "ambiguous", "hard", "unseen")
+#: the regions' cut-offs (Swayamdipta et al. 2020): easy at or above, hard below both
+EASY_CONFIDENCE, HARD_CONFIDENCE, HARD_VARIABILITY = 0.75, 0.25, 0.2
 
 
 def band_codes(dynamics: TrainingDynamics) -> np.ndarray:
@@ -173,8 +175,8 @@ def band_codes(dynamics: TrainingDynamics) -> np.ndarray:
     image no epoch saw."""
     c, v = dynamics.confidence, dynamics.variability
     out = np.full(len(c), BAND_NAMES.index("ambiguous"), dtype=np.int8)
-    out[c >= 0.75] = BAND_NAMES.index("easy")
-    out[(c < 0.25) & (v < 0.2)] = BAND_NAMES.index("hard")
+    out[c >= EASY_CONFIDENCE] = BAND_NAMES.index("easy")
+    out[(c < HARD_CONFIDENCE) & (v < HARD_VARIABILITY)] = BAND_NAMES.index("hard")
     out[np.isnan(c)] = BAND_NAMES.index("unseen")
     return out
 

@@ -26,6 +26,43 @@ def _data(n: int, seed: int):
     return x, y
 
 
+def _hf_images():
+    """A Hugging Face style dataset of :func:`_data`: dicts of pixel_values and labels."""
+    import torch
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self, n: int, seed: int) -> None:
+            self.x, self.y = _data(n, seed)
+
+        def __len__(self) -> int:
+            return len(self.y)
+
+        def __getitem__(self, i: int) -> dict:
+            return {"pixel_values": self.x[i], "labels": self.y[i]}
+
+    return Images
+
+
+def _hf_model():
+    """A Hugging Face style model: pixel_values in, a dict with logits (and loss) out."""
+    import torch
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                           torch.nn.Linear(3, 3))  # fmt: skip
+
+        def forward(self, pixel_values, labels=None):
+            logits = self.net(pixel_values)
+            out = {"logits": logits}
+            if labels is not None:
+                out["loss"] = torch.nn.functional.cross_entropy(logits, labels)
+            return out
+
+    return Tiny
+
+
 def _events(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
@@ -108,29 +145,8 @@ def test_hf_trainer_callback_logs_a_whole_run(tmp_path: Path) -> None:
 
     from epochscope.integrations.transformers import EpochscopeTrainerCallback
 
-    class Images(torch.utils.data.Dataset):
-        def __init__(self, n: int, seed: int) -> None:
-            self.x, self.y = _data(n, seed)
-
-        def __len__(self) -> int:
-            return len(self.y)
-
-        def __getitem__(self, i: int) -> dict:
-            return {"pixel_values": self.x[i], "labels": self.y[i]}
-
-    class Tiny(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                                           torch.nn.Linear(3, 3))  # fmt: skip
-
-        def forward(self, pixel_values, labels=None):
-            logits = self.net(pixel_values)
-            out = {"logits": logits}
-            if labels is not None:
-                out["loss"] = torch.nn.functional.cross_entropy(logits, labels)
-            return out
-
+    Images = _hf_images()
+    Tiny = _hf_model()
     callback = EpochscopeTrainerCallback("hf", str(tmp_path), classes=CLASSES, image_size=8,
                                          resize_size=8, mean=(0, 0, 0), std=(1, 1, 1))  # fmt: skip
     args = TrainingArguments(
@@ -429,35 +445,13 @@ def test_hf_trainer_without_compute_metrics_warns_and_logs_eval_loss(tmp_path: P
     pytest.importorskip("accelerate")
     import warnings
 
-    import torch
     from transformers import Trainer, TrainingArguments
 
     from epochscope.api import EpochscopeWarning
     from epochscope.integrations.transformers import EpochscopeTrainerCallback
 
-    class Images(torch.utils.data.Dataset):
-        def __init__(self, n: int, seed: int) -> None:
-            self.x, self.y = _data(n, seed)
-
-        def __len__(self) -> int:
-            return len(self.y)
-
-        def __getitem__(self, i: int) -> dict:
-            return {"pixel_values": self.x[i], "labels": self.y[i]}
-
-    class Tiny(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                                           torch.nn.Linear(3, 3))  # fmt: skip
-
-        def forward(self, pixel_values, labels=None):
-            logits = self.net(pixel_values)
-            out = {"logits": logits}
-            if labels is not None:
-                out["loss"] = torch.nn.functional.cross_entropy(logits, labels)
-            return out
-
+    Images = _hf_images()
+    Tiny = _hf_model()
     callback = EpochscopeTrainerCallback("hf-bare", str(tmp_path), classes=CLASSES, image_size=8)
     args = TrainingArguments(
         output_dir=str(tmp_path / "hf-out"), num_train_epochs=2, per_device_train_batch_size=16,
@@ -502,19 +496,7 @@ def test_hf_trainer_records_training_statistics_as_its_docstring_says(tmp_path: 
         def __getitem__(self, i: int) -> dict:
             return {"pixel_values": x[i], "labels": y[i], "index": i}
 
-    class Tiny(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                                           torch.nn.Linear(3, 3))  # fmt: skip
-
-        def forward(self, pixel_values, labels=None):
-            logits = self.net(pixel_values)
-            out = {"logits": logits}
-            if labels is not None:
-                out["loss"] = torch.nn.functional.cross_entropy(logits, labels)
-            return out
-
+    Tiny = _hf_model()
     cb = EpochscopeTrainerCallback("hfstats", str(tmp_path), classes=CLASSES, image_size=8,
                                    train_labels=y.tolist(), log_model=False)  # fmt: skip
 
