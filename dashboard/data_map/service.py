@@ -89,12 +89,16 @@ def data_map(run: Run, last: int | None = None) -> DataMap:
     def build() -> DataMap:
         d = train_labels.dynamics(run, None, last)
         xy = np.stack([d.variability, d.confidence], axis=1).astype(np.float32)
+        drawn = np.ones(len(xy), bool)
+        drawn[train_labels.threshold_rows(run)] = False  # trained with a fake label
+        xy[~drawn] = np.nan
         band = band_codes(d)
         band_table = np.array([_rgb(BAND_COLOURS[b]) for b in BAND_NAMES], dtype=np.uint8)
         right = correctness_bin(d.correctness)
         right_table = np.array([_rgb(c) for c in CORRECTNESS_COLOURS], dtype=np.uint8)
-        per_band = np.bincount(band, minlength=len(BAND_NAMES))
-        per_right = np.bincount(right[d.epochs_seen > 0], minlength=len(CORRECTNESS_COLOURS))
+        per_band = np.bincount(band[drawn], minlength=len(BAND_NAMES))
+        seen = drawn & (d.epochs_seen > 0)
+        per_right = np.bincount(right[seen], minlength=len(CORRECTNESS_COLOURS))
         counts = {
             "band": [
                 (b, BAND_COLOURS[b], int(n)) for b, n in zip(BAND_NAMES, per_band, strict=True) if n

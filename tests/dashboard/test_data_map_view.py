@@ -147,3 +147,32 @@ def test_the_data_map_link_reads_back_as_the_same_view() -> None:
     whole = {"context": ["r"], "x": list(service.X_EXTENT), "y": list(service.Y_EXTENT)}
     assert link.view_query("r", 2, "band", whole, None) == "?run=r&last=2"
     assert link.view_from_query({"colour": "pink", "image": "-3"})["colour"] == "band"
+
+
+def test_threshold_samples_are_neither_drawn_nor_ranked(stats_run, tmp_path: Path) -> None:
+    """A run whose label_edits.tsv names threshold samples (as --threshold-samples writes it):
+    the map leaves them out, the ranking too, and flags by their AUM."""
+    import json
+    import shutil
+
+    run_dir = tmp_path / "thr"
+    shutil.copytree(stats_run[0], run_dir)
+    rows = np.arange(0, 400, 10)
+    (run_dir / "label_edits.tsv").write_text(
+        "row\tedit\tlabel\tfrom\n" + "".join(f"{r}\tthreshold\t4\t0\n" for r in rows)
+    )
+    info = json.loads((run_dir / "run.json").read_text())
+    info["data"]["threshold_samples"] = len(rows)
+    (run_dir / "run.json").write_text(json.dumps(info))
+    run = epochscope.open_run(run_dir)
+    assert service.map_view(run, None, "band").drawn == 400 - len(rows)
+    assert sum(n for _, _, n in service.legend(run, None, "band")) == 400 - len(rows)
+    issues = run.training_label_issues()
+    assert len(issues) == 400 - len(rows) and not set(issues["index"]) & set(rows.tolist())
+    at = train_labels.cut(run)
+    d = train_labels.dynamics(run)
+    assert at == pytest.approx(float(np.percentile(d.aum[rows], 99)))
+    assert issues["flagged"].tolist() == (issues["aum"] <= at).tolist()
+    cards, summary, _ = views.train_issues_view(run, 3)
+    assert "flagged: AUM at most" in summary and any(c.flagged for c in cards)
+    assert train_labels.issue_count(run) == 400 - len(rows)
