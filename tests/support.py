@@ -299,15 +299,35 @@ def dashboard_server() -> Iterator[Callable[..., str]]:
 
 
 # --- page helpers shared by the browser tests -----------------------------------------------------
-# page coordinates of a point given in axis units (display slots) of the confusion graph
-TO_PAGE_JS = """
-([x, y]) => {
-    const gd = document.querySelector('#confusion-graph .js-plotly-plot');
+def to_page_js(graph_id: str) -> str:
+    """JS: the page coordinates of a point given in axis units of graph ``graph_id``."""
+    return f"""
+([x, y]) => {{
+    const gd = document.querySelector('#{graph_id} .js-plotly-plot');
     const fl = gd._fullLayout, box = gd.getBoundingClientRect();
     return [box.left + fl.xaxis._offset + fl.xaxis.l2p(x),
             box.top + fl.yaxis._offset + fl.yaxis.l2p(y)];
-}
+}}
 """
+
+
+def points_view_js(graph_id: str) -> str:
+    """JS: what a map of points (the kit's points figure) shows in graph ``graph_id``: its
+    ranges, image, meta, title and hover cells; null before its image is drawn."""
+    return f"""
+() => {{
+    const gd = document.querySelector('#{graph_id} .js-plotly-plot');
+    if (!gd || !gd.layout || !gd.layout.images || !gd.layout.images.length) return null;
+    const im = gd.layout.images[0], cells = gd.data[0];
+    return {{x: gd.layout.xaxis.range, y: gd.layout.yaxis.range, src: im.source,
+            meta: gd.layout.meta, title: gd.layout.title.text,
+            cells: {{x0: cells.x0, dx: cells.dx, y0: cells.y0, dy: cells.dy}}}};
+}}
+"""
+
+
+# page coordinates of a point given in axis units (display slots) of the confusion graph
+TO_PAGE_JS = to_page_js("confusion-graph")
 
 # how many points the trace with ``meta == key`` of a graph holds (-1: no graph yet)
 POINTS_JS = """

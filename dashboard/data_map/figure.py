@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboard.kit.points import RenderedMap, image_layer
-from dashboard.kit.zoom import BACKGROUND, HoverGrid, hover_trace, message_spec, points_grid
+from dashboard.kit.points import RenderedMap, points_figure
+from dashboard.kit.zoom import HoverGrid, message_spec
 from epochscope.analysis.training_dynamics import (
     EASY_CONFIDENCE,
     HARD_CONFIDENCE,
@@ -38,26 +38,14 @@ def _regions() -> list[dict[str, Any]]:
 def map_spec(
     rendered: RenderedMap, title: str, size: tuple[int, int] = (PLOT_W, PLOT_H)
 ) -> tuple[dict[str, Any], HoverGrid]:
-    """The figure of a rendered visible range (a dict: tests validate it through go.Figure)."""
-    w, h = size
-    grid = points_grid(rendered.x, rendered.y, size)
-    layout = {
-        "width": w + MARGIN["l"] + MARGIN["r"],
-        "height": h + MARGIN["t"] + MARGIN["b"],
-        "margin": MARGIN,
-        "autosize": False,
-        "title": {"text": title, "x": 0.0, "xanchor": "left", "font": {"size": 13}},
-        "plot_bgcolor": BACKGROUND,
-        "paper_bgcolor": "white",
-        "xaxis": _axis(rendered.x, "variability (std of the label's probability over epochs)"),
-        "yaxis": _axis(rendered.y, "confidence (mean probability of the given label)"),
-        "images": [image_layer(rendered)],
-        "shapes": _regions(),
-        "dragmode": "zoom",
-        "hovermode": "closest",
-        "meta": {"drawn": rendered.drawn, "pixels": [rendered.width, rendered.height]},
-    }
-    return {"data": [hover_trace(grid, "data-map-cells")], "layout": layout}, grid
+    """The figure of a rendered visible range, with the regions' boundaries drawn."""
+    axes = (
+        _axis(rendered.x, "variability (std of the label's probability over epochs)"),
+        _axis(rendered.y, "confidence (mean probability of the given label)"),
+    )
+    fig, grid = points_figure(rendered, title, size, MARGIN, axes, "data-map-cells")
+    fig["layout"]["shapes"] = _regions()
+    return fig, grid
 
 
 def waiting_spec(message: str, size: tuple[int, int] = (PLOT_W, PLOT_H)) -> dict[str, Any]:

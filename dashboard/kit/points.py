@@ -166,6 +166,38 @@ def image_layer(rendered: RenderedMap) -> dict[str, Any]:
     }
 
 
+def points_figure(
+    rendered: RenderedMap,
+    title: str,
+    size: tuple[int, int],
+    margin: dict[str, int],
+    axes: tuple[dict[str, Any], dict[str, Any]],
+    hover_name: str,
+) -> tuple[dict[str, Any], zoom.HoverGrid]:
+    """The figure of a rendered visible range as a plain Plotly dict (validating it through
+    go.Figure costs more than the render; tests validate it once): the PNG as a layout image
+    under the kit's invisible hover grid (Plotly sends hover and click events for a heatmap,
+    never for an image), ``axes`` (x, y) as the view wants them; and that grid."""
+    w, h = size
+    grid = zoom.points_grid(rendered.x, rendered.y, size)
+    layout = {
+        "width": w + margin["l"] + margin["r"],
+        "height": h + margin["t"] + margin["b"],
+        "margin": margin,
+        "autosize": False,
+        "title": {"text": title, "x": 0.0, "xanchor": "left", "font": {"size": 13}},
+        "plot_bgcolor": zoom.BACKGROUND,
+        "paper_bgcolor": "white",
+        "xaxis": axes[0],
+        "yaxis": axes[1],
+        "images": [image_layer(rendered)],
+        "dragmode": "zoom",
+        "hovermode": "closest",
+        "meta": {"drawn": rendered.drawn, "pixels": [rendered.width, rendered.height]},
+    }
+    return {"data": [zoom.hover_trace(grid, hover_name)], "layout": layout}, grid
+
+
 def warm_up() -> None:
     """Compile datashader's numba kernels for these reductions now, not on a first view."""
     pts = map_points(np.array([[0.0, 0.0], [0.5, 0.5]], dtype=np.float32), tree=False)

@@ -18,29 +18,14 @@ import pytest
 import epochscope
 from epochscope import train_labels
 from epochscope.train_labels import TRAIN_STATS_MISSING
+from tests.support import points_view_js, to_page_js
 from tests.support import wait_for as _wait
 from tests.waits import idle_ms
 
 pytestmark = pytest.mark.browser
 
-STATE_JS = """
-() => {
-    const gd = document.querySelector('#data-map-graph .js-plotly-plot');
-    if (!gd || !gd.layout || !gd.layout.images || !gd.layout.images.length) return null;
-    const im = gd.layout.images[0], cells = gd.data[0];
-    return {x: gd.layout.xaxis.range, y: gd.layout.yaxis.range, src: im.source,
-            meta: gd.layout.meta, title: gd.layout.title.text,
-            cells: {x0: cells.x0, dx: cells.dx, y0: cells.y0, dy: cells.dy}};
-}
-"""
-TO_PAGE_JS = """
-([x, y]) => {
-    const gd = document.querySelector('#data-map-graph .js-plotly-plot');
-    const fl = gd._fullLayout, box = gd.getBoundingClientRect();
-    return [box.left + fl.xaxis._offset + fl.xaxis.l2p(x),
-            box.top + fl.yaxis._offset + fl.yaxis.l2p(y)];
-}
-"""
+STATE_JS = points_view_js("data-map-graph")
+TO_PAGE_JS = to_page_js("data-map-graph")
 HISTORY_JS = """
 () => {
     const gd = document.querySelector('#data-map-history .js-plotly-plot');
