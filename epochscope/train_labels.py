@@ -242,7 +242,10 @@ def map_arrays(run: Run, first: int | None = None, last: int | None = None) -> d
     (:data:`epochscope.analysis.training_dynamics.MAP_COLUMNS`) and ``band``, as arrays."""
     d = dynamics(run, first, last)
     labels, _ = train_index(run)
-    return {"index": np.arange(len(labels)), "label": labels, **d.columns(), "band": bands(d)}
+    columns = d.columns()
+    fake = columns["suggested"] >= run.num_classes  # threshold samples' class: no label
+    columns["suggested"] = np.where(fake, -1, columns["suggested"])
+    return {"index": np.arange(len(labels)), "label": labels, **columns, "band": bands(d)}
 
 
 def frame(columns: dict[str, Any]) -> Any:

@@ -178,3 +178,4 @@ def test_threshold_samples_train_a_fake_class_that_never_reaches_the_predictions
     assert at == pytest.approx(float(np.percentile(d.aum[rows], 99)))
     assert issues["flagged"].tolist() == (issues["aum"] <= at).tolist()
     assert (issues["suggested"] < 20).all()
+    assert (r.data_map()["suggested"] < 20).all()  # the fake class is never a suggestion
