@@ -13,6 +13,8 @@ An epoch whose predictions file was written before these arrays existed raises
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -132,6 +134,17 @@ def records(columns: dict[str, list]) -> list[dict[str, Any]]:
     """Columns as a list of row objects (a JSON reply's form)."""
     names = list(columns)
     return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+def csv_text(columns: dict[str, list], header: bool = True) -> str:
+    """Columns as CSV: a header of their names (unless ``header`` is False), one row each
+    (the form a relabelling tool and ``trainer train --exclude`` read)."""
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    if header:
+        out.writerow(list(columns))
+    out.writerows(zip(*columns.values(), strict=True))
+    return buf.getvalue()
 
 
 def issues_frame(columns: dict[str, list]) -> Any:

@@ -5,8 +5,6 @@ drill-down's allowed thumbnails). The page's callbacks (labels/page.py) call the
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,8 @@ from epochscope.run import Run
 
 #: images shown with thumbnails (the CSV export holds the whole ranking)
 CARDS = 24
+#: about the most ranking rows a callback's CSV reply holds under the default 32 MB cap
+CSV_REPLY_ROWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,11 @@ def train_issues_view(
         f"label, averaged over {span} (of the augmented views it trained on), most likely "
         f"wrong first; showing {len(cards)} (the CSV has them all)"
     )
+    if total > CSV_REPLY_ROWS:  # the button's reply is capped (EPOCHSCOPE_MAX_REPLY_MB)
+        summary += (
+            f"; for all {total:,} rows as CSV: GET /api/v1/label-issues.csv?run={run.name}"
+            f"&epoch={epoch}&split=train"
+        )
     at = train_labels.cut(run, None, epoch)
     if at is not None:
         summary += (
@@ -161,11 +166,7 @@ def reliability_view(run: Run, epoch: int, group: str | None = "all") -> go.Figu
 def issues_csv(columns: dict[str, list]) -> str:
     """The ranking as CSV, a header of the column names, one image a row (for a relabelling
     tool: the given label and the suggested one, by index and by name)."""
-    buf = io.StringIO()
-    out = csv.writer(buf, lineterminator="\n")
-    out.writerow(list(columns))
-    out.writerows(zip(*columns.values(), strict=True))
-    return buf.getvalue()
+    return labels.csv_text(columns)
 
 
 def group_options(run: Run) -> list[dict[str, str]]:

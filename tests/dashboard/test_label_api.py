@@ -4,6 +4,8 @@ run logged through ``epochscope.init`` and a copy whose last epoch predates the 
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
 from pathlib import Path
 
@@ -92,6 +94,26 @@ def test_training_label_issues_over_http_are_the_runs_ranking(tmp_path: Path, mo
     expected = epochscope.open_run(run_dir).training_label_issues(2, 3, limit=5)
     part = client.get("/api/v1/label-issues?run=dyn&split=train&first=2&last=3&limit=5")
     assert [row["index"] for row in part.get_json()] == expected["index"].tolist()
+    # the whole ranking as a streamed CSV download (what the page's link fetches)
+    csv_reply = client.get("/api/v1/label-issues.csv?run=dyn&split=train")
+    assert csv_reply.status_code == 200 and csv_reply.is_streamed
+    assert "dyn-epoch0003-train-label-issues.csv" in csv_reply.headers["Content-Disposition"]
+    whole = epochscope.open_run(run_dir).training_label_issues()
+    table = list(csv.reader(io.StringIO(csv_reply.get_data(as_text=True))))
+    assert table[0] == list(ISSUE_COLUMNS) and len(table) == 1 + 400
+    assert [int(r[0]) for r in table[1:]] == whole["index"].tolist()
+    one = client.get("/api/v1/label-issues.csv?run=dyn&split=train&label=2&epoch=2")
+    rows = list(csv.reader(io.StringIO(one.get_data(as_text=True))))[1:]
+    want = epochscope.open_run(run_dir).training_label_issues(last=2)
+    assert [int(r[0]) for r in rows] == want[want["label"] == 2]["index"].tolist()
+    val = client.get("/api/v1/label-issues.csv?run=dyn")  # the validation ranking too
+    assert val.status_code == 200 and val.get_data(as_text=True).startswith("index,")
+    for query, status, message in (
+        ("label-issues.csv?run=plain&split=train", 409, TRAIN_STATS_MISSING),
+        ("label-issues.csv?run=dyn&split=train&label=9", 400, "label must be between"),
+    ):
+        r = client.get(f"/api/v1/{query}")
+        assert r.status_code == status and message in r.get_json()["error"], r.get_json()
     for query, status, message in (
         ("run=plain&split=train", 409, TRAIN_STATS_MISSING),
         ("run=dyn&split=test", 400, "split must be val or train"),
