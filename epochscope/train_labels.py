@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -111,7 +112,11 @@ def dynamics(run: Run, first: int | None = None, last: int | None = None) -> Tra
         # with threshold samples the step trained on one class more: 'other' may be it
         n, c = len(labels), run.num_classes + (1 if len(threshold_rows(run)) else 0)
         pairs = ((e, reader.load_train_stats(run.path, e, n, c)) for e in epochs)
-        return summarise(pairs, n)
+        d = summarise(pairs, n)
+        if c == run.num_classes:
+            return d
+        # the threshold samples' fake class is never a suggestion
+        return replace(d, suggested=np.where(d.suggested < run.num_classes, d.suggested, -1))
 
     return run.memo(("train_dynamics", epochs), build)
 
@@ -218,7 +223,6 @@ def _columns(run: Run, d: TrainingDynamics, order: np.ndarray, at: float | None)
     names = run.names
     score = issue_scores(d)
     sug = d.suggested[order]
-    sug = np.where(sug < len(names), sug, -1)  # the threshold samples' fake class: no label
     flagged = [None] * len(order) if at is None else (d.aum[order] <= at).tolist()
     return {
         "index": order.tolist(),
@@ -262,10 +266,7 @@ def map_arrays(run: Run, first: int | None = None, last: int | None = None) -> d
     (:data:`epochscope.analysis.training_dynamics.MAP_COLUMNS`) and ``band``, as arrays."""
     d = dynamics(run, first, last)
     labels, _ = train_index(run)
-    columns = d.columns()
-    fake = columns["suggested"] >= run.num_classes  # threshold samples' class: no label
-    columns["suggested"] = np.where(fake, -1, columns["suggested"])
-    return {"index": np.arange(len(labels)), "label": labels, **columns, "band": bands(d)}
+    return {"index": np.arange(len(labels)), "label": labels, **d.columns(), "band": bands(d)}
 
 
 def frame(columns: dict[str, Any]) -> Any:

@@ -296,12 +296,13 @@ def train(session: RunSession, dist_info: DistInfo) -> None:
     # the data's index first (image folders or a prepared store): a bad --data fails before
     # anything is created in RUNS
     index = fastdata.discover_any(args.data, args.val_fraction)
-    label_edits.apply(index, getattr(args, "exclude", None), getattr(args, "relabel", None))
+    given = (getattr(args, "exclude", None), getattr(args, "relabel", None))
+    early = label_edits.apply(index, *given)  # a bad edit file fails before RUNS is touched
     # one trainer per run directory; start or resume (the run's saved settings from here on)
     checkpoint = session.open((CHECKPOINT_SUFFIX,), load_checkpoint)
     args = session.args
-    index, edits = label_edits.apply(index, getattr(args, "exclude", None),
-                                     getattr(args, "relabel", None))  # fmt: skip
+    saved = (getattr(args, "exclude", None), getattr(args, "relabel", None))
+    index, edits = early if saved == given else label_edits.apply(index, *saved)  # read once
     share = getattr(args, "threshold_samples", None)
     trained, edits = label_edits.threshold_samples(index, edits, share, args.seed)
     loader_plan = fastdata.plan_for(trained, args)

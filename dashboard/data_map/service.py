@@ -208,7 +208,7 @@ def image_detail(
         path=paths[index],
         thumbnail=file_thumbnail(thumbnail_source(run, allowed).root, paths[index]),
         label=run.names[int(labels[index])],
-        suggested=run.names[sug] if 0 <= sug < len(run.names) else "-",  # C: the fake class
+        suggested=run.names[sug] if sug >= 0 else "-",
         numbers=numbers,
         history=train_labels.history(run, index, None, last),
     )

@@ -64,10 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def train(session: RunSession) -> None:
     index = discover(session.args.data, session.args.val_fraction)  # before RUNS is touched
-    label_edits.apply(index, session.args.exclude, session.args.relabel)  # refused early too
+    given = (session.args.exclude, session.args.relabel)
+    early = label_edits.apply(index, *given)  # a bad edit file fails before RUNS is touched
     state = session.open(ckpt.SUFFIXES, ckpt.load)
     args = session.args
-    index, edits = label_edits.apply(index, args.exclude, args.relabel)
+    saved = (args.exclude, args.relabel)
+    index, edits = early if saved == given else label_edits.apply(index, *saved)  # read once
     devices = contexts(args.device, args.num_devices)
     if args.batch_size < len(devices):
         raise UsageError(f"--batch-size {args.batch_size} is below the {len(devices)} devices")
